@@ -1,0 +1,35 @@
+"""The plugin's settings: the `Pacs` section of Orthanc's configuration,
+overridden by the PACS_* environment variables of SPEC.md."""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    storage_dir: Path
+    database_url: str
+    reconcile_interval: float
+    min_free_disk_mb: int
+    log_level: str
+    admin_password: str
+
+    @classmethod
+    def from_configuration(cls, configuration, environ=None):
+        environ = os.environ if environ is None else environ
+        pacs = configuration.get("Pacs", {})
+        data_dir = Path(pacs.get("DataDir") or environ.get("PACS_DATA_DIR") or "data").resolve()
+        storage = Path(configuration.get("StorageDirectory") or data_dir / "orthanc")
+        database_url = (environ.get("PACS_DATABASE_URL") or pacs.get("DatabaseUrl")
+                        or f"sqlite:///{data_dir / 'pacs.sqlite'}")
+        return cls(
+            data_dir=data_dir,
+            storage_dir=storage,
+            database_url=database_url,
+            reconcile_interval=float(pacs.get("ReconcileIntervalSeconds", 900)),
+            min_free_disk_mb=int(pacs.get("MinFreeDiskMB", 500)),
+            log_level=str(pacs.get("LogLevel", "INFO")),
+            admin_password=environ.get("PACS_ADMIN_PASSWORD", ""),
+        )

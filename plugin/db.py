@@ -1,0 +1,63 @@
+"""The plugin database: peewee over SQLite (default) or PostgreSQL.
+
+Orthanc serves HTTP on many threads at once. SQLite gets one connection per
+thread (peewee's default), WAL so readers never wait for the ingest writer,
+and a busy timeout so concurrent writers queue instead of failing.
+PostgreSQL gets a bounded pool; each request borrows a connection for its
+duration (`connection_scope`) so 50 HTTP threads cannot exhaust it.
+"""
+
+import contextlib
+from pathlib import Path
+
+from peewee import DatabaseProxy, Model, SqliteDatabase
+from playhouse import db_url
+
+database = DatabaseProxy()
+
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "busy_timeout": 10000,
+    "synchronous": "normal",
+    "foreign_keys": 1,
+}
+POOL_SIZE = 16
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+def open_database(url):
+    """Open the database named by ``url`` and bind the models to it."""
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///"):])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = SqliteDatabase(str(path), pragmas=SQLITE_PRAGMAS)
+    elif url.startswith(("postgresql://", "postgres://")):
+        scheme, rest = url.split("://", 1)
+        db = db_url.connect(f"{scheme}+pool://{rest}", max_connections=POOL_SIZE,
+                            stale_timeout=300, timeout=10)
+    else:
+        raise ValueError("database URL must start with sqlite:/// or postgresql://")
+    database.initialize(db)
+    return db
+
+
+def is_pooled():
+    return not isinstance(database.obj, SqliteDatabase)
+
+
+def connection_scope():
+    """Borrow a pooled connection for one unit of work (PostgreSQL only)."""
+    if is_pooled():
+        return database.connection_context()
+    return contextlib.nullcontext()
+
+
+def check():
+    """Raise if the database does not answer a trivial query."""
+    with connection_scope():
+        database.execute_sql("SELECT 1").fetchone()

@@ -1,0 +1,57 @@
+"""GET /pacs/health: is each part of the PACS working? No login, no patient data."""
+
+import logging
+import shutil
+
+from plugin import db
+from plugin.http import Response
+
+LOGGER = logging.getLogger(__name__)
+
+
+def health_report(host, settings):
+    """(HTTP status, body): 200 when every part is ok, 503 naming what is not."""
+    report = {"status": "ok", "database": _database_state(), "orthanc": _orthanc_state(host)}
+    report.update(_disk_state(settings))
+    failing = [part for part in ("database", "orthanc", "disk") if report[part] != "ok"]
+    if failing:
+        report["status"] = "failing"
+        report["failing"] = failing
+    return (503 if failing else 200), report
+
+
+def _database_state():
+    try:
+        db.check()
+        return "ok"
+    except Exception as error:  # any driver error means "not ok", never a 500
+        LOGGER.warning("event=health_database_failed error=%r", error)
+        return "unavailable"
+
+
+def _orthanc_state(host):
+    try:
+        return "ok" if host.get_json("/system") else "unavailable"
+    except Exception as error:
+        LOGGER.warning("event=health_orthanc_failed error=%r", error)
+        return "unavailable"
+
+
+def _disk_state(settings):
+    try:
+        usage = shutil.disk_usage(settings.storage_dir)
+    except OSError:
+        return {"disk": "unavailable"}
+    free_mb = usage.free // (1024 * 1024)
+    return {
+        "disk": "ok" if free_mb >= settings.min_free_disk_mb else "low",
+        "disk_free_mb": free_mb,
+        "disk_free_percent": round(100.0 * usage.free / usage.total, 1) if usage.total else 0.0,
+    }
+
+
+def register(router, host, settings):
+    @router.route("GET", "/pacs/health")
+    def health(request):
+        status, body = health_report(host, settings)
+        return Response.json(body, status, headers={"Cache-Control": "no-store"})

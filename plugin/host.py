@@ -1,0 +1,86 @@
+"""The host adapter: the only module that imports Orthanc's `orthanc` module.
+
+It turns Orthanc's callbacks into plain calls on the `App` (requests as
+`plugin.http.Request`, change events as strings) and gives the rest of the
+code a small `OrthancHost` to ask Orthanc things. Everything else is plain
+Python that tests drive without Orthanc.
+"""
+
+import json
+import logging
+
+import orthanc
+
+from plugin.app import create_app
+from plugin.http import Request, Response
+
+LOGGER = logging.getLogger(__name__)
+
+# Only the changes the PACS acts on; NEW_INSTANCE (one per stored image) and
+# the rest return at the first dictionary look-up.
+_CHANGES = {
+    orthanc.ChangeType.STABLE_STUDY: "stable_study",
+    orthanc.ChangeType.DELETED: "deleted",
+    orthanc.ChangeType.ORTHANC_STARTED: "orthanc_started",
+    orthanc.ChangeType.ORTHANC_STOPPED: "orthanc_stopped",
+}
+_LEVELS = {
+    orthanc.ResourceType.PATIENT: "patient",
+    orthanc.ResourceType.STUDY: "study",
+    orthanc.ResourceType.SERIES: "series",
+    orthanc.ResourceType.INSTANCE: "instance",
+}
+
+
+class OrthancHost:
+    """What the PACS may ask of Orthanc. Keep every call short: an SDK call
+    holds the GIL (and so every Python request) for its whole length."""
+
+    def configuration(self):
+        return json.loads(orthanc.GetConfiguration())
+
+    def get_json(self, path):
+        """GET a REST resource as JSON; None if Orthanc does not have it."""
+        try:
+            return json.loads(orthanc.RestApiGet(path))
+        except orthanc.OrthancException as error:
+            if error.args and error.args[0] == orthanc.ErrorCode.UNKNOWN_RESOURCE:
+                return None
+            raise
+
+
+def _request_from(method, uri, req):
+    return Request.from_orthanc(method, uri, req.get("get"), req.get("headers"), req.get("body"))
+
+
+def _send(output, response: Response):
+    if response.status == 405:  # Orthanc reserves 405 to this call
+        output.SendMethodNotAllowed(response.headers.get("Allow", ""))
+        return
+    for name, value in response.headers.items():
+        output.SetHttpHeader(name, value)
+    if response.status == 200:
+        output.AnswerBuffer(response.body, response.content_type)
+        return
+    # SendHttpStatus takes a str and its length in characters: 7-bit only.
+    text = response.body.decode("utf-8", "replace").encode("ascii", "xmlcharrefreplace").decode("ascii")
+    output.SetHttpHeader("Content-Type", response.content_type)
+    output.SendHttpStatus(response.status, text, len(text))
+
+
+def serve():
+    """Create the PACS and register its callbacks with Orthanc."""
+    app = create_app(OrthancHost())
+
+    def on_rest(output, uri, **req):
+        _send(output, app.handle(_request_from(req["method"], uri, req)))
+
+    def on_change(change_type, level, resource_id):
+        change = _CHANGES.get(change_type)
+        if change is not None:
+            app.on_change(change, _LEVELS.get(level), resource_id)
+
+    orthanc.RegisterRestCallback("/pacs", on_rest)
+    orthanc.RegisterRestCallback("/pacs/(.*)", on_rest)
+    orthanc.RegisterOnChangeCallback(on_change)
+    return app

@@ -1,0 +1,160 @@
+"""Keeps the study index equal to what Orthanc holds.
+
+Orthanc's change callback runs on its one change thread for every stored
+instance, so `on_change` only puts work on a queue. One worker thread does
+the work, in order: it reads the study from Orthanc (short SDK calls, never
+on an HTTP thread) and writes the index.
+
+Nothing is lost across crashes: at start-up and then periodically,
+`reconcile` walks Orthanc's studies and re-indexes any whose LastUpdate
+differs from the index, and drops rows whose study is gone.
+"""
+
+import logging
+import queue
+import threading
+import time
+
+from plugin import db, studyindex
+
+LOGGER = logging.getLogger(__name__)
+
+RECONCILE_PAGE = 200
+
+
+class Ingest:
+    def __init__(self, host, reconcile_interval=900.0, clock=time.monotonic):
+        self._host = host
+        self._interval = reconcile_interval
+        self._clock = clock
+        self._queue = queue.Queue()
+        self._thread = None
+
+    # --- called on Orthanc's change thread: enqueue only -------------------
+
+    def on_change(self, change, level, resource_id):
+        if change == "stable_study":
+            self._queue.put(("index", resource_id, self._clock()))
+        elif change == "deleted" and level == "study":
+            self._queue.put(("remove", resource_id, self._clock()))
+        elif change == "deleted" and level == "series":
+            self._queue.put(("series_deleted", resource_id, self._clock()))
+        elif change == "orthanc_started":
+            self.start()
+        elif change == "orthanc_stopped":
+            self.stop()
+
+    # --- worker -------------------------------------------------------------
+
+    def start(self):
+        """Start the worker; its first task is a reconcile."""
+        if self._thread is not None:
+            return
+        self._queue.put(("reconcile", None, self._clock()))
+        self._thread = threading.Thread(target=self._run, name="pacs-ingest", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout=10.0):
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join(timeout)
+        self._thread = None
+
+    def wait_idle(self):
+        """Block until every queued task is done (tests and tools)."""
+        self._queue.join()
+
+    def _run(self):
+        next_reconcile = self._clock() + self._interval
+        while True:
+            try:
+                task = self._queue.get(timeout=max(0.0, next_reconcile - self._clock()))
+            except queue.Empty:
+                task = ("reconcile", None, self._clock())
+                self._queue.put(task)
+                continue
+            try:
+                if task is None:
+                    return
+                if task[0] == "reconcile":
+                    next_reconcile = self._clock() + self._interval
+                self._perform(*task)
+            except Exception:
+                LOGGER.exception("event=ingest_task_failed task=%s id=%s", task[0], task[1])
+            finally:
+                self._queue.task_done()
+
+    def _perform(self, kind, resource_id, queued_at):
+        with db.connection_scope():
+            if kind == "index":
+                self.index_study(resource_id, queued_at)
+            elif kind == "remove":
+                self.remove_study(resource_id)
+            elif kind == "series_deleted":
+                self.series_deleted(resource_id)
+            elif kind == "reconcile":
+                self.reconcile()
+
+    # --- the work itself (callable directly) ---------------------------------
+
+    def index_study(self, orthanc_id, queued_at=None, study=None):
+        """(Re-)index one study; remove it from the index if Orthanc lost it."""
+        started = self._clock()
+        study = study or self._host.get_json(f"/studies/{orthanc_id}")
+        series = self._host.get_json(f"/studies/{orthanc_id}/series") if study else None
+        if study is None or series is None:
+            self.remove_study(orthanc_id)
+            return None
+        summary = studyindex.summarise(study, series)
+        row = studyindex.store(summary)
+        done = self._clock()
+        LOGGER.info("event=study_indexed orthanc_id=%s study_uid=%s series=%d instances=%d "
+                    "took_ms=%.1f waited_ms=%.1f", orthanc_id, summary.study_instance_uid,
+                    len(summary.series), summary.instance_count, (done - started) * 1000,
+                    (started - (queued_at or started)) * 1000)
+        return row
+
+    def remove_study(self, orthanc_id):
+        if studyindex.remove(orthanc_id):
+            LOGGER.info("event=study_removed orthanc_id=%s", orthanc_id)
+
+    def series_deleted(self, series_orthanc_id):
+        """A series went away: refresh its study (which may be gone too)."""
+        study_id = studyindex.study_of_series(series_orthanc_id)
+        if study_id:
+            self.index_study(study_id)
+
+    def reconcile(self):
+        """Make the index equal to Orthanc: index what differs, drop what is gone."""
+        started = self._clock()
+        known = studyindex.indexed_versions()
+        seen, indexed, since = set(), 0, 0
+        while True:
+            page = self._host.get_json(f"/studies?expand&since={since}&limit={RECONCILE_PAGE}") or []
+            for study in page:
+                seen.add(study["ID"])
+                if known.get(study["ID"]) != study.get("LastUpdate") and study.get("IsStable", True):
+                    if self._index_safely(study):
+                        indexed += 1
+            if len(page) < RECONCILE_PAGE:
+                break
+            since += len(page)
+        removed = 0
+        for orthanc_id in set(known) - seen:
+            # Paging by offset can skip a study when another is deleted
+            # meanwhile: confirm before dropping anything.
+            if self._host.get_json(f"/studies/{orthanc_id}") is None:
+                self.remove_study(orthanc_id)
+                removed += 1
+        LOGGER.info("event=reconcile_done studies=%d indexed=%d removed=%d took_ms=%.1f",
+                    len(seen), indexed, removed, (self._clock() - started) * 1000)
+        return {"studies": len(seen), "indexed": indexed, "removed": removed}
+
+    def _index_safely(self, study):
+        """One bad study must not stop a reconcile."""
+        try:
+            return self.index_study(study["ID"], study=study) is not None
+        except Exception:
+            LOGGER.exception("event=study_index_failed orthanc_id=%s", study["ID"])
+            return False

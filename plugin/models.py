@@ -1,0 +1,63 @@
+"""The study index as the plugin uses it today (the schema itself is built by
+plugin/migrations)."""
+
+from peewee import (CharField, DateField, DateTimeField, ForeignKeyField,
+                    IntegerField, TextField)
+
+from plugin.db import BaseModel
+
+STATUSES = ("scheduled", "arrived", "in_progress", "final", "amended", "cancelled")
+PRIORITIES = ("routine", "urgent", "stat")
+
+
+class Patient(BaseModel):
+    orthanc_id = CharField(max_length=64, unique=True)
+    patient_id = TextField(index=True)
+    name = TextField()
+    birth_date = DateField(null=True)
+    sex = TextField()
+    updated_at = DateTimeField()
+
+    class Meta:
+        table_name = "patient"
+
+
+class Study(BaseModel):
+    orthanc_id = CharField(max_length=64, unique=True, null=True)
+    study_instance_uid = TextField(index=True)
+    patient = ForeignKeyField(Patient, backref="studies", null=True, on_delete="CASCADE")
+    accession_number = TextField(index=True)
+    study_date = DateField(null=True, index=True)
+    study_time = TextField()
+    description = TextField()
+    referring_physician = TextField()
+    institution_name = TextField()
+    modalities = TextField()
+    body_parts = TextField()
+    series_count = IntegerField(default=0)
+    instance_count = IntegerField(default=0)
+    orthanc_last_update = CharField(max_length=32)
+    status = CharField(max_length=16, default="arrived", index=True)
+    priority = CharField(max_length=16, default="routine", index=True)
+    arrived_at = DateTimeField(null=True, index=True)
+    indexed_at = DateTimeField()
+
+    class Meta:
+        table_name = "study"
+
+
+class Series(BaseModel):
+    orthanc_id = CharField(max_length=64, unique=True)
+    study = ForeignKeyField(Study, backref="series", on_delete="CASCADE")
+    series_instance_uid = TextField()
+    number = IntegerField(null=True)
+    modality = TextField()
+    description = TextField()
+    body_part = TextField()
+    instance_count = IntegerField(default=0)
+
+    class Meta:
+        table_name = "series"
+
+
+INDEX_MODELS = (Patient, Study, Series)
