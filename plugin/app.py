@@ -32,8 +32,13 @@ class App:
 def create_app(host, environ=None):
     settings = Settings.from_configuration(host.configuration(), environ)
     logs.configure(settings.log_level)
-    database = db.open_database(settings.database_url)
-    migrations.migrate(database)
+    try:
+        database = db.open_database(settings.database_url)
+        migrations.migrate(database)
+    except Exception as error:
+        LOGGER.error("event=database_unavailable url=%s error=%s",
+                     db.redact(settings.database_url), str(error).strip().replace("\n", " "))
+        raise
     LOGGER.info("event=plugin_ready database=%s data_dir=%s",
                 settings.database_url.split("://", 1)[0], settings.data_dir)
     return App(host, settings)

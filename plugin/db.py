@@ -8,6 +8,7 @@ duration (`connection_scope`) so 50 HTTP threads cannot exhaust it.
 """
 
 import contextlib
+import re
 from pathlib import Path
 
 from peewee import DatabaseProxy, Model, SqliteDatabase
@@ -44,6 +45,11 @@ def open_database(url):
         raise ValueError("database URL must start with sqlite:/// or postgresql://")
     database.initialize(db)
     return db
+
+
+def redact(url):
+    """The URL without its password, for logs."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
 def is_pooled():

@@ -1,0 +1,78 @@
+"""The plugin's HTTP layer without Orthanc: decoding, routing, JSON errors."""
+
+import json
+
+from plugin.http import HttpError, Request, Response, Router
+
+
+def make_router():
+    router = Router()
+
+    @router.route("GET", "/pacs/api/studies/{uid}")
+    def one_study(request, uid):
+        return Response.json({"uid": uid, "q": request.query.get("q")})
+
+    @router.route("POST", "/pacs/api/echo")
+    def echo(request):
+        return Response.json(request.json())
+
+    @router.route("GET", "/pacs/boom")
+    def boom(request):
+        raise RuntimeError("bug")
+
+    return router
+
+
+def body(response):
+    return json.loads(response.body)
+
+
+def test_query_values_are_url_decoded():
+    """Orthanc 1.10.1 passes them still %-encoded."""
+    request = Request.from_orthanc("GET", "/x", {"q": "SMI%2A", "name": "M%C3%BCller+Anna"}, {}, None)
+    assert request.query == {"q": "SMI*", "name": "Müller Anna"}
+
+
+def test_route_parameters_and_query():
+    response = make_router().dispatch(Request("GET", "/pacs/api/studies/1.2.3", {"q": "a"}))
+    assert response.status == 200
+    assert body(response) == {"uid": "1.2.3", "q": "a"}
+
+
+def test_unknown_route_is_404_json():
+    response = make_router().dispatch(Request("GET", "/pacs/api/nothing"))
+    assert response.status == 404
+    assert "no such route" in body(response)["error"]
+
+
+def test_wrong_method_is_405_with_allow():
+    response = make_router().dispatch(Request("DELETE", "/pacs/api/echo"))
+    assert response.status == 405
+    assert response.headers["Allow"] == "POST"
+
+
+def test_bad_json_bodies_are_400_or_413():
+    router = make_router()
+    for raw, status in [(b"{not json", 400), (b"[1, 2]", 400), (b"\xff\xfe", 400),
+                        (b'{"a": "' + b"x" * (2 * 1024 * 1024) + b'"}', 413)]:
+        response = router.dispatch(Request("POST", "/pacs/api/echo", body=raw))
+        assert response.status == status, raw[:20]
+        assert body(response)["error"]
+
+
+def test_handler_bug_is_500_json_without_details():
+    response = make_router().dispatch(Request("GET", "/pacs/boom"))
+    assert response.status == 500
+    assert body(response) == {"error": "internal error"}
+
+
+def test_error_bodies_are_ascii():
+    """Orthanc's SendHttpStatus counts characters: non-200 bodies stay 7-bit."""
+    response = Response.error(400, "Müller ∑ 山田")
+    response.body.decode("ascii")
+    assert body(response)["error"] == "Müller ∑ 山田"
+
+
+def test_http_error_carries_headers():
+    error = HttpError(401, "login required", {"WWW-Authenticate": "Bearer"})
+    assert error.headers == {"WWW-Authenticate": "Bearer"}

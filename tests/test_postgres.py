@@ -1,0 +1,68 @@
+"""The plugin database on PostgreSQL (scale-out), against the machine's server.
+
+Skipped, with the reason, where PostgreSQL is not reachable on 127.0.0.1:5432.
+"""
+
+import uuid
+
+import psycopg2
+import pytest
+
+import dicomgen
+from pacs_server import PacsServer
+
+ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
+
+
+def _admin():
+    conn = psycopg2.connect(ADMIN_DSN)
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture
+def pg_database():
+    try:
+        conn = _admin()
+    except psycopg2.OperationalError as error:
+        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432: {error}")
+    name = f"pacs_test_{uuid.uuid4().hex[:12]}"
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    conn.close()
+
+
+def _study_row(url, study_uid):
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT s.instance_count, s.modalities, p.name FROM study s "
+                    "JOIN patient p ON p.id = s.patient_id WHERE s.study_instance_uid = %s", (study_uid,))
+        return cur.fetchone()
+
+
+def test_index_on_postgresql_survives_restart(pg_database, tmp_path):
+    server = PacsServer(tmp_path / "pacs", environ={"PACS_DATABASE_URL": pg_database}).start()
+    try:
+        assert server.get("/pacs/health").json()["database"] == "ok"
+        spec = dicomgen.StudySpec(patient_name="Ωμέγα^Άλφα", charset="ISO_IR 192")
+        server.storescu(dicomgen.write(dicomgen.mr_series(spec, slices=5), tmp_path / "dcm"))
+        row = server.wait_for(lambda: _study_row(pg_database, spec.study_uid), what="study in PostgreSQL")
+        assert row == (5, "MR", "Ωμέγα^Άλφα")
+        server.restart()  # migrations already applied: start-up must not fail
+        assert _study_row(pg_database, spec.study_uid) == (5, "MR", "Ωμέγα^Άλφα")
+        assert not (tmp_path / "pacs" / "pacs.sqlite").exists()
+    finally:
+        server.stop()
+
+
+def test_unreachable_database_stops_start_up_with_a_clear_log(tmp_path):
+    server = PacsServer(tmp_path / "pacs",
+                        environ={"PACS_DATABASE_URL": "postgresql://nobody:secret@127.0.0.1:1/none"})
+    with pytest.raises(RuntimeError, match="exited"):
+        server.start(timeout=30)
+    log = server.log_text()
+    assert "event=database_unavailable url=postgresql://nobody:***@127.0.0.1:1/none" in log
+    assert "secret" not in log
