@@ -1,0 +1,490 @@
+"""The audit trail: who did what, to which study, when, and with what outcome.
+
+Append-only and tamper-evident: every entry is chained to the one before it
+by ``hash = sha256(prev_hash + canonical)`` (hex), where ``prev_hash`` is the
+previous entry's hash (64 zeros for the first entry) and ``canonical`` is
+the UTF-8 text of::
+
+    json.dumps({"action": ..., "address": ..., "at": ..., "details": ...,
+                "outcome": ..., "role": ..., "study_uid": ..., "username": ...},
+               sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+with ``at`` written ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC) and ``details`` the
+stored JSON text as it is. The id is not hashed (the database assigns it
+after the hash is computed); the order is held by the ``prev_hash`` links.
+Editing, deleting, inserting or moving an entry breaks the chain where it
+happened. Two things no keyless chain can show: entries cut off the end,
+and a chain rewritten from some point on. Keep the head hash that `verify`
+reports somewhere else to catch both.
+
+The chain stays linear because appends are serialised: a lock within the
+process and a database lock across processes and nodes (SQLite's
+``BEGIN IMMEDIATE``, a PostgreSQL transaction-scoped advisory lock).
+
+Image retrieval is audited from the HTTP filter, which runs for every frame:
+`record_image_access` touches memory only (a throttle dict and a queue) and a
+writer thread appends what is queued, in batches.
+
+Command line: ``python -m plugin.audit verify [--database-url URL]``.
+"""
+
+import argparse
+import collections
+import contextlib
+import csv
+import datetime
+import hashlib
+import io
+import json
+import logging
+import os
+import queue
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from peewee import BigAutoField, DateTimeField, SqliteDatabase, TextField
+
+from plugin import db
+from plugin.db import BaseModel, database
+
+LOGGER = logging.getLogger(__name__)
+
+ACTIONS = frozenset({
+    # sign-in and accounts
+    "login", "logout", "login_failed", "lockout", "access_denied",
+    "password_changed", "password_reset", "user_created", "user_updated",
+    "user_disabled", "user_enabled", "user_unlocked", "apikey_created", "apikey_revoked",
+    # studies and reports
+    "study_viewed", "images_retrieved", "report_saved", "report_finalized",
+    "report_addended", "report_printed", "export", "send", "delete",
+    # the audit trail itself
+    "audit_exported", "audit_verified",
+})
+OUTCOMES = frozenset({"success", "failure", "denied", "error"})
+HASHED_FIELDS = ("at", "username", "role", "address", "action", "study_uid", "outcome", "details")
+CSV_COLUMNS = ("id",) + HASHED_FIELDS + ("prev_hash", "hash")
+GENESIS_HASH = "0" * 64
+
+MAX_PAGE_SIZE = 500
+MAX_TEXT = 1024  # a login name typed by an attacker must not bloat the log
+MAX_DETAILS = 64 * 1024
+QUEUE_LIMIT = 100_000
+WRITE_BATCH = 500
+WRITE_ATTEMPTS = 3
+RETRY_DELAY = 1.0
+MAX_THROTTLE_KEYS = 100_000
+
+_ADVISORY_LOCK_KEY = 0x4155_4454  # "AUDT"; migrations use "PACS"
+_APPEND_LOCK = threading.Lock()
+_STOP = object()
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+class AuditEntry(BaseModel):
+    id = BigAutoField()
+    at = DateTimeField(index=True)  # naive UTC
+    username = TextField(index=True)
+    role = TextField()
+    address = TextField()
+    action = TextField(index=True)
+    study_uid = TextField(index=True)
+    outcome = TextField()
+    details = TextField()  # JSON
+    prev_hash = TextField()
+    hash = TextField()
+
+    class Meta:
+        table_name = "audit_log"
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    checked: int  # entries examined, the failing one included
+    first_bad_id: int | None
+    message: str
+    last_hash: str = ""  # hash of the last entry that verified
+
+
+class AuditLog:
+    def __init__(self, window_seconds=300, clock=time.time):
+        self._window = window_seconds
+        self._clock = clock
+        self._queue = queue.Queue(maxsize=QUEUE_LIMIT)
+        self._thread = None
+        self._lock = threading.Lock()  # guards _seen and _dropped
+        self._seen = collections.OrderedDict()  # (username, study_uid) -> time, oldest first
+        self._dropped = 0
+
+    # --- appending ---------------------------------------------------------
+
+    def record(self, action, *, username="", role="", address="", study_uid="",
+               outcome="success", details=None):
+        """Append one entry now and return it.
+
+        Inside a caller's transaction the entry commits or rolls back with
+        it (a user change and its audit entry, say) and the chain stays
+        locked until that transaction ends. The in-process lock is skipped
+        there: taking it while holding SQLite's write lock could make
+        another thread wait on us for the database's busy timeout.
+        """
+        content = self._content(action, username, role, address, study_uid, outcome, details)
+        with _connection():
+            if database.in_transaction():
+                return _append([content])[0]
+            with _APPEND_LOCK:
+                return _append([content])[0]
+
+    def record_async(self, action, *, username="", role="", address="", study_uid="",
+                     outcome="success", details=None):
+        """Queue one entry for the writer thread; never touches the database.
+
+        Returns False when the queue is full: the entry is dropped, and the
+        writer logs how many were.
+        """
+        content = self._content(action, username, role, address, study_uid, outcome, details)
+        try:
+            self._queue.put_nowait(content)
+        except queue.Full:
+            with self._lock:
+                self._dropped += 1
+            return False
+        return True
+
+    def record_image_access(self, username, role, address, study_uid):
+        """Audit an image request from the HTTP filter: memory only.
+
+        Queues ``images_retrieved`` at most once per (username, study_uid)
+        per window in this process; returns whether it queued one.
+        """
+        now = self._clock()
+        key = (username, study_uid)
+        with self._lock:
+            last = self._seen.get(key)
+            if last is not None and 0 <= now - last < self._window:
+                return False
+            self._seen[key] = now
+            self._seen.move_to_end(key)
+            self._prune(now)
+        return self.record_async("images_retrieved", username=username, role=role,
+                                 address=address, study_uid=study_uid)
+
+    def _prune(self, now):
+        """Forget keys older than the window, oldest first: amortised O(1)."""
+        horizon = now - self._window
+        while self._seen:
+            oldest = next(iter(self._seen.values()))
+            if oldest > horizon and len(self._seen) <= MAX_THROTTLE_KEYS:
+                return
+            self._seen.popitem(last=False)
+
+    def _content(self, action, username, role, address, study_uid, outcome, details):
+        if action not in ACTIONS:
+            raise ValueError(f"unknown audit action: {action!r}")
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown audit outcome: {outcome!r}")
+        at = datetime.datetime.fromtimestamp(self._clock(), datetime.timezone.utc)
+        return {
+            "at": at.replace(tzinfo=None),
+            "username": _clean(username),
+            "role": _clean(role),
+            "address": _clean(address),
+            "action": action,
+            "study_uid": _clean(study_uid),
+            "outcome": outcome,
+            "details": _details_text(details),
+        }
+
+    # --- the writer thread ---------------------------------------------------
+
+    def start(self):
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="pacs-audit", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout=10.0):
+        """Write everything queued so far, then end the writer."""
+        if self._thread is None:
+            return
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+        self._thread = None
+
+    def flush(self):
+        """Block until every queued entry is written (tests and tools)."""
+        if self._thread is None:
+            raise RuntimeError("the audit writer is not started")
+        self._queue.join()
+
+    def _run(self):
+        while True:
+            batch = self._next_batch()
+            stopping = batch[-1] is _STOP
+            try:
+                self._write(batch[:-1] if stopping else batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+            if stopping:
+                return
+
+    def _next_batch(self):
+        batch = [self._queue.get()]
+        while batch[-1] is not _STOP and len(batch) < WRITE_BATCH:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _write(self, contents):
+        """Append a batch, retrying a few times; log what cannot be written."""
+        self._report_dropped()
+        if not contents:
+            return
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                with db.connection_scope(), _APPEND_LOCK:
+                    _append(contents)
+                return
+            except Exception:
+                LOGGER.exception("event=audit_write_failed entries=%d attempt=%d",
+                                 len(contents), attempt)
+                if attempt < WRITE_ATTEMPTS:
+                    time.sleep(RETRY_DELAY * attempt)
+        for content in contents:  # details may hold patient data: left out
+            LOGGER.error("event=audit_entry_lost at=%s action=%s username=%r study_uid=%s outcome=%s",
+                         format_at(content["at"]), content["action"], content["username"],
+                         content["study_uid"], content["outcome"])
+
+    def _report_dropped(self):
+        with self._lock:
+            dropped, self._dropped = self._dropped, 0
+        if dropped:
+            LOGGER.error("event=audit_queue_full dropped=%d", dropped)
+
+    # --- reading -----------------------------------------------------------
+
+    def verify(self, batch=1000):
+        """Walk the whole chain in id order, recomputing every hash and link."""
+        started = time.monotonic()
+        with _connection():
+            result = _verify_chain(max(1, int(batch)))
+        took_ms = (time.monotonic() - started) * 1000
+        if result.ok:
+            LOGGER.info("event=audit_verified ok=true checked=%d last_hash=%s took_ms=%.1f",
+                        result.checked, result.last_hash, took_ms)
+        else:
+            LOGGER.error("event=audit_verified ok=false checked=%d first_bad_id=%s took_ms=%.1f",
+                         result.checked, result.first_bad_id, took_ms)
+        return result
+
+    def query(self, username=None, action=None, study_uid=None, outcome=None,
+              date_from=None, date_to=None, page=1, page_size=50):
+        """(entries as dicts, total matching), newest first.
+
+        Dates are UTC datetimes, dates or their ISO text; a bare date covers
+        its whole day (``date_to`` included). Bad filters raise ValueError.
+        """
+        page = max(1, int(page))
+        page_size = min(MAX_PAGE_SIZE, max(1, int(page_size)))
+        with _connection():
+            selected = _filtered(username, action, study_uid, outcome, date_from, date_to)
+            total = selected.count()
+            rows = selected.order_by(AuditEntry.at.desc(), AuditEntry.id.desc()) \
+                .paginate(page, page_size).dicts()
+            return [_public(row) for row in rows], total
+
+    def export_csv(self, username=None, action=None, study_uid=None, outcome=None,
+                   date_from=None, date_to=None):
+        """Every matching entry as CSV text (header first, newest first).
+
+        Cells that a spreadsheet would run as a formula get a leading quote.
+        The caller sends it as UTF-8; a byte-order mark lets Excel see that.
+        """
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(CSV_COLUMNS)
+        with _connection():
+            selected = _filtered(username, action, study_uid, outcome, date_from, date_to)
+            rows = selected.order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).dicts()
+            for row in rows.iterator():
+                row["at"] = format_at(row["at"])
+                writer.writerow([_csv_cell(row[column]) for column in CSV_COLUMNS])
+        return out.getvalue()
+
+
+# --- the chain ----------------------------------------------------------------
+
+def chain_hash(prev_hash, content):
+    """The hash of an entry whose HASHED_FIELDS are ``content`` (see the module doc)."""
+    canonical = {name: content[name] for name in HASHED_FIELDS}
+    canonical["at"] = format_at(canonical["at"])
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256((prev_hash + text).encode("utf-8")).hexdigest()
+
+
+def format_at(value):
+    """``at`` as hashed and shown; a value that no longer parses (edited by
+    hand in SQLite) comes back as text and simply fails to verify."""
+    if isinstance(value, datetime.datetime):
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return str(value)
+
+
+def _append(contents):
+    """Write entries at the end of the chain, in one transaction."""
+    sqlite = isinstance(database.obj, SqliteDatabase)
+    with database.atomic(**({"lock_type": "IMMEDIATE"} if sqlite else {})):
+        if not sqlite:
+            database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK_KEY,))
+        prev = (AuditEntry.select(AuditEntry.hash).order_by(AuditEntry.id.desc())
+                .limit(1).scalar()) or GENESIS_HASH
+        entries = []
+        for content in contents:
+            digest = chain_hash(prev, content)
+            entries.append(AuditEntry.create(prev_hash=prev, hash=digest, **content))
+            prev = digest
+        return entries
+
+
+def _verify_chain(batch):
+    prev, checked, after_id = GENESIS_HASH, 0, 0
+    while True:
+        rows = list(AuditEntry.select().where(AuditEntry.id > after_id)
+                    .order_by(AuditEntry.id).limit(batch).dicts())
+        for row in rows:
+            checked += 1
+            problem = _chain_problem(row, prev)
+            if problem:
+                return VerifyResult(False, checked, row["id"], f"entry {row['id']} {problem}", prev)
+            prev = row["hash"]
+        if len(rows) < batch:
+            break
+        after_id = rows[-1]["id"]
+    message = f"chain intact: {checked} entries" if checked else "audit log is empty"
+    return VerifyResult(True, checked, None, message, prev)
+
+
+def _chain_problem(row, prev):
+    if row["prev_hash"] != prev:
+        return "does not follow the entry before it: an entry was deleted, inserted or moved"
+    if chain_hash(prev, row) != row["hash"]:
+        return "was altered: its content does not match its hash"
+    return None
+
+
+# --- helpers ------------------------------------------------------------------
+
+def _connection():
+    """A pooled connection for this unit of work, unless the caller has one."""
+    return db.connection_scope() if database.is_closed() else contextlib.nullcontext()
+
+
+def _clean(value, limit=MAX_TEXT):
+    """Text both databases give back unchanged (no NUL, valid UTF-8), bounded."""
+    text = ("" if value is None else str(value)).replace("\x00", "\ufffd")[:limit]
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _details_text(details):
+    text = json.dumps(details or {}, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False, default=str)
+    if len(text) > MAX_DETAILS:
+        text = json.dumps({"truncated": text[:MAX_DETAILS]}, ensure_ascii=False)
+    return _clean(text, limit=None)
+
+
+def _filtered(username, action, study_uid, outcome, date_from, date_to):
+    if action and action not in ACTIONS:
+        raise ValueError(f"unknown audit action: {action!r}")
+    selected = AuditEntry.select()
+    for column, value in ((AuditEntry.username, username), (AuditEntry.action, action),
+                          (AuditEntry.study_uid, study_uid), (AuditEntry.outcome, outcome)):
+        if value:
+            selected = selected.where(column == value)
+    if date_from:
+        selected = selected.where(AuditEntry.at >= _bound(date_from))
+    if date_to:
+        selected = selected.where(AuditEntry.at < _bound(date_to, end=True))
+    return selected
+
+
+def _bound(value, end=False):
+    """A date filter as naive UTC; as an end, the first instant after it."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = (datetime.date.fromisoformat(text) if len(text) == 10
+                     else datetime.datetime.fromisoformat(text))
+        except ValueError:
+            raise ValueError(f"not an ISO date or date-time: {value!r}") from None
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+        return value + datetime.timedelta(microseconds=1) if end else value
+    if isinstance(value, datetime.date):
+        day = datetime.datetime.combine(value, datetime.time())
+        return day + datetime.timedelta(days=1) if end else day
+    raise ValueError(f"not a date: {value!r}")
+
+
+def _public(row):
+    row["at"] = format_at(row["at"])
+    try:
+        row["details"] = json.loads(row["details"])
+    except ValueError:
+        pass  # shown as stored; verify() reports the edit
+    return row
+
+
+def _csv_cell(value):
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_PREFIXES) else text
+
+
+# --- command line -------------------------------------------------------------
+
+def _default_database_url():
+    """The database `make run` uses: PACS_DATABASE_URL, else <data>/pacs.sqlite."""
+    from plugin import launcher
+    from plugin.config import Settings
+    config = launcher.build_config(**launcher.settings_from_environment(os.environ))
+    return Settings.from_configuration(config).database_url
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m plugin.audit",
+                                     description="Check the audit trail's hash chain.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    verify = commands.add_parser("verify", help="exit 0 if the chain holds, 1 if not, "
+                                 "2 if there is no audit log to check")
+    verify.add_argument("--database-url", help="default: PACS_DATABASE_URL, else "
+                        "pacs.sqlite in PACS_DATA_DIR (./data)")
+    args = parser.parse_args(argv)
+    url = args.database_url or _default_database_url()
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
+        print(f"no database at {url}", file=sys.stderr)
+        return 2
+    try:
+        db.open_database(url)
+        if not database.table_exists(AuditEntry._meta.table_name):
+            print(f"no audit log in {db.redact(url)}", file=sys.stderr)
+            return 2
+        result = AuditLog().verify()
+    except Exception as error:
+        print(f"cannot read the audit log in {db.redact(url)}: {error}", file=sys.stderr)
+        return 2
+    if result.ok:
+        print(f"audit chain OK: {result.message}; head hash {result.last_hash}")
+        return 0
+    print(f"audit chain BROKEN: {result.message} ({result.checked} entries checked)")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
