@@ -1,11 +1,21 @@
 """Builds the PACS from its parts. The host adapter calls `create_app` once
-and then hands every request and change event to the returned `App`."""
+and then hands every request, filter check and change event to the `App`."""
 
 import logging
+import time
 
 from plugin import db, health, logs, migrations
+from plugin.audit import AuditLog
+from plugin.auth import routes as auth_routes
+from plugin.auth.accounts import AccountError, Accounts
+from plugin.auth.apikeys import ApiKeys
+from plugin.auth.guard import Guard
+from plugin.auth.passwords import Hasher
+from plugin.auth.permissions import permissions_of
+from plugin.auth.scope import ReferrerScope
+from plugin.auth.tokens import TokenCodec, load_or_create_secret
 from plugin.config import Settings
-from plugin.http import Router
+from plugin.http import Response, Router
 from plugin.ingest import Ingest
 
 LOGGER = logging.getLogger(__name__)
@@ -17,16 +27,67 @@ class App:
         self.settings = settings
         self.router = Router()
         self.ingest = Ingest(host, settings.reconcile_interval)
+        self.audit = AuditLog(window_seconds=settings.image_audit_window)
+        codec = TokenCodec(load_or_create_secret(settings.data_dir, settings.jwt_secret),
+                           int(settings.access_token_minutes * 60))
+        self.accounts = Accounts(Hasher(settings.bcrypt_cost), codec, self.audit,
+                                 settings.session_hours, settings.idle_hours)
+        self.apikeys = ApiKeys(self.audit, permissions_of)
+        self.scope = ReferrerScope()
+        self.guard = Guard(self.accounts, self.apikeys, self.scope, self.audit, settings.trusted_proxies)
         health.register(self.router, host, settings)
+        auth_routes.register(self.router, self.accounts, self.apikeys, self.audit, settings, time.time)
+
+    def start(self):
+        """Work that needs Orthanc up: the ingest worker and the audit writer."""
+        self.audit.start()
+        self.ingest.start()
+
+    def stop(self):
+        self.ingest.stop()
+        self.audit.stop()
+
+    def allows(self, method, path, headers, query, ip):
+        """The HTTP filter's answer for one request (every request, every frame).
+
+        Our own routes are always let through to `handle`, which asks the
+        same guard and can answer with a 401/redirect and a message (the
+        filter can only answer a bare 403).
+        """
+        if path.startswith("/pacs/") or path == "/pacs":
+            return True
+        decision = self.guard.check(method, path, headers, query, self.guard.client_address(ip, headers))
+        return decision.allowed
 
     def handle(self, request):
-        """Answer one HTTP request (any Orthanc HTTP thread)."""
+        """Answer one of our HTTP routes (any Orthanc HTTP thread)."""
         with db.connection_scope():
+            request.client_ip = self.guard.client_address(request.client_ip, request.headers)
+            decision = self.guard.check(request.method, request.path, request.headers,
+                                        request.query, request.client_ip)
+            if not decision.allowed:
+                return self.refusal(request, decision)
+            request.principal = decision.principal
+            request.form_csrf = decision.form_csrf
             return self.router.dispatch(request)
+
+    @staticmethod
+    def refusal(request, decision):
+        wants_page = request.method == "GET" and not request.path.startswith("/pacs/api/") \
+            and "text/html" in request.headers.get("accept", "")
+        if decision.status == 401 and wants_page:
+            return Response.redirect("/pacs/login?next=" + request.path)
+        headers = {"WWW-Authenticate": 'Bearer realm="pacs"'} if decision.status == 401 else {}
+        return Response.error(decision.status, decision.reason, headers)
 
     def on_change(self, change, level, resource_id):
         """One Orthanc change event (Orthanc's change thread): must stay cheap."""
-        self.ingest.on_change(change, level, resource_id)
+        if change == "orthanc_started":
+            self.start()
+        elif change == "orthanc_stopped":
+            self.stop()
+        else:
+            self.ingest.on_change(change, level, resource_id)
 
 
 def create_app(host, environ=None):
@@ -39,6 +100,16 @@ def create_app(host, environ=None):
         LOGGER.error("event=database_unavailable url=%s error=%s",
                      db.redact(settings.database_url), str(error).strip().replace("\n", " "))
         raise
+    app = App(host, settings)
+    try:
+        with db.connection_scope():
+            password_file = app.accounts.ensure_first_admin(settings.data_dir, settings.admin_password)
+    except AccountError as error:
+        LOGGER.error("event=first_admin_refused reason=%r", error.message)
+        raise SystemExit(f"PACS cannot start: {error.message}") from None
+    if password_file:
+        LOGGER.warning("event=first_admin_password_written file=%s (read it, log in as admin, "
+                       "change it, then delete the file)", password_file)
     LOGGER.info("event=plugin_ready database=%s data_dir=%s",
                 settings.database_url.split("://", 1)[0], settings.data_dir)
-    return App(host, settings)
+    return app

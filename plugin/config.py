@@ -15,6 +15,14 @@ class Settings:
     min_free_disk_mb: int
     log_level: str
     admin_password: str
+    bcrypt_cost: int = 12
+    jwt_secret: str = ""
+    access_token_minutes: float = 15.0
+    session_hours: float = 12.0
+    idle_hours: float = 2.0
+    trusted_proxies: tuple = ()
+    secure_cookies: bool = False
+    image_audit_window: int = 300
 
     @classmethod
     def from_configuration(cls, configuration, environ=None):
@@ -32,4 +40,12 @@ class Settings:
             min_free_disk_mb=int(pacs.get("MinFreeDiskMB", 500)),
             log_level=str(pacs.get("LogLevel", "INFO")),
             admin_password=environ.get("PACS_ADMIN_PASSWORD", ""),
+            bcrypt_cost=int(pacs.get("BcryptCost", 12)),
+            jwt_secret=environ.get("PACS_JWT_SECRET") or pacs.get("JwtSecret", ""),
+            access_token_minutes=float(pacs.get("AccessTokenMinutes", 15)),
+            session_hours=float(pacs.get("SessionHours", 12)),
+            idle_hours=float(pacs.get("IdleHours", 2)),
+            trusted_proxies=tuple(pacs.get("TrustedProxies", ())),
+            secure_cookies=bool(pacs.get("SecureCookies", False)),
+            image_audit_window=int(pacs.get("ImageAuditWindowSeconds", 300)),
         )

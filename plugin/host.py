@@ -8,11 +8,12 @@ Python that tests drive without Orthanc.
 
 import json
 import logging
+import threading
 
 import orthanc
 
 from plugin.app import create_app
-from plugin.http import Request, Response
+from plugin.http import Request, Response, decode_query
 
 LOGGER = logging.getLogger(__name__)
 
@@ -24,6 +25,9 @@ _CHANGES = {
     orthanc.ChangeType.ORTHANC_STARTED: "orthanc_started",
     orthanc.ChangeType.ORTHANC_STOPPED: "orthanc_stopped",
 }
+# The HTTP filter gets the method as a number.
+_METHODS = {1: "GET", 2: "POST", 3: "PUT", 4: "DELETE"}
+
 _LEVELS = {
     orthanc.ResourceType.PATIENT: "patient",
     orthanc.ResourceType.STUDY: "study",
@@ -49,8 +53,14 @@ class OrthancHost:
             raise
 
 
+# Orthanc gives the client's address to the filter only; the REST callback
+# for the same request runs next on the same HTTP thread.
+_client = threading.local()
+
+
 def _request_from(method, uri, req):
-    return Request.from_orthanc(method, uri, req.get("get"), req.get("headers"), req.get("body"))
+    return Request.from_orthanc(method, uri, req.get("get"), req.get("headers"), req.get("body"),
+                                getattr(_client, "ip", ""))
 
 
 def _send(output, response: Response):
@@ -72,6 +82,18 @@ def serve():
     """Create the PACS and register its callbacks with Orthanc."""
     app = create_app(OrthancHost())
 
+    def on_filter(uri, **req):
+        ip = req.get("ip", "")
+        _client.ip = ip
+        method = _METHODS.get(req.get("method"))
+        if method is None:
+            return False
+        try:
+            return bool(app.allows(method, uri, req.get("headers") or {}, decode_query(req.get("get")), ip))
+        except Exception:  # a raising filter answers 500: deny instead, and say why in the log
+            LOGGER.exception("event=guard_failed method=%s uri=%s", method, uri)
+            return False
+
     def on_rest(output, uri, **req):
         _send(output, app.handle(_request_from(req["method"], uri, req)))
 
@@ -80,6 +102,7 @@ def serve():
         if change is not None:
             app.on_change(change, _LEVELS.get(level), resource_id)
 
+    orthanc.RegisterIncomingHttpRequestFilter(on_filter)
     orthanc.RegisterRestCallback("/pacs", on_rest)
     orthanc.RegisterRestCallback("/pacs/(.*)", on_rest)
     orthanc.RegisterOnChangeCallback(on_change)

@@ -9,11 +9,16 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field
-from urllib.parse import unquote_plus
+from urllib.parse import parse_qsl, unquote_plus
 
 LOGGER = logging.getLogger(__name__)
 
 MAX_JSON_BODY = 1024 * 1024
+
+
+def decode_query(raw_query):
+    """Orthanc 1.10.1 hands query-string values to plugins still %-encoded."""
+    return {unquote_plus(k): unquote_plus(v) for k, v in (raw_query or {}).items()}
 
 
 class HttpError(Exception):
@@ -33,12 +38,24 @@ class Request:
     query: dict = field(default_factory=dict)
     headers: dict = field(default_factory=dict)
     body: bytes = b""
+    client_ip: str = ""
+    principal: object = None  # set by the guard: who is asking
+    form_csrf: bool = False  # set by the guard: a form post whose csrf_token field must match
 
     @classmethod
-    def from_orthanc(cls, method, path, raw_query, headers, body):
-        """Orthanc 1.10.1 hands query values over still %-encoded."""
-        query = {unquote_plus(k): unquote_plus(v) for k, v in (raw_query or {}).items()}
-        return cls(method.upper(), path, query, dict(headers or {}), body or b"")
+    def from_orthanc(cls, method, path, raw_query, headers, body, client_ip=""):
+        return cls(method.upper(), path, decode_query(raw_query), dict(headers or {}), body or b"",
+                   client_ip)
+
+    def form(self):
+        """An application/x-www-form-urlencoded body as a dict (last value wins)."""
+        if len(self.body) > MAX_JSON_BODY:
+            raise HttpError(413, f"request body larger than {MAX_JSON_BODY} bytes")
+        try:
+            text = self.body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise HttpError(400, "form data is not valid UTF-8") from None
+        return dict(parse_qsl(text, keep_blank_values=True))
 
     def json(self):
         """The body as a JSON object, or a 400 that says what is wrong."""

@@ -39,10 +39,6 @@ class Ingest:
             self._queue.put(("remove", resource_id, self._clock()))
         elif change == "deleted" and level == "series":
             self._queue.put(("series_deleted", resource_id, self._clock()))
-        elif change == "orthanc_started":
-            self.start()
-        elif change == "orthanc_stopped":
-            self.stop()
 
     # --- worker -------------------------------------------------------------
 
@@ -140,16 +136,26 @@ class Ingest:
             if len(page) < RECONCILE_PAGE:
                 break
             since += len(page)
-        removed = 0
-        for orthanc_id in set(known) - seen:
-            # Paging by offset can skip a study when another is deleted
-            # meanwhile: confirm before dropping anything.
-            if self._host.get_json(f"/studies/{orthanc_id}") is None:
-                self.remove_study(orthanc_id)
-                removed += 1
+        removed = sum(self._remove_if_gone(orthanc_id) for orthanc_id in set(known) - seen)
         LOGGER.info("event=reconcile_done studies=%d indexed=%d removed=%d took_ms=%.1f",
                     len(seen), indexed, removed, (self._clock() - started) * 1000)
         return {"studies": len(seen), "indexed": indexed, "removed": removed}
+
+    def _remove_if_gone(self, orthanc_id):
+        """Drop a study missing from the listing once Orthanc confirms it is gone.
+
+        Paging by offset can skip a study when another is deleted meanwhile,
+        hence the confirmation; an error confirming one study must not stop
+        the others (it stays indexed until the next reconcile).
+        """
+        try:
+            if self._host.get_json(f"/studies/{orthanc_id}") is not None:
+                return False
+            self.remove_study(orthanc_id)
+            return True
+        except Exception:
+            LOGGER.exception("event=study_remove_failed orthanc_id=%s", orthanc_id)
+            return False
 
     def _index_safely(self, study):
         """One bad study must not stop a reconcile."""

@@ -31,6 +31,7 @@ class Study(BaseModel):
     study_time = TextField()
     description = TextField()
     referring_physician = TextField()
+    referring_key = TextField(default="", index=True)
     institution_name = TextField()
     modalities = TextField()
     body_parts = TextField()

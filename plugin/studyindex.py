@@ -14,9 +14,13 @@ from dataclasses import dataclass, field
 from peewee import IntegrityError
 
 from plugin.db import database
+from plugin.dicomnames import pn_key
 from plugin.models import Patient, Series, Study
 
 LOGGER = logging.getLogger(__name__)
+
+# The range of the DICOM IS value representation (PS3.5 6.2).
+IS_MIN, IS_MAX = -2**31, 2**31 - 1
 
 
 @dataclass
@@ -73,10 +77,16 @@ def parse_date(value):
 
 
 def parse_int(value):
+    """A DICOM IS as an int; None if absent, invalid or outside IS's 32-bit range.
+
+    Orthanc keeps malformed values of up to 256 characters: a 20-digit
+    SeriesNumber overflowed the integer column and the study never got indexed.
+    """
     try:
-        return int(str(value).strip())
+        number = int(str(value).strip())
     except (TypeError, ValueError):
         return None
+    return number if IS_MIN <= number <= IS_MAX else None
 
 
 def summarise(study, series):
@@ -154,6 +164,7 @@ def _store(summary, now):
         study.study_time = summary.study_time
         study.description = summary.description
         study.referring_physician = summary.referring_physician
+        study.referring_key = pn_key(summary.referring_physician)
         study.institution_name = summary.institution_name
         study.modalities = summary.modalities
         study.body_parts = summary.body_parts

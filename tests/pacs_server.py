@@ -17,8 +17,10 @@ from plugin import launcher
 TEST_OVERRIDES = {
     "StableAge": 1,
     "RemoteAccessAllowed": False,
-    "Pacs": {"MinFreeDiskMB": 1, "LogLevel": "DEBUG"},
+    # bcrypt's cost is the policy's business (unit-tested); logins in tests stay quick.
+    "Pacs": {"MinFreeDiskMB": 1, "LogLevel": "DEBUG", "BcryptCost": 4},
 }
+ADMIN_PASSWORD = "Test-Chief-passw0rd-4-PACS"
 
 
 def free_port():
@@ -33,9 +35,10 @@ class PacsServer:
         self.http_port = free_port()
         self.dicom_port = free_port()
         self.overrides = launcher.merge(TEST_OVERRIDES, overrides or {})
-        self.environ = dict(os.environ, **(environ or {}))
+        self.environ = dict(os.environ, PACS_ADMIN_PASSWORD=ADMIN_PASSWORD, **(environ or {}))
         self.plugin = plugin
         self.process = None
+        self.http = requests.Session()  # authenticated as admin once started
         self.log_path = self.data_dir / "orthanc.log"
         self.aet = "PACS"
 
@@ -53,7 +56,25 @@ class PacsServer:
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         self._wait_ready(timeout)
+        if self.plugin:
+            self._authenticate_as_admin()
         return self
+
+    def _authenticate_as_admin(self):
+        """Tests talk to Orthanc's REST API as an admin, with an API key (no expiry)."""
+        if "Authorization" in self.http.headers:
+            return
+        token = self.login("admin", ADMIN_PASSWORD).json()["access_token"]
+        answer = requests.post(self.url("/pacs/api/apikeys"), timeout=30,
+                               headers={"Authorization": f"Bearer {token}"},
+                               json={"name": "tests", "user_id": 1})
+        answer.raise_for_status()
+        self.http.headers["Authorization"] = f"Bearer {answer.json()['key']}"
+
+    def login(self, username, password, session=None):
+        """POST the login API (with a fresh session unless one is given)."""
+        return (session or requests).post(self.url("/pacs/api/auth/login"), timeout=30,
+                                          json={"username": username, "password": password})
 
     def _wait_ready(self, timeout):
         probe = "/pacs/health" if self.plugin else "/system"
@@ -94,13 +115,17 @@ class PacsServer:
         return f"http://127.0.0.1:{self.http_port}{path}"
 
     def get(self, path, **kwargs):
-        return requests.get(self.url(path), timeout=kwargs.pop("timeout", 30), **kwargs)
+        """GET as the admin (pass headers/auth to be someone else)."""
+        return self.http.get(self.url(path), timeout=kwargs.pop("timeout", 30), **kwargs)
 
     def post(self, path, **kwargs):
-        return requests.post(self.url(path), timeout=kwargs.pop("timeout", 30), **kwargs)
+        return self.http.post(self.url(path), timeout=kwargs.pop("timeout", 30), **kwargs)
+
+    def put(self, path, **kwargs):
+        return self.http.put(self.url(path), timeout=kwargs.pop("timeout", 30), **kwargs)
 
     def delete(self, path, **kwargs):
-        return requests.delete(self.url(path), timeout=kwargs.pop("timeout", 30), **kwargs)
+        return self.http.delete(self.url(path), timeout=kwargs.pop("timeout", 30), **kwargs)
 
     def orthanc_studies(self):
         """{orthanc_id: StudyInstanceUID} of what Orthanc holds."""

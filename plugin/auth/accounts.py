@@ -1,0 +1,343 @@
+"""Users, logins and sessions.
+
+A login creates a session row and hands out a short-lived JWT naming it. The
+guard checks a token with no database access: its signature and expiry, and
+whether its session is in the in-memory set of revoked sessions, reloaded
+from the database every few seconds (so a logout on another node counts
+too). A still-open session renews its token through `refresh`.
+"""
+
+import datetime
+import logging
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from peewee import IntegrityError
+
+from plugin import db
+from plugin.auth.models import ROLES, LoginFailure, Session, User
+from plugin.auth.passwords import PasswordRejected, check_policy
+from plugin.auth.tokens import TokenError
+
+LOGGER = logging.getLogger(__name__)
+
+INITIAL_PASSWORD_FILE = "initial-admin-password"
+REVOCATION_TTL = 2.0
+MAX_USERNAME = 64
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: a logged-in user (cookie or bearer token) or an API key."""
+    user_id: int
+    username: str
+    role: str
+    session_id: str = ""
+    csrf: str = ""
+    via: str = "bearer"
+
+
+class AccountError(Exception):
+    """A refusal with the HTTP status that fits it and a message for the user."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class LockoutPolicy:
+    window_seconds: int = 900
+    per_account: int = 5
+    per_address: int = 20
+
+
+def utcnow():
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+def normalise_username(username):
+    return (username or "").strip().lower() if isinstance(username, str) else ""
+
+
+class Accounts:
+    def __init__(self, hasher, codec, audit, session_hours=12.0, idle_hours=2.0,
+                 lockout=LockoutPolicy()):
+        self._hasher = hasher
+        self._codec = codec
+        self._audit = audit
+        self._session_length = datetime.timedelta(hours=session_hours)
+        self._idle = datetime.timedelta(hours=idle_hours)
+        self._lockout = lockout
+        self._revoked = frozenset()
+        self._revoked_at = 0.0
+        self._revoked_lock = threading.Lock()
+
+    # --- users --------------------------------------------------------------
+
+    def create_user(self, username, password, role, display_name="", referring_names=(),
+                    actor=None, must_change_password=False):
+        username = normalise_username(username)
+        _check_username(username)
+        _check_role(role)
+        check_policy_or_400(password, username)
+        now = utcnow()
+        try:
+            user = User.create(username=username, display_name=(display_name or username).strip(),
+                               role=role, password_hash=self._hasher.hash(password),
+                               referring_names=_names_text(referring_names),
+                               must_change_password=must_change_password,
+                               created_at=now, updated_at=now, password_changed_at=now)
+        except IntegrityError:
+            raise AccountError(409, f"user {username!r} already exists") from None
+        self._record(actor, "user_created", details={"username": username, "role": role})
+        return user
+
+    def update_user(self, user_id, actor=None, role=None, display_name=None,
+                    referring_names=None, disabled=None):
+        user = self.get_user(user_id)
+        changes = {}
+        if role is not None and role != user.role:
+            _check_role(role)
+            changes["role"] = role
+        if display_name is not None:
+            changes["display_name"] = _text(display_name, "display_name", 200) or user.username
+        if referring_names is not None:
+            changes["referring_names"] = _names_text(referring_names)
+        if disabled is not None:
+            changes["disabled"] = bool(disabled)
+        if actor is not None and user.id == actor.user_id and (changes.get("disabled") or
+                                                                changes.get("role", "admin") != "admin"):
+            raise AccountError(409, "you cannot disable your own account or drop your own admin role")
+        if not changes:
+            return user
+        User.update(updated_at=utcnow(), **changes).where(User.id == user.id).execute()
+        if "role" in changes or changes.get("disabled"):
+            self.revoke_user_sessions(user.id)
+        action = "user_disabled" if changes.get("disabled") else "user_updated"
+        self._record(actor, action, details={"username": user.username,
+                                             **{k: v for k, v in changes.items()}})
+        return self.get_user(user_id)
+
+    def get_user(self, user_id):
+        user = User.get_or_none(User.id == user_id)
+        if user is None:
+            raise AccountError(404, f"no user with id {user_id}")
+        return user
+
+    def list_users(self):
+        return list(User.select().order_by(User.username))
+
+    def reset_password(self, user_id, new_password, actor):
+        """An admin sets a new password; the user must change it at next login."""
+        user = self.get_user(user_id)
+        check_policy_or_400(new_password, user.username)
+        self._set_password(user, new_password, must_change=True)
+        self.revoke_user_sessions(user.id)
+        self._record(actor, "password_reset", details={"username": user.username})
+
+    def change_password(self, principal, current, new_password):
+        user = self.get_user(principal.user_id)
+        if not isinstance(current, str) or not self._hasher.verify(current, user.password_hash):
+            self._record(principal, "password_changed", outcome="failure")
+            raise AccountError(403, "current password is wrong")
+        check_policy_or_400(new_password, user.username)
+        if new_password == current:
+            raise AccountError(400, "the new password must differ from the current one")
+        self._set_password(user, new_password, must_change=False)
+        self._record(principal, "password_changed")
+
+    def _set_password(self, user, password, must_change):
+        now = utcnow()
+        User.update(password_hash=self._hasher.hash(password), password_changed_at=now,
+                    updated_at=now, must_change_password=must_change).where(User.id == user.id).execute()
+
+    def ensure_first_admin(self, data_dir, password=""):
+        """Create ``admin`` when there is no user at all. Returns the password
+        file written when no password was given, else None."""
+        if User.select().exists():
+            return None
+        written = None
+        if not password:
+            password = secrets.token_urlsafe(18)
+            written = _write_private(Path(data_dir) / INITIAL_PASSWORD_FILE, password + "\n")
+        try:
+            self.create_user("admin", password, "admin", "Administrator",
+                             must_change_password=written is not None)
+        except AccountError as error:
+            if error.status == 409:  # another node created it first
+                return None
+            raise AccountError(error.status, f"PACS_ADMIN_PASSWORD: {error.message}") from None
+        LOGGER.warning("event=first_admin_created username=admin password_source=%s",
+                       written or "PACS_ADMIN_PASSWORD")
+        return written
+
+    # --- logins and sessions --------------------------------------------------
+
+    def login(self, username, password, address=""):
+        """(token, Claims, User) for good credentials; AccountError otherwise.
+
+        The answer takes one bcrypt whether or not the user exists.
+        """
+        username = normalise_username(username)
+        if not username or not isinstance(password, str) or not password:
+            raise AccountError(400, "username and password are required")
+        username = username[:MAX_USERNAME]
+        locked = self._locked_for(username, address)
+        if locked:
+            self._audit.record("login_failed", username=username, address=address,
+                               outcome="denied", details={"reason": f"locked ({locked})"})
+            minutes = self._lockout.window_seconds // 60
+            raise AccountError(429, f"too many failed logins for this {locked}; "
+                                    f"try again in {minutes} minutes")
+        user = User.get_or_none(User.username == username)
+        if not self._hasher.verify(password, user.password_hash if user else None):
+            self._login_failed(username, address)
+            raise AccountError(401, "wrong username or password")
+        if user.disabled:
+            self._audit.record("login_failed", username=username, role=user.role, address=address,
+                               outcome="denied", details={"reason": "disabled"})
+            raise AccountError(403, "this account is disabled")
+        LoginFailure.delete().where(LoginFailure.username == username).execute()
+        now = utcnow()
+        User.update(last_login_at=now).where(User.id == user.id).execute()
+        session = Session.create(id=secrets.token_urlsafe(24), user=user, created_at=now,
+                                 last_seen_at=now, expires_at=now + self._session_length,
+                                 address=(address or "")[:64])
+        token, claims = self._issue(user, session.id, secrets.token_urlsafe(24), session.expires_at)
+        self._audit.record("login", username=user.username, role=user.role, address=address)
+        return token, claims, user
+
+    def refresh(self, token, address=""):
+        """A new token for a session that is still open (the old token may have expired)."""
+        try:
+            claims = self._codec.decode(token, verify_exp=False)
+        except TokenError:
+            raise AccountError(401, "login required") from None
+        session = Session.get_or_none(Session.id == claims.session_id)
+        now = utcnow()
+        if (session is None or session.revoked_at is not None or session.expires_at <= now
+                or session.last_seen_at + self._idle <= now):
+            raise AccountError(401, "session ended; please log in again")
+        user = session.user
+        if user.disabled or user.role != claims.role or user.id != claims.user_id:
+            self.revoke_session(session.id)
+            raise AccountError(401, "session ended; please log in again")
+        Session.update(last_seen_at=now).where(Session.id == session.id).execute()
+        return self._issue(user, session.id, claims.csrf, session.expires_at)
+
+    def logout(self, principal, address=""):
+        if principal.session_id:
+            self.revoke_session(principal.session_id)
+        self._audit.record("logout", username=principal.username, role=principal.role, address=address)
+
+    def revoke_session(self, session_id):
+        Session.update(revoked_at=utcnow()).where(Session.id == session_id,
+                                                  Session.revoked_at.is_null()).execute()
+        with self._revoked_lock:
+            self._revoked = self._revoked | {session_id}
+
+    def revoke_user_sessions(self, user_id):
+        Session.update(revoked_at=utcnow()).where(Session.user == user_id,
+                                                  Session.revoked_at.is_null()).execute()
+        self._revoked_at = 0.0  # reload at the next check
+
+    def is_revoked(self, session_id):
+        """Whether a session was ended; O(1) except one reload every REVOCATION_TTL s."""
+        if time.monotonic() - self._revoked_at > REVOCATION_TTL:
+            self._reload_revoked()
+        return session_id in self._revoked
+
+    def _reload_revoked(self):
+        with self._revoked_lock:
+            if time.monotonic() - self._revoked_at <= REVOCATION_TTL:
+                return
+            with db.connection_scope():
+                rows = Session.select(Session.id).where(Session.revoked_at.is_null(False),
+                                                        Session.expires_at > utcnow())
+                self._revoked = frozenset(row.id for row in rows)
+            self._revoked_at = time.monotonic()
+
+    def principal_from_token(self, token, via):
+        """(Principal, expiry as a Unix time) of a valid, unrevoked token; TokenError otherwise."""
+        claims = self._codec.decode(token)
+        if self.is_revoked(claims.session_id):
+            raise TokenError("session ended")
+        principal = Principal(claims.user_id, claims.username, claims.role, claims.session_id,
+                              claims.csrf, via)
+        return principal, claims.expires
+
+    def _issue(self, user, session_id, csrf, session_expires):
+        limit = session_expires.replace(tzinfo=datetime.timezone.utc).timestamp()
+        token = self._codec.issue(user.id, user.username, user.role, session_id, csrf,
+                                  time.time(), not_after=limit)
+        return token, self._codec.decode(token)
+
+    def _locked_for(self, username, address):
+        since = utcnow() - datetime.timedelta(seconds=self._lockout.window_seconds)
+        recent = LoginFailure.select().where(LoginFailure.at >= since)
+        if recent.where(LoginFailure.username == username).count() >= self._lockout.per_account:
+            return "account"
+        if address and recent.where(LoginFailure.address == address).count() >= self._lockout.per_address:
+            return "address"
+        return None
+
+    def _login_failed(self, username, address):
+        LoginFailure.create(at=utcnow(), username=username, address=(address or "")[:64])
+        self._audit.record("login_failed", username=username, address=address, outcome="failure")
+        locked = self._locked_for(username, address)
+        if locked:
+            LOGGER.warning("event=login_lockout scope=%s username=%s address=%s", locked, username, address)
+            self._audit.record("lockout", username=username, address=address, outcome="denied",
+                               details={"scope": locked})
+
+    def _record(self, actor, action, outcome="success", details=None):
+        self._audit.record(action, username=actor.username if actor else "system",
+                           role=actor.role if actor else "", outcome=outcome, details=details)
+
+
+def check_policy_or_400(password, username):
+    try:
+        check_policy(password, username)
+    except PasswordRejected as error:
+        raise AccountError(400, str(error)) from None
+
+
+def _check_username(username):
+    if not username or len(username) > MAX_USERNAME or not all(c.isalnum() or c in "._-@" for c in username):
+        raise AccountError(400, f"username must be 1-{MAX_USERNAME} letters, digits or . _ - @")
+
+
+def _check_role(role):
+    if role not in ROLES:
+        raise AccountError(400, f"role must be one of {', '.join(ROLES)}")
+
+
+def _text(value, name, limit):
+    if not isinstance(value, str) or len(value) > limit:
+        raise AccountError(400, f"{name} must be text of at most {limit} characters")
+    return value.strip()
+
+
+def _names_text(names):
+    """Referring physician names (DICOM PN), one per line."""
+    if isinstance(names, str):
+        names = names.splitlines()
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise AccountError(400, "referring_names must be a list of DICOM person names")
+    cleaned = [n.strip() for n in names if n.strip()]
+    if len(cleaned) > 50 or any(len(n) > 200 for n in cleaned):
+        raise AccountError(400, "referring_names: at most 50 names of at most 200 characters")
+    return "\n".join(cleaned)
+
+
+def _write_private(path, text):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return path

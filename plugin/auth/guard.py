@@ -1,0 +1,173 @@
+"""The guard: one decision for every HTTP request, made from the permission
+table. Orthanc's HTTP filter calls it for every request (every image frame
+included), so a decision must take microseconds: tokens are checked without
+the database (decoded tokens are cached until they expire), scopes and
+revocations come from in-memory caches, and auditing image access only
+queues a record.
+"""
+
+import base64
+import hmac
+import logging
+import time
+from dataclasses import dataclass
+
+from plugin.auth import permissions
+from plugin.auth.accounts import Principal
+from plugin.auth.apikeys import looks_like_key
+from plugin.auth.tokens import TokenError
+
+LOGGER = logging.getLogger(__name__)
+
+SESSION_COOKIE = "pacs_session"
+TOKEN_CACHE_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    status: int
+    reason: str = ""
+    principal: Principal = None
+    form_csrf: bool = False  # a cookie-authenticated form: the handler checks its token
+
+
+def allow(principal, form_csrf=False):
+    return Decision(True, 200, "", principal, form_csrf)
+
+
+def deny(status, reason, principal=None):
+    return Decision(False, status, reason, principal)
+
+
+def cookie(headers, name):
+    """One cookie's value from the Cookie header, or ''."""
+    for part in headers.get("cookie", "").split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name:
+            return value
+    return ""
+
+
+class Guard:
+    def __init__(self, accounts, apikeys, scope, audit, trusted_proxies=()):
+        self._accounts = accounts
+        self._apikeys = apikeys
+        self._scope = scope
+        self._audit = audit
+        self._trusted = frozenset(trusted_proxies)
+        self._tokens = {}
+
+    def check(self, method, path, headers, query, address):
+        """The Decision for one request; never raises for any input."""
+        rule, path_study = permissions.match(method, path)
+        if rule is None:
+            return deny(403, "this route is not open to anyone")
+        if rule.permission == permissions.DENY:
+            return deny(403, "this route is disabled on this server")
+        principal, problem = self.authenticate(headers)
+        if rule.permission == permissions.PUBLIC:
+            return allow(principal)
+        if principal is None:
+            return deny(401, problem or "login required")
+        csrf = self._csrf(method, path, headers, principal)
+        if csrf is not None and not csrf.allowed:
+            return csrf
+        if rule.permission != permissions.AUTHENTICATED and \
+                rule.permission not in permissions.permissions_of(principal.role):
+            return self._denied(principal, address, path, "your role may not do this")
+        studies = self._studies(rule, path_study, query)
+        if principal.role == "referrer" and rule.study:
+            if not studies:
+                return self._denied(principal, address, path, "name the study (StudyInstanceUID) you want")
+            if not set(studies) <= self._scope.studies(principal.user_id):
+                return self._denied(principal, address, path, "this study is not in your scope")
+        if rule.permission == "images.read" and (rule.study == "path" or path == "/wado"):
+            for uid in studies:
+                self._audit.record_image_access(principal.username, principal.role, address, uid)
+        return allow(principal, form_csrf=csrf is not None)
+
+    def authenticate(self, headers):
+        """(Principal or None, why not): Bearer token or key, Basic with a key, or the session cookie."""
+        authorization = headers.get("authorization", "")
+        scheme, _, credential = authorization.partition(" ")
+        scheme = scheme.lower()
+        if scheme == "bearer" and credential:
+            if looks_like_key(credential):
+                return self._apikeys.principal(credential), "invalid API key"
+            return self._from_token(credential.strip(), "bearer")
+        if scheme == "basic" and credential:
+            return self._from_basic(credential)
+        token = cookie(headers, SESSION_COOKIE)
+        if token:
+            return self._from_token(token, "cookie")
+        return None, "login required"
+
+    def client_address(self, ip, headers):
+        """The client's address; X-Forwarded-For is believed only from a trusted proxy."""
+        if ip in self._trusted and headers.get("x-forwarded-for"):
+            for hop in reversed(headers["x-forwarded-for"].split(",")):
+                hop = hop.strip()
+                if hop and hop not in self._trusted:
+                    return hop[:64]
+        return ip
+
+    def _from_token(self, token, via):
+        cached = self._tokens.get((token, via))
+        now = time.time()
+        if cached is not None and cached[1] > now:
+            principal = cached[0]
+            if not self._accounts.is_revoked(principal.session_id):
+                return principal, None
+            return None, "session ended; please log in again"
+        try:
+            principal, expires = self._accounts.principal_from_token(token, via)
+        except TokenError as error:
+            return None, ("session expired; please log in again" if error.expired
+                          else "invalid or ended session; please log in again")
+        if len(self._tokens) >= TOKEN_CACHE_SIZE:
+            self._tokens.clear()
+        self._tokens[(token, via)] = (principal, expires)
+        return principal, None
+
+    def _from_basic(self, credential):
+        try:
+            username, _, secret = base64.b64decode(credential, validate=True).decode("utf-8").partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return None, "malformed Basic credentials"
+        if not looks_like_key(secret):
+            return None, "HTTP Basic takes an API key as the password"
+        return self._apikeys.principal(secret, username.strip().lower()), "invalid API key"
+
+    @staticmethod
+    def _csrf(method, path, headers, principal):
+        """None when no check applies; a Decision (allowed = passed) otherwise.
+        An allowed Decision for a form post means: the handler checks the form field."""
+        if principal.via != "cookie" or method == "GET":
+            return None
+        sent = headers.get("x-csrf-token", "")
+        if sent:
+            if hmac.compare_digest(sent.encode(), principal.csrf.encode()):
+                return None
+            return deny(403, "CSRF token wrong", principal)
+        content_type = headers.get("content-type", "")
+        if path.startswith("/pacs/") and content_type.startswith("application/x-www-form-urlencoded"):
+            return allow(principal, form_csrf=True)
+        return deny(403, "CSRF token missing (send X-CSRF-Token)", principal)
+
+    @staticmethod
+    def _studies(rule, path_study, query):
+        if rule.study == "path":
+            return [path_study] if path_study else []
+        if rule.study == "query":
+            for name in permissions.STUDY_UID_PARAMS:
+                value = (query or {}).get(name, "")
+                if value:
+                    return [uid.strip() for uid in value.replace("\\", ",").split(",") if uid.strip()]
+        return []
+
+    def _denied(self, principal, address, path, reason):
+        self._audit.record_async("access_denied", username=principal.username, role=principal.role,
+                                 address=address, outcome="denied", details={"path": path[:200],
+                                                                             "reason": reason})
+        return deny(403, reason, principal)

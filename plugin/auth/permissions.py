@@ -1,0 +1,119 @@
+"""The one permission table: (methods, route pattern) -> permission, for every
+HTTP route of the server: ours, Orthanc's REST API, DICOMweb, WADO-URI, the
+viewer and Orthanc Explorer. The first rule that matches decides; a route no
+rule names is denied.
+
+``study`` says where a rule's StudyInstanceUID is: the path group ``study``
+or a query parameter. Referrers are held to the studies in their scope there;
+a scoped search that names no study is refused to them.
+"""
+
+import re
+from dataclasses import dataclass
+
+PUBLIC = "public"
+AUTHENTICATED = "authenticated"
+DENY = "deny"
+
+ROLE_PERMISSIONS = {
+    "radiologist": {
+        "studies.read", "studies.claim", "images.read", "images.download", "images.send",
+        "orthanc.read", "nodes.read", "nodes.query", "jobs.read",
+        "reports.read", "reports.write",
+    },
+    "technologist": {
+        "studies.read", "images.read", "images.upload", "images.send", "orthanc.read",
+        "nodes.read", "jobs.read", "reports.read", "orders.write",
+    },
+    "referrer": {"studies.read", "images.read", "reports.read"},
+}
+ROLE_PERMISSIONS["admin"] = set().union(*ROLE_PERMISSIONS.values()) | {
+    "admin", "users.manage", "audit.read", "images.delete", "nodes.manage", "jobs.manage",
+}
+ALL_PERMISSIONS = frozenset(ROLE_PERMISSIONS["admin"])
+
+STUDY_UID_PARAMS = ("StudyInstanceUID", "0020000D", "studyUID")
+
+
+@dataclass(frozen=True)
+class Rule:
+    methods: frozenset
+    pattern: re.Pattern
+    permission: str
+    study: str = ""  # "path" | "query" | ""
+
+
+def _rule(methods, pattern, permission, study=""):
+    return Rule(frozenset(methods.split("|")), re.compile(f"^{pattern}$"), permission, study)
+
+
+RESOURCE = r"(patients|studies|series|instances)"
+ID = r"[^/]+"
+
+RULES = (
+    # Denied to everyone, whatever else says.
+    _rule("GET|POST|PUT|DELETE", r"/tools/execute-script", DENY),
+    _rule("GET|POST|PUT|DELETE", rf"/{RESOURCE}/{ID}/export", DENY),  # writes to the server's disk
+
+    # Ours: public.
+    _rule("GET", r"/pacs/health", PUBLIC),
+    _rule("GET", r"/pacs/static/.+", PUBLIC),
+    _rule("GET|POST", r"/pacs/login", PUBLIC),
+    _rule("POST", r"/pacs/api/auth/(login|refresh)", PUBLIC),
+    # Ours: any logged-in user.
+    _rule("POST", r"/pacs/api/auth/logout|/pacs/logout", AUTHENTICATED),
+    _rule("GET", r"/pacs/api/me|/pacs/account|/pacs/?|/pacs/api/openapi\.json", AUTHENTICATED),
+    _rule("POST", r"/pacs/api/me/password|/pacs/account/password", AUTHENTICATED),
+    # Ours: administration.
+    _rule("GET|POST|PUT|DELETE", r"/pacs/api/(users|apikeys)(/.*)?", "users.manage"),
+    _rule("GET|POST", r"/pacs/admin/(users|apikeys)(/.*)?", "users.manage"),
+    _rule("GET", r"/pacs/api/audit(\.csv|/verify)?|/pacs/admin/audit", "audit.read"),
+    # Ours: studies.
+    _rule("GET", r"/pacs/api/studies", "studies.read"),
+    _rule("GET", r"/pacs/api/studies/(?P<study>[^/]+)", "studies.read", "path"),
+    # The viewer's own files carry no patient data; its data comes over DICOMweb.
+    _rule("GET", r"/pacs/viewer(/.*)?", "images.read"),
+
+    # DICOMweb (QIDO-RS, WADO-RS, STOW-RS) and WADO-URI.
+    _rule("GET", r"/dicom-web/studies/(?P<study>[^/]+)(/.*)?", "images.read", "path"),
+    _rule("GET", r"/dicom-web/(studies|series|instances)", "images.read", "query"),
+    _rule("POST", r"/dicom-web/studies(/[^/]+)?", "images.upload"),
+    _rule("GET", r"/wado", "images.read", "query"),
+
+    # Orthanc's REST API. Referrers have none of it: its IDs are not study UIDs.
+    _rule("GET", rf"/{RESOURCE}/{ID}/(archive|media)", "images.download"),
+    _rule("POST", rf"/{RESOURCE}/{ID}/(archive|media)|/tools/create-(archive|media|media-extended)",
+          "images.download"),
+    _rule("POST", rf"/{RESOURCE}/{ID}/(anonymize|modify)", "admin"),
+    _rule("DELETE", rf"/{RESOURCE}/{ID}", "images.delete"),
+    _rule("GET", rf"/{RESOURCE}(/.*)?", "orthanc.read"),
+    _rule("POST", r"/tools/(find|lookup)", "orthanc.read"),
+    _rule("POST", r"/instances", "images.upload"),
+    _rule("GET", r"/modalities(/[^/]+)?", "nodes.read"),
+    _rule("POST", rf"/modalities/{ID}/echo", "nodes.read"),
+    _rule("POST", rf"/(modalities|peers)/{ID}/store", "images.send"),
+    _rule("POST", rf"/modalities/{ID}/(query|move|get|find-worklist)", "nodes.query"),
+    _rule("GET|POST|DELETE", r"/queries(/.*)?", "nodes.query"),
+    _rule("PUT|DELETE", rf"/modalities/{ID}", "nodes.manage"),
+    _rule("GET", r"/jobs(/.*)?", "jobs.read"),
+    _rule("POST", rf"/jobs/{ID}/(cancel|pause|resume|resubmit)", "jobs.manage"),
+    # Everything else Orthanc offers is for administrators.
+    _rule("GET|POST|PUT|DELETE", r"/peers(/.*)?", "admin"),
+    _rule("GET", r"/(system|statistics|changes|exports|plugins(/.*)?)", "admin"),
+    _rule("GET|POST|PUT|DELETE", r"/tools(/.*)?", "admin"),
+    _rule("GET", r"/(app(/.*)?|favicon\.ico)?", "admin"),  # Orthanc Explorer (off in orthanc.json)
+)
+
+
+def permissions_of(role):
+    return frozenset(ROLE_PERMISSIONS.get(role, ()))
+
+
+def match(method, path):
+    """(Rule, study UID from the path or None) for a request; (None, None) if no rule names it."""
+    for rule in RULES:
+        if method in rule.methods:
+            found = rule.pattern.match(path)
+            if found:
+                return rule, found.groupdict().get("study")
+    return None, None

@@ -1,0 +1,52 @@
+"""Which studies a referrer may see: those whose referring physician matches
+one of the names on their account, and those shared with them."""
+
+import threading
+import time
+
+from plugin import db
+from plugin.auth.models import StudyShare, User
+from plugin.dicomnames import pn_key
+from plugin.models import Study
+
+TTL = 10.0
+
+
+class ReferrerScope:
+    """Study UIDs per referrer, cached for TTL seconds (the guard asks per frame)."""
+
+    def __init__(self, ttl=TTL, clock=time.monotonic):
+        self._ttl = ttl
+        self._clock = clock
+        self._cache = {}
+        self._lock = threading.Lock()
+
+    def studies(self, user_id):
+        entry = self._cache.get(user_id)
+        if entry is None or self._clock() - entry[0] > self._ttl:
+            entry = (self._clock(), self._load(user_id))
+            with self._lock:
+                self._cache[user_id] = entry
+        return entry[1]
+
+    def invalidate(self, user_id=None):
+        with self._lock:
+            if user_id is None:
+                self._cache.clear()
+            else:
+                self._cache.pop(user_id, None)
+
+    @staticmethod
+    def _load(user_id):
+        with db.connection_scope():
+            user = User.get_or_none(User.id == user_id)
+            if user is None or user.disabled:
+                return frozenset()
+            keys = {pn_key(name) for name in user.referring_name_list} - {""}
+            uids = set()
+            if keys:
+                query = Study.select(Study.study_instance_uid).where(Study.referring_key.in_(list(keys)))
+                uids.update(row.study_instance_uid for row in query)
+            shares = StudyShare.select(StudyShare.study_instance_uid).where(StudyShare.user == user_id)
+            uids.update(row.study_instance_uid for row in shares)
+            return frozenset(uids)
