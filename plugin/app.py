@@ -3,9 +3,11 @@ and then hands every request, filter check and change event to the `App`."""
 
 import logging
 import time
+from urllib.parse import quote
 
 from plugin import db, health, logs, migrations
-from plugin.audit import AuditLog
+from plugin.audit import AuditLog, request_address
+from plugin.auth import pages as auth_pages
 from plugin.auth import routes as auth_routes
 from plugin.auth.accounts import AccountError, Accounts
 from plugin.auth.apikeys import ApiKeys
@@ -17,6 +19,7 @@ from plugin.auth.tokens import TokenCodec, load_or_create_secret
 from plugin.config import Settings
 from plugin.http import Response, Router
 from plugin.ingest import Ingest
+from plugin.webui import error_page, register_static
 
 LOGGER = logging.getLogger(__name__)
 
@@ -36,7 +39,9 @@ class App:
         self.scope = ReferrerScope()
         self.guard = Guard(self.accounts, self.apikeys, self.scope, self.audit, settings.trusted_proxies)
         health.register(self.router, host, settings)
+        register_static(self.router)
         auth_routes.register(self.router, self.accounts, self.apikeys, self.audit, settings, time.time)
+        auth_pages.register(self.router, self.accounts, self.apikeys, self.audit, settings)
 
     def start(self):
         """Work that needs Orthanc up: the ingest worker and the audit writer."""
@@ -61,22 +66,28 @@ class App:
 
     def handle(self, request):
         """Answer one of our HTTP routes (any Orthanc HTTP thread)."""
-        with db.connection_scope():
-            request.client_ip = self.guard.client_address(request.client_ip, request.headers)
-            decision = self.guard.check(request.method, request.path, request.headers,
-                                        request.query, request.client_ip)
-            if not decision.allowed:
-                return self.refusal(request, decision)
-            request.principal = decision.principal
-            request.form_csrf = decision.form_csrf
-            return self.router.dispatch(request)
+        request.client_ip = self.guard.client_address(request.client_ip, request.headers)
+        address = request_address.set(request.client_ip)
+        try:
+            with db.connection_scope():
+                decision = self.guard.check(request.method, request.path, request.headers,
+                                            request.query, request.client_ip)
+                if not decision.allowed:
+                    return self.refusal(request, decision)
+                request.principal = decision.principal
+                request.form_csrf = decision.form_csrf
+                return self.router.dispatch(request)
+        finally:
+            request_address.reset(address)
 
     @staticmethod
     def refusal(request, decision):
         wants_page = request.method == "GET" and not request.path.startswith("/pacs/api/") \
             and "text/html" in request.headers.get("accept", "")
         if decision.status == 401 and wants_page:
-            return Response.redirect("/pacs/login?next=" + request.path)
+            return Response.redirect("/pacs/login?next=" + quote(request.path))
+        if wants_page:
+            return error_page(decision.status, decision.reason, request)
         headers = {"WWW-Authenticate": 'Bearer realm="pacs"'} if decision.status == 401 else {}
         return Response.error(decision.status, decision.reason, headers)
 

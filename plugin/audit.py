@@ -30,6 +30,7 @@ Command line: ``python -m plugin.audit verify [--database-url URL]``.
 
 import argparse
 import collections
+import contextvars
 import contextlib
 import csv
 import datetime
@@ -49,6 +50,12 @@ from peewee import BigAutoField, DateTimeField, SqliteDatabase, TextField
 
 from plugin import db
 from plugin.db import BaseModel, database
+
+
+# The client address of the HTTP request being answered, set by the app for
+# the length of a request: entries recorded deep inside a service get it
+# without every call passing it along.
+request_address = contextvars.ContextVar("request_address", default="")
 
 LOGGER = logging.getLogger(__name__)
 
@@ -131,6 +138,7 @@ class AuditLog:
         there: taking it while holding SQLite's write lock could make
         another thread wait on us for the database's busy timeout.
         """
+        address = address or request_address.get()
         content = self._content(action, username, role, address, study_uid, outcome, details)
         with _connection():
             if database.in_transaction():

@@ -54,13 +54,15 @@ class OrthancHost:
 
 
 # Orthanc gives the client's address to the filter only; the REST callback
-# for the same request runs next on the same HTTP thread.
-_client = threading.local()
+# for the same request runs next on the same HTTP thread. Keyed by OS thread
+# id: orthanc-python makes a new Python thread state per callback, so a
+# threading.local() would be empty again. Bounded by Orthanc's HTTP threads.
+_client_ip = {}
 
 
 def _request_from(method, uri, req):
     return Request.from_orthanc(method, uri, req.get("get"), req.get("headers"), req.get("body"),
-                                getattr(_client, "ip", ""))
+                                _client_ip.get(threading.get_ident(), ""))
 
 
 def _send(output, response: Response):
@@ -84,7 +86,7 @@ def serve():
 
     def on_filter(uri, **req):
         ip = req.get("ip", "")
-        _client.ip = ip
+        _client_ip[threading.get_ident()] = ip
         method = _METHODS.get(req.get("method"))
         if method is None:
             return False

@@ -1,0 +1,247 @@
+"""Browser pages of accounts: login, logout, own account, user and API-key
+administration, the audit log. Forms post urlencoded with a csrf_token field."""
+
+import hmac
+import json
+import secrets
+from types import SimpleNamespace
+
+from plugin.auth.accounts import AccountError
+from plugin.auth.models import ROLES
+from plugin.auth.routes import audit_filters, is_https, session_cookie
+from plugin.auth.guard import cookie
+from plugin.http import HttpError, Response
+from plugin.webui import error_page, gettext as _, render
+
+LOGIN_CSRF_COOKIE = "pacs_login_csrf"
+
+
+def safe_next(target):
+    """Only our own pages: never an open redirect to another site."""
+    if isinstance(target, str) and target.startswith("/pacs/") and "//" not in target and "\\" not in target:
+        return target
+    return "/pacs/"
+
+
+def checked_form(request):
+    """The form, after checking its csrf_token when the guard left that to us."""
+    form = request.form()
+    if request.form_csrf and not hmac.compare_digest(form.get("csrf_token", "").encode(),
+                                                     request.principal.csrf.encode()):
+        raise HttpError(403, "CSRF token missing or wrong; reload the page and try again")
+    return form
+
+
+def page(handler):
+    """Errors on a page become an HTML error page, not JSON."""
+    def wrapped(request, **params):
+        try:
+            return handler(request, **params)
+        except (HttpError, AccountError) as error:
+            return error_page(error.status, error.message, request)
+    wrapped.__name__ = handler.__name__
+    return wrapped
+
+
+def with_cookie(response, value):
+    response.headers["Set-Cookie"] = value
+    return response
+
+
+def register(router, accounts, apikeys, audit, settings):
+    route = lambda method, pattern: lambda f: router.add(method, pattern, page(f))  # noqa: E731
+
+    def user_of(request):
+        return accounts.get_user(request.principal.user_id)
+
+    def context(request, **extra):
+        return dict(user=user_of(request), csrf_token=request.principal.csrf, **extra)
+
+    @route("GET", "/pacs/")
+    def home(request):
+        return Response.redirect("/pacs/account")  # until the reading worklist lives here
+
+    # --- login and logout ----------------------------------------------------
+
+    def login_page(request, status=200, error=None, username=""):
+        token = secrets.token_urlsafe(24)
+        response = render("login.html", request, status, csrf_token=token, error=error,
+                          username=username, next_url=safe_next(request.query.get("next")))
+        secure = "; Secure" if is_https(request, settings) else ""
+        return with_cookie(response, f"{LOGIN_CSRF_COOKIE}={token}; Path=/pacs/login; HttpOnly; "
+                                     f"SameSite=Strict; Max-Age=3600{secure}")
+
+    @route("GET", "/pacs/login")
+    def show_login(request):
+        if request.principal is not None:
+            return Response.redirect(safe_next(request.query.get("next")))
+        return login_page(request)
+
+    @route("POST", "/pacs/login")
+    def submit_login(request):
+        form = request.form()
+        expected = cookie(request.headers, LOGIN_CSRF_COOKIE)
+        if not expected or not hmac.compare_digest(form.get("csrf_token", "").encode(), expected.encode()):
+            return login_page(request, 403, _("The form expired; please try again.", request))
+        try:
+            token, _claims, user = accounts.login(form.get("username", ""), form.get("password", ""),
+                                                  request.client_ip)
+        except AccountError as error:
+            return login_page(request, error.status, error.message, form.get("username", ""))
+        target = "/pacs/account" if user.must_change_password else safe_next(form.get("next"))
+        cookie_value = session_cookie(token, settings.session_hours * 3600, is_https(request, settings))
+        return with_cookie(Response.redirect(target), cookie_value)
+
+    @route("POST", "/pacs/logout")
+    def submit_logout(request):
+        checked_form(request)
+        accounts.logout(request.principal, request.client_ip)
+        return with_cookie(Response.redirect("/pacs/login"), session_cookie("", 0, is_https(request, settings)))
+
+    # --- own account ---------------------------------------------------------
+
+    @route("GET", "/pacs/account")
+    def account(request):
+        user = user_of(request)
+        messages = []
+        if user.must_change_password:
+            messages.append({"level": "warning",
+                             "text": _("Please choose a new password before you go on.", request)})
+        return render("account.html", request, messages=messages, active_nav="account",
+                      **context(request))
+
+    @route("POST", "/pacs/account/password")
+    def change_password(request):
+        form = checked_form(request)
+        if form.get("new_password", "") != form.get("confirm_password", ""):
+            return render("account.html", request, 400, error=_("The two new passwords differ.", request),
+                          active_nav="account", **context(request))
+        try:
+            accounts.change_password(request.principal, form.get("current_password", ""),
+                                     form.get("new_password", ""))
+        except AccountError as error:
+            return render("account.html", request, error.status, error=error.message,
+                          active_nav="account", **context(request))
+        return render("account.html", request, active_nav="account",
+                      messages=[{"level": "success", "text": _("Password changed.", request)}],
+                      **context(request))
+
+    # --- users ------------------------------------------------------------------
+
+    def users_page(request, status=200, error=None, messages=()):
+        users = [SimpleNamespace(id=u.id, username=u.username, display_name=u.display_name,
+                                 role=u.role, referrer_names=u.referring_name_list,
+                                 disabled=u.disabled, last_login=u.last_login_at)
+                 for u in accounts.list_users()]
+        return render("admin_users.html", request, status, users=users, roles=list(ROLES),
+                      error=error, messages=list(messages), active_nav="users", **context(request))
+
+    def user_action(request, action, done):
+        try:
+            action()
+        except AccountError as error:
+            return users_page(request, error.status, error.message)
+        return users_page(request, messages=[{"level": "success", "text": done}])
+
+    @route("GET", "/pacs/admin/users")
+    def users(request):
+        return users_page(request)
+
+    @route("POST", "/pacs/admin/users")
+    def create_user(request):
+        form = checked_form(request)
+        return user_action(request, lambda: accounts.create_user(
+            form.get("username", ""), form.get("password", ""), form.get("role", ""),
+            form.get("display_name", ""), form.get("referrer_names", ""), actor=request.principal),
+            _("User created.", request))
+
+    @route("POST", "/pacs/admin/users/{user_id}")
+    def edit_user(request, user_id):
+        form = checked_form(request)
+        return user_action(request, lambda: accounts.update_user(
+            _user_id(user_id), actor=request.principal, role=form.get("role"),
+            display_name=form.get("display_name"), referring_names=form.get("referrer_names", ""),
+            disabled=form.get("disabled") == "1"), _("User saved.", request))
+
+    @route("POST", "/pacs/admin/users/{user_id}/password")
+    def reset_password(request, user_id):
+        form = checked_form(request)
+        return user_action(request, lambda: accounts.reset_password(
+            _user_id(user_id), form.get("new_password", ""), request.principal),
+            _("Password reset; the user must change it at next login.", request))
+
+    # --- API keys -----------------------------------------------------------------
+
+    def keys_page(request, status=200, error=None, new_key=None):
+        keys = [SimpleNamespace(id=k.id, name=k.name, username=k.user.username, role=k.role,
+                                created_at=k.created_at, expires_at=k.expires_at,
+                                last_used_at=k.last_used_at, revoked=k.revoked_at is not None)
+                for k in apikeys.list()]
+        users = [SimpleNamespace(id=u.id, username=u.username) for u in accounts.list_users()]
+        return render("admin_apikeys.html", request, status, api_keys=keys, users=users,
+                      roles=list(ROLES), new_key=new_key, error=error, active_nav="apikeys",
+                      **context(request))
+
+    @route("GET", "/pacs/admin/apikeys")
+    def keys(request):
+        return keys_page(request)
+
+    @route("POST", "/pacs/admin/apikeys")
+    def create_key(request):
+        form = checked_form(request)
+        days = form.get("expires_in_days", "").strip()
+        try:
+            key, row = apikeys.create(form.get("name", ""), _user_id(form.get("user_id")),
+                                      form.get("role") or None, int(days) if days.isdigit() else days or None,
+                                      request.principal)
+        except AccountError as error:
+            return keys_page(request, error.status, error.message)
+        return keys_page(request, new_key=SimpleNamespace(name=row.name, secret=key))
+
+    @route("POST", "/pacs/admin/apikeys/{key_id}/revoke")
+    def revoke_key(request, key_id):
+        checked_form(request)
+        apikeys.revoke(_user_id(key_id), request.principal)
+        return keys_page(request)
+
+    # --- audit log ---------------------------------------------------------------
+
+    last_check = []  # walking the whole chain is slow: on first view and on request only
+
+    def chain_status(request):
+        if not last_check or request.query.get("verify") == "1":
+            last_check[:] = [audit.verify()]
+            audit.record("audit_verified", username=request.principal.username,
+                         role=request.principal.role, address=request.client_ip,
+                         outcome="success" if last_check[0].ok else "failure")
+        return last_check[0]
+
+    @route("GET", "/pacs/admin/audit")
+    def audit_log(request):
+        filters = audit_filters(request)
+        try:
+            items, total = audit.query(**filters)
+        except ValueError as error:
+            raise HttpError(400, str(error)) from None
+        entries = [SimpleNamespace(id=e["id"], timestamp=e["at"], username=e["username"],
+                                   action=e["action"], study_uid=e["study_uid"], outcome=e["outcome"],
+                                   ip_address=e["address"], detail=_detail_text(e.get("details")))
+                   for e in items]
+        shown = {k: v for k, v in filters.items() if k not in ("page", "page_size")}
+        shown["user"] = shown.pop("username")
+        return render("admin_audit.html", request, chain=chain_status(request), filters=shown,
+                      entries=entries, page=filters["page"], page_size=filters["page_size"],
+                      total=total, active_nav="audit", **context(request))
+
+
+def _detail_text(details):
+    if not details:
+        return None
+    return details if isinstance(details, str) else json.dumps(details, ensure_ascii=False, sort_keys=True)
+
+
+def _user_id(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise HttpError(400, "not a valid id") from None
