@@ -19,6 +19,8 @@ from plugin.auth.tokens import TokenCodec, load_or_create_secret
 from plugin.config import Settings
 from plugin.http import Response, Router
 from plugin.ingest import Ingest
+from plugin.worklist import routes as worklist_routes
+from plugin.worklist.actions import Worklist
 from plugin.webui import error_page, register_static
 
 LOGGER = logging.getLogger(__name__)
@@ -42,6 +44,8 @@ class App:
         register_static(self.router)
         auth_routes.register(self.router, self.accounts, self.apikeys, self.audit, settings, time.time)
         auth_pages.register(self.router, self.accounts, self.apikeys, self.audit, settings)
+        self.worklist = Worklist(self.audit, settings.claim_minutes)
+        worklist_routes.register(self.router, self.worklist, self.scope, host, self.audit)
 
     def start(self):
         """Work that needs Orthanc up: the ingest worker and the audit writer."""

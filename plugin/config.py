@@ -23,6 +23,7 @@ class Settings:
     trusted_proxies: tuple = ()
     secure_cookies: bool = False
     image_audit_window: int = 300
+    claim_minutes: float = 30.0
 
     @classmethod
     def from_configuration(cls, configuration, environ=None):
@@ -48,4 +49,5 @@ class Settings:
             trusted_proxies=tuple(pacs.get("TrustedProxies", ())),
             secure_cookies=bool(pacs.get("SecureCookies", False)),
             image_audit_window=int(pacs.get("ImageAuditWindowSeconds", 300)),
+            claim_minutes=float(pacs.get("ClaimMinutes", 30)),
         )

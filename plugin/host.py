@@ -45,8 +45,13 @@ class OrthancHost:
 
     def get_json(self, path):
         """GET a REST resource as JSON; None if Orthanc does not have it."""
+        answer = self.get_bytes(path)
+        return None if answer is None else json.loads(answer)
+
+    def get_bytes(self, path):
+        """GET a REST resource as bytes; None if Orthanc does not have it."""
         try:
-            return json.loads(orthanc.RestApiGet(path))
+            return orthanc.RestApiGet(path)
         except orthanc.OrthancException as error:
             if error.args and error.args[0] == orthanc.ErrorCode.UNKNOWN_RESOURCE:
                 return None

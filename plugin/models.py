@@ -42,6 +42,19 @@ class Study(BaseModel):
     priority = CharField(max_length=16, default="routine", index=True)
     arrived_at = DateTimeField(null=True, index=True)
     indexed_at = DateTimeField()
+    # Copied from the patient so that worklist queries need no join.
+    patient_name = TextField(default="", index=True)
+    patient_dicom_id = TextField(default="", index=True)
+    patient_sex = TextField(default="")
+    patient_birth_date = DateField(null=True)
+    search_text = TextField(default="")
+    # The reading workflow (plugin/worklist): users by id, no foreign key to
+    # keep the study index free of the accounts package.
+    assignee_id = IntegerField(null=True, index=True)
+    claimed_by_id = IntegerField(null=True)
+    claim_expires_at = DateTimeField(null=True)
+    final_at = DateTimeField(null=True)
+    updated_at = DateTimeField(null=True, index=True)
 
     class Meta:
         table_name = "study"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from peewee import IntegrityError
 
 from plugin.db import database
-from plugin.dicomnames import pn_key
+from plugin.dicomnames import pn_key, search_text
 from plugin.models import Patient, Series, Study
 
 LOGGER = logging.getLogger(__name__)
@@ -171,7 +171,12 @@ def _store(summary, now):
         study.series_count = len(summary.series)
         study.instance_count = summary.instance_count
         study.orthanc_last_update = summary.last_update
-        study.indexed_at = now
+        study.patient_name = summary.patient_name
+        study.patient_dicom_id = summary.patient_id
+        study.patient_sex = summary.sex
+        study.patient_birth_date = summary.birth_date
+        study.search_text = search_text(summary.patient_name, summary.patient_id, summary.accession_number)
+        study.indexed_at = study.updated_at = now
         study.save()
         _store_series(study, summary.series)
         return study

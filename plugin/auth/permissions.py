@@ -17,12 +17,14 @@ DENY = "deny"
 
 ROLE_PERMISSIONS = {
     "radiologist": {
-        "studies.read", "studies.claim", "images.read", "images.download", "images.send",
+        "studies.read", "studies.claim", "studies.prioritise", "dashboard.read",
+        "images.read", "images.download", "images.send",
         "orthanc.read", "nodes.read", "nodes.query", "jobs.read",
         "reports.read", "reports.write",
     },
     "technologist": {
-        "studies.read", "images.read", "images.upload", "images.send", "orthanc.read",
+        "studies.read", "studies.prioritise", "dashboard.read",
+        "images.read", "images.upload", "images.send", "orthanc.read",
         "nodes.read", "jobs.read", "reports.read", "orders.write",
     },
     "referrer": {"studies.read", "images.read", "reports.read"},
@@ -44,7 +46,9 @@ class Rule:
 
 
 def _rule(methods, pattern, permission, study=""):
-    return Rule(frozenset(methods.split("|")), re.compile(f"^{pattern}$"), permission, study)
+    # (?:...): a pattern with alternatives must be anchored as a whole, not just its
+    # first and last alternatives (else "/pacs/?" matched the start of every /pacs/ path).
+    return Rule(frozenset(methods.split("|")), re.compile(f"^(?:{pattern})$"), permission, study)
 
 
 RESOURCE = r"(patients|studies|series|instances)"
@@ -62,15 +66,18 @@ RULES = (
     _rule("POST", r"/pacs/api/auth/(login|refresh)", PUBLIC),
     # Ours: any logged-in user.
     _rule("POST", r"/pacs/api/auth/logout|/pacs/logout", AUTHENTICATED),
-    _rule("GET", r"/pacs/api/me|/pacs/account|/pacs/?|/pacs/api/openapi\.json", AUTHENTICATED),
+    _rule("GET", r"/pacs/api/me|/pacs/account|/pacs/api/openapi\.json", AUTHENTICATED),
     _rule("POST", r"/pacs/api/me/password|/pacs/account/password", AUTHENTICATED),
     # Ours: administration.
     _rule("GET|POST|PUT|DELETE", r"/pacs/api/(users|apikeys)(/.*)?", "users.manage"),
     _rule("GET|POST", r"/pacs/admin/(users|apikeys)(/.*)?", "users.manage"),
     _rule("GET", r"/pacs/api/audit(\.csv|/verify)?|/pacs/admin/audit", "audit.read"),
-    # Ours: studies.
-    _rule("GET", r"/pacs/api/studies", "studies.read"),
-    _rule("GET", r"/pacs/api/studies/(?P<study>[^/]+)", "studies.read", "path"),
+    # Ours: the reading worklist, studies and the dashboard.
+    _rule("GET", r"/pacs/?|/pacs/api/studies", "studies.read"),
+    _rule("GET", r"/pacs/(api/)?studies/(?P<study>[^/]+)(/series/[^/]+/thumbnail)?", "studies.read", "path"),
+    _rule("POST", r"/pacs/api/studies/(?P<study>[^/]+)/(claim|release|assign)", "studies.claim", "path"),
+    _rule("POST", r"/pacs/api/studies/(?P<study>[^/]+)/priority", "studies.prioritise", "path"),
+    _rule("GET", r"/pacs/dashboard|/pacs/api/dashboard", "dashboard.read"),
     # The viewer's own files carry no patient data; its data comes over DICOMweb.
     _rule("GET", r"/pacs/viewer(/.*)?", "images.read"),
 
@@ -109,8 +116,42 @@ def permissions_of(role):
     return frozenset(ROLE_PERMISSIONS.get(role, ()))
 
 
+def normalise_path(path):
+    """The path as Orthanc routes it: Orthanc ignores a trailing "/" ("/tools/execute-script/"
+    runs execute-script) and empty segments, so the table must too. (It has already
+    decoded %xx before the filter sees the path.)"""
+    return _SLASHES.sub("/", path or "/").rstrip("/") or "/"
+
+
+# DCMTK reads a tag given as text with sscanf("%x,%x") and keeps 16 bits of each
+# part: besides "0020,000D" and "0020000D" it takes "20,d", "0x20,0xD", "10020,d"...
+_TAG_TEXT = re.compile(r"\s*([+-]?)\s*(?:0[xX])?([0-9a-fA-F]+)\s*,\s*([+-]?)\s*(?:0[xX])?([0-9a-fA-F]+)")
+_SLASHES = re.compile(r"/{2,}")
+_STUDY_UID_TAG = (0x0020, 0x000D)
+_STUDY_UID_NAMES = frozenset(name.lower() for name in STUDY_UID_PARAMS if not name[0].isdigit())
+
+
+def _tag_part(sign, digits):
+    value = min(int(digits, 16), 2 ** 64 - 1)
+    return (-value if sign == "-" else value) & 0xFFFF
+
+
+def names_study_uid(name):
+    """Whether a query parameter could name StudyInstanceUID to Orthanc or its DICOMweb
+    plugin, in any spelling they accept (keyword, or a tag number in any of the forms
+    DCMTK parses). Erring towards yes only makes a referrer's check stricter."""
+    name = name.strip()
+    if name.lower() in _STUDY_UID_NAMES:
+        return True
+    if len(name) == 8 and all(c in "0123456789abcdefABCDEF" for c in name):
+        return (int(name[:4], 16), int(name[4:], 16)) == _STUDY_UID_TAG
+    found = _TAG_TEXT.match(name)
+    return bool(found) and (_tag_part(*found.group(1, 2)), _tag_part(*found.group(3, 4))) == _STUDY_UID_TAG
+
+
 def match(method, path):
     """(Rule, study UID from the path or None) for a request; (None, None) if no rule names it."""
+    path = normalise_path(path)
     for rule in RULES:
         if method in rule.methods:
             found = rule.pattern.match(path)

@@ -1,0 +1,99 @@
+"""Reading workflow actions on a study: claim, release, assign, priority.
+
+A claim is one conditional UPDATE: of two radiologists claiming at once,
+exactly one changes the row; the other gets 409 naming who reads it. A
+claim lapses after ``claim_minutes`` unless renewed (claiming again renews).
+"""
+
+import datetime
+import logging
+
+from plugin.auth.accounts import utcnow
+from plugin.auth.models import User
+from plugin.http import HttpError
+from plugin.models import PRIORITIES, Study
+
+LOGGER = logging.getLogger(__name__)
+
+CLAIMABLE = ("arrived", "in_progress")
+READERS = ("radiologist", "admin")
+
+
+class Worklist:
+    def __init__(self, audit, claim_minutes=30):
+        self._audit = audit
+        self._claim = datetime.timedelta(minutes=claim_minutes)
+
+    def study(self, uid):
+        """The indexed study with this StudyInstanceUID (the newest, should two share it)."""
+        study = Study.select().where(Study.study_instance_uid == uid).order_by(Study.id.desc()).first()
+        if study is None:
+            raise HttpError(404, f"no study with StudyInstanceUID {uid}")
+        return study
+
+    def claim(self, uid, principal):
+        study = self.study(uid)
+        now = utcnow()
+        changed = (Study.update(claimed_by_id=principal.user_id, claim_expires_at=now + self._claim,
+                                status="in_progress", updated_at=now)
+                   .where(Study.id == study.id, Study.status.in_(CLAIMABLE),
+                          Study.claimed_by_id.is_null() | (Study.claim_expires_at <= now)
+                          | (Study.claimed_by_id == principal.user_id))
+                   .execute())
+        if not changed:
+            self._refuse_claim(self.study(uid), now)
+        self._record(principal, "study_claimed", uid)
+        return self.study(uid)
+
+    def release(self, uid, principal):
+        """The claimer, or an admin, gives the study back to the list."""
+        study = self.study(uid)
+        if study.claimed_by_id is None:
+            return study
+        if study.claimed_by_id != principal.user_id and principal.role != "admin":
+            raise HttpError(403, "only the radiologist reading it, or an admin, can release this study")
+        status = "arrived" if study.status == "in_progress" else study.status
+        Study.update(claimed_by_id=None, claim_expires_at=None, status=status,
+                     updated_at=utcnow()).where(Study.id == study.id).execute()
+        self._record(principal, "study_released", uid)
+        return self.study(uid)
+
+    def assign(self, uid, username, principal):
+        """Assign to a radiologist (admins: anyone who reads; radiologists: themselves)."""
+        study = self.study(uid)
+        assignee = None
+        if username:
+            assignee = User.get_or_none(User.username == str(username).strip().lower())
+            if assignee is None or assignee.disabled or assignee.role not in READERS:
+                raise HttpError(400, f"assignee: {username!r} is not an active radiologist")
+        if principal.role != "admin":
+            free_or_own = study.assignee_id in (None, principal.user_id)
+            to_self_or_nobody = assignee is None or assignee.id == principal.user_id
+            if not (free_or_own and to_self_or_nobody):
+                raise HttpError(403, "radiologists can take unassigned studies or give back their own; "
+                                     "an admin reassigns a colleague's")
+        Study.update(assignee_id=assignee.id if assignee else None,
+                     updated_at=utcnow()).where(Study.id == study.id).execute()
+        self._record(principal, "study_assigned", uid, {"assignee": assignee.username if assignee else None})
+        return self.study(uid)
+
+    def set_priority(self, uid, priority, principal):
+        if priority not in PRIORITIES:
+            raise HttpError(400, f"priority must be one of {', '.join(PRIORITIES)}")
+        study = self.study(uid)
+        Study.update(priority=priority, updated_at=utcnow()).where(Study.id == study.id).execute()
+        self._record(principal, "priority_changed", uid, {"from": study.priority, "to": priority})
+        return self.study(uid)
+
+    @staticmethod
+    def _refuse_claim(study, now):
+        if study.status not in CLAIMABLE:
+            raise HttpError(409, f"a study that is {study.status} cannot be claimed")
+        reader = User.get_or_none(User.id == study.claimed_by_id)
+        name = reader.display_name if reader else "another user"
+        until = study.claim_expires_at.isoformat(timespec="minutes") if study.claim_expires_at else ""
+        raise HttpError(409, f"being read by {name} (claim until {until}Z)")
+
+    def _record(self, principal, action, uid, details=None):
+        self._audit.record(action, username=principal.username, role=principal.role,
+                           study_uid=uid, details=details)

@@ -1,0 +1,116 @@
+"""JSON API of the reading worklist: list, one study, claim/release/assign/priority,
+series thumbnails."""
+
+import collections
+import datetime
+import threading
+
+from plugin.auth.models import User
+from plugin.dicomnames import pn_key
+from plugin.http import HttpError, Response
+from plugin.models import Series, Study
+from plugin.worklist import query as worklist_query
+
+THUMBNAIL_CACHE = 512
+THUMBNAIL_SIZE = 128
+
+
+def referrer_keys(principal):
+    """A referrer's referring-physician keys; None for every other role (no limit)."""
+    if principal.role != "referrer":
+        return None
+    user = User.get_or_none(User.id == principal.user_id)
+    return {pn_key(n) for n in user.referring_name_list} - {""} if user else set()
+
+
+class Thumbnails:
+    """A small PNG of a series' middle image, rendered once by Orthanc and kept
+    in memory (an SDK render holds the GIL: never twice for the same series)."""
+
+    def __init__(self, host, size=THUMBNAIL_CACHE):
+        self._host = host
+        self._size = size
+        self._cache = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, series_orthanc_id):
+        with self._lock:
+            if series_orthanc_id in self._cache:
+                self._cache.move_to_end(series_orthanc_id)
+                return self._cache[series_orthanc_id]
+        series = self._host.get_json(f"/series/{series_orthanc_id}")
+        if not series or not series.get("Instances"):
+            raise HttpError(404, "this series has no images")
+        instances = sorted(series["Instances"])
+        middle = instances[len(instances) // 2]
+        png = self._host.get_bytes(f"/instances/{middle}/rendered?width={THUMBNAIL_SIZE}"
+                                   f"&height={THUMBNAIL_SIZE}&smooth=1")
+        if png is None:
+            raise HttpError(404, "this image cannot be rendered")
+        with self._lock:
+            self._cache[series_orthanc_id] = png
+            while len(self._cache) > self._size:
+                self._cache.popitem(last=False)
+        return png
+
+
+def study_detail(worklist, scope, study, principal):
+    detail = worklist_query.describe(study)
+    detail["institution_name"] = study.institution_name
+    detail["series"] = [
+        {"series_instance_uid": s.series_instance_uid, "number": s.number, "modality": s.modality,
+         "description": s.description, "body_part": s.body_part, "instance_count": s.instance_count}
+        for s in Series.select().where(Series.study == study).order_by(Series.number, Series.id)]
+    priors = (Study.select().where(Study.patient_dicom_id == study.patient_dicom_id,
+                                   Study.study_instance_uid != study.study_instance_uid)
+              .order_by(Study.study_date.desc(), Study.id.desc()).limit(50)) \
+        if study.patient_dicom_id else []
+    if principal.role == "referrer":
+        allowed = scope.studies(principal.user_id)
+        priors = [p for p in priors if p.study_instance_uid in allowed]
+    detail["priors"] = [{"study_instance_uid": p.study_instance_uid, "study_date": p.study_date,
+                         "modalities": [m for m in p.modalities.split("\\") if m],
+                         "description": p.description, "status": p.status} for p in priors]
+    return detail
+
+
+def register(router, worklist, scope, host, audit, today=datetime.date.today):
+    thumbnails = Thumbnails(host)
+
+    @router.route("GET", "/pacs/api/studies")
+    def list_studies(request):
+        filters = worklist_query.parse_filters(request.query, today())
+        items, total = worklist_query.search(filters, request.principal, referrer_keys(request.principal))
+        return Response.json({"items": items, "total": total, "page": filters.page,
+                              "page_size": filters.page_size},
+                             headers={"Cache-Control": "no-store"})
+
+    @router.route("GET", "/pacs/api/studies/{uid}")
+    def get_study(request, uid):
+        study = worklist.study(uid)
+        audit.record("study_viewed", username=request.principal.username,
+                     role=request.principal.role, study_uid=uid)
+        return Response.json(study_detail(worklist, scope, study, request.principal),
+                             headers={"Cache-Control": "no-store"})
+
+    @router.route("GET", "/pacs/api/studies/{uid}/series/{series_uid}/thumbnail")
+    def thumbnail(request, uid, series_uid):
+        study = worklist.study(uid)
+        series = Series.get_or_none(Series.study == study, Series.series_instance_uid == series_uid)
+        if series is None:
+            raise HttpError(404, f"no series {series_uid} in this study")
+        return Response(200, thumbnails.get(series.orthanc_id), "image/png",
+                        {"Cache-Control": "private, max-age=3600"})
+
+    def action(name, perform):
+        @router.route("POST", f"/pacs/api/studies/{{uid}}/{name}")
+        def handler(request, uid):
+            data = request.json() if request.body else {}
+            return Response.json(worklist_query.describe(perform(uid, data, request.principal)))
+        handler.__name__ = name
+        return handler
+
+    action("claim", lambda uid, data, who: worklist.claim(uid, who))
+    action("release", lambda uid, data, who: worklist.release(uid, who))
+    action("assign", lambda uid, data, who: worklist.assign(uid, data.get("assignee"), who))
+    action("priority", lambda uid, data, who: worklist.set_priority(uid, data.get("priority"), who))
