@@ -5,7 +5,7 @@ import logging
 import time
 from urllib.parse import quote
 
-from plugin import db, health, logs, migrations
+from plugin import db, health, logs, migrations, openapi
 from plugin.audit import AuditLog, request_address
 from plugin.auth import pages as auth_pages
 from plugin.auth import routes as auth_routes
@@ -41,6 +41,7 @@ class App:
         self.scope = ReferrerScope()
         self.guard = Guard(self.accounts, self.apikeys, self.scope, self.audit, settings.trusted_proxies)
         health.register(self.router, host, settings)
+        openapi.register(self.router)
         register_static(self.router)
         auth_routes.register(self.router, self.accounts, self.apikeys, self.audit, settings, time.time)
         auth_pages.register(self.router, self.accounts, self.apikeys, self.audit, settings)

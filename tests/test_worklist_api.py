@@ -228,3 +228,19 @@ def test_referrer_sees_only_their_studies(server):
     detail = drwho.get(server.url(f"/pacs/api/studies/{server.uids['ACC-100']}"))
     assert detail.status_code == 200
     assert drwho.post(server.url(f"/pacs/api/studies/{server.uids['ACC-100']}/claim")).status_code == 403
+
+
+def test_dashboard_figures(server):
+    rad1 = as_user(server, "rad1")
+    uid = server.uids["ACC-100"]
+    rad1.post(server.url(f"/pacs/api/studies/{uid}/claim")).raise_for_status()
+    figures = rad1.get(server.url("/pacs/api/dashboard")).json()
+    assert sum(figures["counts_by_status"].values()) == len(STUDIES)
+    assert figures["counts_by_status"]["in_progress"] == 1
+    assert len(figures["per_day"]["days"]) == 30
+    assert figures["per_day"]["series"]["CT"][-1] == 1  # today's CT HEAD
+    assert {"username": "rad1", "assigned": 0, "reading": 1} in figures["workload"]
+    assert figures["waiting_longest"][0]["accession_number"]
+    assert figures["turnaround"] == []  # nothing final yet (reports fill final_at)
+    assert as_user(server, "drwho").get(server.url("/pacs/api/dashboard")).status_code == 403
+    server.post(f"/pacs/api/studies/{uid}/release").raise_for_status()

@@ -9,6 +9,8 @@ from plugin.auth.models import User
 from plugin.dicomnames import pn_key
 from plugin.http import HttpError, Response
 from plugin.models import Series, Study
+from plugin.auth.accounts import utcnow
+from plugin.worklist import dashboard
 from plugin.worklist import query as worklist_query
 
 THUMBNAIL_CACHE = 512
@@ -101,6 +103,10 @@ def register(router, worklist, scope, host, audit, today=datetime.date.today):
             raise HttpError(404, f"no series {series_uid} in this study")
         return Response(200, thumbnails.get(series.orthanc_id), "image/png",
                         {"Cache-Control": "private, max-age=3600"})
+
+    @router.route("GET", "/pacs/api/dashboard")
+    def dashboard_figures(request):
+        return Response.json(dashboard.summary(today(), utcnow()), headers={"Cache-Control": "no-store"})
 
     def action(name, perform):
         @router.route("POST", f"/pacs/api/studies/{{uid}}/{name}")
