@@ -7,12 +7,18 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-APT_RUNTIME := orthanc orthanc-python orthanc-dicomweb orthanc-postgresql dcmtk python3-venv
+APT_RUNTIME := orthanc orthanc-python orthanc-dicomweb orthanc-postgresql dcmtk python3-venv fonts-dejavu-core
 APT_TEST := chromium poppler-utils
+
+# Front-end files from npm, pinned: only their prebuilt dist/ is unpacked
+# into build/vendor (git-ignored); npm checks each tarball's integrity.
+VENDOR := build/vendor
+CHARTJS := chart.js@4.6.1
+OHIF := @ohif/app@3.13.2
 
 .PHONY: install install-test run test bench clean-data
 
-install: apt-runtime $(VENV)/.installed
+install: apt-runtime $(VENV)/.installed $(VENDOR)/.installed
 
 install-test: install apt-test $(VENV)/.installed-test
 
@@ -35,6 +41,15 @@ apt:
 	    $(SUDO) systemctl disable --now orthanc || true; \
 	  fi; \
 	fi
+
+$(VENDOR)/.installed: Makefile
+	@command -v npm >/dev/null || $(MAKE) --no-print-directory apt PACKAGES="nodejs npm"
+	rm -rf $(VENDOR).tmp && mkdir -p $(VENDOR).tmp/packs $(VENDOR).tmp/chartjs $(VENDOR).tmp/ohif
+	cd $(VENDOR).tmp/packs && npm pack --silent $(CHARTJS) $(OHIF) >/dev/null
+	tar -xzf $(VENDOR).tmp/packs/chart.js-*.tgz -C $(VENDOR).tmp/chartjs --strip-components=2 package/dist/chart.umd.min.js
+	tar -xzf $(VENDOR).tmp/packs/ohif-app-*.tgz -C $(VENDOR).tmp/ohif --strip-components=2 package/dist
+	rm -rf $(VENDOR).tmp/packs $(VENDOR) && mv $(VENDOR).tmp $(VENDOR)
+	touch $@
 
 $(VENV)/bin/python:
 	/usr/bin/python3 -m venv $(VENV)
