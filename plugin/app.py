@@ -5,7 +5,7 @@ import logging
 import time
 from urllib.parse import quote
 
-from plugin import db, health, logs, migrations, openapi
+from plugin import db, health, logs, migrations, openapi, viewer
 from plugin.audit import AuditLog, request_address
 from plugin.auth import pages as auth_pages
 from plugin.auth import routes as auth_routes
@@ -47,6 +47,7 @@ class App:
         auth_pages.register(self.router, self.accounts, self.apikeys, self.audit, settings)
         self.worklist = Worklist(self.audit, settings.claim_minutes)
         worklist_routes.register(self.router, self.worklist, self.scope, host, self.audit)
+        viewer.register(self.router, host)
 
     def start(self):
         """Work that needs Orthanc up: the ingest worker and the audit writer."""

@@ -13,7 +13,7 @@ import threading
 import orthanc
 
 from plugin.app import create_app
-from plugin.http import Request, Response, decode_query
+from plugin.http import HttpError, Request, Response, decode_query
 
 LOGGER = logging.getLogger(__name__)
 
@@ -50,12 +50,27 @@ class OrthancHost:
 
     def get_bytes(self, path):
         """GET a REST resource as bytes; None if Orthanc does not have it."""
+        return _unless_unknown(orthanc.RestApiGet, path)
+
+    def get_after_plugins(self, path):
+        """GET a route of another plugin (e.g. DICOMweb) as bytes; None if unknown.
+
+        A query that plugin refuses (an unknown tag, a bad value) is the
+        client's mistake: a 400 that says so, not a 500.
+        """
         try:
-            return orthanc.RestApiGet(path)
+            return _unless_unknown(orthanc.RestApiGetAfterPlugins, path)
         except orthanc.OrthancException as error:
-            if error.args and error.args[0] == orthanc.ErrorCode.UNKNOWN_RESOURCE:
-                return None
-            raise
+            raise HttpError(400, f"DICOMweb refused the query: {error.args[-1] if error.args else error}") from None
+
+
+def _unless_unknown(call, path):
+    try:
+        return call(path)
+    except orthanc.OrthancException as error:
+        if error.args and error.args[0] == orthanc.ErrorCode.UNKNOWN_RESOURCE:
+            return None
+        raise
 
 
 # Orthanc gives the client's address to the filter only; the REST callback
@@ -71,8 +86,11 @@ def _request_from(method, uri, req):
 
 
 def _send(output, response: Response):
-    if response.status == 405:  # Orthanc reserves 405 to this call
+    if response.status == 405:  # Orthanc reserves 405 and 301 to these calls
         output.SendMethodNotAllowed(response.headers.get("Allow", ""))
+        return
+    if response.status == 301:
+        output.Redirect(response.headers["Location"])
         return
     for name, value in response.headers.items():
         output.SetHttpHeader(name, value)

@@ -78,8 +78,12 @@ RULES = (
     _rule("POST", r"/pacs/api/studies/(?P<study>[^/]+)/(claim|release|assign)", "studies.claim", "path"),
     _rule("POST", r"/pacs/api/studies/(?P<study>[^/]+)/priority", "studies.prioritise", "path"),
     _rule("GET", r"/pacs/dashboard|/pacs/api/dashboard", "dashboard.read"),
-    # The viewer's own files carry no patient data; its data comes over DICOMweb.
+    # The viewer's own files carry no patient data; its data comes over DICOMweb,
+    # searched through our QIDO layer and retrieved from Orthanc's /dicom-web.
     _rule("GET", r"/pacs/viewer(/.*)?", "images.read"),
+    _rule("GET", r"/pacs/dicom-web/studies/(?P<study>[^/]+)/(series|instances|series/[^/]+/instances)",
+          "images.read", "path"),
+    _rule("GET", r"/pacs/dicom-web/(studies|series|instances)", "images.read", "query"),
 
     # DICOMweb (QIDO-RS, WADO-RS, STOW-RS) and WADO-URI.
     _rule("GET", r"/dicom-web/studies/(?P<study>[^/]+)(/.*)?", "images.read", "path"),
