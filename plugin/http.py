@@ -5,6 +5,7 @@ Plain Python: the host adapter turns Orthanc's REST callback into a
 tests without Orthanc.
 """
 
+import itertools
 import json
 import logging
 import re
@@ -14,6 +15,26 @@ from urllib.parse import parse_qsl, unquote_plus
 LOGGER = logging.getLogger(__name__)
 
 MAX_JSON_BODY = 1024 * 1024
+MAX_JSON_DEPTH = 64
+
+# For json_nesting_ok: strings (an unterminated one runs to the end: one linear
+# pass) and what is not a bracket go; a bracket counts +1 or -1.
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\[\s\S][^"\\]*)*"?')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def json_nesting_ok(text, limit=MAX_JSON_DEPTH):
+    """Whether JSON text nests arrays and objects at most ``limit`` deep (linear time).
+
+    json.loads recurses in C, and an Orthanc HTTP thread's stack is small: a body
+    of a few hundred "[" (sent to the login, no account needed) crashed the whole
+    server before Python's recursion limit could stop it.
+    """
+    if text.count("[") + text.count("{") <= limit:
+        return True
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(itertools.accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0) <= limit
 
 
 def decode_query(raw_query):
@@ -62,8 +83,14 @@ class Request:
         if len(self.body) > MAX_JSON_BODY:
             raise HttpError(413, f"request body larger than {MAX_JSON_BODY} bytes")
         try:
-            data = json.loads(self.body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+            text = self.body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise HttpError(400, "request body is not valid JSON") from None
+        if not json_nesting_ok(text):
+            raise HttpError(400, f"request body nests JSON deeper than {MAX_JSON_DEPTH} levels")
+        try:
+            data = json.loads(text)
+        except ValueError:
             raise HttpError(400, "request body is not valid JSON") from None
         if not isinstance(data, dict):
             raise HttpError(400, "request body must be a JSON object")

@@ -86,9 +86,10 @@ class Accounts:
         _check_username(username)
         _check_role(role)
         check_policy_or_400(password, username)
+        display_name = _text(display_name or username, "display_name", 200) or username
         now = utcnow()
         try:
-            user = User.create(username=username, display_name=(display_name or username).strip(),
+            user = User.create(username=username, display_name=display_name,
                                role=role, password_hash=self._hasher.hash(password),
                                referring_names=_names_text(referring_names),
                                must_change_password=must_change_password,

@@ -95,12 +95,14 @@ class ApiKeys:
             if time.monotonic() - self._loaded_at <= CACHE_TTL:
                 return
             with db.connection_scope():
-                rows = (ApiKey.select(ApiKey.key_hash, ApiKey.role, ApiKey.expires_at, User.id, User.username)
+                rows = (ApiKey.select(ApiKey.key_hash, ApiKey.role, ApiKey.expires_at, User.id, User.username,
+                                      User.role)
                         .join(User)
                         .where(ApiKey.revoked_at.is_null(), User.disabled == False))  # noqa: E712
+                # A key never has more rights than its user has now (a demoted user's keys stop).
                 self._cache = {
                     row.key_hash: (row.user.id, row.user.username, row.role,
                                    row.expires_at.replace(tzinfo=datetime.timezone.utc).timestamp()
                                    if row.expires_at else None)
-                    for row in rows}
+                    for row in rows if self._permissions_of(row.role) <= self._permissions_of(row.user.role)}
             self._loaded_at = time.monotonic()

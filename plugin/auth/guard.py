@@ -151,20 +151,26 @@ class Guard:
                 return None
             return deny(403, "CSRF token wrong", principal)
         content_type = headers.get("content-type", "")
-        if path.startswith("/pacs/") and content_type.startswith("application/x-www-form-urlencoded"):
+        # Pages' forms carry the token as a field, which their handler checks. Not the
+        # JSON API: its handlers read the body as JSON whatever its declared type, and a
+        # same-site page may POST any body as a "form" with the cookie (fetch, no-cors).
+        if path.startswith("/pacs/") and not path.startswith("/pacs/api/") and \
+                content_type.startswith("application/x-www-form-urlencoded"):
             return allow(principal, form_csrf=True)
         return deny(403, "CSRF token missing (send X-CSRF-Token)", principal)
 
     @staticmethod
     def _studies(rule, path_study, query):
-        if rule.study == "path":
-            return [path_study] if path_study else []
-        if rule.study == "query":
-            for name in permissions.STUDY_UID_PARAMS:
-                value = (query or {}).get(name, "")
-                if value:
-                    return [uid.strip() for uid in value.replace("\\", ",").split(",") if uid.strip()]
-        return []
+        """Every study a scoped request names: the path's, and every query parameter that
+        Orthanc or DICOMweb could read as a StudyInstanceUID (whatever its spelling, so
+        that "?StudyInstanceUID=<mine>&0020000d=<other>" cannot pass as <mine>)."""
+        if not rule.study:
+            return []
+        studies = [path_study] if rule.study == "path" and path_study else []
+        for name, value in (query or {}).items():
+            if isinstance(value, str) and permissions.names_study_uid(name):
+                studies.extend(uid.strip() for uid in value.replace("\\", ",").split(",") if uid.strip())
+        return studies
 
     def _denied(self, principal, address, path, reason):
         self._audit.record_async("access_denied", username=principal.username, role=principal.role,

@@ -45,17 +45,21 @@ def account_errors(handler):
             return handler(request, **params)
         except AccountError as error:
             raise HttpError(error.status, error.message) from None
-        except ValueError as error:
+        except (ValueError, OverflowError) as error:  # OverflowError: a date or number out of range
             raise HttpError(400, str(error)) from None
     wrapped.__name__ = handler.__name__
     return wrapped
 
 
 def int_param(value, name):
+    """A whole number that fits the database's 64-bit integers, else a 400."""
     try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise HttpError(400, f"{name} must be a whole number") from None
+        number = int(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else None
+    except ValueError:
+        number = None
+    if number is None or not -2 ** 63 <= number < 2 ** 63:
+        raise HttpError(400, f"{name} must be a whole number")
+    return number
 
 
 def register(router, accounts, apikeys, audit, settings, clock):
