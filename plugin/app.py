@@ -19,6 +19,9 @@ from plugin.auth.tokens import TokenCodec, load_or_create_secret
 from plugin.config import Settings
 from plugin.http import Response, Router
 from plugin.ingest import Ingest
+from plugin.reports import routes as reports_routes
+from plugin.reports.copies import DicomCopies
+from plugin.reports.service import Reports
 from plugin.worklist import routes as worklist_routes
 from plugin.worklist.actions import Worklist
 from plugin.webui import error_page, register_static
@@ -48,14 +51,20 @@ class App:
         self.worklist = Worklist(self.audit, settings.claim_minutes)
         worklist_routes.register(self.router, self.worklist, self.scope, host, self.audit)
         viewer.register(self.router, host)
+        self.reports = Reports(self.audit, self.worklist, lambda document: DicomCopies(host, document),
+                               settings.institution_name, settings.logo_path or None)
+        reports_routes.register(self.router, self.reports)
+        self.ingest.study_removed_listeners.append(self.reports.study_removed)
 
     def start(self):
         """Work that needs Orthanc up: the ingest worker and the audit writer."""
         self.audit.start()
         self.ingest.start()
+        self.reports.copies.start()
 
     def stop(self):
         self.ingest.stop()
+        self.reports.copies.stop()
         self.audit.stop()
 
     def allows(self, method, path, headers, query, ip):

@@ -67,7 +67,7 @@ ACTIONS = frozenset({
     # studies and reports
     "study_viewed", "images_retrieved", "report_saved", "report_finalized",
     "report_addended", "report_printed", "export", "send", "delete",
-    "study_claimed", "study_released", "study_assigned", "priority_changed",
+    "study_claimed", "study_released", "study_assigned", "priority_changed", "report_viewed",
     # the audit trail itself
     "audit_exported", "audit_verified",
 })

@@ -24,6 +24,8 @@ class Settings:
     secure_cookies: bool = False
     image_audit_window: int = 300
     claim_minutes: float = 30.0
+    institution_name: str = ""
+    logo_path: str = ""
 
     @classmethod
     def from_configuration(cls, configuration, environ=None):
@@ -50,4 +52,6 @@ class Settings:
             secure_cookies=bool(pacs.get("SecureCookies", False)),
             image_audit_window=int(pacs.get("ImageAuditWindowSeconds", 300)),
             claim_minutes=float(pacs.get("ClaimMinutes", 30)),
+            institution_name=str(pacs.get("InstitutionName", "")),
+            logo_path=str(pacs.get("LogoPath", "")),
         )

@@ -52,6 +52,10 @@ class OrthancHost:
         """GET a REST resource as bytes; None if Orthanc does not have it."""
         return _unless_unknown(orthanc.RestApiGet, path)
 
+    def post_instance(self, dicom):
+        """Store a DICOM instance (Part-10 bytes); Orthanc's answer as JSON."""
+        return json.loads(orthanc.RestApiPost("/instances", dicom))
+
     def get_after_plugins(self, path):
         """GET a route of another plugin (e.g. DICOMweb) as bytes; None if unknown.
 

@@ -29,6 +29,9 @@ class Ingest:
         self._clock = clock
         self._queue = queue.Queue()
         self._thread = None
+        # Notification hooks: each gets the StudyInstanceUID of a study that
+        # left the archive; a failing listener is logged, the others still run.
+        self.study_removed_listeners = []
 
     # --- called on Orthanc's change thread: enqueue only -------------------
 
@@ -112,8 +115,15 @@ class Ingest:
         return row
 
     def remove_study(self, orthanc_id):
-        if studyindex.remove(orthanc_id):
-            LOGGER.info("event=study_removed orthanc_id=%s", orthanc_id)
+        study_uid = studyindex.remove(orthanc_id)
+        if study_uid is None:
+            return
+        LOGGER.info("event=study_removed orthanc_id=%s study_uid=%s", orthanc_id, study_uid)
+        for listener in self.study_removed_listeners:
+            try:
+                listener(study_uid)
+            except Exception:
+                LOGGER.exception("event=study_removed_listener_failed study_uid=%s", study_uid)
 
     def series_deleted(self, series_orthanc_id):
         """A series went away: refresh its study (which may be gone too)."""

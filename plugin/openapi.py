@@ -128,6 +128,35 @@ def document():
                 "A PNG of the series' middle image", "studies.read",
                 params=[UID, {"name": "series_uid", "in": "path", "required": True, "schema": STRING}])},
             "/pacs/api/dashboard": {"get": _op("Counts, studies per day, turnaround, workload, waiting longest", "dashboard.read")},
+            "/pacs/api/studies/{uid}/report": {
+                "get": _op("The report: sections, status, version, addenda, history, DICOM copies "
+                           "(technologists and referrers: signed reports only)", "reports.read", params=[UID]),
+                "put": _op("Save the draft; send the version you loaded (409 if it changed meanwhile)",
+                           "reports.write", {"409": {"description": "stale version, signed, or claimed by another", **_json(ERROR)},
+                                             "413": {"description": "a section is too long", **_json(ERROR)}},
+                           _obj("version", version=INTEGER, template_id=INTEGER, clinical_information=STRING,
+                                technique=STRING, comparison=STRING, findings=STRING, impression=STRING),
+                           params=[UID])},
+            "/pacs/api/studies/{uid}/report/finalize": {"post": _op(
+                "Sign: locks the report, status final, PDF and DICOM copy made (author or admin)", "reports.write",
+                {"409": {"description": "already signed or stale version", **_json(ERROR)}},
+                _obj("version", version=INTEGER), params=[UID])},
+            "/pacs/api/studies/{uid}/report/addenda": {"post": _op(
+                "Append a signed addendum to a signed report; status amended", "reports.write",
+                body=_obj("text", text=STRING), params=[UID])},
+            "/pacs/api/studies/{uid}/report/pdf": {"get": _op("The report as PDF (drafts watermarked)",
+                                                              "reports.read", params=[UID])},
+            "/pacs/api/report-templates": {
+                "get": _op("Report templates, best match first", "reports.write", params=[
+                    _query("modality", "e.g. CT"), _query("body_part", "e.g. HEAD")]),
+                "post": _op("Create a template", "templates.manage", {"201": {"description": "created"}},
+                            _obj("name", name=STRING, modality=STRING, body_part=STRING,
+                                 sections={"type": "object"}))},
+            "/pacs/api/report-templates/{template_id}": {"put": _op(
+                "Change or disable a template", "templates.manage",
+                body=_obj(name=STRING, modality=STRING, body_part=STRING, sections={"type": "object"},
+                          disabled=BOOLEAN),
+                params=[{"name": "template_id", "in": "path", "required": True, "schema": INTEGER}])},
         },
     }
 

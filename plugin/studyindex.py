@@ -223,17 +223,18 @@ def _store_series(study, summaries):
 
 
 def remove(orthanc_id):
-    """Drop a study that Orthanc no longer holds, and its patient if now empty."""
+    """Drop a study that Orthanc no longer holds, and its patient if now empty.
+    Returns the removed study's StudyInstanceUID, or None."""
     with database.atomic():
         study = Study.get_or_none(Study.orthanc_id == orthanc_id)
         if study is None:
-            return False
+            return None
         patient_id = study.patient_id
         Series.delete().where(Series.study == study).execute()
         study.delete_instance()
         if patient_id and not Study.select().where(Study.patient == patient_id).exists():
             Patient.delete().where(Patient.id == patient_id).execute()
-        return True
+        return study.study_instance_uid
 
 
 def study_of_series(series_orthanc_id):

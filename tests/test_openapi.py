@@ -6,6 +6,7 @@ from plugin import health, openapi
 from plugin.auth import routes as auth_routes
 from plugin.http import Router
 from plugin.openapi import document
+from plugin.reports import routes as reports_routes
 from plugin.worklist import routes as worklist_routes
 
 
@@ -16,6 +17,7 @@ def routes_of_api():
     openapi.register(router)
     auth_routes.register(router, None, None, None, None, None)
     worklist_routes.register(router, None, None, None, None)
+    reports_routes.register(router, None)
     found = set()
     for method, regex, _handler in router._routes:
         path = regex.pattern.strip("^$").replace("\\", "")

@@ -31,6 +31,7 @@ ROLE_PERMISSIONS = {
 }
 ROLE_PERMISSIONS["admin"] = set().union(*ROLE_PERMISSIONS.values()) | {
     "admin", "users.manage", "audit.read", "images.delete", "nodes.manage", "jobs.manage",
+    "templates.manage",
 }
 ALL_PERMISSIONS = frozenset(ROLE_PERMISSIONS["admin"])
 
@@ -78,6 +79,12 @@ RULES = (
     _rule("POST", r"/pacs/api/studies/(?P<study>[^/]+)/(claim|release|assign)", "studies.claim", "path"),
     _rule("POST", r"/pacs/api/studies/(?P<study>[^/]+)/priority", "studies.prioritise", "path"),
     _rule("GET", r"/pacs/dashboard|/pacs/api/dashboard", "dashboard.read"),
+    # Ours: reports (who sees drafts is the service's business: writers only).
+    _rule("GET", r"/pacs/(api/)?studies/(?P<study>[^/]+)/report(/pdf)?", "reports.read", "path"),
+    _rule("PUT", r"/pacs/api/studies/(?P<study>[^/]+)/report", "reports.write", "path"),
+    _rule("POST", r"/pacs/api/studies/(?P<study>[^/]+)/report/(finalize|addenda)", "reports.write", "path"),
+    _rule("GET", r"/pacs/api/report-templates", "reports.write"),
+    _rule("POST|PUT", r"/pacs/api/report-templates(/[^/]+)?", "templates.manage"),
     # The viewer's own files carry no patient data; its data comes over DICOMweb,
     # searched through our QIDO layer and retrieved from Orthanc's /dicom-web.
     _rule("GET", r"/pacs/viewer(/.*)?", "images.read"),

@@ -12,6 +12,7 @@ from plugin.auth.accounts import utcnow
 from plugin.auth.models import User
 from plugin.http import HttpError
 from plugin.models import PRIORITIES, Study
+from plugin.reports.models import has_draft
 
 LOGGER = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class Worklist:
             return study
         if study.claimed_by_id != principal.user_id and principal.role != "admin":
             raise HttpError(403, "only the radiologist reading it, or an admin, can release this study")
-        status = "arrived" if study.status == "in_progress" else study.status
+        status = "arrived" if study.status == "in_progress" and not has_draft(uid) else study.status
         Study.update(claimed_by_id=None, claim_expires_at=None, status=status,
                      updated_at=utcnow()).where(Study.id == study.id).execute()
         self._record(principal, "study_released", uid)

@@ -1,0 +1,281 @@
+"""Reports: drafts that are never lost or silently overwritten, signatures
+that lock, addenda, the PDF and the DICOM copies.
+
+Every change is a conditional UPDATE on (status, version): a stale editor
+gets 409 instead of overwriting a colleague's text, and of two signatures
+at once exactly one wins.
+"""
+
+import datetime
+import json
+import logging
+
+from peewee import IntegrityError
+
+from plugin.auth.accounts import utcnow
+from plugin.auth.models import User
+from plugin.http import HttpError
+from plugin.models import Study
+from plugin.reports import pdf
+from plugin.reports.models import SECTIONS, Report, ReportAddendum, ReportEvent, ReportTemplate
+from plugin.worklist.query import describe
+
+LOGGER = logging.getLogger(__name__)
+
+MAX_SECTION = 20_000
+COALESCE = datetime.timedelta(seconds=60)  # autosaves by one author within this are one history entry
+SIGNED = ("final", "amended")
+WRITERS = ("radiologist", "admin")
+
+
+class Reports:
+    def __init__(self, audit, worklist, copies_factory, institution="", logo=None):
+        self._audit = audit
+        self._worklist = worklist
+        self._institution = institution
+        self._logo = logo
+        self.copies = copies_factory(self.document)
+
+    # --- reading ---------------------------------------------------------------
+
+    def get(self, uid, principal):
+        report = self._visible(uid, principal)
+        if report is None:
+            return self._blank(uid)
+        self._record(principal, "report_viewed", uid)
+        answer = self.view(report)
+        answer["dicom_copies"] = self.copies.states(report.id)
+        if principal.role in WRITERS:
+            answer["history"] = self.history(report)
+        return answer
+
+    def pdf(self, uid, principal):
+        report = self._visible(uid, principal)
+        if report is None:
+            raise HttpError(404, "this study has no report yet")
+        self._record(principal, "report_printed", uid)
+        return pdf.render(self.view(report), self._institution, self._logo)
+
+    def document(self, report_id, addendum_id):
+        """(PDF, study UID, title) of a signature: the report with the addenda up to ``addendum_id``."""
+        report = Report.get_by_id(report_id)
+        view = self.view(report, upto_addendum=addendum_id or 0)
+        title = "Radiology report" + (f" - addendum {len(view['addenda'])}" if addendum_id else "")
+        return pdf.render(view, self._institution, self._logo), report.study_instance_uid, title
+
+    def view(self, report, upto_addendum=None):
+        addenda = ReportAddendum.select().where(ReportAddendum.report_id == report.id)
+        if upto_addendum is not None:
+            addenda = addenda.where(ReportAddendum.id <= upto_addendum)
+        return {
+            "study_instance_uid": report.study_instance_uid, "status": report.status,
+            "version": report.version, "template_id": report.template_id,
+            "sections": report.sections(), "author_name": report.author_name,
+            "created_at": _iso(report.created_at), "updated_at": _iso(report.updated_at),
+            "signer_name": report.signer_name, "signed_at": _iso(report.signed_at),
+            "study": json.loads(report.study_snapshot),
+            "study_deleted": report.study_deleted_at is not None,
+            "addenda": [{"id": a.id, "text": a.text, "author_name": a.author_name,
+                         "signed_at": _iso(a.signed_at)} for a in addenda.order_by(ReportAddendum.id)],
+        }
+
+    def history(self, report):
+        events = ReportEvent.select().where(ReportEvent.report_id == report.id).order_by(ReportEvent.id)
+        return [{"version": e.version, "kind": e.kind, "username": e.username, "at": _iso(e.at),
+                 "sections": json.loads(e.data)} for e in events]
+
+    # --- writing -----------------------------------------------------------------
+
+    def save_draft(self, uid, data, principal):
+        sections, version = _sections(data), _version(data)
+        template_id = _template_id(data)
+        study = self._worklist.study(uid)
+        report = Report.get_or_none(Report.study_instance_uid == uid)
+        if report is not None and report.status in SIGNED:
+            raise HttpError(409, "this report is signed and locked; add an addendum instead")
+        self._worklist.claim(uid, principal)
+        now = utcnow()
+        if report is None:
+            report = self._create(study, sections, version, template_id, principal, now)
+        else:
+            changed = (Report.update(version=Report.version + 1, updated_at=now,
+                                     template_id=template_id or report.template_id, **sections)
+                       .where(Report.id == report.id, Report.status == "draft", Report.version == version)
+                       .execute())
+            if not changed:
+                raise HttpError(409, _stale(Report.get_by_id(report.id)))
+            report = Report.get_by_id(report.id)
+        if self._history(report, "saved", principal, now):
+            self._record(principal, "report_saved", uid, {"version": report.version})
+        return self.view(report)
+
+    def finalize(self, uid, data, principal):
+        version = _version(data)
+        report = Report.get_or_none(Report.study_instance_uid == uid)
+        if report is None:
+            raise HttpError(404, "this study has no report to sign")
+        if report.status in SIGNED:
+            raise HttpError(409, "this report is already signed")
+        if principal.role != "admin" and report.author_id != principal.user_id:
+            raise HttpError(403, f"only the author ({report.author_name}) or an admin can sign this report")
+        if not report.findings.strip():
+            raise HttpError(400, "the findings are empty: write them before signing")
+        now = utcnow()
+        signed = (Report.update(status="final", version=Report.version + 1, signed_by_id=principal.user_id,
+                                signer_name=self._signer(principal), signed_at=now, updated_at=now)
+                  .where(Report.id == report.id, Report.status == "draft", Report.version == version)
+                  .execute())
+        if not signed:
+            raise HttpError(409, _stale(Report.get_by_id(report.id)))
+        Study.update(status="final", final_at=now, claimed_by_id=None, claim_expires_at=None,
+                     updated_at=now).where(Study.study_instance_uid == uid).execute()
+        report = Report.get_by_id(report.id)
+        self._history(report, "finalized", principal, now)
+        self._record(principal, "report_finalized", uid, {"version": report.version})
+        self.copies.add(report.id)
+        return self.get(uid, principal)
+
+    def add_addendum(self, uid, data, principal):
+        text = data.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise HttpError(400, "the addendum text is empty")
+        if len(text) > MAX_SECTION:
+            raise HttpError(413, f"the addendum is longer than {MAX_SECTION} characters")
+        report = Report.get_or_none(Report.study_instance_uid == uid)
+        if report is None or report.status not in SIGNED:
+            raise HttpError(409, "only a signed report takes addenda; edit the draft instead")
+        now = utcnow()
+        addendum = ReportAddendum.create(report_id=report.id, text=text.strip(), author_id=principal.user_id,
+                                         author_name=self._signer(principal), signed_at=now)
+        Report.update(status="amended", version=Report.version + 1, updated_at=now).where(
+            Report.id == report.id).execute()
+        Study.update(status="amended", updated_at=now).where(Study.study_instance_uid == uid).execute()
+        report = Report.get_by_id(report.id)
+        self._history(report, "addendum", principal, now, {"addendum": text.strip()})
+        self._record(principal, "report_addended", uid, {"addendum_id": addendum.id})
+        self.copies.add(report.id, addendum.id)
+        return self.get(uid, principal)
+
+    def study_removed(self, uid):
+        """The study left the archive: keep its report, flagged, and say so."""
+        flagged = Report.update(study_deleted_at=utcnow()).where(Report.study_instance_uid == uid).execute()
+        if flagged:
+            LOGGER.warning("event=study_removed_with_report study_uid=%s (the report is kept)", uid)
+
+    # --- templates ---------------------------------------------------------------
+
+    @staticmethod
+    def templates(modality="", body_part=""):
+        """Active templates, the best match for the study first."""
+        def score(t):
+            return ((t.modality == modality) * 2 + (bool(body_part) and t.body_part == body_part), -t.id)
+        found = ReportTemplate.select().where(ReportTemplate.disabled == False)  # noqa: E712
+        return [t.public() for t in sorted(found, key=score, reverse=True)]
+
+    # --- helpers -------------------------------------------------------------------
+
+    def _visible(self, uid, principal):
+        """The report as this user may see it: those who do not write reports
+        (technologists, referrers) see signed reports only."""
+        report = Report.get_or_none(Report.study_instance_uid == uid)
+        if principal.role not in WRITERS and (report is None or report.status not in SIGNED):
+            raise HttpError(404, "this study has no signed report yet")
+        if report is None:
+            self._worklist.study(uid)  # 404 for an unknown study
+        return report
+
+    def _blank(self, uid):
+        study = self._worklist.study(uid)
+        priors = (Study.select().where(Study.patient_dicom_id == study.patient_dicom_id,
+                                       Study.study_instance_uid != uid, Study.study_date.is_null(False))
+                  .order_by(Study.study_date.desc()).limit(5)) if study.patient_dicom_id else []
+        comparison = "; ".join(f"{p.description or p.modalities} {p.study_date.isoformat()}" for p in priors)
+        first_modality = study.modalities.split("\\")[0]
+        return {"study_instance_uid": uid, "status": "none", "version": 0,
+                "sections": {name: "" for name in SECTIONS}, "suggested_comparison": comparison or "None.",
+                "templates": self.templates(first_modality, study.body_parts.split("\\")[0]),
+                "addenda": [], "study": _snapshot(study)}
+
+    def _create(self, study, sections, version, template_id, principal, now):
+        if version != 0:
+            raise HttpError(409, "this report was deleted or never existed; reload the page")
+        try:
+            sections = dict({name: "" for name in SECTIONS}, **sections)
+            return Report.create(study_instance_uid=study.study_instance_uid, status="draft", version=1,
+                                 template_id=template_id, author_id=principal.user_id,
+                                 author_name=self._signer(principal), created_at=now, updated_at=now,
+                                 study_snapshot=json.dumps(_snapshot(study), default=str), **sections)
+        except IntegrityError:
+            raise HttpError(409, "a colleague started this report at the same moment; reload") from None
+
+    def _history(self, report, kind, principal, now, extra=None):
+        """Append to the history; autosaves by the same author within COALESCE
+        update the last entry. Returns True when a new entry was made."""
+        data = json.dumps(dict(report.sections(), **(extra or {})))
+        last = ReportEvent.select().where(ReportEvent.report_id == report.id).order_by(ReportEvent.id.desc()).first()
+        if kind == "saved" and last and last.kind == "saved" and last.user_id == principal.user_id \
+                and now - last.at < COALESCE:
+            ReportEvent.update(version=report.version, at=now, data=data).where(ReportEvent.id == last.id).execute()
+            return False
+        ReportEvent.create(report_id=report.id, version=report.version, kind=kind, user_id=principal.user_id,
+                           username=principal.username, at=now, data=data)
+        return True
+
+    @staticmethod
+    def _signer(principal):
+        user = User.get_or_none(User.id == principal.user_id)
+        return user.display_name if user else principal.username
+
+    def _record(self, principal, action, uid, details=None):
+        self._audit.record(action, username=principal.username, role=principal.role, study_uid=uid,
+                           details=details)
+
+
+def _snapshot(study):
+    item = describe(study)
+    keys = ("patient_name", "patient_id", "patient_birth_date", "patient_sex", "accession_number",
+            "study_date", "description", "modalities", "referring_physician")
+    return {key: (item[key].isoformat() if hasattr(item[key], "isoformat") else item[key]) for key in keys}
+
+
+def _sections(data):
+    unknown = set(data) - set(SECTIONS) - {"version", "template_id"}
+    if unknown:
+        raise HttpError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+    sections = {}
+    for name in (n for n in SECTIONS if n in data):  # a section not sent stays as it is
+        value = data[name]
+        if not isinstance(value, str):
+            raise HttpError(400, f"{name} must be text")
+        if len(value) > MAX_SECTION:
+            raise HttpError(413, f"{name} is longer than {MAX_SECTION} characters")
+        sections[name] = value
+    return sections
+
+
+def _version(data):
+    version = data.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise HttpError(400, "version must be the report version you loaded (0 for a new report)")
+    return version
+
+
+def _template_id(data):
+    value = data.get("template_id")
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or \
+            not ReportTemplate.select().where(ReportTemplate.id == value).exists():
+        raise HttpError(400, "template_id names no template")
+    return value
+
+
+def _stale(current):
+    if current.status in SIGNED:
+        return "this report was signed meanwhile and is locked"
+    return (f"the report changed since you loaded it (it is now version {current.version}, "
+            f"saved by {current.author_name}); reload to see the changes")
+
+
+def _iso(value):
+    return value.isoformat(timespec="seconds") + "Z" if value else None
