@@ -17,6 +17,8 @@ from plugin.auth.permissions import permissions_of
 from plugin.auth.scope import ReferrerScope
 from plugin.auth.tokens import TokenCodec, load_or_create_secret
 from plugin.config import Settings
+from plugin.dicomservices import remote_routes
+from plugin.dicomservices.remote import RemoteNodes
 from plugin.http import Response, Router
 from plugin.ingest import Ingest
 from plugin.reports import routes as reports_routes
@@ -54,6 +56,9 @@ class App:
         self.reports = Reports(self.audit, self.worklist, lambda document: DicomCopies(host, document),
                                settings.institution_name, settings.logo_path or None)
         reports_routes.register(self.router, self.reports)
+        self.nodes = RemoteNodes(host, self.audit, host.configuration().get("DicomAet", "PACS"),
+                                 settings.remote_timeout)
+        remote_routes.register(self.router, self.nodes, self.worklist)
         self.ingest.study_removed_listeners.append(self.reports.study_removed)
 
     def start(self):

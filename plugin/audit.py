@@ -68,6 +68,7 @@ ACTIONS = frozenset({
     "study_viewed", "images_retrieved", "report_saved", "report_finalized",
     "report_addended", "report_printed", "export", "send", "delete",
     "study_claimed", "study_released", "study_assigned", "priority_changed", "report_viewed",
+    "node_saved", "node_deleted", "node_queried", "retrieve",
     # the audit trail itself
     "audit_exported", "audit_verified",
 })

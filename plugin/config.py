@@ -26,6 +26,13 @@ class Settings:
     claim_minutes: float = 30.0
     institution_name: str = ""
     logo_path: str = ""
+    remote_timeout: int = 10
+    # Modality worklist and MPPS (plugin/dicomservices); MppsPort 0: no MPPS listener.
+    mpps_port: int = 4243
+    mpps_aet: str = "PACS_MPPS"
+    mpps_bind: str = "0.0.0.0"
+    mwl_max_answers: int = 1000
+    case_sensitive_pn: bool = False
 
     @classmethod
     def from_configuration(cls, configuration, environ=None):
@@ -54,4 +61,10 @@ class Settings:
             claim_minutes=float(pacs.get("ClaimMinutes", 30)),
             institution_name=str(pacs.get("InstitutionName", "")),
             logo_path=str(pacs.get("LogoPath", "")),
+            remote_timeout=int(pacs.get("RemoteTimeoutSeconds", 10)),
+            mpps_port=int(pacs.get("MppsPort", 4243)),
+            mpps_aet=str(pacs.get("MppsAet", "PACS_MPPS")),
+            mpps_bind=str(pacs.get("MppsBind", "0.0.0.0")),
+            mwl_max_answers=int(pacs.get("MwlMaxAnswers", 1000)),
+            case_sensitive_pn=bool(configuration.get("CaseSensitivePN", False)),
         )

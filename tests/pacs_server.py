@@ -127,6 +127,13 @@ class PacsServer:
     def delete(self, path, **kwargs):
         return self.http.delete(self.url(path), timeout=kwargs.pop("timeout", 30), **kwargs)
 
+    def add_node(self, name, aet, port, **permissions):
+        """Register a DICOM node (a known AE) through the PACS API."""
+        answer = self.put(f"/pacs/api/nodes/{name}",
+                          json=dict({"aet": aet, "host": "127.0.0.1", "port": port}, **permissions))
+        answer.raise_for_status()
+        return answer.json()
+
     def orthanc_studies(self):
         """{orthanc_id: StudyInstanceUID} of what Orthanc holds."""
         studies = self.get("/studies?expand").json()

@@ -6,6 +6,7 @@ from plugin import health, openapi
 from plugin.auth import routes as auth_routes
 from plugin.http import Router
 from plugin.openapi import document
+from plugin.dicomservices import remote_routes
 from plugin.reports import routes as reports_routes
 from plugin.worklist import routes as worklist_routes
 
@@ -18,6 +19,7 @@ def routes_of_api():
     auth_routes.register(router, None, None, None, None, None)
     worklist_routes.register(router, None, None, None, None)
     reports_routes.register(router, None)
+    remote_routes.register(router, None, None)
     found = set()
     for method, regex, _handler in router._routes:
         path = regex.pattern.strip("^$").replace("\\", "")

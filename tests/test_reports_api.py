@@ -18,9 +18,8 @@ PASSWORD = "Report-writing-2026!"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("reports")
-    server = PacsServer(folder / "pacs", overrides={
-        "DicomModalities": {"FINDSCU": ["FINDSCU", "127.0.0.1", 11112]},
-        "Pacs": {"InstitutionName": "Clinique Saint-Étienne"}}).start()
+    server = PacsServer(folder / "pacs", overrides={"Pacs": {"InstitutionName": "Clinique Saint-Étienne"}}).start()
+    server.add_node("findscu", "FINDSCU", 11112)
     specs = {}
     for key, description, date in (("head", "CT HEAD", "20261120"), ("prior", "CT HEAD OLD", "20250101"),
                                    ("chest", "CT CHEST", "20261121"), ("gone", "CT GONE", "20261122")):

@@ -84,6 +84,13 @@ RULES = (
     _rule("PUT", r"/pacs/api/studies/(?P<study>[^/]+)/report", "reports.write", "path"),
     _rule("POST", r"/pacs/api/studies/(?P<study>[^/]+)/report/(finalize|addenda)", "reports.write", "path"),
     _rule("GET", r"/pacs/api/report-templates", "reports.write"),
+    # Ours: other DICOM nodes and the jobs that talk to them.
+    _rule("GET", r"/pacs/api/nodes", "nodes.read"),
+    _rule("POST", r"/pacs/api/nodes/[^/]+/echo", "nodes.read"),
+    _rule("POST", r"/pacs/api/nodes/[^/]+/(query|retrieve)", "nodes.query"),
+    _rule("PUT|DELETE", r"/pacs/api/nodes/[^/]+", "nodes.manage"),
+    _rule("POST", r"/pacs/api/studies/(?P<study>[^/]+)/send", "images.send", "path"),
+    _rule("GET", r"/pacs/api/jobs/[^/]+", "jobs.read"),
     _rule("POST|PUT", r"/pacs/api/report-templates(/[^/]+)?", "templates.manage"),
     # The viewer's own files carry no patient data; its data comes over DICOMweb,
     # searched through our QIDO layer and retrieved from Orthanc's /dicom-web.

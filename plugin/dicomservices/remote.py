@@ -1,0 +1,173 @@
+"""Other DICOM nodes: the list (kept by Orthanc in its database, so every
+node of a scaled-out site shares it), C-ECHO, sending a study, querying a
+node and retrieving from it.
+
+Everything that waits on a remote node goes through ``host.rest`` (Orthanc's
+REST API over loopback HTTP): a node that does not answer costs a thread,
+not the GIL, so nobody else waits. Every call carries a timeout, and sends
+and retrieves run as Orthanc jobs with one: no job waits forever.
+"""
+
+import logging
+import re
+
+from plugin.http import HttpError
+
+LOGGER = logging.getLogger(__name__)
+
+NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+AET = re.compile(r"^[\x21-\x5b\x5d-\x7e]([\x20-\x5b\x5d-\x7e]{0,14}[\x21-\x5b\x5d-\x7e])?$")  # no backslash
+HOST = re.compile(r"^[A-Za-z0-9.\-:]{1,253}$")
+PERMISSIONS = {"allow_echo": "AllowEcho", "allow_find": "AllowFind", "allow_move": "AllowMove",
+               "allow_get": "AllowGet", "allow_store": "AllowStore"}
+QUERY_KEYS = {"patient_id": "PatientID", "patient_name": "PatientName", "accession_number": "AccessionNumber",
+              "study_date": "StudyDate", "modality": "ModalitiesInStudy", "study_description": "StudyDescription"}
+ANSWER_KEYS = ("StudyInstanceUID", "PatientID", "PatientName", "AccessionNumber", "StudyDate",
+               "ModalitiesInStudy", "StudyDescription", "NumberOfStudyRelatedInstances")
+JOB_TIMEOUT = 60
+NETWORK_ERROR = 9  # Orthanc's "Error in the network protocol": the remote side failed
+
+
+class RemoteNodes:
+    def __init__(self, host, audit, local_aet, timeout=10):
+        self._host = host
+        self._audit = audit
+        self._local_aet = local_aet
+        self._timeout = timeout  # seconds a remote node gets to answer
+
+    def list(self):
+        nodes = self._call("GET", "/modalities?expand") or {}
+        return [_public(name, node) for name, node in sorted(nodes.items())]
+
+    def save(self, name, data, actor):
+        _check_name(name)
+        body = {"AET": _aet(data.get("aet")), "Host": _host(data.get("host")), "Port": _port(data.get("port")),
+                "Manufacturer": "Generic"}
+        for field, key in PERMISSIONS.items():
+            value = data.get(field, True)
+            if not isinstance(value, bool):
+                raise HttpError(400, f"{field} must be true or false")
+            body[key] = value
+        self._call("PUT", f"/modalities/{name}", body)
+        self._record(actor, "node_saved", details={"name": name, "aet": body["AET"], "host": body["Host"],
+                                                   "port": body["Port"]})
+        return _public(name, body)
+
+    def delete(self, name, actor):
+        self._known(name)
+        self._call("DELETE", f"/modalities/{name}")
+        self._record(actor, "node_deleted", details={"name": name})
+
+    def echo(self, name):
+        """C-ECHO: {"ok": bool, "message"} — a node that does not answer is a result, not an error."""
+        self._known(name)
+        status, answer = self._host.rest("POST", f"/modalities/{name}/echo", {"Timeout": self._timeout},
+                                         timeout=self._timeout + 5)
+        if status == 200:
+            return {"ok": True, "message": "the node answered C-ECHO"}
+        return {"ok": False, "message": f"no answer to C-ECHO: {_details(answer)}"}
+
+    def send(self, study_orthanc_id, study_uid, name, actor):
+        """C-STORE a study to a node, as an Orthanc job; returns the job's ID."""
+        self._known(name)
+        job = self._call("POST", f"/modalities/{name}/store",
+                         {"Resources": [study_orthanc_id], "Asynchronous": True, "Timeout": self._timeout,
+                          "Permissive": False}, failure=502)
+        self._record(actor, "send", study_uid, {"to": name, "job": job["ID"]})
+        return job["ID"]
+
+    def query(self, name, filters, actor):
+        """C-FIND at study level on a node; the answers as dicts."""
+        self._known(name)
+        query = {tag: "" for tag in ANSWER_KEYS}
+        for field, tag in QUERY_KEYS.items():
+            value = filters.get(field, "")
+            if not isinstance(value, str) or len(value) > 64 or "\\" in value:
+                raise HttpError(400, f"{field} must be text of at most 64 characters")
+            if value:
+                query[tag] = value
+        if not any(filters.get(field) for field in QUERY_KEYS):
+            raise HttpError(400, f"give at least one of {', '.join(QUERY_KEYS)}")
+        found = self._call("POST", f"/modalities/{name}/query",
+                           {"Level": "Study", "Query": query, "Timeout": self._timeout}, failure=504)
+        answers = self._call("GET", f"/queries/{found['ID']}/answers?expand&simplify") or []
+        self._record(actor, "node_queried", details={"node": name, "answers": len(answers)})
+        return [{key: answer.get(key, "") for key in ANSWER_KEYS} for answer in answers]
+
+    def retrieve(self, name, study_uid, actor):
+        """C-MOVE a study from a node to this PACS: {"job": ID or None, "state"}.
+
+        Orthanc 1.10 moves synchronously (no job; bounded by the timeout)
+        where a later one hands back a job.
+        """
+        self._known(name)
+        if not isinstance(study_uid, str) or not re.fullmatch(r"[0-9.]{1,64}", study_uid):
+            raise HttpError(400, "study_instance_uid must be a DICOM UID")
+        job = self._call("POST", f"/modalities/{name}/move",
+                         {"Level": "Study", "Resources": [{"StudyInstanceUID": study_uid}],
+                          "TargetAet": self._local_aet, "Asynchronous": True, "Timeout": self._timeout}, failure=502)
+        job_id = (job or {}).get("ID")
+        self._record(actor, "retrieve", study_uid, {"from": name, "job": job_id})
+        return {"job": job_id, "state": "Pending" if job_id else "Success"}
+
+    def job(self, job_id):
+        if not re.fullmatch(r"[0-9a-f-]{36}", job_id or ""):
+            raise HttpError(400, "not a job ID")
+        job = self._call("GET", f"/jobs/{job_id}")
+        return {"id": job["ID"], "state": job["State"], "progress": job.get("Progress", 0),
+                "error": job.get("ErrorDescription", "") if job["State"] == "Failure" else "",
+                "details": job.get("ErrorDetails", "") if job["State"] == "Failure" else ""}
+
+    # --- helpers ---------------------------------------------------------------
+
+    def _known(self, name):
+        _check_name(name)
+        if self._host.rest("GET", f"/modalities/{name}/configuration", timeout=self._timeout)[0] != 200:
+            raise HttpError(404, f"no DICOM node named {name!r}")
+
+    def _call(self, method, path, body=None, failure=502):
+        status, answer = self._host.rest(method, path, body, timeout=JOB_TIMEOUT)
+        if status == 404:
+            raise HttpError(404, f"not found: {path.split('?')[0]}")
+        if status >= 400:
+            remote = status >= 500 or (isinstance(answer, dict) and answer.get("OrthancStatus") == NETWORK_ERROR)
+            raise HttpError(failure if remote else 400, _details(answer))
+        return answer
+
+    def _record(self, actor, action, study_uid="", details=None):
+        self._audit.record(action, username=actor.username, role=actor.role, study_uid=study_uid,
+                           details=details)
+
+
+def _public(name, node):
+    return {"name": name, "aet": node["AET"], "host": node["Host"], "port": node["Port"],
+            **{field: node.get(key, True) for field, key in PERMISSIONS.items()}}
+
+
+def _details(answer):
+    if isinstance(answer, dict):
+        return answer.get("Details") or answer.get("Message") or "the node did not answer"
+    return "the node did not answer"
+
+
+def _check_name(name):
+    if not isinstance(name, str) or not NAME.match(name):
+        raise HttpError(400, "a node name is 1-32 letters, digits, _ or -")
+
+
+def _aet(value):
+    if not isinstance(value, str) or not AET.match(value):
+        raise HttpError(400, "aet must be 1-16 printable characters, no backslash, no leading/trailing space")
+    return value
+
+
+def _host(value):
+    if not isinstance(value, str) or not HOST.match(value):
+        raise HttpError(400, "host must be a host name or an IP address")
+    return value
+
+
+def _port(value):
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
+        raise HttpError(400, "port must be a whole number from 1 to 65535")
+    return value
