@@ -28,6 +28,7 @@ LOGGER = logging.getLogger(__name__)
 INITIAL_PASSWORD_FILE = "initial-admin-password"
 REVOCATION_TTL = 2.0
 MAX_USERNAME = 64
+LOCKED = 423  # the HTTP status of a login refused by the lockout
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,9 @@ class Accounts:
             self._audit.record("login_failed", username=username, address=address,
                                outcome="denied", details={"reason": f"locked ({locked})"})
             minutes = self._lockout.window_seconds // 60
-            raise AccountError(429, f"too many failed logins for this {locked}; "
+            # 423 Locked, not 429: Orthanc 1.10.1 has no 429 in its status table, and a
+            # plugin answer with a status it does not know ends the connection, unanswered.
+            raise AccountError(LOCKED, f"too many failed logins for this {locked}; "
                                     f"try again in {minutes} minutes")
         user = User.get_or_none(User.username == username)
         if not self._hasher.verify(password, user.password_hash if user else None):
