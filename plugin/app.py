@@ -17,7 +17,7 @@ from plugin.auth.permissions import permissions_of
 from plugin.auth.scope import ReferrerScope
 from plugin.auth.tokens import TokenCodec, load_or_create_secret
 from plugin.config import Settings
-from plugin.dicomservices import remote_routes
+from plugin.dicomservices import remote_pages, remote_routes
 from plugin.dicomservices.remote import RemoteNodes
 from plugin.http import Response, Router
 from plugin.ingest import Ingest
@@ -59,6 +59,7 @@ class App:
         self.nodes = RemoteNodes(host, self.audit, host.configuration().get("DicomAet", "PACS"),
                                  settings.remote_timeout)
         remote_routes.register(self.router, self.nodes, self.worklist)
+        remote_pages.register(self.router, self.nodes, self.accounts)
         self.ingest.study_removed_listeners.append(self.reports.study_removed)
 
     def start(self):

@@ -68,6 +68,11 @@ def sample_contexts(hostile=""):
             "users": [{"id": 1, "username": "admin" + h}, {"id": 2, "username": "rad"}],
             "new_key": {"name": "modality bridge" + h, "secret": "pacs_k_0123456789abcdef" + h},
         },
+        "nodes.html": {
+            "user": admin, "csrf_token": TOKEN, "active_nav": "nodes", "can_manage": True, "can_query": True,
+            "nodes": [{"name": "ct1", "aet": "CT1" + h, "host": "10.0.0.9" + h, "port": 104, "allow_echo": True,
+                       "allow_find": False, "allow_move": True, "allow_get": False, "allow_store": True}],
+        },
         "admin_audit.html": {
             "user": admin, "csrf_token": TOKEN, "active_nav": "audit",
             "chain": {"ok": False, "first_bad_id": 42},

@@ -85,7 +85,8 @@ RULES = (
     _rule("POST", r"/pacs/api/studies/(?P<study>[^/]+)/report/(finalize|addenda)", "reports.write", "path"),
     _rule("GET", r"/pacs/api/report-templates", "reports.write"),
     # Ours: other DICOM nodes and the jobs that talk to them.
-    _rule("GET", r"/pacs/api/nodes", "nodes.read"),
+    _rule("GET", r"/pacs/api/nodes|/pacs/nodes", "nodes.read"),
+    _rule("POST", r"/pacs/admin/nodes(/[^/]+/delete)?", "nodes.manage"),
     _rule("POST", r"/pacs/api/nodes/[^/]+/echo", "nodes.read"),
     _rule("POST", r"/pacs/api/nodes/[^/]+/(query|retrieve)", "nodes.query"),
     _rule("PUT|DELETE", r"/pacs/api/nodes/[^/]+", "nodes.manage"),
