@@ -2,9 +2,13 @@
 family of the permission table (plugin/auth/permissions.py) and the routes it
 must not name, with each method, over real HTTP to a real Orthanc.
 
-"Allowed" means the guard let the request through: the answer is not 401/403
-(Orthanc may still say 404, 400 or 405 for a dummy id). "Denied" is 401 (our
-/pacs routes, no login) or 403 (Orthanc's HTTP filter answers a bare 403).
+"Allowed" means the guard let the request through: the answer is not the
+guard's refusal (Orthanc may still say 404, 400 or 405 for a dummy id, and a
+handler may refuse for its own reasons). "Denied" is the guard's refusal: 401
+(our /pacs routes, no login; or a redirect to the login page), or 403 (bare
+from Orthanc's HTTP filter, JSON with the guard's reason on our routes).
+Requests that would reset or stop the server are not sent where the table
+allows them; the table's answer is checked instead.
 
 A referrer's account names the referring physician of one stored study (in
 scope) and not of another (out of scope).
@@ -57,7 +61,7 @@ MATRIX = (
     row("GET", "/pacs/health", EVERYONE),
     row("GET", "/pacs/static/no-such-file.css", EVERYONE),
     row("GET", "/pacs/login", EVERYONE),
-    row("POST", "/pacs/login", EVERYONE, b""),  # the page answers the form (400: no CSRF cookie)
+    row("POST", "/pacs/login", EVERYONE, b""),  # the page refuses the form itself (no CSRF cookie)
     # refresh is public, but without a token there is nothing to refresh (401)
     row("POST", "/pacs/api/auth/refresh", LOGGED_IN),
     # --- ours: any logged-in user ----------------------------------------------
@@ -102,6 +106,33 @@ MATRIX = (
     row("POST", "/pacs/api/studies/" + DUMMY_UID + "/priority", STAFF, {}),
     row("GET", "/pacs/api/dashboard", STAFF),
     row("GET", "/pacs/dashboard", STAFF),
+    # --- ours: reports (a referrer reads final reports of studies in scope: the service
+    # hides drafts; the guard holds the referrer to the scope) ---------------------------
+    row("GET", "/pacs/api/studies/{study_in}/report", LOGGED_IN),
+    row("GET", "/pacs/api/studies/{study_out}/report", STAFF),
+    row("GET", "/pacs/api/studies/{study_in}/report/pdf", LOGGED_IN),
+    row("GET", "/pacs/api/studies/{study_out}/report/pdf", STAFF),
+    row("GET", "/pacs/studies/{study_in}/report", LOGGED_IN),
+    row("PUT", "/pacs/api/studies/" + DUMMY_UID + "/report", READERS, {}),
+    row("PUT", "/pacs/api/studies/{study_in}/report", READERS, []),  # 400: not an object
+    row("POST", "/pacs/api/studies/" + DUMMY_UID + "/report/finalize", READERS, {}),
+    row("POST", "/pacs/api/studies/" + DUMMY_UID + "/report/addenda", READERS, {}),
+    row("GET", "/pacs/api/report-templates", READERS),
+    row("POST", "/pacs/api/report-templates", ONLY_ADMIN, []),  # 400: not an object
+    row("PUT", "/pacs/api/report-templates/999999", ONLY_ADMIN, []),
+    # --- ours: other DICOM nodes, sending, jobs ----------------------------------------
+    row("GET", "/pacs/api/nodes", STAFF),
+    row("GET", "/pacs/nodes", STAFF),
+    row("POST", "/pacs/api/nodes/nowhere/echo", STAFF, {}),
+    row("POST", "/pacs/api/nodes/nowhere/query", READERS, {}),
+    row("POST", "/pacs/api/nodes/nowhere/retrieve", READERS, {}),
+    row("PUT", "/pacs/api/nodes/nowhere", ONLY_ADMIN, []),  # 400: not an object
+    row("DELETE", "/pacs/api/nodes/nowhere", ONLY_ADMIN),
+    row("POST", "/pacs/admin/nodes", ONLY_ADMIN, b""),
+    row("POST", "/pacs/admin/nodes/nowhere/delete", ONLY_ADMIN, b""),
+    row("POST", "/pacs/api/studies/" + DUMMY_UID + "/send", STAFF, {}),
+    row("POST", "/pacs/api/studies/{study_out}/send", STAFF, []),
+    row("GET", "/pacs/api/jobs/nothing", STAFF),
     row("GET", "/pacs/viewer/", LOGGED_IN),
     row("GET", "/pacs/viewer/index.html", LOGGED_IN),
     # --- DICOMweb and WADO-URI ---------------------------------------------------
@@ -112,6 +143,9 @@ MATRIX = (
     row("GET", "/dicom-web/studies/{study_out}/metadata", STAFF),
     row("GET", "/dicom-web/studies/{study_out}/series/{series_out}/instances/{sop_out}/frames/1", STAFF),
     row("GET", "/dicom-web/studies/{study_in}/series?StudyInstanceUID={study_out}", STAFF),
+    # Orthanc ends a path at %00, for the guard and its routing alike
+    row("GET", "/dicom-web/studies/{study_out}%00{study_in}/series", STAFF),
+    row("GET", "/pacs/api/studies/{study_out}%00{study_in}", STAFF),
     row("GET", "/dicom-web/studies", STAFF),  # a referrer must name the study
     row("GET", "/dicom-web/studies?StudyInstanceUID={study_in}", LOGGED_IN),
     row("GET", "/dicom-web/studies?StudyInstanceUID={study_out}", STAFF),
@@ -216,6 +250,7 @@ MATRIX = (
     row("POST", "/tools/execute-script/", NOBODY, "print(1)"),
     row("POST", "/tools/execute-script//", NOBODY, "print(1)"),
     row("POST", "/tools/execute%2Dscript", NOBODY, "print(1)"),
+    row("POST", "/tools/execute-script%00/x", NOBODY, "print(1)"),
     row("POST", "/instances/{instance_in}/export", NOBODY, "/tmp/pacs-matrix-export.dcm"),
     row("POST", "/instances/{instance_in}/export/", NOBODY, "/tmp/pacs-matrix-export.dcm"),
     row("GET", "/instances/{instance_in}/export", NOBODY),
@@ -295,7 +330,7 @@ def world(tmp_path_factory):
                    instance_in=instance_in)
         yield server, headers, ids
     finally:
-        server.stop()
+        server.kill()  # thrown away: no need to wait for a graceful stop
 
 
 def fill(template, ids):
