@@ -36,7 +36,7 @@ class App:
         self.host = host
         self.settings = settings
         self.router = Router()
-        self.ingest = Ingest(host, settings.reconcile_interval)
+        self.ingest = Ingest(host, settings.reconcile_interval, settings.stable_age)
         self.audit = AuditLog(window_seconds=settings.image_audit_window)
         codec = TokenCodec(load_or_create_secret(settings.data_dir, settings.jwt_secret),
                            int(settings.access_token_minutes * 60))

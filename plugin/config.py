@@ -12,6 +12,7 @@ class Settings:
     storage_dir: Path
     database_url: str
     reconcile_interval: float
+    stable_age: float
     min_free_disk_mb: int
     log_level: str
     admin_password: str
@@ -47,6 +48,7 @@ class Settings:
             storage_dir=storage,
             database_url=database_url,
             reconcile_interval=float(pacs.get("ReconcileIntervalSeconds", 900)),
+            stable_age=float(configuration.get("StableAge", 60)),
             min_free_disk_mb=int(pacs.get("MinFreeDiskMB", 500)),
             log_level=str(pacs.get("LogLevel", "INFO")),
             admin_password=environ.get("PACS_ADMIN_PASSWORD", ""),

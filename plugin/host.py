@@ -18,9 +18,11 @@ from plugin.http import HttpError, Request, Response, decode_query
 
 LOGGER = logging.getLogger(__name__)
 
-# Only the changes the PACS acts on; NEW_INSTANCE (one per stored image) and
-# the rest return at the first dictionary look-up.
+# Only the changes the PACS acts on. NEW_INSTANCE comes once per stored
+# image: its whole path (here to Ingest.on_change) is a look-up and a stamp.
 _CHANGES = {
+    orthanc.ChangeType.NEW_INSTANCE: "new_instance",
+    orthanc.ChangeType.NEW_SERIES: "new_series",
     orthanc.ChangeType.STABLE_STUDY: "stable_study",
     orthanc.ChangeType.DELETED: "deleted",
     orthanc.ChangeType.ORTHANC_STARTED: "orthanc_started",

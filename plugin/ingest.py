@@ -5,6 +5,14 @@ instance, so `on_change` only puts work on a queue. One worker thread does
 the work, in order: it reads the study from Orthanc (short SDK calls, never
 on an HTTP thread) and writes the index.
 
+A study is indexed as soon as no image has arrived for ``quiet_seconds``
+(Orthanc's StableAge) on our own clock, checked every ``POLL`` seconds:
+Orthanc times stability in whole seconds, so its STABLE_STUDY event comes
+up to a second later than that. The worker learns which studies are
+receiving from NEW_SERIES (one SDK call per series, none per image);
+NEW_INSTANCE only stamps the time. STABLE_STUDY still re-indexes each study,
+so a study never depends on the early path.
+
 Nothing is lost across crashes: at start-up and then periodically,
 `reconcile` walks Orthanc's studies and re-indexes any whose LastUpdate
 differs from the index, and drops rows whose study is gone.
@@ -20,15 +28,19 @@ from plugin import db, studyindex
 LOGGER = logging.getLogger(__name__)
 
 RECONCILE_PAGE = 200
+POLL = 0.2
 
 
 class Ingest:
-    def __init__(self, host, reconcile_interval=900.0, clock=time.monotonic):
+    def __init__(self, host, reconcile_interval=900.0, quiet_seconds=None, clock=time.monotonic):
         self._host = host
         self._interval = reconcile_interval
+        self._quiet = quiet_seconds  # None: wait for STABLE_STUDY only
         self._clock = clock
         self._queue = queue.Queue()
         self._thread = None
+        self._receiving = set()  # Orthanc IDs of studies with new images (worker thread only)
+        self._last_instance = 0.0
         # Notification hooks: each gets the StudyInstanceUID of a study that
         # left the archive; a failing listener is logged, the others still run.
         self.study_removed_listeners = []
@@ -36,7 +48,11 @@ class Ingest:
     # --- called on Orthanc's change thread: enqueue only -------------------
 
     def on_change(self, change, level, resource_id):
-        if change == "stable_study":
+        if change == "new_instance":
+            self._last_instance = self._clock()
+        elif change == "new_series" and self._quiet is not None:
+            self._queue.put(("series_arrived", resource_id, self._clock()))
+        elif change == "stable_study":
             self._queue.put(("index", resource_id, self._clock()))
         elif change == "deleted" and level == "study":
             self._queue.put(("remove", resource_id, self._clock()))
@@ -67,11 +83,14 @@ class Ingest:
     def _run(self):
         next_reconcile = self._clock() + self._interval
         while True:
+            wait = max(0.0, next_reconcile - self._clock())
             try:
-                task = self._queue.get(timeout=max(0.0, next_reconcile - self._clock()))
+                task = self._queue.get(timeout=min(wait, POLL) if self._receiving else wait)
             except queue.Empty:
-                task = ("reconcile", None, self._clock())
-                self._queue.put(task)
+                if self._clock() >= next_reconcile:
+                    self._queue.put(("reconcile", None, self._clock()))
+                else:
+                    self._index_quiet_studies()
                 continue
             try:
                 if task is None:
@@ -92,13 +111,32 @@ class Ingest:
                 self.remove_study(resource_id)
             elif kind == "series_deleted":
                 self.series_deleted(resource_id)
+            elif kind == "series_arrived":
+                self.series_arrived(resource_id)
             elif kind == "reconcile":
                 self.reconcile()
 
     # --- the work itself (callable directly) ---------------------------------
 
+    def series_arrived(self, series_orthanc_id):
+        series = self._host.get_json(f"/series/{series_orthanc_id}")
+        if series:
+            self._receiving.add(series["ParentStudy"])
+
+    def _index_quiet_studies(self):
+        if not self._receiving or self._clock() - self._last_instance < self._quiet:
+            return
+        for orthanc_id in list(self._receiving):
+            try:
+                with db.connection_scope():
+                    self.index_study(orthanc_id, self._last_instance)
+            except Exception:
+                LOGGER.exception("event=ingest_task_failed task=quiet_index id=%s", orthanc_id)
+                self._receiving.discard(orthanc_id)
+
     def index_study(self, orthanc_id, queued_at=None, study=None):
         """(Re-)index one study; remove it from the index if Orthanc lost it."""
+        self._receiving.discard(orthanc_id)
         started = self._clock()
         study = study or self._host.get_json(f"/studies/{orthanc_id}")
         series = self._host.get_json(f"/studies/{orthanc_id}/series") if study else None

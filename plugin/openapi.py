@@ -76,7 +76,7 @@ def document():
                                          security=[])},
             "/pacs/api/openapi.json": {"get": _op("This document", "any logged-in user")},
             "/pacs/api/auth/login": {"post": dict(_op("Log in", "none", {"200": {"description": "a token and a session cookie", **_json(token)},
-                                                                         "429": {"description": "locked after repeated failures", **_json(ERROR)}},
+                                                                         "423": {"description": "locked after repeated failures", **_json(ERROR)}},
                                                       _obj("username", "password", username=STRING, password=STRING)),
                                                   security=[])},
             "/pacs/api/auth/refresh": {"post": _op("A new token for a session still open", "none",

@@ -35,7 +35,7 @@ class PacsServer:
         self.http_port = free_port()
         self.dicom_port = free_port()
         self.overrides = launcher.merge(TEST_OVERRIDES, overrides or {})
-        self.environ = dict(os.environ, PACS_ADMIN_PASSWORD=ADMIN_PASSWORD, **(environ or {}))
+        self.environ = {**os.environ, "PACS_ADMIN_PASSWORD": ADMIN_PASSWORD, **(environ or {})}
         self.plugin = plugin
         self.process = None
         self.http = requests.Session()  # authenticated as admin once started

@@ -110,11 +110,11 @@ def test_deleted_study_and_series_leave_the_index(pacs, tmp_path):
 
 
 def test_index_delay_after_stable_is_short(pacs, tmp_path):
-    """The plugin indexes within a second of Orthanc calling the study stable."""
+    """Indexed within StableAge + 1 s of the last image (our own quiet timer:
+    Orthanc's STABLE_STUDY can come up to 1.1 s after StableAge)."""
     spec = dicomgen.StudySpec()
     pacs.storescu(dicomgen.write(dicomgen.ct_series(spec, slices=2), tmp_path))
     sent = datetime.datetime.now(datetime.timezone.utc)
     row = pacs.wait_indexed(spec.study_uid, instances=2)
     indexed = datetime.datetime.fromisoformat(row["indexed_at"]).replace(tzinfo=datetime.timezone.utc)
-    # StableAge is 1 s in tests; Orthanc checks stability about once a second.
-    assert (indexed - sent).total_seconds() < 1 + 2.5
+    assert (indexed - sent).total_seconds() < 1 + 1.0  # StableAge is 1 s in tests
