@@ -24,6 +24,7 @@ from plugin.ingest import Ingest
 from plugin.reports import routes as reports_routes
 from plugin.reports.copies import DicomCopies
 from plugin.reports.service import Reports
+from plugin.worklist import pages as worklist_pages
 from plugin.worklist import routes as worklist_routes
 from plugin.worklist.actions import Worklist
 from plugin.webui import error_page, register_static
@@ -52,6 +53,7 @@ class App:
         auth_pages.register(self.router, self.accounts, self.apikeys, self.audit, settings)
         self.worklist = Worklist(self.audit, settings.claim_minutes)
         worklist_routes.register(self.router, self.worklist, self.scope, host, self.audit)
+        worklist_pages.register(self.router, self.accounts, self.worklist, self.scope, self.audit)
         viewer.register(self.router, host)
         self.reports = Reports(self.audit, self.worklist, lambda document: DicomCopies(host, document),
                                settings.institution_name, settings.logo_path or None)

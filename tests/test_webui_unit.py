@@ -18,6 +18,7 @@ import pytest
 
 from plugin import webui
 from plugin.http import Request, Response, Router
+from plugin.models import PRIORITIES, STATUSES
 from plugin.webui import WebUI, register_static, render, security_headers
 from plugin.webui.i18n import Catalogues
 from plugin.webui.pages import TEMPLATE_DIR, json_script, url_with_query
@@ -73,6 +74,7 @@ def sample_contexts(hostile=""):
             "nodes": [{"name": "ct1", "aet": "CT1" + h, "host": "10.0.0.9" + h, "port": 104, "allow_echo": True,
                        "allow_find": False, "allow_move": True, "allow_get": False, "allow_store": True}],
         },
+        **worklist_samples(admin, h),
         "admin_audit.html": {
             "user": admin, "csrf_token": TOKEN, "active_nav": "audit",
             "chain": {"ok": False, "first_bad_id": 42},
@@ -86,6 +88,47 @@ def sample_contexts(hostile=""):
             "page": 2, "page_size": 50, "total": 120,
             "actions": ["login", "report.finalize"],
         },
+    }
+
+
+def worklist_samples(admin, h):
+    """Contexts of the worklist, study and dashboard pages (plugin.worklist.pages)."""
+    study = {
+        "study_instance_uid": "1.2.840.9", "patient_name": "DOE^JANE" + h, "patient_id": "P-1" + h,
+        "patient_sex": "F", "patient_birth_date": datetime.date(1970, 1, 1), "patient_age": 56,
+        "accession_number": "ACC-1" + h, "study_date": datetime.date(2026, 3, 1), "study_time": "101500",
+        "modalities": ["CT", "MR" + h], "description": "CT HEAD" + h, "referring_physician": "WHO^DR" + h,
+        "body_parts": ["HEAD" + h], "series_count": 1, "instance_count": 20, "status": "in_progress",
+        "priority": "stat", "assignee": "rad", "claimed_by": "rad", "arrived_at": "2026-03-01T10:20:00Z",
+        "final_at": None, "institution_name": "Clinic" + h,
+        "series": [{"series_instance_uid": "1.2.840.9.1", "number": 1, "modality": "CT",
+                    "description": "AXIAL" + h, "body_part": "HEAD", "instance_count": 20}],
+        "priors": [{"study_instance_uid": "1.2.840.8", "study_date": datetime.date(2025, 1, 2),
+                    "modalities": ["CT"], "description": "CT HEAD OLD" + h, "status": "final"}],
+    }
+    shared = {"user": admin, "csrf_token": TOKEN, "statuses": STATUSES, "priorities": PRIORITIES}
+    script_data = {"me": "admin", "role": "admin", "people": {"rad": "Dr Rad" + h}, "texts": {}}
+    targets = {"stat": 60, "urgent": 240, "routine": 1440}
+    chart = "vendor/chart.umd.min.js"
+    return {
+        "worklist.html": dict(shared, active_nav="worklist", can_claim=True, can_prioritise=True,
+                              readers=[("rad", "Dr Rad" + h)], modalities=["CT", "MR"], targets=targets,
+                              default_sort="-priority,arrived_at", page_data=dict(script_data, poll_ms=3000)),
+        "study.html": dict(shared, active_nav="worklist", can_claim=True, can_prioritise=True, study=study,
+                           viewer_url="/pacs/viewer/viewer?StudyInstanceUIDs=1.2.840.9",
+                           viewer_with_priors_url="/pacs/viewer/viewer?StudyInstanceUIDs=1.2.840.9"
+                                                  "&StudyInstanceUIDs=1.2.840.8",
+                           readers=[("rad", "Dr Rad" + h)], page_data=dict(script_data, study=study)),
+        "dashboard.html": dict(
+            shared, active_nav="dashboard", people={"rad": "Dr Rad" + h}, targets=targets,
+            chart_url=webui.static_url(chart) if webui.default_webui().static.has(chart) else None,
+            figures={"counts_by_status": {"arrived": 3, "final": 1},
+                     "per_day": {"days": ["2026-03-01", "2026-03-02"], "series": {"CT": [1, 2], "MR" + h: [0, 1]}},
+                     "turnaround": [{"modality": "CT" + h, "priority": "stat", "studies": 2,
+                                     "median_minutes": 42.5, "p90_minutes": 80.0}],
+                     "workload": [{"username": "rad", "assigned": 2, "reading": 1}],
+                     "waiting_longest": [study]},
+            page_data=dict(script_data, per_day={"days": ["2026-03-01"], "series": {"CT": [1]}})),
     }
 
 
@@ -144,10 +187,10 @@ def test_every_template_has_a_sample_and_renders():
 @pytest.mark.parametrize("template", sorted(sample_contexts()))
 def test_dicom_and_user_strings_are_text_never_markup(template):
     body = render_body(template, sample_contexts(SCRIPT + ATTRIBUTE_BREAK)[template])
-    assert SCRIPT not in body and "<img" not in body
+    assert SCRIPT not in body and "<img src=x" not in body
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
     document = Document(body)
-    assert not document.find("img")
+    assert all(img["src"] != "x" for img in document.find("img"))  # thumbnails are fine
     assert all(not name.startswith("on") for _, attributes in document.tags for name in attributes)
     attribute_values = [value or "" for _, attributes in document.tags for value in attributes.values()]
     assert any(SCRIPT + ATTRIBUTE_BREAK in text for text in document.text + attribute_values)
@@ -587,6 +630,33 @@ def test_static_serves_sub_folders_but_not_links_out(fenced_static):
         fenced_static.url(".env")
 
 
+def test_vendor_root_is_served_under_vendor_with_the_same_rules(tmp_path):
+    """Libraries `make install` unpacks from npm (build/vendor/chartjs, never
+    committed) are /pacs/static/vendor/<file>; without them, 404s."""
+    (tmp_path / "secret.txt").write_text("TOP SECRET")
+    (tmp_path / "static").mkdir()
+    (tmp_path / "static" / "app.css").write_text("body {}")
+    vendor = tmp_path / "chartjs"
+    vendor.mkdir()
+    (vendor / "chart.umd.min.js").write_text("window.Chart = {};\n" * 200)
+    (vendor / ".npmrc").write_text("TOP SECRET")
+    (vendor / "link.js").symlink_to(tmp_path / "secret.txt")
+    files = StaticFiles(tmp_path / "static", vendor)
+    router = static_router(files)
+    chart = get(router, "/pacs/static/vendor/chart.umd.min.js", headers={"Accept-Encoding": "gzip"})
+    assert chart.status == 200 and chart.content_type == "text/javascript; charset=utf-8"
+    assert gzip.decompress(chart.body) == (vendor / "chart.umd.min.js").read_bytes()
+    assert files.has("vendor/chart.umd.min.js") and not files.has("chart.umd.min.js")
+    assert files.url("vendor/chart.umd.min.js").startswith("/pacs/static/vendor/chart.umd.min.js?v=")
+    for path in ("vendor/.npmrc", "vendor/link.js", "vendor/../secret.txt", "vendor/%2e%2e/secret.txt"):
+        refused = get(router, "/pacs/static/" + path)
+        assert 400 <= refused.status < 500 and b"SECRET" not in refused.body, path
+    absent = StaticFiles(tmp_path / "static", tmp_path / "not-installed")
+    assert not absent.has("vendor/chart.umd.min.js")
+    assert get(static_router(absent), "/pacs/static/vendor/chart.umd.min.js").status == 404
+    assert get(static_router(absent), "/pacs/static/app.css").status == 200
+
+
 # --- in a browser: CSP, pacs.js --------------------------------------------
 
 ORIGIN = "http://pacs.test"
@@ -622,6 +692,11 @@ class BrowserSession:
         self.router.add("POST", "/pacs/api/conflict", lambda request: Response.error(409, "already claimed"))
         self.router.add("POST", "/pacs/api/auth/refresh", lambda request: Response.json({}, self.refresh_status))
         self.router.add("POST", "/pacs/admin/apikeys/{key_id}/revoke", lambda request, key_id: Response.json({}))
+        self.router.add("GET", "/pacs/api/studies", lambda request: Response.json(
+            {"items": [], "total": 0, "page": 1, "page_size": 50}))
+        self.router.add("GET", "/pacs/api/studies/{uid}/series/{series_uid}/thumbnail",
+                        lambda request, uid, series_uid: Response(200, (STATIC_DIR / "favicon.svg").read_bytes(),
+                                                                  "image/svg+xml"))
         page.on("console", lambda message: message.type == "error" and self.console_errors.append(message.text))
         page.on("pageerror", lambda error: self.console_errors.append(str(error)))
         page.route(ORIGIN + "/**", self._answer)

@@ -57,10 +57,6 @@ def register(router, accounts, apikeys, audit, settings):
     def context(request, **extra):
         return dict(user=user_of(request), csrf_token=request.principal.csrf, **extra)
 
-    @route("GET", "/pacs/")
-    def home(request):
-        return Response.redirect("/pacs/account")  # until the reading worklist lives here
-
     # --- login and logout ----------------------------------------------------
 
     def login_page(request, status=200, error=None, username=""):

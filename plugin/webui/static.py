@@ -9,6 +9,11 @@ Orthanc 1.10.1 already %-decodes the URI and folds "..", "." and "//" before
 the plugin sees it; `checked_name` does not rely on that. The gzip copy needs
 Orthanc's own "HttpCompressionEnabled" to stay false (orthanc.json), or
 Orthanc would compress the compressed body again.
+
+Front-end libraries installed from npm by `make install` (git-ignored, so
+possibly absent) live in a second root, build/vendor/chartjs, served as
+/pacs/static/vendor/<file> under the same rules; without it those URLs are
+404s. A page asks `StaticFiles.has` before linking one.
 """
 
 import gzip
@@ -25,6 +30,8 @@ from .headers import quality, request_header
 LOGGER = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+VENDOR_DIR = Path(__file__).resolve().parents[2] / "build" / "vendor" / "chartjs"
+VENDOR_PREFIX = "vendor/"
 URL_PREFIX = "/pacs/static/"
 GZIP_MIN_BYTES = 1024
 LONG_CACHE = "public, max-age=31536000, immutable"
@@ -59,11 +66,18 @@ class StaticFile:
 
 
 class StaticFiles:
-    """Every file under `root`, keyed by its relative POSIX path."""
+    """Every file under `root`, keyed by its relative POSIX path, and every
+    file under `vendor_root` (when it exists), keyed "vendor/<path>"."""
 
-    def __init__(self, root=STATIC_DIR):
+    def __init__(self, root=STATIC_DIR, vendor_root=VENDOR_DIR):
         self.root = Path(root).resolve()
-        self._files = dict(self._load_all())
+        self._files = dict(_load_all(self.root))
+        vendor = Path(vendor_root).resolve()
+        if vendor.is_dir():
+            self._files.update((VENDOR_PREFIX + name, static) for name, static in _load_all(vendor))
+
+    def has(self, name):
+        return name in self._files
 
     def url(self, name):
         """The URL of a static file with its content hash, so a browser may
@@ -87,16 +101,17 @@ class StaticFiles:
                 headers["Content-Encoding"] = "gzip"
         return Response(200, body, static.content_type, headers)
 
-    def _load_all(self):
-        for path in sorted(self.root.rglob("*")):
-            resolved = path.resolve()
-            relative = path.relative_to(self.root)
-            if not resolved.is_file() or any(part.startswith(".") for part in relative.parts):
-                continue
-            if not resolved.is_relative_to(self.root):
-                LOGGER.warning("event=static_file_outside_root path=%s", path)
-                continue
-            yield relative.as_posix(), _load(resolved)
+
+def _load_all(root):
+    for path in sorted(root.rglob("*")):
+        resolved = path.resolve()
+        relative = path.relative_to(root)
+        if not resolved.is_file() or any(part.startswith(".") for part in relative.parts):
+            continue
+        if not resolved.is_relative_to(root):
+            LOGGER.warning("event=static_file_outside_root path=%s", path)
+            continue
+        yield relative.as_posix(), _load(resolved)
 
 
 def _load(path):

@@ -1,0 +1,130 @@
+"""Browser pages of the reading worklist: the worklist (/pacs/), one study
+(/pacs/studies/{uid}) and the dashboard (/pacs/dashboard).
+
+The worklist page is a shell: worklist.js fills its rows from GET
+/pacs/api/studies and polls it, so the same query code serves the API and the
+page. The study page and the dashboard tables are rendered here; their
+scripts only act (claim, release...) and draw the chart.
+"""
+
+import datetime
+from urllib.parse import urlencode
+
+from plugin.auth.accounts import utcnow
+from plugin.auth.models import User
+from plugin.auth.pages import page
+from plugin.auth.permissions import permissions_of
+from plugin.models import PRIORITIES, STATUSES
+from plugin.webui import default_webui, gettext as _, render
+from plugin.worklist import dashboard
+from plugin.worklist import query as worklist_query
+from plugin.worklist.actions import READERS
+from plugin.worklist.routes import study_detail
+
+# Minutes from arrival after which an unread study is overdue, by priority.
+TURNAROUND_TARGET_MINUTES = {"stat": 60, "urgent": 240, "routine": 1440}
+POLL_SECONDS = 3
+MODALITY_CHOICES = ("CR", "CT", "DX", "MG", "MR", "NM", "OT", "PT", "RF", "SR", "US", "XA")
+CHART_SCRIPT = "vendor/chart.umd.min.js"
+VIEWER_URL = "/pacs/viewer/viewer"
+# Studies without images cannot be opened in the viewer.
+NO_IMAGES = ("scheduled", "cancelled")
+
+
+def register(router, accounts, worklist, scope, audit, today=datetime.date.today):
+    route = lambda method, pattern: lambda f: router.add(method, pattern, page(f))  # noqa: E731
+
+    def context(request, active_nav, **extra):
+        principal = request.principal
+        return dict(user=accounts.get_user(principal.user_id), csrf_token=principal.csrf,
+                    active_nav=active_nav, statuses=STATUSES, priorities=PRIORITIES, **extra)
+
+    @route("GET", "/pacs/?")  # Orthanc hands "/pacs/" over as "/pacs"
+    def worklist_page(request):
+        role = request.principal.role
+        readers = active_readers() if role != "referrer" else []
+        return render("worklist.html", request, **context(
+            request, "worklist", **abilities(role), readers=readers, modalities=MODALITY_CHOICES,
+            targets=TURNAROUND_TARGET_MINUTES, default_sort=worklist_query.DEFAULT_SORT,
+            page_data=script_data(request, poll_ms=POLL_SECONDS * 1000)))
+
+    @route("GET", "/pacs/studies/{uid}")
+    def study_page(request, uid):
+        study = worklist.study(uid)
+        principal = request.principal
+        audit.record("study_viewed", username=principal.username, role=principal.role, study_uid=uid)
+        detail = study_detail(worklist, scope, study, principal)
+        return render("study.html", request, **context(
+            request, "worklist", **abilities(principal.role), study=detail,
+            viewer_url=viewer_url([uid]), viewer_with_priors_url=viewer_with_priors(detail),
+            readers=active_readers() if principal.role == "admin" else [],
+            page_data=script_data(request, study={k: v for k, v in detail.items()
+                                                  if k not in ("series", "priors")})))
+
+    @route("GET", "/pacs/dashboard")
+    def dashboard_page(request):
+        figures = dashboard.summary(today(), utcnow())
+        static = default_webui().static
+        chart_url = static.url(CHART_SCRIPT) if static.has(CHART_SCRIPT) else None
+        return render("dashboard.html", request, **context(
+            request, "dashboard", figures=figures, chart_url=chart_url, people=people(),
+            targets=TURNAROUND_TARGET_MINUTES,
+            page_data=script_data(request, per_day=figures["per_day"])))
+
+
+def abilities(role):
+    """What the page offers a role; the API checks the same permissions."""
+    granted = permissions_of(role)
+    return {"can_claim": "studies.claim" in granted, "can_prioritise": "studies.prioritise" in granted}
+
+
+def active_readers():
+    """(username, display name) of everyone a study can be assigned to."""
+    users = (User.select(User.username, User.display_name)
+             .where(User.role.in_(READERS), User.disabled == False)  # noqa: E712 (SQL)
+             .order_by(User.username))
+    return [(u.username, u.display_name or u.username) for u in users]
+
+
+def people():
+    """{username: display name} of every reader, disabled ones too: old claims
+    and assignments still name them."""
+    users = User.select(User.username, User.display_name).where(User.role.in_(READERS))
+    return {u.username: u.display_name or u.username for u in users}
+
+
+def script_data(request, **extra):
+    """page_data for worklist.js: who is looking, names to show and the
+    messages scripts print, in the request's language."""
+    principal = request.principal
+    return {"me": principal.username, "role": principal.role, "people": people(),
+            "texts": script_texts(request), **extra}
+
+
+def script_texts(request):
+    messages = {
+        "being_read_by": "being read by %(name)s",
+        "claim_refused": "Could not claim this study: %(error)s",
+        "action_failed": "That did not work: %(error)s",
+        "load_failed": "The worklist could not be loaded: %(error)s",
+        "page_of": "Page %(page)s of %(pages)s",
+        "study_count": "Studies: %(count)s",
+        "updated_at": "Updated %(time)s",
+        "age_sex": "%(age)s y %(sex)s",
+        "minutes": "%(m)s min",
+        "hours": "%(h)s h %(m)s min",
+        "days": "%(d)s d %(h)s h",
+        "overdue": "Over the turnaround target",
+        "read_in": "Read in %(duration)s",
+    }
+    return {key: _(message, request) for key, message in messages.items()}
+
+
+def viewer_url(study_uids):
+    return VIEWER_URL + "?" + urlencode([("StudyInstanceUIDs", uid) for uid in study_uids])
+
+
+def viewer_with_priors(detail):
+    """The viewer with the priors that have images, or None when there are none."""
+    priors = [p["study_instance_uid"] for p in detail["priors"] if p["status"] not in NO_IMAGES]
+    return viewer_url([detail["study_instance_uid"], *priors]) if priors else None
