@@ -8,6 +8,7 @@ duration (`connection_scope`) so 50 HTTP threads cannot exhaust it.
 """
 
 import contextlib
+import datetime
 import re
 from pathlib import Path
 
@@ -45,6 +46,11 @@ def open_database(url):
         raise ValueError("database URL must start with sqlite:/// or postgresql://")
     database.initialize(db)
     return db
+
+
+def utcnow():
+    """Now, as every time column holds it: naive UTC."""
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
 
 
 def redact(url):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from peewee import IntegrityError
 
-from plugin.db import database
+from plugin.db import database, utcnow
 from plugin.dicomnames import pn_key, search_text
 from plugin.models import Patient, Series, Study
 
@@ -140,7 +140,7 @@ def store(summary, now=None):
     Another node sharing the database may insert the same study at the same
     moment: the loser of that race retries once as an update.
     """
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or utcnow()
     try:
         return _store(summary, now)
     except IntegrityError:

@@ -242,9 +242,9 @@ def test_remove_drops_study_series_and_empty_patient(index_db, orthanc):
     for study_id in ("s1", "s2", "s3"):
         stored(study_id, orthanc)
 
-    assert studyindex.remove("s1") is True
-    assert studyindex.remove("s2") is True
-    assert studyindex.remove("s1") is False
+    assert studyindex.remove("s1") == "1.2.840.s1"
+    assert studyindex.remove("s2") == "1.2.840.s2"
+    assert studyindex.remove("s1") is None
     assert [s.orthanc_id for s in Study.select()] == ["s3"]
     assert [p.orthanc_id for p in Patient.select()] == ["patient-2"]
     assert Series.select().count() == 1

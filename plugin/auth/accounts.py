@@ -19,6 +19,7 @@ from pathlib import Path
 from peewee import IntegrityError
 
 from plugin import db
+from plugin.db import utcnow  # noqa: F401  (re-exported: modules import it from here)
 from plugin.auth.models import ROLES, LoginFailure, Session, User
 from plugin.auth.passwords import PasswordRejected, check_policy
 from plugin.auth.tokens import TokenError
@@ -56,10 +57,6 @@ class LockoutPolicy:
     window_seconds: int = 900
     per_account: int = 5
     per_address: int = 20
-
-
-def utcnow():
-    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
 
 
 def normalise_username(username):

@@ -23,7 +23,7 @@ from plugin.worklist.routes import study_detail
 
 # Minutes from arrival after which an unread study is overdue, by priority.
 TURNAROUND_TARGET_MINUTES = {"stat": 60, "urgent": 240, "routine": 1440}
-POLL_SECONDS = 3
+POLL_SECONDS = 2  # a new study is on every open worklist within 3 s of being indexed
 MODALITY_CHOICES = ("CR", "CT", "DX", "MG", "MR", "NM", "OT", "PT", "RF", "SR", "US", "XA")
 CHART_SCRIPT = "vendor/chart.umd.min.js"
 VIEWER_URL = "/pacs/viewer/viewer"
