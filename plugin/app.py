@@ -5,6 +5,8 @@ import logging
 import time
 from urllib.parse import quote
 
+from pydicom.uid import generate_uid
+
 from plugin import db, health, logs, migrations, openapi, viewer
 from plugin.audit import AuditLog, request_address
 from plugin.auth import pages as auth_pages
@@ -17,7 +19,9 @@ from plugin.auth.permissions import permissions_of
 from plugin.auth.scope import ReferrerScope
 from plugin.auth.tokens import TokenCodec, load_or_create_secret
 from plugin.config import Settings
-from plugin.dicomservices import remote_pages, remote_routes
+from plugin.dicomservices import order_routes, remote_pages, remote_routes
+from plugin.dicomservices.mwl import ModalityWorklist
+from plugin.dicomservices.orders import Orders
 from plugin.dicomservices.remote import RemoteNodes
 from plugin.http import Response, Router
 from plugin.ingest import Ingest
@@ -63,6 +67,10 @@ class App:
         remote_routes.register(self.router, self.nodes, self.worklist)
         remote_pages.register(self.router, self.nodes, self.accounts)
         self.ingest.study_removed_listeners.append(self.reports.study_removed)
+        self.orders = Orders(self.audit, generate_uid)
+        order_routes.register(self.router, self.orders)
+        self.modality_worklist = ModalityWorklist(self.orders.worklist_candidates, settings.case_sensitive_pn,
+                                                  settings.mwl_max_answers)
 
     def start(self):
         """Work that needs Orthanc up: the ingest worker and the audit writer."""
@@ -113,6 +121,16 @@ class App:
             return error_page(decision.status, decision.reason, request)
         headers = {"WWW-Authenticate": 'Bearer realm="pacs"'} if decision.status == 401 else {}
         return Response.error(decision.status, decision.reason, headers)
+
+    def worklist_find(self, query, issuer_aet, called_aet):
+        """An MWL C-FIND (Orthanc's DICOM thread): (answers as DICOM bytes, complete?).
+        Raises MwlQueryError for a query that cannot be answered."""
+        started = time.perf_counter()
+        with db.connection_scope():
+            answers, complete = self.modality_worklist.find(query)
+        LOGGER.info("event=mwl_find issuer=%s called=%s answers=%d complete=%s took_ms=%.1f", issuer_aet,
+                    called_aet, len(answers), complete, (time.perf_counter() - started) * 1000)
+        return answers, complete
 
     def on_change(self, change, level, resource_id):
         """One Orthanc change event (Orthanc's change thread): must stay cheap."""

@@ -69,6 +69,8 @@ ACTIONS = frozenset({
     "report_addended", "report_printed", "export", "send", "delete",
     "study_claimed", "study_released", "study_assigned", "priority_changed", "report_viewed",
     "node_saved", "node_deleted", "node_queried", "retrieve",
+    # orders (the modality worklist)
+    "order_created", "order_updated", "order_cancelled",
     # the audit trail itself
     "audit_exported", "audit_verified",
 })

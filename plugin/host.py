@@ -14,6 +14,7 @@ import orthanc
 import requests
 
 from plugin.app import create_app
+from plugin.dicomservices.mwl import MwlQueryError
 from plugin.http import HttpError, Request, Response, decode_query
 
 LOGGER = logging.getLogger(__name__)
@@ -168,4 +169,26 @@ def serve():
     orthanc.RegisterRestCallback("/pacs", on_rest)
     orthanc.RegisterRestCallback("/pacs/(.*)", on_rest)
     orthanc.RegisterOnChangeCallback(on_change)
+    orthanc.RegisterWorklistCallback(_worklist_callback(app))
     return app
+
+
+def _worklist_callback(app):
+    """Orthanc's MWL C-FIND hook: the orders answer it. Raising fails the C-FIND
+    (Orthanc sends UnableToProcess): a malformed query does, said in the log."""
+
+    def on_worklist(answers, query, issuer_aet, called_aet):
+        try:
+            found, complete = app.worklist_find(query.WorklistGetDicomQuery(), issuer_aet, called_aet)
+        except MwlQueryError as error:
+            LOGGER.warning("event=mwl_query_refused issuer=%s reason=%s", issuer_aet, error)
+            raise
+        except Exception:
+            LOGGER.exception("event=mwl_find_failed issuer=%s", issuer_aet)
+            raise
+        for answer in found:
+            answers.WorklistAddAnswer(query, answer)
+        if not complete:
+            answers.WorklistMarkIncomplete()
+
+    return on_worklist

@@ -1,5 +1,7 @@
 """GET /pacs/api/openapi.json: the plugin's HTTP API described (OpenAPI 3.1)."""
 
+from plugin.dicomservices.models import ORDER_STATUSES
+from plugin.dicomservices.orderfields import FIELDS as ORDER_FIELDS, REQUIRED as ORDER_REQUIRED
 from plugin.http import Response
 from plugin.models import PRIORITIES, STATUSES
 
@@ -36,6 +38,13 @@ STRING, INTEGER, BOOLEAN = {"type": "string"}, {"type": "integer"}, {"type": "bo
 UID = {"name": "uid", "in": "path", "required": True, "description": "StudyInstanceUID",
        "schema": STRING}
 ID = {"name": "id", "in": "path", "required": True, "schema": INTEGER}
+ORDER_BODY = {"type": "object", "required": list(ORDER_REQUIRED),
+              "properties": dict({name: STRING for name in ORDER_FIELDS},
+                                 scheduled_at={"type": "string", "format": "date-time"},
+                                 patient_birth_date={"type": "string", "format": "date"},
+                                 priority={"enum": list(PRIORITIES)}, patient_sex={"enum": ["M", "F", "O", ""]},
+                                 scheduled_station_aet={"oneOf": [STRING, {"type": "array", "items": STRING}]})}
+NODE = {"name": "name", "in": "path", "required": True, "schema": STRING}
 NODE = {"name": "name", "in": "path", "required": True, "schema": STRING}
 
 LIST_PARAMS = (
@@ -180,6 +189,29 @@ def document():
                 body=_obj(name=STRING, modality=STRING, body_part=STRING, sections={"type": "object"},
                           disabled=BOOLEAN),
                 params=[{"name": "template_id", "in": "path", "required": True, "schema": INTEGER}])},
+            "/pacs/api/orders": {
+                "get": _op("Orders, by scheduled time: {items, total}", "orders.read", params=[
+                    _query("status", "comma list of " + ", ".join(ORDER_STATUSES)),
+                    _query("modality", "comma list of modality codes"),
+                    _query("date_from", "YYYY-MM-DD (scheduled date)"), _query("date_to", "YYYY-MM-DD"),
+                    _query("q", "patient name, patient ID or accession; partial"),
+                    _query("page", "1-based", INTEGER), _query("page_size", "1-200", INTEGER)]),
+                "post": _op("Schedule a procedure (a modality worklist item; on the reading worklist as "
+                            "scheduled); the accession number is generated when absent; a known patient ID "
+                            "lends name, birth date and sex", "orders.write",
+                            {"201": {"description": "created"},
+                             "409": {"description": "accession number or StudyInstanceUID in use", **_json(ERROR)}},
+                            ORDER_BODY)},
+            "/pacs/api/orders/{id}": {
+                "get": _op("One order with its performed procedure steps (MPPS)", "orders.read",
+                           {"404": {"description": "unknown"}}, params=[ID]),
+                "put": _op("Change a scheduled order (the fields given)", "orders.write",
+                           {"409": {"description": "no longer scheduled, or a number in use", **_json(ERROR)}},
+                           _obj(**ORDER_BODY["properties"]), params=[ID])},
+            "/pacs/api/orders/{id}/cancel": {"post": _op(
+                "Cancel an order (scheduled, in progress or discontinued)", "orders.write",
+                {"409": {"description": "completed or arrived", **_json(ERROR)}},
+                _obj(reason=STRING), params=[ID])},
         },
     }
 

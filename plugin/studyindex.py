@@ -15,6 +15,7 @@ from peewee import IntegrityError
 
 from plugin.db import database, utcnow
 from plugin.dicomnames import pn_key, search_text
+from plugin.dicomservices import arrivals
 from plugin.models import Patient, Series, Study
 
 LOGGER = logging.getLogger(__name__)
@@ -151,7 +152,8 @@ def _store(summary, now):
     with database.atomic():
         patient = _store_patient(summary, now)
         study = (Study.get_or_none(Study.orthanc_id == summary.orthanc_id)
-                 or _scheduled_study(summary.study_instance_uid))
+                 or _scheduled_study(summary))
+        order = arrivals.order_of_study(study) if study is not None else None
         if study is None:
             study = Study(status="arrived", arrived_at=now)
         elif study.status == "scheduled":
@@ -163,8 +165,10 @@ def _store(summary, now):
         study.study_date = summary.study_date
         study.study_time = summary.study_time
         study.description = summary.description
-        study.referring_physician = summary.referring_physician
-        study.referring_key = pn_key(summary.referring_physician)
+        # An order's referring physician wins: it decides which referrer sees the study.
+        study.referring_physician = (order.referring_physician if order and order.referring_physician
+                                     else summary.referring_physician)
+        study.referring_key = pn_key(study.referring_physician)
         study.institution_name = summary.institution_name
         study.modalities = summary.modalities
         study.body_parts = summary.body_parts
@@ -179,16 +183,25 @@ def _store(summary, now):
         study.indexed_at = study.updated_at = now
         study.save()
         _store_series(study, summary.series)
+        if order is not None:
+            arrivals.link_arrival(order, now)
         return study
 
 
-def _scheduled_study(study_instance_uid):
-    """An order (no images yet) waiting for this study, if any."""
-    if not study_instance_uid:
-        return None
-    return (Study.select()
-            .where(Study.study_instance_uid == study_instance_uid, Study.orthanc_id.is_null())
-            .first())
+def _scheduled_study(summary):
+    """The row of an order (scheduled, no images yet) waiting for this study, if
+    any: by StudyInstanceUID, else by accession number. The order's priority
+    is already on that row."""
+    for column, value in ((Study.study_instance_uid, summary.study_instance_uid),
+                          (Study.accession_number, summary.accession_number)):
+        if value:
+            row = (Study.select()
+                   .where(column == value, Study.orthanc_id.is_null(), Study.status == "scheduled")
+                   .first())
+            if row is not None:
+                return row
+    return None
+
 
 
 def _store_patient(summary, now):

@@ -6,7 +6,7 @@ from plugin import health, openapi
 from plugin.auth import routes as auth_routes
 from plugin.http import Router
 from plugin.openapi import document
-from plugin.dicomservices import remote_routes
+from plugin.dicomservices import order_routes, remote_routes
 from plugin.reports import routes as reports_routes
 from plugin.worklist import routes as worklist_routes
 
@@ -20,6 +20,7 @@ def routes_of_api():
     worklist_routes.register(router, None, None, None, None)
     reports_routes.register(router, None)
     remote_routes.register(router, None, None)
+    order_routes.register(router, None)
     found = set()
     for method, regex, _handler in router._routes:
         path = regex.pattern.strip("^$").replace("\\", "")

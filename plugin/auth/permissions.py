@@ -20,12 +20,12 @@ ROLE_PERMISSIONS = {
         "studies.read", "studies.claim", "studies.prioritise", "dashboard.read",
         "images.read", "images.download", "images.send",
         "orthanc.read", "nodes.read", "nodes.query", "jobs.read",
-        "reports.read", "reports.write",
+        "reports.read", "reports.write", "orders.read",
     },
     "technologist": {
         "studies.read", "studies.prioritise", "dashboard.read",
         "images.read", "images.upload", "images.send", "orthanc.read",
-        "nodes.read", "jobs.read", "reports.read", "orders.write",
+        "nodes.read", "jobs.read", "reports.read", "orders.read", "orders.write",
     },
     "referrer": {"studies.read", "images.read", "reports.read"},
 }
@@ -79,6 +79,10 @@ RULES = (
     _rule("POST", r"/pacs/api/studies/(?P<study>[^/]+)/(claim|release|assign)", "studies.claim", "path"),
     _rule("POST", r"/pacs/api/studies/(?P<study>[^/]+)/priority", "studies.prioritise", "path"),
     _rule("GET", r"/pacs/dashboard|/pacs/api/dashboard", "dashboard.read"),
+    # Ours: orders (the modality worklist).
+    _rule("GET", r"/pacs/(api/)?orders(/[^/]+)?", "orders.read"),
+    _rule("POST", r"/pacs/(api/)?orders|/pacs/(api/)?orders/[^/]+/cancel|/pacs/orders/[^/]+", "orders.write"),
+    _rule("PUT", r"/pacs/api/orders/[^/]+", "orders.write"),
     # Ours: reports (who sees drafts is the service's business: writers only).
     _rule("GET", r"/pacs/(api/)?studies/(?P<study>[^/]+)/report(/pdf)?", "reports.read", "path"),
     _rule("PUT", r"/pacs/api/studies/(?P<study>[^/]+)/report", "reports.write", "path"),

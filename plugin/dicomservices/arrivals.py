@@ -1,0 +1,27 @@
+"""Images reach an order: plugin/studyindex.store calls these inside its
+transaction when a study takes over an order's study row."""
+
+import logging
+
+from plugin.dicomservices.models import Order
+
+LOGGER = logging.getLogger(__name__)
+
+# Orders that images may still arrive for (a cancelled one stays cancelled).
+AWAITING_IMAGES = ("scheduled", "in_progress", "completed", "discontinued")
+
+
+def order_of_study(study):
+    """The order whose study row this is, if any."""
+    if study.id is None:
+        return None
+    return Order.get_or_none(Order.study == study.id)
+
+
+def link_arrival(order, now):
+    """The order's images arrived: it becomes `arrived`."""
+    now = now.replace(tzinfo=None) if now.tzinfo else now  # orders keep naive UTC
+    changed = (Order.update(status="arrived", arrived_at=now, updated_at=now)
+               .where(Order.id == order.id, Order.status.in_(AWAITING_IMAGES)).execute())
+    if changed:
+        LOGGER.info("event=order_arrived id=%d accession=%s", order.id, order.accession_number)

@@ -1,0 +1,335 @@
+"""Orders: scheduled procedures that modalities find on the worklist.
+
+Each order owns a `study` row (status `scheduled`, no images) so that it is on
+the reading worklist from the start; the images take that row over when they
+arrive (plugin/studyindex.store calls `link_arrival`). The row mirrors the
+order's patient, accession, date, procedure, referring physician and
+priority while the order can still be edited.
+"""
+
+import datetime
+import json
+import logging
+import secrets
+
+from peewee import IntegrityError
+
+from plugin.auth.accounts import utcnow
+from plugin.db import database
+from plugin.dicomnames import pn_key, search_text
+from plugin.dicomservices import orderfields
+from plugin.dicomservices.models import OPEN_STATUSES, ORDER_STATUSES, Order, PerformedStep
+from plugin.http import HttpError
+from plugin.models import Patient, Study
+
+LOGGER = logging.getLogger(__name__)
+
+EDITABLE = ("scheduled",)
+CANCELLABLE = ("scheduled", "in_progress", "discontinued")
+MAX_PAGE_SIZE = 200
+ACCESSION_ATTEMPTS = 8
+PATIENT_FIELDS = ("patient_name", "patient_birth_date", "patient_sex")
+
+
+class Orders:
+    def __init__(self, audit, uid_factory, today=datetime.date.today):
+        self._audit = audit
+        self._new_uid = uid_factory
+        self._today = today
+
+    # --- reading -------------------------------------------------------------
+
+    def get(self, order_id):
+        order = Order.get_or_none(Order.id == order_id) if str(order_id).isdigit() else None
+        if order is None:
+            raise HttpError(404, f"no order {order_id}")
+        return order
+
+    def search(self, query):
+        """(orders, total) for GET /pacs/api/orders: filters status, modality,
+        date_from, date_to (YYYY-MM-DD, scheduled date), q (name, patient ID or
+        accession, case-insensitive, partial), page, page_size."""
+        conditions = []
+        statuses = [s for s in (query.get("status") or "").split(",") if s]
+        if any(s not in ORDER_STATUSES for s in statuses):
+            raise HttpError(400, f"status must be among {', '.join(ORDER_STATUSES)}")
+        if statuses:
+            conditions.append(Order.status.in_(statuses))
+        modalities = [m.strip().upper() for m in (query.get("modality") or "").split(",") if m.strip()]
+        if modalities:
+            conditions.append(Order.modality.in_(modalities))
+        for name, compare in (("date_from", Order.scheduled_date.__ge__), ("date_to", Order.scheduled_date.__le__)):
+            if query.get(name):
+                conditions.append(compare(_dicom_date(query[name], name)))
+        text = (query.get("q") or "").strip().lower()
+        if text:
+            like = f"%{text}%"
+            conditions.append((Order.patient_name ** like) | (Order.patient_id ** like)
+                              | (Order.accession_number ** like))
+        page = _whole(query.get("page"), "page", 1)
+        page_size = min(MAX_PAGE_SIZE, _whole(query.get("page_size"), "page_size", 50))
+        selected = Order.select().where(*conditions) if conditions else Order.select()
+        rows = selected.order_by(Order.scheduled_date, Order.scheduled_time, Order.id).paginate(page, page_size)
+        return list(rows), selected.count()
+
+    # --- changes from users ----------------------------------------------------
+
+    def create(self, data, principal):
+        values = orderfields.parse(data, creating=True)
+        self._complete_patient(values)
+        values["study_instance_uid"] = values.get("study_instance_uid") or self._new_uid()
+        self._refuse_known_study(values["study_instance_uid"])
+        values["accession_number"] = self._accession(values.get("accession_number", ""))
+        try:
+            order = self._insert(values, principal, utcnow())
+        except IntegrityError:  # another request took the same number or UID meanwhile
+            self._refuse_duplicates(values["accession_number"], values["study_instance_uid"])
+            raise
+        self._record(principal, "order_created", order)
+        LOGGER.info("event=order_created id=%d accession=%s by=%s", order.id, order.accession_number,
+                    principal.username)
+        return order
+
+    def update(self, order_id, data, principal):
+        order = self.get(order_id)
+        values = orderfields.parse(data, creating=False)
+        if order.status not in EDITABLE:
+            raise HttpError(409, f"an order that is {order.status} cannot be changed")
+        if "study_instance_uid" in values and values["study_instance_uid"] != order.study_instance_uid:
+            values["study_instance_uid"] = values["study_instance_uid"] or self._new_uid()
+            self._refuse_known_study(values["study_instance_uid"])
+        if values.get("accession_number") == "":
+            values.pop("accession_number")
+        changed = {k: v for k, v in values.items() if getattr(order, k) != v}
+        if not changed:
+            return order
+        now = utcnow()
+        try:
+            with database.atomic():
+                updated = (Order.update(updated_at=now, **changed)
+                           .where(Order.id == order.id, Order.status.in_(EDITABLE)).execute())
+                if not updated:
+                    raise HttpError(409, "the order changed meanwhile: it can no longer be edited")
+                order = Order.get_by_id(order.id)
+                self._mirror(order, now)
+        except IntegrityError:
+            self._refuse_duplicates(changed.get("accession_number"), changed.get("study_instance_uid"))
+            raise
+        self._record(principal, "order_updated", order, {"fields": sorted(changed)})
+        return order
+
+    def cancel(self, order_id, principal, reason=""):
+        order = self.get(order_id)
+        if order.status == "cancelled":
+            return order
+        now = utcnow()
+        with database.atomic():
+            updated = (Order.update(status="cancelled", updated_at=now)
+                       .where(Order.id == order.id, Order.status.in_(CANCELLABLE)).execute())
+            if not updated:
+                raise HttpError(409, f"an order that is {self.get(order_id).status} cannot be cancelled")
+            (Study.update(status="cancelled", updated_at=now)
+             .where(Study.id == order.study_id, Study.status == "scheduled", Study.orthanc_id.is_null())
+             .execute())
+        order = Order.get_by_id(order.id)
+        self._record(principal, "order_cancelled", order, {"reason": reason} if reason else None)
+        return order
+
+    # --- the modality worklist -------------------------------------------------
+
+    def worklist_candidates(self, prefilter):
+        """Open orders narrowed by the exact parts of an MWL query (mwl.Query.prefilter):
+        the indexed columns do the bulk; mwl.Query does the exact DICOM matching."""
+        conditions = [Order.status.in_(OPEN_STATUSES)]
+        for column, value in prefilter.items():
+            field = getattr(Order, column)
+            if isinstance(value, tuple):
+                low, high = value
+                if low:
+                    conditions.append(field >= low)
+                if high:
+                    conditions.append(field <= high)
+            elif column == "scheduled_station_aet":
+                conditions.append(field.contains(value))
+            else:
+                conditions.append(field == value)
+        return Order.select().where(*conditions).order_by(Order.scheduled_date, Order.scheduled_time, Order.id)
+
+    # --- helpers ----------------------------------------------------------------
+
+    def _insert(self, values, principal, now):
+        with database.atomic():
+            study = Study.create(status="scheduled", orthanc_id=None, institution_name="", body_parts="",
+                                 orthanc_last_update="", indexed_at=now, arrived_at=None,
+                                 **_study_columns(values, now))
+            return Order.create(study=study, created_by=principal.username, created_at=now, updated_at=now,
+                                status="scheduled", **_order_defaults(values))
+
+    def _mirror(self, order, now):
+        """Copy what the reading worklist shows onto the order's study row (no images yet)."""
+        if order.study_id is None:
+            return
+        (Study.update(**_study_columns(model_values(order), now))
+         .where(Study.id == order.study_id, Study.orthanc_id.is_null()).execute())
+
+    @staticmethod
+    def _complete_patient(values):
+        """An existing patient (by patient ID, from the archive or an earlier order)
+        lends the name, birth date and sex that the request leaves out."""
+        missing = [name for name in PATIENT_FIELDS if not values.get(name)]
+        if missing:
+            known = _known_patient(values["patient_id"])
+            for name in missing:
+                if known.get(name):
+                    values[name] = known[name]
+        if not values.get("patient_name"):
+            raise HttpError(400, f"patient_name is needed for a new patient ({values['patient_id']!r} is unknown)")
+
+    def _accession(self, wanted):
+        """The requested accession number if no order has it, else a new one: "A",
+        the date and five random digits (12 characters; SH allows 16)."""
+        if wanted:
+            self._refuse_duplicates(wanted, None)
+            return wanted
+        for _ in range(ACCESSION_ATTEMPTS):
+            candidate = f"A{self._today():%y%m%d}{secrets.randbelow(100000):05d}"
+            if not Order.select().where(Order.accession_number == candidate).exists():
+                return candidate
+        raise HttpError(503, "no free accession number today: give one")
+
+    @staticmethod
+    def _refuse_known_study(study_instance_uid):
+        if Study.select().where(Study.study_instance_uid == study_instance_uid).exists():
+            raise HttpError(409, f"a study or order with StudyInstanceUID {study_instance_uid} exists already")
+
+    @staticmethod
+    def _refuse_duplicates(accession, study_instance_uid):
+        if accession and Order.select().where(Order.accession_number == accession).exists():
+            raise HttpError(409, f"accession number {accession} is already used by another order")
+        if study_instance_uid and Order.select().where(Order.study_instance_uid == study_instance_uid).exists():
+            raise HttpError(409, f"StudyInstanceUID {study_instance_uid} is already used by another order")
+
+    def _record(self, principal, action, order, details=None):
+        self._audit.record(action, username=principal.username, role=principal.role,
+                           study_uid=order.study_instance_uid,
+                           details=dict(details or {}, order=order.id, accession=order.accession_number))
+
+
+def _order_defaults(values):
+    """Identifiers a modality needs that the request may leave out: the accession
+    number names the requested procedure and its one step; the step describes
+    the procedure."""
+    values = dict(values)
+    for name in ("requested_procedure_id", "scheduled_procedure_step_id"):
+        values[name] = values.get(name) or values["accession_number"]
+    values["step_description"] = values.get("step_description") or values.get("procedure", "")
+    return values
+
+
+def _study_columns(values, now):
+    name, patient_id, accession = values.get("patient_name", ""), values["patient_id"], values["accession_number"]
+    referring = values.get("referring_physician", "")
+    return dict(
+        study_instance_uid=values["study_instance_uid"], accession_number=accession,
+        study_date=_date_of(values["scheduled_date"]), study_time=values["scheduled_time"],
+        description=values.get("procedure", ""), referring_physician=referring,
+        referring_key=pn_key(referring), modalities=values["modality"],
+        priority=values.get("priority", "routine"), patient_name=name, patient_dicom_id=patient_id,
+        patient_sex=values.get("patient_sex", ""), patient_birth_date=values.get("patient_birth_date"),
+        search_text=search_text(name, patient_id, accession), updated_at=now)
+
+
+def model_values(order):
+    return {name: getattr(order, name) for name in order._meta.fields}
+
+
+def _known_patient(patient_id):
+    patient = (Patient.select().where(Patient.patient_id == patient_id)
+               .order_by(Patient.updated_at.desc()).first())
+    if patient is not None:
+        return {"patient_name": patient.name, "patient_birth_date": patient.birth_date,
+                "patient_sex": patient.sex}
+    order = Order.select().where(Order.patient_id == patient_id).order_by(Order.id.desc()).first()
+    return {name: getattr(order, name) for name in PATIENT_FIELDS} if order else {}
+
+
+def _date_of(dicom_date):
+    return datetime.date(int(dicom_date[:4]), int(dicom_date[4:6]), int(dicom_date[6:8]))
+
+
+def _dicom_date(value, name):
+    try:
+        return datetime.date.fromisoformat(value).strftime("%Y%m%d")
+    except ValueError:
+        raise HttpError(400, f"{name} must be a date YYYY-MM-DD") from None
+
+
+def _whole(value, name, default):
+    if value in (None, ""):
+        return default
+    if not str(value).isdigit() or int(value) < 1:
+        raise HttpError(400, f"{name} must be a whole number from 1")
+    return int(value)
+
+
+def describe(order):
+    """The JSON of one order."""
+    steps = list(PerformedStep.select().where(PerformedStep.order == order.id).order_by(PerformedStep.id))
+    return {
+        "id": order.id,
+        "accession_number": order.accession_number,
+        "status": order.status,
+        "priority": order.priority,
+        "patient_id": order.patient_id,
+        "patient_name": order.patient_name,
+        "patient_birth_date": order.patient_birth_date.isoformat() if order.patient_birth_date else None,
+        "patient_sex": order.patient_sex,
+        "modality": order.modality,
+        "scheduled_station_aet": order.scheduled_station_aet,
+        "scheduled_at": _iso_moment(order.scheduled_date, order.scheduled_time),
+        "procedure": order.procedure,
+        "referring_physician": order.referring_physician,
+        "study_instance_uid": order.study_instance_uid,
+        "requested_procedure_id": order.requested_procedure_id,
+        "scheduled_procedure_step_id": order.scheduled_procedure_step_id,
+        "step_description": order.step_description,
+        "requesting_physician": order.requesting_physician,
+        "performing_physician": order.performing_physician,
+        "station_name": order.station_name,
+        "location": order.location,
+        "medical_alerts": order.medical_alerts,
+        "allergies": order.allergies,
+        "contrast_agent": order.contrast_agent,
+        "pre_medication": order.pre_medication,
+        "comments": order.comments,
+        "study": _linked_study(order),
+        "performed_steps": [describe_step(step) for step in steps],
+        "created_by": order.created_by,
+        "created_at": _iso(order.created_at),
+        "updated_at": _iso(order.updated_at),
+        "arrived_at": _iso(order.arrived_at),
+    }
+
+
+def describe_step(step):
+    return {"sop_instance_uid": step.sop_instance_uid, "status": step.status, "calling_aet": step.calling_aet,
+            "started_at": step.started_at, "ended_at": step.ended_at,
+            "performed_series": json.loads(step.performed_series or "[]")}
+
+
+def _linked_study(order):
+    study = Study.get_or_none(Study.id == order.study_id) if order.study_id else None
+    if study is None:
+        return None
+    return {"study_instance_uid": study.study_instance_uid, "status": study.status,
+            "has_images": study.orthanc_id is not None, "instance_count": study.instance_count}
+
+
+def _iso_moment(dicom_date, dicom_time):
+    time = (dicom_time or "").split(".")[0].ljust(6, "0")
+    return f"{dicom_date[:4]}-{dicom_date[4:6]}-{dicom_date[6:8]}T{time[:2]}:{time[2:4]}:{time[4:6]}"
+
+
+def _iso(moment):
+    return moment.isoformat(timespec="seconds") + "Z" if moment else None
+
