@@ -45,7 +45,6 @@ ORDER_BODY = {"type": "object", "required": list(ORDER_REQUIRED),
                                  priority={"enum": list(PRIORITIES)}, patient_sex={"enum": ["M", "F", "O", ""]},
                                  scheduled_station_aet={"oneOf": [STRING, {"type": "array", "items": STRING}]})}
 NODE = {"name": "name", "in": "path", "required": True, "schema": STRING}
-NODE = {"name": "name", "in": "path", "required": True, "schema": STRING}
 
 LIST_PARAMS = (
     _query("status", "comma list", {"type": "string", "example": ",".join(STATUSES[:2])}),

@@ -203,7 +203,6 @@ def _scheduled_study(summary):
     return None
 
 
-
 def _store_patient(summary, now):
     patient = Patient.get_or_none(Patient.orthanc_id == summary.patient_orthanc_id)
     if patient is None:
