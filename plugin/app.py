@@ -20,6 +20,7 @@ from plugin.auth.scope import ReferrerScope
 from plugin.auth.tokens import TokenCodec, load_or_create_secret
 from plugin.config import Settings
 from plugin.dicomservices import order_routes, remote_pages, remote_routes
+from plugin.dicomservices.mpps import MppsServer, PerformedSteps
 from plugin.dicomservices.mwl import ModalityWorklist
 from plugin.dicomservices.orders import Orders
 from plugin.dicomservices.remote import RemoteNodes
@@ -71,14 +72,17 @@ class App:
         order_routes.register(self.router, self.orders)
         self.modality_worklist = ModalityWorklist(self.orders.worklist_candidates, settings.case_sensitive_pn,
                                                   settings.mwl_max_answers)
+        self.mpps = MppsServer(PerformedSteps(), settings.mpps_aet, settings.mpps_port, settings.mpps_bind)
 
     def start(self):
         """Work that needs Orthanc up: the ingest worker and the audit writer."""
         self.audit.start()
         self.ingest.start()
         self.reports.copies.start()
+        self.mpps.start()
 
     def stop(self):
+        self.mpps.stop()
         self.ingest.stop()
         self.reports.copies.stop()
         self.audit.stop()

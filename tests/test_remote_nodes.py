@@ -205,3 +205,20 @@ def test_nodes_page_adds_echoes_queries_and_retrieves(site, browser):
         pacs.wait_indexed(spec.study_uid, instances=1)
     finally:
         page.close()
+
+
+def test_study_page_sends_to_a_node_with_progress(site, browser):
+    pacs, peer, _storage = site
+    spec = dicomgen.StudySpec(patient_id="P-SEND", description="SEND ME")
+    pacs.storescu(dicomgen.write(dicomgen.ct_series(spec, slices=2), pacs.folder / "send"))
+    pacs.wait_indexed(spec.study_uid, instances=2)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        log_in(page, pacs, "admin", ADMIN_PASSWORD, f"/pacs/studies/{spec.study_uid}")
+        page.wait_for_selector("#send-node option[value=peer]", state="attached")
+        page.select_option("#send-node", "peer")
+        page.click("#send-button")
+        page.wait_for_selector("#send-status:has-text('Sent')", timeout=30000)
+        assert spec.study_uid in peer.orthanc_studies().values()
+    finally:
+        page.close()

@@ -114,7 +114,7 @@ def worklist_samples(admin, h):
         "worklist.html": dict(shared, active_nav="worklist", can_claim=True, can_prioritise=True,
                               readers=[("rad", "Dr Rad" + h)], modalities=["CT", "MR"], targets=targets,
                               default_sort="-priority,arrived_at", page_data=dict(script_data, poll_ms=3000)),
-        "study.html": dict(shared, active_nav="worklist", can_claim=True, can_prioritise=True, study=study,
+        "study.html": dict(shared, active_nav="worklist", can_claim=True, can_prioritise=True, can_send=True, study=study,
                            viewer_url="/pacs/viewer/viewer?StudyInstanceUIDs=1.2.840.9",
                            viewer_with_priors_url="/pacs/viewer/viewer?StudyInstanceUIDs=1.2.840.9"
                                                   "&StudyInstanceUIDs=1.2.840.8",
@@ -694,6 +694,8 @@ class BrowserSession:
         self.router.add("POST", "/pacs/admin/apikeys/{key_id}/revoke", lambda request, key_id: Response.json({}))
         self.router.add("GET", "/pacs/api/studies", lambda request: Response.json(
             {"items": [], "total": 0, "page": 1, "page_size": 50}))
+        self.router.add("GET", "/pacs/api/nodes", lambda request: Response.json(
+            {"items": [{"name": "peer", "aet": "PEER"}]}))
         self.router.add("GET", "/pacs/api/studies/{uid}/series/{series_uid}/thumbnail",
                         lambda request, uid, series_uid: Response(200, (STATIC_DIR / "favicon.svg").read_bytes(),
                                                                   "image/svg+xml"))

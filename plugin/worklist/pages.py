@@ -75,7 +75,8 @@ def register(router, accounts, worklist, scope, audit, today=datetime.date.today
 def abilities(role):
     """What the page offers a role; the API checks the same permissions."""
     granted = permissions_of(role)
-    return {"can_claim": "studies.claim" in granted, "can_prioritise": "studies.prioritise" in granted}
+    return {"can_claim": "studies.claim" in granted, "can_prioritise": "studies.prioritise" in granted,
+            "can_send": "images.send" in granted}
 
 
 def active_readers():

@@ -1,0 +1,210 @@
+"""Modality Performed Procedure Step SCP (PS3.4 F.7): modalities report that
+a procedure started (N-CREATE, IN PROGRESS) and how it ended (N-SET,
+COMPLETED or DISCONTINUED, with the series they made).
+
+Orthanc 1.10 has no MPPS, so `MppsServer` is a pynetdicom listener of its
+own (port, AE title and bind address from the settings), started and
+stopped with Orthanc. `PerformedSteps` is the part without the network: the
+state of each step and what it does to its order:
+
+    order scheduled --N-CREATE IN PROGRESS--> in_progress
+    in_progress --N-SET COMPLETED--> completed, --DISCONTINUED--> discontinued
+
+(images arriving make any of them `arrived`: plugin/studyindex). A step
+that names no known order (an unscheduled procedure) is kept all the same,
+so the modality's later N-SETs find it.
+"""
+
+import json
+import logging
+
+from pydicom.uid import generate_uid
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
+from pynetdicom.sop_class import ModalityPerformedProcedureStep, Verification
+
+from plugin import db
+from plugin.auth.accounts import utcnow
+from plugin.db import database
+from plugin.dicomservices.models import Order, PerformedStep
+
+LOGGER = logging.getLogger(__name__)
+
+MPPS_SOP_CLASS = "1.2.840.10008.3.1.2.3.3"
+IN_PROGRESS, COMPLETED, DISCONTINUED = "IN PROGRESS", "COMPLETED", "DISCONTINUED"
+STEP_STATUSES = (IN_PROGRESS, COMPLETED, DISCONTINUED)
+FINAL = (COMPLETED, DISCONTINUED)
+ORDER_STATUS_AFTER = {IN_PROGRESS: "in_progress", COMPLETED: "completed", DISCONTINUED: "discontinued"}
+# What each step status may move an order from (arrived and cancelled orders keep their status).
+ORDER_MOVES_FROM = {IN_PROGRESS: ("scheduled",), COMPLETED: ("scheduled", "in_progress"),
+                    DISCONTINUED: ("scheduled", "in_progress")}
+
+# DIMSE statuses (PS3.7 C.4.1-C.4.2, PS3.4 F.7.2)
+SUCCESS = 0x0000
+INVALID_ATTRIBUTE_VALUE = 0x0106
+PROCESSING_FAILURE = 0x0110  # also: "Performed Procedure Step Object may no longer be updated"
+DUPLICATE_SOP_INSTANCE = 0x0111
+NO_SUCH_SOP_INSTANCE = 0x0112
+MISSING_ATTRIBUTE = 0x0120
+MISSING_ATTRIBUTE_VALUE = 0x0121
+
+
+class PerformedSteps:
+    def create(self, sop_instance_uid, attributes, calling_aet=""):
+        """N-CREATE: a new step, IN PROGRESS. Returns a DIMSE status."""
+        status = _text(attributes, "PerformedProcedureStepStatus")
+        if "PerformedProcedureStepStatus" not in attributes:
+            return self._refuse(MISSING_ATTRIBUTE, sop_instance_uid, "no PerformedProcedureStepStatus")
+        if not status:
+            return self._refuse(MISSING_ATTRIBUTE_VALUE, sop_instance_uid, "empty PerformedProcedureStepStatus")
+        if status != IN_PROGRESS:
+            return self._refuse(INVALID_ATTRIBUTE_VALUE, sop_instance_uid,
+                                f"a step starts IN PROGRESS, not {status!r}")
+        now = utcnow()
+        with database.atomic():
+            if PerformedStep.select().where(PerformedStep.sop_instance_uid == sop_instance_uid).exists():
+                return self._refuse(DUPLICATE_SOP_INSTANCE, sop_instance_uid, "exists already")
+            order = _order_named_by(attributes)
+            PerformedStep.create(
+                sop_instance_uid=sop_instance_uid, order=order, status=IN_PROGRESS, calling_aet=calling_aet,
+                study_instance_uid=_scheduled_value(attributes, "StudyInstanceUID"),
+                patient_id=_text(attributes, "PatientID"), patient_name=_text(attributes, "PatientName"),
+                started_at=_moment(attributes, "PerformedProcedureStepStart"), ended_at="",
+                performed_series=json.dumps(performed_series(attributes)), created_at=now, updated_at=now)
+            if order is not None:
+                _move_order(order, IN_PROGRESS, now)
+        LOGGER.info("event=mpps_created uid=%s aet=%s order=%s", sop_instance_uid, calling_aet,
+                    order.id if order else "unscheduled")
+        return SUCCESS
+
+    def update(self, sop_instance_uid, modifications):
+        """N-SET: new attributes, perhaps the final status. Returns a DIMSE status."""
+        now = utcnow()
+        with database.atomic():
+            step = PerformedStep.get_or_none(PerformedStep.sop_instance_uid == sop_instance_uid)
+            if step is None:
+                return self._refuse(NO_SUCH_SOP_INSTANCE, sop_instance_uid, "unknown step")
+            if step.status in FINAL:
+                return self._refuse(PROCESSING_FAILURE, sop_instance_uid,
+                                    f"the step is {step.status} and may no longer be updated")
+            status = _text(modifications, "PerformedProcedureStepStatus") or step.status
+            if status not in STEP_STATUSES:
+                return self._refuse(INVALID_ATTRIBUTE_VALUE, sop_instance_uid, f"unknown status {status!r}")
+            changes = {"status": status, "updated_at": now}
+            if "PerformedSeriesSequence" in modifications:
+                changes["performed_series"] = json.dumps(performed_series(modifications))
+            ended = _moment(modifications, "PerformedProcedureStepEnd")
+            if ended:
+                changes["ended_at"] = ended
+            updated = (PerformedStep.update(**changes)
+                       .where(PerformedStep.id == step.id, PerformedStep.status.not_in(FINAL)).execute())
+            if not updated:
+                return self._refuse(PROCESSING_FAILURE, sop_instance_uid, "ended meanwhile")
+            if step.order_id is not None and status in FINAL:
+                _move_order(Order.get_by_id(step.order_id), status, now)
+        LOGGER.info("event=mpps_updated uid=%s status=%s order=%s", sop_instance_uid, status,
+                    step.order_id or "unscheduled")
+        return SUCCESS
+
+    @staticmethod
+    def _refuse(status, sop_instance_uid, reason):
+        LOGGER.warning("event=mpps_refused uid=%s status=0x%04X reason=%r", sop_instance_uid, status, reason)
+        return status
+
+
+def _move_order(order, step_status, now):
+    (Order.update(status=ORDER_STATUS_AFTER[step_status], updated_at=now)
+     .where(Order.id == order.id, Order.status.in_(ORDER_MOVES_FROM[step_status])).execute())
+
+
+def _order_named_by(attributes):
+    """The order the step's Scheduled Step Attributes name: by Study Instance
+    UID, else by accession number."""
+    for name, column in (("StudyInstanceUID", Order.study_instance_uid),
+                         ("AccessionNumber", Order.accession_number)):
+        value = _scheduled_value(attributes, name)
+        if value:
+            order = Order.get_or_none(column == value)
+            if order is not None:
+                return order
+    return None
+
+
+def _scheduled_value(attributes, keyword):
+    for item in attributes.get("ScheduledStepAttributesSequence", None) or []:
+        value = _text(item, keyword)
+        if value:
+            return value
+    return ""
+
+
+def performed_series(attributes):
+    """The Performed Series Sequence as plain data."""
+    series = []
+    for item in attributes.get("PerformedSeriesSequence", None) or []:
+        images = item.get("ReferencedImageSequence", None) or []
+        series.append({"series_instance_uid": _text(item, "SeriesInstanceUID"),
+                       "description": _text(item, "SeriesDescription"),
+                       "protocol": _text(item, "ProtocolName"),
+                       "performing_physician": _text(item, "PerformingPhysicianName"),
+                       "operator": _text(item, "OperatorsName"),
+                       "images": len(images)})
+    return series
+
+
+def _text(dataset, keyword):
+    value = dataset.get(keyword, None)
+    value = getattr(value, "value", value)
+    return "" if value is None else str(value).strip()
+
+
+def _moment(attributes, prefix):
+    date, time = _text(attributes, prefix + "Date"), _text(attributes, prefix + "Time")
+    return f"{date}{time}" if date else ""
+
+
+class MppsServer:
+    """The MPPS SCP on the network: one pynetdicom listener."""
+
+    def __init__(self, steps, aet, port, bind="0.0.0.0"):
+        self._steps = steps
+        self.aet, self.port, self.bind = aet, port, bind
+        self._server = None
+
+    def start(self):
+        """Listen; a port already taken is logged, and the PACS runs on without MPPS."""
+        if self._server is not None or not self.port:
+            return
+        ae = AE(ae_title=self.aet)
+        ae.require_called_aet = True
+        ae.add_supported_context(ModalityPerformedProcedureStep, ALL_TRANSFER_SYNTAXES)
+        ae.add_supported_context(Verification)
+        handlers = [(evt.EVT_N_CREATE, self._on_create), (evt.EVT_N_SET, self._on_set)]
+        try:
+            self._server = ae.start_server((self.bind, self.port), block=False, evt_handlers=handlers)
+        except OSError as error:
+            LOGGER.error("event=mpps_listen_failed bind=%s port=%d error=%s", self.bind, self.port, error)
+            return
+        LOGGER.info("event=mpps_listening aet=%s bind=%s port=%d", self.aet, self.bind, self.port)
+
+    def stop(self):
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+    def _on_create(self, event):
+        given = event.request.AffectedSOPInstanceUID
+        uid = given or generate_uid()
+        attributes = event.attribute_list
+        with db.connection_scope():
+            status = self._steps.create(uid, attributes, event.assoc.requestor.ae_title)
+        if status != SUCCESS:
+            return status, None
+        if not given:
+            attributes.AffectedSOPInstanceUID = uid  # pynetdicom moves it into the response
+        return status, attributes
+
+    def _on_set(self, event):
+        modifications = event.modification_list
+        with db.connection_scope():
+            status = self._steps.update(event.request.RequestedSOPInstanceUID, modifications)
+        return status, (modifications if status == SUCCESS else None)
