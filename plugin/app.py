@@ -19,7 +19,7 @@ from plugin.auth.permissions import permissions_of
 from plugin.auth.scope import ReferrerScope
 from plugin.auth.tokens import TokenCodec, load_or_create_secret
 from plugin.config import Settings
-from plugin.dicomservices import order_routes, remote_pages, remote_routes
+from plugin.dicomservices import order_pages, order_routes, remote_pages, remote_routes
 from plugin.dicomservices.mpps import MppsServer, PerformedSteps
 from plugin.dicomservices.mwl import ModalityWorklist
 from plugin.dicomservices.orders import Orders
@@ -70,6 +70,7 @@ class App:
         self.ingest.study_removed_listeners.append(self.reports.study_removed)
         self.orders = Orders(self.audit, generate_uid)
         order_routes.register(self.router, self.orders)
+        order_pages.register(self.router, self.orders, self.accounts)
         self.modality_worklist = ModalityWorklist(self.orders.worklist_candidates, settings.case_sensitive_pn,
                                                   settings.mwl_max_answers)
         self.mpps = MppsServer(PerformedSteps(), settings.mpps_aet, settings.mpps_port, settings.mpps_bind)

@@ -257,3 +257,60 @@ def test_a_cancelled_order_is_not_taken_over(server, tmp_path):
     assert worklist_row(server, study.study_uid)["status"] == "arrived"
     assert order_state(server, order["id"])["status"] == "cancelled"
     assert worklist_row(server, order["study_instance_uid"])["status"] == "cancelled"
+
+
+# --- the pages --------------------------------------------------------------------------------
+
+def browser(server, username):
+    """A browser session (cookie) and its CSRF token."""
+    session = requests.Session()
+    session.headers["Accept"] = "text/html"
+    csrf = server.login(username, PASSWORD, session).json()["csrf_token"]
+    return session, csrf
+
+
+FORM = {"patient_id": "PAGE-1", "patient_name": "Page^Paula", "patient_birth_date": "1990-09-09",
+        "patient_sex": "F", "modality": "US", "scheduled_station_aet": "US_ROOM", "scheduled_at": "2026-11-26T08:45",
+        "procedure": "US ABDOMEN", "accession_number": "", "referring_physician": "Who^Dr", "priority": "routine"}
+
+
+def test_technologists_schedule_change_and_cancel_orders_in_the_pages(server):
+    session, csrf = browser(server, "tech")
+    listing = session.get(server.url("/pacs/orders"), timeout=30)
+    assert listing.status_code == 200 and "Schedule a procedure" in listing.text
+    created = session.post(server.url("/pacs/orders"), data=dict(FORM, csrf_token=csrf), allow_redirects=False,
+                           timeout=30)
+    assert created.status_code == 303, created.text
+    page = session.get(server.url(created.headers["Location"]), timeout=30)
+    assert page.status_code == 200 and "Page^Paula" in page.text and "Change the order" in page.text
+    order_id = created.headers["Location"].rsplit("/", 1)[1]
+    assert server.get(f"/pacs/api/orders/{order_id}").json()["scheduled_at"] == "2026-11-26T08:45:00"
+
+    changed = session.post(server.url(f"/pacs/orders/{order_id}"), allow_redirects=False, timeout=30,
+                           data=dict(FORM, priority="stat", csrf_token=csrf))
+    assert changed.status_code == 303 and server.get(f"/pacs/api/orders/{order_id}").json()["priority"] == "stat"
+    cancelled = session.post(server.url(f"/pacs/orders/{order_id}/cancel"), allow_redirects=False, timeout=30,
+                             data={"reason": "no show", "csrf_token": csrf})
+    assert cancelled.status_code == 303
+    page = session.get(server.url(f"/pacs/orders/{order_id}"), timeout=30)
+    assert "Cancelled" in page.text and "Change the order" not in page.text
+
+
+def test_the_page_shows_a_refusal_and_keeps_what_was_typed(server):
+    session, csrf = browser(server, "tech")
+    refused = session.post(server.url("/pacs/orders"), data=dict(FORM, scheduled_at="", csrf_token=csrf),
+                           allow_redirects=False, timeout=30)
+    assert refused.status_code == 400 and "scheduled_at" in refused.text and "Page^Paula" in refused.text
+    forged = session.post(server.url("/pacs/orders"), data=FORM, allow_redirects=False, timeout=30)
+    assert forged.status_code == 403
+    assert server.get("/pacs/api/orders", params={"q": "PAGE-1", "status": "scheduled"}).json()["total"] == 0
+
+
+def test_radiologists_see_orders_without_the_forms(server):
+    session, csrf = browser(server, "rad")
+    listing = session.get(server.url("/pacs/orders"), timeout=30)
+    assert listing.status_code == 200 and "Schedule a procedure" not in listing.text
+    assert session.post(server.url("/pacs/orders"), data=dict(FORM, csrf_token=csrf), allow_redirects=False,
+                        timeout=30).status_code == 403
+    referrer, _ = browser(server, "drwho")
+    assert referrer.get(server.url("/pacs/orders"), timeout=30).status_code == 403

@@ -75,6 +75,7 @@ def sample_contexts(hostile=""):
                        "allow_find": False, "allow_move": True, "allow_get": False, "allow_store": True}],
         },
         **worklist_samples(admin, h),
+        **order_samples(admin, h),
         "admin_audit.html": {
             "user": admin, "csrf_token": TOKEN, "active_nav": "audit",
             "chain": {"ok": False, "first_bad_id": 42},
@@ -88,6 +89,30 @@ def sample_contexts(hostile=""):
             "page": 2, "page_size": 50, "total": 120,
             "actions": ["login", "report.finalize"],
         },
+    }
+
+
+def order_samples(admin, h):
+    """Contexts of the orders pages (plugin.dicomservices.order_pages)."""
+    order = {"id": 7, "accession_number": "A2611230001" + h, "status": "in_progress", "priority": "urgent",
+             "patient_id": "P-1" + h, "patient_name": "DOE^JANE" + h, "patient_birth_date": "1970-01-01",
+             "patient_sex": "F", "modality": "CT", "scheduled_station_aet": "CT1" + h,
+             "scheduled_at": "2026-11-23T09:30:00", "procedure": "CT HEAD" + h, "referring_physician": "WHO^DR" + h,
+             "study_instance_uid": "1.2.840.9", "created_by": "tech" + h,
+             "study": {"study_instance_uid": "1.2.840.9", "status": "arrived", "has_images": True,
+                       "instance_count": 20},
+             "performed_steps": [{"sop_instance_uid": "1.2.3", "status": "COMPLETED", "calling_aet": "CT1" + h,
+                                  "started_at": "20261123093100", "ended_at": "20261123094500",
+                                  "performed_series": [{"series_instance_uid": "1.2.3.4", "description": "AXIAL" + h,
+                                                        "images": 20}]}]}
+    shared = {"user": admin, "csrf_token": TOKEN, "active_nav": "orders", "can_write": True,
+              "priorities": PRIORITIES, "sexes": ["M", "F", "O"], "modalities": ["CT", "MR"],
+              "order_statuses": ["scheduled", "in_progress", "completed", "discontinued", "cancelled", "arrived"]}
+    return {
+        "orders.html": dict(shared, orders=[order], total=120, page=2, page_size=50,
+                            filters={"status": "scheduled", "q": "doe" + h, "date_from": "", "date_to": ""},
+                            form={"patient_name": "DOE^J" + h, "priority": "stat"}),
+        "order.html": dict(shared, order=order, form=order, editable=True, cancellable=True),
     }
 
 

@@ -161,15 +161,15 @@ class Orders:
         with database.atomic():
             study = Study.create(status="scheduled", orthanc_id=None, institution_name="", body_parts="",
                                  orthanc_last_update="", indexed_at=now, arrived_at=None,
-                                 **_study_columns(values, now))
+                                 **study_columns(values, now))
             return Order.create(study=study, created_by=principal.username, created_at=now, updated_at=now,
-                                status="scheduled", **_order_defaults(values))
+                                status="scheduled", **order_defaults(values))
 
     def _mirror(self, order, now):
         """Copy what the reading worklist shows onto the order's study row (no images yet)."""
         if order.study_id is None:
             return
-        (Study.update(**_study_columns(model_values(order), now))
+        (Study.update(**study_columns(model_values(order), now))
          .where(Study.id == order.study_id, Study.orthanc_id.is_null()).execute())
 
     @staticmethod
@@ -215,7 +215,7 @@ class Orders:
                            details=dict(details or {}, order=order.id, accession=order.accession_number))
 
 
-def _order_defaults(values):
+def order_defaults(values):
     """Identifiers a modality needs that the request may leave out: the accession
     number names the requested procedure and its one step; the step describes
     the procedure."""
@@ -226,7 +226,7 @@ def _order_defaults(values):
     return values
 
 
-def _study_columns(values, now):
+def study_columns(values, now):
     name, patient_id, accession = values.get("patient_name", ""), values["patient_id"], values["accession_number"]
     referring = values.get("referring_physician", "")
     return dict(

@@ -1,0 +1,91 @@
+"""The orders pages: the list with a form to schedule a procedure (/pacs/orders)
+and one order with its edit and cancel forms (/pacs/orders/{id}). Plain forms,
+no script: the service (plugin.dicomservices.orders) checks every field."""
+
+from plugin.auth.pages import checked_form, page
+from plugin.auth.permissions import permissions_of
+from plugin.dicomservices.models import OPEN_STATUSES, ORDER_STATUSES
+from plugin.dicomservices.orderfields import SEXES
+from plugin.dicomservices.orders import CANCELLABLE, EDITABLE, describe
+from plugin.http import HttpError, Response
+from plugin.models import PRIORITIES
+from plugin.webui import render
+
+FORM_FIELDS = ("patient_id", "patient_name", "patient_birth_date", "patient_sex", "modality",
+               "scheduled_station_aet", "scheduled_at", "procedure", "accession_number", "referring_physician",
+               "priority")
+MODALITIES = ("CR", "CT", "DX", "MG", "MR", "NM", "OT", "PT", "RF", "US", "XA")
+PAGE_SIZE = 50
+
+
+def fields_of(form):
+    """The order fields a form posted (the CSRF token and anything else left out)."""
+    return {name: form[name] for name in FORM_FIELDS if name in form}
+
+
+def register(router, orders, accounts):
+    def context(request, **extra):
+        principal = request.principal
+        return dict(user=accounts.get_user(principal.user_id), csrf_token=principal.csrf, active_nav="orders",
+                    can_write="orders.write" in permissions_of(principal.role), priorities=PRIORITIES,
+                    sexes=[s for s in SEXES if s], modalities=MODALITIES, order_statuses=ORDER_STATUSES, **extra)
+
+    def list_page(request, status=200, error=None, form=None):
+        filters = {name: request.query.get(name, "") for name in ("status", "q", "date_from", "date_to")}
+        query = dict(filters, status=filters["status"] or ",".join(OPEN_STATUSES),
+                     page=request.query.get("page", "1"), page_size=str(PAGE_SIZE))
+        try:
+            rows, total = orders.search(query)
+        except HttpError as bad_filter:
+            rows, total, error = [], 0, bad_filter.message
+        return render("orders.html", request, status, **context(
+            request, orders=[describe(row) for row in rows], total=total, filters=filters,
+            page=int(query["page"]) if query["page"].isdigit() else 1, page_size=PAGE_SIZE,
+            form=form or {"priority": "routine"}, error=error))
+
+    def order_page(request, order, status=200, error=None, form=None):
+        return render("order.html", request, status, **context(
+            request, order=describe(order), form=form or describe(order), error=error,
+            editable=order.status in EDITABLE, cancellable=order.status in CANCELLABLE))
+
+    @router.route("GET", "/pacs/orders")
+    @page
+    def show_orders(request):
+        return list_page(request)
+
+    @router.route("POST", "/pacs/orders")
+    @page
+    def create_order(request):
+        values = fields_of(checked_form(request))
+        try:
+            order = orders.create(values, request.principal)
+        except HttpError as error:
+            return list_page(request, error.status, error.message, values)
+        return Response.redirect(f"/pacs/orders/{order.id}")
+
+    @router.route("GET", "/pacs/orders/{id}")
+    @page
+    def show_order(request, id):
+        return order_page(request, orders.get(id))
+
+    @router.route("POST", "/pacs/orders/{id}")
+    @page
+    def edit_order(request, id):
+        order = orders.get(id)
+        values = fields_of(checked_form(request))
+        try:
+            orders.update(id, values, request.principal)
+        except HttpError as error:
+            return order_page(request, order, error.status, error.message, dict(describe(order), **values))
+        return Response.redirect(f"/pacs/orders/{id}")
+
+    @router.route("POST", "/pacs/orders/{id}/cancel")
+    @page
+    def cancel_order(request, id):
+        order = orders.get(id)
+        reason = checked_form(request).get("reason", "").strip()[:1024]
+        try:
+            orders.cancel(id, request.principal, reason)
+        except HttpError as error:
+            return order_page(request, order, error.status, error.message)
+        return Response.redirect(f"/pacs/orders/{id}")
