@@ -74,4 +74,13 @@ class Series(BaseModel):
         table_name = "series"
 
 
+class StudyTerm(BaseModel):
+    """One word of a study's folded search text (see studyindex.save_search_terms)."""
+    study = ForeignKeyField(Study, backref="terms", on_delete="CASCADE")
+    term = TextField()
+
+    class Meta:
+        table_name = "study_term"
+
+
 INDEX_MODELS = (Patient, Study, Series)

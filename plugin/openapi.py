@@ -54,7 +54,8 @@ LIST_PARAMS = (
     _query("date", "today, yesterday, 7d or 30d"),
     _query("date_from", "YYYY-MM-DD (study date)"), _query("date_to", "YYYY-MM-DD"),
     _query("referring", "referring physician (DICOM PN)"),
-    _query("q", "name, patient ID or accession; accent- and case-insensitive, partial"),
+    _query("q", "name, patient ID or accession: each word is the start of a word (accent- and "
+                "case-insensitive), e.g. 'mül an' finds MÜLLER^ANNA"),
     _query("sort", "up to 3 columns, '-' for descending; default -priority,arrived_at"),
     _query("page", "1-based", INTEGER), _query("page_size", "1-200 (larger is capped)", INTEGER),
 )

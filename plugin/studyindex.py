@@ -16,7 +16,7 @@ from peewee import IntegrityError
 from plugin.db import database, utcnow
 from plugin.dicomnames import pn_key, search_text
 from plugin.dicomservices import arrivals
-from plugin.models import Patient, Series, Study
+from plugin.models import Patient, Series, Study, StudyTerm
 
 LOGGER = logging.getLogger(__name__)
 
@@ -182,10 +182,24 @@ def _store(summary, now):
         study.search_text = search_text(summary.patient_name, summary.patient_id, summary.accession_number)
         study.indexed_at = study.updated_at = now
         study.save()
+        save_search_terms(study.id, study.search_text)
         _store_series(study, summary.series)
         if order is not None:
             arrivals.link_arrival(order, now)
         return study
+
+
+def save_search_terms(study_id, text):
+    """Keep the study's searchable words in step with its folded search text.
+
+    Every writer of ``Study.search_text`` calls this: the worklist finds
+    words by prefix through the term index (plugin/worklist/query.py).
+    """
+    StudyTerm.delete().where(StudyTerm.study == study_id).execute()
+    terms = sorted(set(text.split()))
+    if terms:
+        StudyTerm.insert_many([(study_id, term) for term in terms],
+                              fields=[StudyTerm.study, StudyTerm.term]).execute()
 
 
 def _scheduled_study(summary):

@@ -51,6 +51,9 @@ def test_index_on_postgresql_survives_restart(pg_database, tmp_path):
         server.storescu(dicomgen.write(dicomgen.mr_series(spec, slices=5), tmp_path / "dcm"))
         row = server.wait_for(lambda: _study_row(pg_database, spec.study_uid), what="study in PostgreSQL")
         assert row == (5, "MR", "Ωμέγα^Άλφα")
+        found = server.get("/pacs/api/studies", params={"q": "ωμε"}).json()  # prefix search, COLLATE "C"
+        assert [item["study_instance_uid"] for item in found["items"]] == [spec.study_uid]
+        assert server.get("/pacs/api/studies", params={"q": "zzz"}).json()["total"] == 0
         server.restart()  # migrations already applied: start-up must not fail
         assert _study_row(pg_database, spec.study_uid) == (5, "MR", "Ωμέγα^Άλφα")
         assert not (tmp_path / "pacs" / "pacs.sqlite").exists()

@@ -21,6 +21,7 @@ from plugin.dicomservices import orderfields
 from plugin.dicomservices.models import OPEN_STATUSES, ORDER_STATUSES, Order, PerformedStep
 from plugin.http import HttpError
 from plugin.models import Patient, Study
+from plugin.studyindex import save_search_terms
 
 LOGGER = logging.getLogger(__name__)
 
@@ -162,6 +163,7 @@ class Orders:
             study = Study.create(status="scheduled", orthanc_id=None, institution_name="", body_parts="",
                                  orthanc_last_update="", indexed_at=now, arrived_at=None,
                                  **study_columns(values, now))
+            save_search_terms(study.id, study.search_text)
             return Order.create(study=study, created_by=principal.username, created_at=now, updated_at=now,
                                 status="scheduled", **order_defaults(values))
 
@@ -169,8 +171,9 @@ class Orders:
         """Copy what the reading worklist shows onto the order's study row (no images yet)."""
         if order.study_id is None:
             return
-        (Study.update(**study_columns(model_values(order), now))
-         .where(Study.id == order.study_id, Study.orthanc_id.is_null()).execute())
+        columns = study_columns(model_values(order), now)
+        if Study.update(**columns).where(Study.id == order.study_id, Study.orthanc_id.is_null()).execute():
+            save_search_terms(order.study_id, columns["search_text"])
 
     @staticmethod
     def _complete_patient(values):

@@ -40,7 +40,12 @@ def migrate(db):
         if postgres:
             db.execute_sql("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
         try:
-            return _apply_pending(db)
+            applied = _apply_pending(db)
+            if not postgres:
+                # Planner statistics: without them SQLite picks poor indexes
+                # for the worklist's combined filters.
+                db.execute_sql("ANALYZE" if applied else "PRAGMA optimize")
+            return applied
         finally:
             if postgres:
                 db.execute_sql("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))

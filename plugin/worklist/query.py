@@ -5,20 +5,23 @@ import datetime
 import re
 from dataclasses import dataclass, field
 
-from peewee import Case, Value
+from peewee import SQL, Value
 
 from plugin.auth.accounts import utcnow
 from plugin.auth.models import StudyShare, User
 from plugin.dicomnames import age_at, pn_key, search_text
 from plugin.http import HttpError
-from plugin.models import PRIORITIES, STATUSES, Study
+from plugin.db import is_pooled
+from plugin.models import PRIORITIES, STATUSES, Study, StudyTerm
 
 MAX_PAGE_SIZE = 200
 DEFAULT_PAGE_SIZE = 50
 MAX_QUERY = 64
 DATE_PRESETS = {"today": (0, 0), "yesterday": (1, 1), "7d": (6, 0), "30d": (29, 0)}
 MODALITY = re.compile(r"^[A-Z0-9]{1,16}$")
-PRIORITY_RANK = Case(Study.priority, (("stat", 3), ("urgent", 2)), 1)
+# Literal SQL, the very expression of the index study_rank_arrived (m0007):
+# a CASE with bound parameters would not match it.
+PRIORITY_RANK = SQL("(CASE priority WHEN 'stat' THEN 3 WHEN 'urgent' THEN 2 ELSE 1 END)")
 
 SORTS = {
     "patient_name": (Study.patient_name,),
@@ -141,7 +144,7 @@ def _conditions(filters, principal, scope_keys, users):
         conditions.append(Study.referring_key.contains(pn_key(filters.referring)))
     if filters.q:
         for word in search_text(filters.q).split():
-            conditions.append(Study.search_text.contains(word))
+            conditions.append(Study.id.in_(_studies_with_word(word)))
     if scope_keys is not None:  # a referrer: their names, and what was shared with them
         shared = StudyShare.select(StudyShare.study_instance_uid).where(StudyShare.user == principal.user_id)
         in_scope = Study.study_instance_uid.in_(shared)
@@ -149,6 +152,13 @@ def _conditions(filters, principal, scope_keys, users):
             in_scope = in_scope | Study.referring_key.in_(list(scope_keys))
         conditions.append(in_scope)
     return conditions or [True]
+
+
+def _studies_with_word(prefix):
+    """Studies with a search word starting with ``prefix``: an index range on study_term."""
+    term = StudyTerm.term.collate('"C"') if is_pooled() else StudyTerm.term  # PostgreSQL: byte order
+    return (StudyTerm.select(StudyTerm.study)
+            .where((term >= prefix) & (term < prefix + "\U0010ffff")))
 
 
 def _assignee(value, principal, users):
