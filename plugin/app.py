@@ -26,6 +26,7 @@ from plugin.dicomservices.orders import Orders
 from plugin.dicomservices.remote import RemoteNodes
 from plugin.http import Response, Router
 from plugin.ingest import Ingest
+from plugin.reports import pages as reports_pages
 from plugin.reports import routes as reports_routes
 from plugin.reports.copies import DicomCopies
 from plugin.reports.service import Reports
@@ -63,6 +64,7 @@ class App:
         self.reports = Reports(self.audit, self.worklist, lambda document: DicomCopies(host, document),
                                settings.institution_name, settings.logo_path or None)
         reports_routes.register(self.router, self.reports)
+        reports_pages.register(self.router, self.accounts, self.reports, self.worklist)
         self.nodes = RemoteNodes(host, self.audit, host.configuration().get("DicomAet", "PACS"),
                                  settings.remote_timeout)
         remote_routes.register(self.router, self.nodes, self.worklist)

@@ -97,6 +97,7 @@ RULES = (
     _rule("POST", r"/pacs/api/studies/(?P<study>[^/]+)/send", "images.send", "path"),
     _rule("GET", r"/pacs/api/jobs/[^/]+", "jobs.read"),
     _rule("POST|PUT", r"/pacs/api/report-templates(/[^/]+)?", "templates.manage"),
+    _rule("GET", r"/pacs/admin/templates", "templates.manage"),  # its forms use the API above
     # The viewer's own files carry no patient data; its data comes over DICOMweb,
     # searched through our QIDO layer and retrieved from Orthanc's /dicom-web.
     _rule("GET", r"/pacs/viewer(/.*)?", "images.read"),

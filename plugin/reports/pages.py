@@ -1,0 +1,123 @@
+"""Browser pages of reports: a study's report beside its images
+(/pacs/studies/{uid}/report) and the report templates (/pacs/admin/templates).
+
+The report page is rendered from the answer the JSON API gives (Reports.get),
+so opening it is audited like the API and drafts reach only those who write
+reports. report.js edits and saves through the API; signed reports are
+rendered read-only here. The templates page lists every template and
+admin_templates.js creates and changes them through the JSON API, whose
+checks stay the only ones.
+"""
+
+from plugin.auth.pages import page
+from plugin.auth.permissions import permissions_of
+from plugin.http import HttpError
+from plugin.reports.models import SECTIONS, Report, ReportTemplate
+from plugin.reports.pdf import person_name
+from plugin.reports.service import SIGNED, WRITERS
+from plugin.viewer.assets import ISOLATION_HEADERS
+from plugin.webui import gettext as _, render
+from plugin.worklist.query import describe
+
+# Messages report.js shows, in the page's language ("%(name)s" filled in by the script).
+SCRIPT_TEXTS = {
+    "saved_at": "Saved %(time)s",
+    "saving": "Saving…",
+    "unsaved": "Changes not saved yet",
+    "offline": "Offline — will retry in %(seconds)s s",
+    "not_saved": "Not saved: %(error)s",
+    "signed_out": "Your session has ended. Sign in again and reopen this report: your text is kept in this browser.",
+    "conflict": "Not saved, someone else changed this report: %(error)s",
+    "local_copy": "This browser kept a copy of this report from %(time)s that the server does not have.",
+    "confirm_finalize": "Sign this report? It is locked once signed: later changes can only be addenda.",
+    "confirm_addendum": "Sign this addendum? It cannot be changed afterwards.",
+    "loaded": "Version %(version)s loaded",
+    "failed": "That did not work: %(error)s",
+}
+# Messages admin_templates.js shows.
+ADMIN_TEXTS = {"saved": "Saved.", "failed": "That did not work: %(error)s"}
+
+
+def register(router, accounts, reports, worklist):
+    route = lambda method, pattern: lambda f: router.add(method, pattern, page(f))  # noqa: E731
+
+    def context(request, **extra):
+        principal = request.principal
+        return dict(user=accounts.get_user(principal.user_id), csrf_token=principal.csrf, **extra)
+
+    @route("GET", "/pacs/studies/{uid}/report")
+    def report_page(request, uid):
+        principal = request.principal
+        report = visible_report(reports, worklist, uid, principal)
+        study = report["study"] if report else describe(worklist.study(uid))
+        writer = principal.role in WRITERS
+        editable = writer and report["status"] not in SIGNED
+        templates = templates_for(reports, worklist, uid, report) if editable else []
+        response = render("report.html", request, **context(
+            request, active_nav="worklist", uid=uid, study=study, patient=person_name(study["patient_name"]),
+            report=report, sections=SECTIONS, editable=editable, templates=templates,
+            can_sign=editable and may_sign(uid, principal), can_addend=writer and not editable,
+            can_manage_templates="templates.manage" in permissions_of(principal.role),
+            page_data=script_data(request, uid, report if editable else None, templates)))
+        # Isolated like the viewer it embeds and opens: the frame keeps SharedArrayBuffer
+        # and the viewer's window stays this page's to move and close (same COOP).
+        response.headers.update(ISOLATION_HEADERS)
+        return response
+
+    @route("GET", "/pacs/admin/templates")
+    def templates_page(request):
+        rows = ReportTemplate.select().order_by(ReportTemplate.disabled, ReportTemplate.modality,
+                                                ReportTemplate.name)
+        templates = [row.public() for row in rows]
+        return render("admin_templates.html", request, **context(
+            request, sections=SECTIONS, templates=templates,
+            page_data={"texts": translated(ADMIN_TEXTS, request)}))
+
+
+def visible_report(reports, worklist, uid, principal):
+    """The API's answer, or None when the reader may see no report yet: those
+    who do not write reports get a 404 until one is signed, and then get a
+    page saying so (after the study itself was checked)."""
+    try:
+        return reports.get(uid, principal)
+    except HttpError as error:
+        if error.status != 404 or principal.role in WRITERS:
+            raise
+    worklist.study(uid)  # an unknown study stays a 404
+    return None
+
+
+def may_sign(uid, principal):
+    """The author (whoever saves first, for a new report) or an admin; the
+    API checks the same and says why when it refuses."""
+    if principal.role == "admin":
+        return True
+    author = Report.select(Report.author_id).where(Report.study_instance_uid == uid).first()
+    return author is None or author.author_id == principal.user_id
+
+
+def templates_for(reports, worklist, uid, report):
+    """Templates, best match first: a new report's answer carries them; a
+    draft's are looked up the same way, so a template can still fill what
+    is left empty."""
+    if "templates" in report:
+        return report["templates"]
+    try:
+        study = worklist.study(uid)
+    except HttpError:  # the study was deleted; its draft is kept
+        return reports.templates()
+    return reports.templates(study.modalities.split("\\")[0], study.body_parts.split("\\")[0])
+
+
+def script_data(request, uid, draft, templates):
+    """page_data for report.js: the draft's state when it may be edited
+    (its text is in the form), the templates' sections, the messages."""
+    data = {"uid": uid, "me": request.principal.username, "templates": templates,
+            "texts": translated(SCRIPT_TEXTS, request)}
+    if draft is not None:
+        data["report"] = {key: draft.get(key) for key in ("status", "version", "template_id", "updated_at")}
+    return data
+
+
+def translated(messages, request):
+    return {key: _(message, request) for key, message in messages.items()}
