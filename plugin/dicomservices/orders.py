@@ -139,22 +139,18 @@ class Orders:
     # --- the modality worklist -------------------------------------------------
 
     def worklist_candidates(self, prefilter):
-        """Open orders narrowed by the exact parts of an MWL query (mwl.Query.prefilter):
-        the indexed columns do the bulk; mwl.Query does the exact DICOM matching."""
+        """Open orders narrowed by what every match of an MWL query satisfies
+        (mwl.Query.prefilter): the indexes do the bulk, mwl.Query the exact DICOM
+        matching. Rows as named tuples: a model instance per row cost more than
+        the matching."""
         conditions = [Order.status.in_(OPEN_STATUSES)]
-        for column, value in prefilter.items():
+        for column, operator, value in prefilter:
             field = getattr(Order, column)
-            if isinstance(value, tuple):
-                low, high = value
-                if low:
-                    conditions.append(field >= low)
-                if high:
-                    conditions.append(field <= high)
-            elif column == "scheduled_station_aet":
-                conditions.append(field.contains(value))
-            else:
-                conditions.append(field == value)
-        return Order.select().where(*conditions).order_by(Order.scheduled_date, Order.scheduled_time, Order.id)
+            conditions.append({"=": lambda: field == value, ">=": lambda: field >= value,
+                               "<=": lambda: field <= value, "contains": lambda: field.contains(value),
+                               "prefix": lambda: field ** f"{value}%"}[operator]())
+        return (Order.select().where(*conditions)
+                .order_by(Order.scheduled_date, Order.scheduled_time, Order.id).namedtuples())
 
     # --- helpers ----------------------------------------------------------------
 
