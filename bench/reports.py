@@ -23,8 +23,10 @@ one small CT study per radiologist is stored and indexed first; the accounts
 are made through the admin API and each client logs in once (a bearer token:
 the browser's cookie and CSRF header go through the same guard). Times are
 the client's wall time for the whole answer over loopback HTTP. A save or
-signature answered with anything but 200 counts as an error. The load average
-is printed: other work on the same cores inflates p95.
+signature answered with anything but 200 counts as an error. Before the load
+starts, one client times GET /pacs/api/me (the guard, a plugin route, one
+user lookup) as the HTTP floor. The load average is printed: other work on
+the same cores inflates p95.
 
 Run from the repository root: .venv/bin/python bench/reports.py [--clients N]
 """
@@ -175,6 +177,15 @@ def radiologist(server, session, uid, start_at, interval, stop_at, saves, signat
     signatures.add(started, session.post(url + "/finalize", json={"version": version}, timeout=HTTP_TIMEOUT_SECONDS))
 
 
+def http_floor(server, session, count=100):
+    """Milliseconds of sequential GET /pacs/api/me on an idle server."""
+    timings = Timings()
+    for _ in range(count):
+        started = time.perf_counter()
+        timings.add(started, session.get(server.url("/pacs/api/me"), timeout=HTTP_TIMEOUT_SECONDS))
+    return timings
+
+
 def run_clients(server, sessions, uids, args):
     """Client k starts k/N of an interval after the first and signs k x
     sign_spacing seconds after the first one signs."""
@@ -245,6 +256,7 @@ def main(argv):
     try:
         uids = reading_studies(server, root / "dicom", args.clients)
         sessions = radiologists(server, args.clients)
+        floor = http_floor(server, sessions[0])
         storer = Storer(server, root / "dicom", args.store_images)
         if args.store_images:
             storer.start()
@@ -259,6 +271,7 @@ def main(argv):
         server.stop()
         shutil.rmtree(root)
     print(f"\nimages stored meanwhile: {storer.stored.value} ({storer.rate():.0f} images/s while storescu ran)")
+    print_line("HTTP floor (GET /pacs/api/me, idle)", floor.ms())
     saves_ok = print_verdict("draft save (PUT)", saves, SAVE_TARGET_MS)
     first_signature = min((started for started, _ in signatures.samples), default=float("inf"))
     print_line("  before the first signature", saves.ms(until=first_signature))
