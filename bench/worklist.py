@@ -369,6 +369,17 @@ def insert_rows(database, model, rows):
     database.cursor().executemany(sql, values)
 
 
+def insert_search_terms(database):
+    """The study_term rows that plugin/studyindex.save_search_terms keeps for each study."""
+    from plugin.models import Study, StudyTerm
+
+    rows = [{"study": study.id, "term": term} for study in Study.select(Study.id, Study.search_text)
+            for term in sorted(set(study.search_text.split()))]
+    with database.atomic():
+        for start in range(0, len(rows), INSERT_BATCH * 5):
+            insert_rows(database, StudyTerm, rows[start:start + INSERT_BATCH * 5])
+
+
 def bulk_insert(path, count, today):
     """Fill the study index with `count` synthetic studies; returns facts the queries pick values from."""
     from plugin import db
@@ -398,6 +409,8 @@ def bulk_insert(path, count, today):
                 with database.atomic():
                     insert_rows(database, Study, rows)
                 sample.append(rows[len(rows) // 2])
+            insert_search_terms(database)
+            database.execute_sql("ANALYZE")  # as the plugin does after its migrations
             database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         database.close()
