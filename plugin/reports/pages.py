@@ -27,7 +27,7 @@ SCRIPT_TEXTS = {
     "offline": "Offline — will retry in %(seconds)s s",
     "not_saved": "Not saved: %(error)s",
     "signed_out": "Your session has ended. Sign in again and reopen this report: your text is kept in this browser.",
-    "conflict": "Not saved, someone else changed this report: %(error)s",
+    "conflict": "Conflict, not saved: %(error)s",
     "local_copy": "This browser kept a copy of this report from %(time)s that the server does not have.",
     "confirm_finalize": "Sign this report? It is locked once signed: later changes can only be addenda.",
     "confirm_addendum": "Sign this addendum? It cannot be changed afterwards.",
