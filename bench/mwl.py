@@ -61,6 +61,7 @@ from plugin import db  # noqa: E402
 from plugin.dicomservices import mwl, orders as order_service  # noqa: E402
 from plugin.dicomservices.models import Order  # noqa: E402
 from plugin.models import Study  # noqa: E402
+from plugin.studyindex import save_search_terms  # noqa: E402
 
 TARGET_P95_MS = 100.0
 RAM_DISK = Path("/dev/shm")
@@ -119,9 +120,11 @@ def insert_orders(database_path, values):
             with database.atomic():
                 rows = []
                 for value in values[start:start + INSERT_BATCH]:
+                    columns = order_service.study_columns(value, now)
                     study_id = Study.insert(status="scheduled", orthanc_id=None, institution_name="", body_parts="",
                                             orthanc_last_update="", indexed_at=now, arrived_at=None,
-                                            **order_service.study_columns(value, now)).execute()
+                                            **columns).execute()
+                    save_search_terms(study_id, columns["search_text"])
                     rows.append(dict(order_service.order_defaults(value), study=study_id, status="scheduled",
                                      created_by="bench", created_at=now, updated_at=now))
                 Order.insert_many(rows).execute()

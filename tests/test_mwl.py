@@ -83,7 +83,10 @@ def test_person_name_matching(value, stored, expected):
 
 def test_person_names_can_be_case_sensitive():
     assert not matches(query(PatientName="müller^anna"), order(), fold_case=False)
+    assert not matches(query(PatientName="mül*"), order(), fold_case=False)
     assert matches(query(PatientName="Müller^Anna"), order(), fold_case=False)
+    assert matches(query(PatientName="Mül*"), order(), fold_case=False)
+    assert matches(query(PatientName="STRASSE^*"), order(patient_name="Straße^Eva"))  # full case folding
 
 
 def test_other_values_are_case_sensitive_and_exact():
@@ -190,9 +193,16 @@ def test_prefilter_narrows_by_what_every_match_has():
                                    step={"ScheduledProcedureStepStartDate": "20261101-20261130",
                                          "Modality": "CT", "ScheduledStationAETitle": "CT1"}))
     assert sorted(parsed.prefilter) == [
-        ("accession_number", "=", "ACC1"), ("modality", "=", "CT"), ("scheduled_date", "<=", "20261130"),
-        ("scheduled_date", ">=", "20261101"), ("scheduled_station_aet", "contains", "CT1")]
-    assert mwl.parse_query(query(PatientName="SMI*")).prefilter == [("patient_name", "prefix", "SMI")]
+        ("accession_number", "=", "ACC1"), ("modality", "=", "CT"), ("name_key", "prefix", "mü"),
+        ("scheduled_date", "<=", "20261130"), ("scheduled_date", ">=", "20261101"),
+        ("scheduled_station_aet", "contains", "CT1")]
+    assert mwl.parse_query(query(PatientName="SMI*")).prefilter == [("name_key", "prefix", "smi")]
+    assert mwl.parse_query(query(PatientName="STRASSE*")).prefilter == [("name_key", "prefix", "strasse")]
+    assert mwl.parse_query(query(PatientName="SMI*"), fold_case=False).prefilter == \
+        [("patient_name", "prefix", "SMI")]
+    assert mwl.parse_query(query(PatientName="Smith^John")).prefilter == []
+    assert mwl.parse_query(query(PatientName="Smith^John"), fold_case=False).prefilter == \
+        [("patient_name", "=", "Smith^John")]
     assert mwl.parse_query(query(PatientName="A_B*")).prefilter == []  # "_" is LIKE's own wildcard
     station = mwl.parse_query(query(step={"ScheduledStationAETitle": "CT*"}))
     assert station.prefilter == [("scheduled_station_aet", "contains", "CT")]  # CT2 may be a second value

@@ -21,6 +21,7 @@ class Order(BaseModel):
     study = ForeignKeyField(Study, null=True, on_delete="SET NULL")
     patient_id = TextField()
     patient_name = TextField()
+    name_key = TextField(default="")  # patient_name casefolded: worklist queries by name prefix
     patient_birth_date = DateField(null=True)
     patient_sex = TextField(default="")
     modality = TextField()

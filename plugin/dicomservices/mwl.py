@@ -1,5 +1,6 @@
-"""Modality Worklist matching: a C-FIND identifier against orders, answered
-as datasets (PS3.4 K.6 and C.2.2.2). Plain Python: no Orthanc, no database.
+"""Modality Worklist matching: a C-FIND identifier against orders, each match
+answered as a DICOM file (PS3.4 K.6 and C.2.2.2). Plain Python: no Orthanc,
+no database.
 
 What a query may ask, and how it is matched:
 - single value (exact; person names case-insensitive unless Orthanc's
@@ -86,7 +87,7 @@ STEP = {
     "ScheduledProcedureStepStatus": ("CS", lambda o: STEP_STATUS.get(o.status, "")),
     "CommentsOnTheScheduledProcedureStep": ("LT", lambda o: o.comments),
 }
-# Exact keys that narrow the database query before matching (orders columns).
+# Keys whose constraint can narrow the database query before matching (orders columns).
 PREFILTER_COLUMNS = {
     "AccessionNumber": "accession_number",
     "PatientID": "patient_id",
@@ -111,38 +112,39 @@ class Constraint:
     keyword: str
     vr: str
     kind: str = "universal"  # universal | single | wildcard | range | list (of Constraints)
-    value: object = None
+    value: object = None  # casefolded when `fold`
     text: str = ""  # as the query gave it
+    fold: bool = False  # compare casefolded (person names, unless CaseSensitivePN)
 
-    def matches(self, stored, fold_case):
+    def matches(self, stored):
         """Whether a stored value (a string, or a list for multi-valued) matches."""
         if self.kind == "universal":
             return True
         values = stored if isinstance(stored, list) else [stored]
-        return any(self._matches_one(v, fold_case) for v in values if v)
+        return any(self._matches_one(v) for v in values if v)
 
-    def _matches_one(self, stored, fold_case):
-        fold = fold_case and self.vr == "PN"
+    def _matches_one(self, stored):
+        stored = stored.casefold() if self.fold else stored
         if self.kind == "range":
             low, high = self.value
             point = _time_key(stored) if self.vr == "TM" else stored
             return (low is None or point >= low) and (high is None or point <= high)
         if self.kind == "list":
-            return any(one._matches_one(stored, fold_case) for one in self.value)
+            return any(one._matches_one(stored) for one in self.value)
         if self.kind == "wildcard":
-            return self.value.fullmatch(stored.casefold() if fold else stored) is not None
+            return self.value.fullmatch(stored) is not None
         if self.vr == "TM":
             return _time_key(stored) == self.value
-        return (stored.casefold() == self.value.casefold()) if fold else stored == self.value
+        return stored == self.value
 
-    def matching_values(self, stored, fold_case):
+    def matching_values(self, stored):
         """The values of a multi-valued attribute that this key matched."""
         if self.kind == "universal":
             return stored
-        return [v for v in stored if self._matches_one(v, fold_case)]
+        return [v for v in stored if self._matches_one(v)]
 
 
-def parse_constraint(keyword, vr, raw):
+def parse_constraint(keyword, vr, raw, fold_case=True):
     """A key's value -> Constraint; MwlQueryError if it is malformed."""
     text = raw.strip(" ")
     if text in ("", "*"):
@@ -150,10 +152,13 @@ def parse_constraint(keyword, vr, raw):
     if vr in ("DA", "TM"):
         return _date_or_time(keyword, vr, text)
     if "\\" in text:  # several values: any of them (list of UID matching, and wlmscpfs' AE lists)
-        return Constraint(keyword, vr, "list", [parse_constraint(keyword, vr, one) for one in text.split("\\")])
+        return Constraint(keyword, vr, "list",
+                          [parse_constraint(keyword, vr, one, fold_case) for one in text.split("\\")], text)
+    fold = fold_case and vr == "PN"
+    value = text.casefold() if fold else text
     if "*" in text or "?" in text:
-        return Constraint(keyword, vr, "wildcard", _wildcard(text, vr == "PN"), text)
-    return Constraint(keyword, vr, "single", text)
+        return Constraint(keyword, vr, "wildcard", _wildcard(value), text, fold)
+    return Constraint(keyword, vr, "single", value, text, fold)
 
 
 def _date_or_time(keyword, vr, text):
@@ -197,15 +202,14 @@ def _time_key(text):
 
 
 def _plain_prefix(pattern):
-    """The letters before a pattern's first wildcard, if a database LIKE can use them as
-    they are: ASCII (whose case LIKE folds everywhere) and no LIKE wildcard."""
+    """The text before a pattern's first wildcard, unless it holds one of LIKE's own
+    wildcards or escape character (the database's LIKE narrows by it)."""
     prefix = re.split(r"[*?]", pattern, maxsplit=1)[0]
-    return prefix if prefix and prefix.isascii() and not set(prefix) & set("%_\\") else ""
+    return "" if set(prefix) & set("%_\\") else prefix
 
 
-def _wildcard(text, fold):
-    pattern = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in text)
-    return re.compile(pattern, re.DOTALL | (re.IGNORECASE if fold else 0))
+def _wildcard(text):
+    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in text), re.DOTALL)
 
 
 @dataclass
@@ -214,17 +218,16 @@ class Query:
     keys: list = field(default_factory=list)
     step_keys: list = None  # None: the step sequence was not asked for
     ignored: list = field(default_factory=list)
-    fold_case: bool = True
 
     def matches(self, order):
-        return (all(k.matches(PATIENT_AND_PROCEDURE[k.keyword][1](order), self.fold_case) for k in self.keys)
-                and all(k.matches(STEP[k.keyword][1](order), self.fold_case) for k in self.step_keys or ()))
+        return (all(k.matches(PATIENT_AND_PROCEDURE[k.keyword][1](order)) for k in self.keys)
+                and all(k.matches(STEP[k.keyword][1](order)) for k in self.step_keys or ()))
 
     @property
     def prefilter(self):
         """[(orders column, operator, value)] that every match satisfies, for the
         database to narrow the candidates: "=", ">=", "<=", "contains" and
-        "prefix" (case-insensitive, ASCII only)."""
+        "prefix" (LIKE: case-insensitive for ASCII, so only ever wider)."""
         found = []
         for key in self.keys + (self.step_keys or []):
             column = PREFILTER_COLUMNS.get(key.keyword)
@@ -232,16 +235,20 @@ class Query:
                 continue
             if key.kind == "single" and column == "scheduled_station_aet":
                 found.append((column, "contains", key.value))
-            elif key.kind == "single":
+            elif key.kind == "single" and not key.fold:  # a folded name: equal whatever its case
                 found.append((column, "=", key.value))
             elif key.kind == "range" and key.vr == "DA":
                 low, high = key.value
                 found += [(column, ">=", low)] if low else []
                 found += [(column, "<=", high)] if high else []
             elif key.kind == "wildcard" and _plain_prefix(key.text):
-                # a multi-valued station column may hold the match after its first value
-                operator = "contains" if column == "scheduled_station_aet" else "prefix"
-                found.append((column, operator, _plain_prefix(key.text)))
+                prefix = _plain_prefix(key.text.casefold() if key.fold else key.text)
+                if key.fold:  # matched casefolded: so is name_key
+                    found.append(("name_key", "prefix", prefix))
+                elif column == "scheduled_station_aet":  # the match may be a second value
+                    found.append((column, "contains", prefix))
+                else:
+                    found.append((column, "prefix", prefix))
         return found
 
     def answer(self, order):
@@ -254,7 +261,7 @@ class Query:
             for key in self.step_keys:
                 value = STEP[key.keyword][1](order)
                 if isinstance(value, list):
-                    value = key.matching_values(value, self.fold_case)
+                    value = key.matching_values(value)
                 item.append(_element(key.keyword, value))
             elements.append(_sequence(STEP_SEQUENCE, [item]))
         return _FILE_PREFIX + b"".join(data for _, data in sorted(elements))
@@ -262,22 +269,22 @@ class Query:
 
 def parse_query(identifier, fold_case=True):
     """A C-FIND identifier (a Dataset) -> Query; MwlQueryError if malformed."""
-    query = Query(fold_case=fold_case)
+    query = Query()
     for element in identifier:
         keyword = element.keyword
         if element.tag.element == 0 or keyword == "SpecificCharacterSet":
             continue
         if keyword == STEP_SEQUENCE:
-            query.step_keys = _step_keys(element)
+            query.step_keys = _step_keys(element, fold_case)
         elif keyword in PATIENT_AND_PROCEDURE:
             vr = PATIENT_AND_PROCEDURE[keyword][0]
-            query.keys.append(parse_constraint(keyword, vr, _text(element)))
+            query.keys.append(parse_constraint(keyword, vr, _text(element), fold_case))
         else:
             query.ignored.append(keyword or str(element.tag))
     return query
 
 
-def _step_keys(element):
+def _step_keys(element, fold_case):
     """The step item's keys; every step attribute for an empty sequence or item."""
     items = element.value or []
     if element.VR != "SQ":
@@ -289,7 +296,7 @@ def _step_keys(element):
     keys = []
     for inner in items[0]:
         if inner.keyword in STEP:
-            keys.append(parse_constraint(inner.keyword, STEP[inner.keyword][0], _text(inner)))
+            keys.append(parse_constraint(inner.keyword, STEP[inner.keyword][0], _text(inner), fold_case))
     return keys
 
 

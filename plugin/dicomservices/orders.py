@@ -104,6 +104,8 @@ class Orders:
         changed = {k: v for k, v in values.items() if getattr(order, k) != v}
         if not changed:
             return order
+        if "patient_name" in changed:
+            changed["name_key"] = changed["patient_name"].casefold()
         now = utcnow()
         try:
             with database.atomic():
@@ -218,7 +220,7 @@ def order_defaults(values):
     """Identifiers a modality needs that the request may leave out: the accession
     number names the requested procedure and its one step; the step describes
     the procedure."""
-    values = dict(values)
+    values = dict(values, name_key=values.get("patient_name", "").casefold())
     for name in ("requested_procedure_id", "scheduled_procedure_step_id"):
         values[name] = values.get(name) or values["accession_number"]
     values["step_description"] = values.get("step_description") or values.get("procedure", "")
