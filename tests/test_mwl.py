@@ -441,3 +441,16 @@ def test_unknown_callers_are_refused(server):
     """DicomAlwaysAllowFindWorklist is false: only known AEs allowed to (AllowFindWorklist) may ask."""
     status, answers = ours(server, keys=["PatientName="], calling_aet="STRANGER")
     assert answers == [] and "aborted" in status.lower()
+
+
+def test_what_the_database_narrows_by_never_loses_a_match(server):
+    """Name prefixes go through a casefolded column, station wildcards through 'contains'."""
+    for name, stations in (("Straße^Eva", "MR9"), ("STRAUSS^JOHANN", "MR9"), ("Other^Olga", "MR8\\CT9")):
+        server.post("/pacs/api/orders", json={"patient_id": "DBN-" + name[:3], "patient_name": name,
+                                              "modality": "MR", "scheduled_at": "2026-11-27T09:00",
+                                              "procedure": "MR", "scheduled_station_aet": stations}).raise_for_status()
+    keys = ["SpecificCharacterSet=ISO_IR 192", "PatientName=STRASSE*", "PatientID="]
+    assert [a["PatientName"] for a in ours(server, keys=keys)[1]] == ["Straße^Eva"]
+    _, answers = ours(server, keys=["PatientName=", "ScheduledProcedureStepSequence[0].ScheduledStationAETitle=CT?"])
+    assert [(a["PatientName"], a["ScheduledProcedureStepSequence"][0]["ScheduledStationAETitle"]) for a in answers] \
+        == [("Other^Olga", "CT9")]
