@@ -24,4 +24,4 @@ def link_arrival(order, now):
     changed = (Order.update(status="arrived", arrived_at=now, updated_at=now)
                .where(Order.id == order.id, Order.status.in_(AWAITING_IMAGES)).execute())
     if changed:
-        LOGGER.info("event=order_arrived id=%d accession=%s", order.id, order.accession_number)
+        LOGGER.info("event=order_arrived id=%d study_id=%d", order.id, order.study_id)

@@ -104,7 +104,8 @@ _TIME = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
 
 
 class MwlQueryError(ValueError):
-    """A query that cannot be answered (the C-FIND fails)."""
+    """A query that cannot be answered (the C-FIND fails). The message names the
+    attribute, never its value: it goes to the log."""
 
 
 @dataclass
@@ -167,7 +168,7 @@ def _date_or_time(keyword, vr, text):
         check(keyword, text)
         return Constraint(keyword, vr, "single", text if vr == "DA" else _time_key(text))
     if text.count("-") > 1 or text == "-":
-        raise MwlQueryError(f"{keyword}: {text!r} is not a {vr} range")
+        raise MwlQueryError(f"{keyword} is not a {vr} range (A-B, -B or A-)")
     low, high = text.split("-")
     for bound in (low, high):
         if bound:
@@ -184,7 +185,7 @@ def _valid_date(keyword, text):
             return
     except ValueError:
         pass
-    raise MwlQueryError(f"{keyword}: {text!r} is not a date YYYYMMDD")
+    raise MwlQueryError(f"{keyword} is not a date YYYYMMDD")
 
 
 def _valid_time(keyword, text):
@@ -192,7 +193,7 @@ def _valid_time(keyword, text):
         padded = text.split(".")[0].ljust(6, "0")
         if int(padded[:2]) < 24 and int(padded[2:4]) < 60 and int(padded[4:6]) < 61:
             return
-    raise MwlQueryError(f"{keyword}: {text!r} is not a time HHMMSS.FFFFFF")
+    raise MwlQueryError(f"{keyword} is not a time HHMMSS.FFFFFF")
 
 
 def _time_key(text):

@@ -87,8 +87,7 @@ class Orders:
             self._refuse_duplicates(values["accession_number"], values["study_instance_uid"])
             raise
         self._record(principal, "order_created", order)
-        LOGGER.info("event=order_created id=%d accession=%s by=%s", order.id, order.accession_number,
-                    principal.username)
+        LOGGER.info("event=order_created id=%d by=%s", order.id, principal.username)
         return order
 
     def update(self, order_id, data, principal):
