@@ -309,3 +309,52 @@ def test_the_listener_starts_and_stops_with_orthanc(tmp_path):
         pacs.stop()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+# --- the same round on PostgreSQL (scale-out) --------------------------------------------------
+
+@pytest.fixture
+def pg_url():
+    psycopg2 = pytest.importorskip("psycopg2")
+    dsn = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
+    try:
+        admin = psycopg2.connect(dsn)
+    except psycopg2.OperationalError as error:
+        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432: {error}")
+    admin.autocommit = True
+    name = f"pacs_orders_{generate_uid()[-12:]}"
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    with admin.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    admin.close()
+
+
+def test_orders_worklist_and_mpps_on_postgresql(pg_url, tmp_path):
+    mpps_port = free_port()
+    pacs = PacsServer(tmp_path / "pacs", environ={"PACS_DATABASE_URL": pg_url},
+                      overrides={"Pacs": {"MppsPort": mpps_port, "MppsBind": "127.0.0.1"}}).start()
+    pacs.mpps_port = mpps_port
+    try:
+        pacs.put("/modalities/scanner", json={"AET": STATION, "Host": "127.0.0.1", "Port": 104,
+                                              "AllowFindWorklist": True}).raise_for_status()
+        order = schedule(pacs, patient_name="Straße^Eva")
+        modality = Modality(pacs)
+        [item] = modality.worklist(order["patient_id"])
+        assert str(item.PatientName) == "Straße^Eva"
+        uid = generate_uid()
+        assert modality.n_create(in_progress(item), uid)[0] == 0
+        assert modality.n_set(uid, final("COMPLETED")) == 0
+        assert modality.n_set(uid, final("COMPLETED")) == 0x0110
+        assert order_state(pacs, order["id"])["status"] == "completed"
+        assert schedule_twice_conflicts(pacs, order["accession_number"])
+    finally:
+        pacs.stop()
+
+
+def schedule_twice_conflicts(server, accession):
+    return server.post("/pacs/api/orders", json={
+        "patient_id": "X", "patient_name": "X^Y", "modality": "CT", "scheduled_at": "2026-11-23T10:00",
+        "procedure": "CT", "accession_number": accession}).status_code == 409
