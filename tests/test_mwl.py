@@ -203,7 +203,7 @@ def test_prefilter_narrows_by_what_every_match_has():
     assert mwl.parse_query(query(PatientName="Smith^John")).prefilter == []
     assert mwl.parse_query(query(PatientName="Smith^John"), fold_case=False).prefilter == \
         [("patient_name", "=", "Smith^John")]
-    assert mwl.parse_query(query(PatientName="A_B*")).prefilter == []  # "_" is LIKE's own wildcard
+    assert mwl.parse_query(query(PatientName="A_B*")).prefilter == [("name_key", "prefix", "a_b")]
     station = mwl.parse_query(query(step={"ScheduledStationAETitle": "CT*"}))
     assert station.prefilter == [("scheduled_station_aet", "contains", "CT")]  # CT2 may be a second value
 
@@ -454,3 +454,10 @@ def test_what_the_database_narrows_by_never_loses_a_match(server):
     _, answers = ours(server, keys=["PatientName=", "ScheduledProcedureStepSequence[0].ScheduledStationAETitle=CT?"])
     assert [(a["PatientName"], a["ScheduledProcedureStepSequence"][0]["ScheduledStationAETitle"]) for a in answers] \
         == [("Other^Olga", "CT9")]
+
+
+def test_like_wildcards_in_a_name_are_plain_letters(server):
+    server.post("/pacs/api/orders", json={"patient_id": "LIKE-1", "patient_name": "A_B%C^D", "modality": "CT",
+                                          "scheduled_at": "2026-11-27T09:00", "procedure": "CT"}).raise_for_status()
+    assert [a["PatientID"] for a in ours(server, keys=["PatientName=A_B%*", "PatientID="])[1]] == ["LIKE-1"]
+    assert ours(server, keys=["PatientName=AXB*", "PatientID="])[1] == []

@@ -150,6 +150,8 @@ def test_list_filters_and_one_order(server):
     assert server.get("/pacs/api/orders", params={"date_from": "2026-12-01", "date_to": "2026-12-01",
                                                   "status": "scheduled"}).json()["total"] >= 1
     assert server.get("/pacs/api/orders", params={"date_from": "2027-01-01"}).json()["total"] == 0
+    assert server.get("/pacs/api/orders", params={"q": "%"}).json()["total"] == 0  # no LIKE wildcards
+    assert server.get("/pacs/api/orders", params={"q": "_"}).json()["total"] == 0
     assert server.get(f"/pacs/api/orders/{mine['id']}").json()["patient_name"] == "Listed^Lisa"
     for params in ({"status": "lost"}, {"date_from": "yesterday"}, {"page": "0"}, {"page_size": "x"}):
         answer = server.get("/pacs/api/orders", params=params)

@@ -203,10 +203,8 @@ def _time_key(text):
 
 
 def _plain_prefix(pattern):
-    """The text before a pattern's first wildcard, unless it holds one of LIKE's own
-    wildcards or escape character (the database's LIKE narrows by it)."""
-    prefix = re.split(r"[*?]", pattern, maxsplit=1)[0]
-    return "" if set(prefix) & set("%_\\") else prefix
+    """The text before a pattern's first wildcard."""
+    return re.split(r"[*?]", pattern, maxsplit=1)[0]
 
 
 def _wildcard(text):
@@ -228,7 +226,7 @@ class Query:
     def prefilter(self):
         """[(orders column, operator, value)] that every match satisfies, for the
         database to narrow the candidates: "=", ">=", "<=", "contains" and
-        "prefix" (LIKE: case-insensitive for ASCII, so only ever wider)."""
+        "prefix" (both LIKE, escaped: case-insensitive for ASCII, so only ever wider)."""
         found = []
         for key in self.keys + (self.step_keys or []):
             column = PREFILTER_COLUMNS.get(key.keyword)

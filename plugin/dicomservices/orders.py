@@ -62,11 +62,10 @@ class Orders:
         for name, compare in (("date_from", Order.scheduled_date.__ge__), ("date_to", Order.scheduled_date.__le__)):
             if query.get(name):
                 conditions.append(compare(_dicom_date(query[name], name)))
-        text = (query.get("q") or "").strip().lower()
+        text = (query.get("q") or "").strip()
         if text:
-            like = f"%{text}%"
-            conditions.append((Order.patient_name ** like) | (Order.patient_id ** like)
-                              | (Order.accession_number ** like))
+            conditions.append(Order.patient_name.contains(text) | Order.patient_id.contains(text)
+                              | Order.accession_number.contains(text))
         page = _whole(query.get("page"), "page", 1)
         page_size = min(MAX_PAGE_SIZE, _whole(query.get("page_size"), "page_size", 50))
         selected = Order.select().where(*conditions) if conditions else Order.select()
@@ -149,7 +148,7 @@ class Orders:
             field = getattr(Order, column)
             conditions.append({"=": lambda: field == value, ">=": lambda: field >= value,
                                "<=": lambda: field <= value, "contains": lambda: field.contains(value),
-                               "prefix": lambda: field ** f"{value}%"}[operator]())
+                               "prefix": lambda: field.startswith(value)}[operator]())
         return (Order.select().where(*conditions)
                 .order_by(Order.scheduled_date, Order.scheduled_time, Order.id).namedtuples())
 
