@@ -67,7 +67,7 @@ class OrthancHost:
         """GET a REST resource as bytes; None if Orthanc does not have it."""
         return _unless_unknown(orthanc.RestApiGet, path)
 
-    def rest(self, method, path, body=None, timeout=60):
+    def rest(self, method, path, body=None, timeout=60, raw=None):
         """(status, JSON or None) of Orthanc's REST API over loopback HTTP.
 
         Waiting on a socket releases the GIL, unlike an SDK call. The token
@@ -78,7 +78,7 @@ class OrthancHost:
             self._token = orthanc.GenerateRestApiAuthorizationToken()
             self._base = f"http://127.0.0.1:{self.configuration().get('HttpPort', 8042)}"
         answer = self._http.request(method, self._base + path, timeout=timeout,
-                                    data=None if body is None else json.dumps(body),
+                                    data=raw if raw is not None else None if body is None else json.dumps(body),
                                     headers={"Authorization": self._token})
         try:
             return answer.status_code, (answer.json() if answer.content else None)
@@ -86,8 +86,12 @@ class OrthancHost:
             return answer.status_code, None
 
     def post_instance(self, dicom):
-        """Store a DICOM instance (Part-10 bytes); Orthanc's answer as JSON."""
-        return json.loads(orthanc.RestApiPost("/instances", dicom))
+        """Store a DICOM instance (Part-10 bytes); Orthanc's answer as JSON.
+        Over loopback HTTP: storing takes a while and must not hold the GIL."""
+        status, answer = self.rest("POST", "/instances", raw=dicom)
+        if status != 200:
+            raise RuntimeError(f"Orthanc refused the instance ({status}): {answer}")
+        return answer
 
     def get_after_plugins(self, path):
         """GET a route of another plugin (e.g. DICOMweb) as bytes; None if unknown.

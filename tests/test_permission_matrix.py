@@ -82,6 +82,7 @@ MATRIX = (
     row("POST", "/pacs/api/users/999999/password", ONLY_ADMIN, {}),
     row("DELETE", "/pacs/api/users/999999", ONLY_ADMIN),
     row("GET", "/pacs/api/apikeys", ONLY_ADMIN),
+    row("GET", "/pacs/admin/templates", ONLY_ADMIN),
     row("POST", "/pacs/api/apikeys", ONLY_ADMIN, {}),
     row("DELETE", "/pacs/api/apikeys/999999", ONLY_ADMIN),
     row("GET", "/pacs/admin/users", ONLY_ADMIN),
@@ -120,6 +121,15 @@ MATRIX = (
     row("GET", "/pacs/api/report-templates", READERS),
     row("POST", "/pacs/api/report-templates", ONLY_ADMIN, []),  # 400: not an object
     row("PUT", "/pacs/api/report-templates/999999", ONLY_ADMIN, []),
+    # --- ours: orders (the modality worklist): technologists write, no referrer -------
+    row("GET", "/pacs/api/orders", STAFF),
+    row("GET", "/pacs/api/orders/999999", STAFF),
+    row("GET", "/pacs/orders", STAFF),
+    row("POST", "/pacs/api/orders", UPLOADERS, []),  # 400: not an object
+    row("PUT", "/pacs/api/orders/999999", UPLOADERS, []),
+    row("POST", "/pacs/api/orders/999999/cancel", UPLOADERS, {}),
+    row("POST", "/pacs/orders", UPLOADERS, b""),
+    row("POST", "/pacs/orders/999999", UPLOADERS, b""),
     # --- ours: other DICOM nodes, sending, jobs ----------------------------------------
     row("GET", "/pacs/api/nodes", STAFF),
     row("GET", "/pacs/nodes", STAFF),

@@ -69,6 +69,8 @@ def sample_contexts(hostile=""):
             "users": [{"id": 1, "username": "admin" + h}, {"id": 2, "username": "rad"}],
             "new_key": {"name": "modality bridge" + h, "secret": "pacs_k_0123456789abcdef" + h},
         },
+        "report.html": report_samples(h)["draft"],
+        "admin_templates.html": report_samples(h)["admin_templates"],
         "nodes.html": {
             "user": admin, "csrf_token": TOKEN, "active_nav": "nodes", "can_manage": True, "can_query": True,
             "nodes": [{"name": "ct1", "aet": "CT1" + h, "host": "10.0.0.9" + h, "port": 104, "allow_echo": True,
@@ -155,6 +157,12 @@ def worklist_samples(admin, h):
                      "waiting_longest": [study]},
             page_data=dict(script_data, per_day={"days": ["2026-03-01"], "series": {"CT": [1]}})),
     }
+
+
+def report_samples(hostile):
+    """The report pages' samples live with their own tests."""
+    from test_report_ui import sample_contexts as report_contexts
+    return report_contexts(hostile)
 
 
 def render_body(template, context, request=None, ui=None):
@@ -719,6 +727,8 @@ class BrowserSession:
         self.router.add("POST", "/pacs/admin/apikeys/{key_id}/revoke", lambda request, key_id: Response.json({}))
         self.router.add("GET", "/pacs/api/studies", lambda request: Response.json(
             {"items": [], "total": 0, "page": 1, "page_size": 50}))
+        self.router.add("GET", "/pacs/viewer/(?P<path>.*)", lambda request, path: Response(
+            200, b"<!doctype html><title>viewer</title>", "text/html; charset=utf-8"))
         self.router.add("GET", "/pacs/api/nodes", lambda request: Response.json(
             {"items": [{"name": "peer", "aet": "PEER"}]}))
         self.router.add("GET", "/pacs/api/studies/{uid}/series/{series_uid}/thumbnail",

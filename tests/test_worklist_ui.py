@@ -217,8 +217,8 @@ def test_keyboard_opens_the_study_page(server, rad1):
     assert viewer == f"/pacs/viewer/viewer?StudyInstanceUIDs={uid}"
     with_priors = page.get_by_role("link", name="Open with priors").get_attribute("href")
     assert with_priors == f"{viewer}&StudyInstanceUIDs={server.uids['ACC-201']}"
-    report = page.get_by_role("button", name="Report")
-    assert report.is_disabled() and "not available" in report.get_attribute("title")
+    report = page.get_by_role("link", name="Report", exact=True).get_attribute("href")
+    assert report == f"/pacs/studies/{uid}/report"
 
     page.click('#study-actions [data-action="claim"]')
     page.wait_for_selector(".study-state >> text=being read by RAD1")

@@ -33,8 +33,13 @@ class Worklist:
         return study
 
     def claim(self, uid, principal):
+        """Claim, or renew one's own claim. A fresh own claim (more than half
+        its time left) is left alone: autosaving drafts claim on every save."""
         study = self.study(uid)
         now = utcnow()
+        own = study.claimed_by_id == principal.user_id and study.claim_expires_at and study.claim_expires_at > now
+        if own and study.status == "in_progress" and study.claim_expires_at - now > self._claim / 2:
+            return study
         changed = (Study.update(claimed_by_id=principal.user_id, claim_expires_at=now + self._claim,
                                 status="in_progress", updated_at=now)
                    .where(Study.id == study.id, Study.status.in_(CLAIMABLE),
@@ -43,7 +48,8 @@ class Worklist:
                    .execute())
         if not changed:
             self._refuse_claim(self.study(uid), now)
-        self._record(principal, "study_claimed", uid)
+        if not own:
+            self._record(principal, "study_claimed", uid)
         return self.study(uid)
 
     def release(self, uid, principal):
