@@ -16,9 +16,8 @@ import dicomgen
 from conftest import log_in
 from pacs_server import ADMIN_PASSWORD, PacsServer
 from plugin import viewer
-from plugin.reports.models import SECTIONS
 from test_reports_api import PASSWORD, pdf_text, user
-from test_webui_unit import ATTRIBUTE_BREAK, SCRIPT, TOKEN, Document, render_body
+from test_webui_unit import ATTRIBUTE_BREAK, SCRIPT, TOKEN, Document, render_body, report_sample_contexts
 from test_worklist_ui import DESKTOP, SCREENSHOTS, TABLET
 
 VIEWER_INSTALLED = (viewer.DEFAULT_ROOT / "index.html").exists()
@@ -34,43 +33,10 @@ STUDIES = {  # key: (patient ID, description, study date, referring physician)
 }
 
 
-def sample_contexts(hostile=""):
-    """report.html in its four states and admin_templates.html, with `hostile`
-    appended to every string from DICOM headers or users."""
-    h = hostile
-    user_ = {"username": "rad", "display_name": "Dr Rad" + h, "role": "radiologist"}
-    study = {"patient_name": "DOE^JANE" + h, "patient_id": "P1" + h, "accession_number": "A1" + h,
-             "study_date": "2026-01-01", "description": "CT HEAD" + h, "modalities": ["CT"],
-             "referring_physician": "WHO^DR" + h}
-    template = {"id": 1, "name": "CT head" + h, "modality": "CT", "body_part": "HEAD" + h, "disabled": False,
-                "sections": {"findings": "Normal." + h}}
-    sections = {name: name + h for name in SECTIONS}
-    draft = {"status": "draft", "version": 3, "template_id": 1, "sections": sections, "author_name": "Dr Rad" + h,
-             "updated_at": "2026-01-01T10:00:00Z", "signer_name": "", "signed_at": None, "addenda": [],
-             "study": study, "history": [{"version": 3, "kind": "saved", "username": "rad" + h,
-                                          "at": "2026-01-01T10:00:00Z", "sections": sections}]}
-    signed = dict(draft, status="amended", signer_name="Dr Rad" + h, signed_at="2026-01-01T11:00:00Z",
-                  addenda=[{"id": 1, "text": "Addendum" + h, "author_name": "Dr Q" + h,
-                            "signed_at": "2026-01-02T11:00:00Z"}])
-    blank = {"status": "none", "version": 0, "sections": dict.fromkeys(SECTIONS, ""), "addenda": [],
-             "suggested_comparison": "CT 2025" + h, "templates": [template], "study": study}
-    page = {"user": user_, "csrf_token": TOKEN, "active_nav": "worklist", "uid": "1.2.3" + h, "study": study,
-            "patient": "DOE, Jane" + h, "sections": SECTIONS, "can_manage_templates": True,
-            "page_data": {"uid": "1.2.3" + h, "texts": {}}}
-    return {
-        "draft": dict(page, report=draft, editable=True, templates=[template], can_sign=True, can_addend=False),
-        "blank": dict(page, report=blank, editable=True, templates=[template], can_sign=True, can_addend=False),
-        "signed": dict(page, report=signed, editable=False, templates=[], can_sign=False, can_addend=True),
-        "none": dict(page, report=None, editable=False, templates=[], can_sign=False, can_addend=False),
-        "admin_templates": {"user": dict(user_, role="admin"), "csrf_token": TOKEN, "sections": SECTIONS,
-                            "templates": [template], "page_data": {"texts": {}}},
-    }
-
-
-@pytest.mark.parametrize("state", sorted(sample_contexts()))
+@pytest.mark.parametrize("state", sorted(report_sample_contexts()))
 def test_pages_show_strings_as_text_with_no_inline_script(state):
     template = "admin_templates.html" if state == "admin_templates" else "report.html"
-    body = render_body(template, sample_contexts(SCRIPT + ATTRIBUTE_BREAK)[state])
+    body = render_body(template, report_sample_contexts(SCRIPT + ATTRIBUTE_BREAK)[state])
     assert SCRIPT not in body and "<img" not in body
     document = Document(body)
     assert not document.find("style") and not document.find("img")

@@ -23,6 +23,7 @@ from plugin.webui import WebUI, register_static, render, security_headers
 from plugin.webui.i18n import Catalogues
 from plugin.webui.pages import TEMPLATE_DIR, json_script, url_with_query
 from plugin.webui.static import STATIC_DIR, StaticFiles, accepts_gzip, register_routes
+from plugin.reports.models import SECTIONS
 
 SCRIPT = "<script>alert(1)</script>"
 ATTRIBUTE_BREAK = '"><img src=x onerror=alert(1)>'
@@ -69,8 +70,8 @@ def sample_contexts(hostile=""):
             "users": [{"id": 1, "username": "admin" + h}, {"id": 2, "username": "rad"}],
             "new_key": {"name": "modality bridge" + h, "secret": "pacs_k_0123456789abcdef" + h},
         },
-        "report.html": report_samples(h)["draft"],
-        "admin_templates.html": report_samples(h)["admin_templates"],
+        "report.html": report_sample_contexts(h)["draft"],
+        "admin_templates.html": report_sample_contexts(h)["admin_templates"],
         "nodes.html": {
             "user": admin, "csrf_token": TOKEN, "active_nav": "nodes", "can_manage": True, "can_query": True,
             "nodes": [{"name": "ct1", "aet": "CT1" + h, "host": "10.0.0.9" + h, "port": 104, "allow_echo": True,
@@ -159,10 +160,37 @@ def worklist_samples(admin, h):
     }
 
 
-def report_samples(hostile):
-    """The report pages' samples live with their own tests."""
-    from test_report_ui import sample_contexts as report_contexts
-    return report_contexts(hostile)
+def report_sample_contexts(hostile=""):
+    """report.html in its four states and admin_templates.html, with `hostile`
+    appended to every string from DICOM headers or users."""
+    h = hostile
+    user_ = {"username": "rad", "display_name": "Dr Rad" + h, "role": "radiologist"}
+    study = {"patient_name": "DOE^JANE" + h, "patient_id": "P1" + h, "accession_number": "A1" + h,
+             "study_date": "2026-01-01", "description": "CT HEAD" + h, "modalities": ["CT"],
+             "referring_physician": "WHO^DR" + h}
+    template = {"id": 1, "name": "CT head" + h, "modality": "CT", "body_part": "HEAD" + h, "disabled": False,
+                "sections": {"findings": "Normal." + h}}
+    sections = {name: name + h for name in SECTIONS}
+    draft = {"status": "draft", "version": 3, "template_id": 1, "sections": sections, "author_name": "Dr Rad" + h,
+             "updated_at": "2026-01-01T10:00:00Z", "signer_name": "", "signed_at": None, "addenda": [],
+             "study": study, "history": [{"version": 3, "kind": "saved", "username": "rad" + h,
+                                          "at": "2026-01-01T10:00:00Z", "sections": sections}]}
+    signed = dict(draft, status="amended", signer_name="Dr Rad" + h, signed_at="2026-01-01T11:00:00Z",
+                  addenda=[{"id": 1, "text": "Addendum" + h, "author_name": "Dr Q" + h,
+                            "signed_at": "2026-01-02T11:00:00Z"}])
+    blank = {"status": "none", "version": 0, "sections": dict.fromkeys(SECTIONS, ""), "addenda": [],
+             "suggested_comparison": "CT 2025" + h, "templates": [template], "study": study}
+    page = {"user": user_, "csrf_token": TOKEN, "active_nav": "worklist", "uid": "1.2.3" + h, "study": study,
+            "patient": "DOE, Jane" + h, "sections": SECTIONS, "can_manage_templates": True,
+            "page_data": {"uid": "1.2.3" + h, "texts": {}}}
+    return {
+        "draft": dict(page, report=draft, editable=True, templates=[template], can_sign=True, can_addend=False),
+        "blank": dict(page, report=blank, editable=True, templates=[template], can_sign=True, can_addend=False),
+        "signed": dict(page, report=signed, editable=False, templates=[], can_sign=False, can_addend=True),
+        "none": dict(page, report=None, editable=False, templates=[], can_sign=False, can_addend=False),
+        "admin_templates": {"user": dict(user_, role="admin"), "csrf_token": TOKEN, "sections": SECTIONS,
+                            "templates": [template], "page_data": {"texts": {}}},
+    }
 
 
 def render_body(template, context, request=None, ui=None):
@@ -693,18 +721,6 @@ def test_vendor_root_is_served_under_vendor_with_the_same_rules(tmp_path):
 # --- in a browser: CSP, pacs.js --------------------------------------------
 
 ORIGIN = "http://pacs.test"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("chromium not installed")
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium)
-        yield launched
-        launched.close()
 
 
 class BrowserSession:
