@@ -144,6 +144,8 @@ def normalise_path(path):
     """The path as Orthanc routes it: Orthanc ignores a trailing "/" ("/tools/execute-script/"
     runs execute-script) and empty segments, so the table must too. (It has already
     decoded %xx before the filter sees the path.)"""
+    if path and "//" not in path and not path.endswith("/"):
+        return path  # the common case, every image frame: no regex
     return _SLASHES.sub("/", path or "/").rstrip("/") or "/"
 
 
@@ -173,10 +175,57 @@ def names_study_uid(name):
     return bool(found) and (_tag_part(*found.group(1, 2)), _tag_part(*found.group(3, 4))) == _STUDY_UID_TAG
 
 
+def literal_prefixes(pattern):
+    """The literal start of each top-level alternative of a rule's pattern:
+    what a path must begin with for the rule to have a chance."""
+    alternatives, depth, current = [], 0, ""
+    for char in pattern:
+        if char == "|" and depth == 0:
+            alternatives.append(current)
+            current = ""
+            continue
+        depth += (char == "(") - (char == ")")
+        current += char
+    alternatives.append(current)
+    prefixes = []
+    for alternative in alternatives:
+        prefix = ""
+        for index, char in enumerate(alternative):
+            if char in ".^$*+?{}[]\\|()":
+                if char in "?*{" and prefix:
+                    prefix = prefix[:-1]  # the character before is optional
+                break
+            prefix += char
+        prefixes.append(prefix)
+    return prefixes
+
+
+def _may_match(prefixes, segment):
+    """Can a path whose first segment is ``segment`` begin with one of ``prefixes``?"""
+    head = "/" + segment
+    return any(head.startswith(p) if len(p) <= len(head) else p.startswith(head + "/") or p == head
+               for p in prefixes)
+
+
+_RULE_PREFIXES = [(rule, literal_prefixes(rule.pattern.pattern[len("^(?:"):-len(")$")])) for rule in RULES]
+_CANDIDATES = {}  # first path segment -> the rules, in table order, that may match
+_MAX_SEGMENTS = 512  # paths are the client's choice: a bounded cache
+
+
+def _candidates(path):
+    segment = path.split("/", 2)[1] if path.startswith("/") else path
+    rules = _CANDIDATES.get(segment)
+    if rules is None:
+        rules = tuple(rule for rule, prefixes in _RULE_PREFIXES if _may_match(prefixes, segment))
+        if len(_CANDIDATES) < _MAX_SEGMENTS:
+            _CANDIDATES[segment] = rules
+    return rules
+
+
 def match(method, path):
     """(Rule, study UID from the path or None) for a request; (None, None) if no rule names it."""
     path = normalise_path(path)
-    for rule in RULES:
+    for rule in _candidates(path):
         if method in rule.methods:
             found = rule.pattern.match(path)
             if found:
