@@ -2,6 +2,7 @@
 and then hands every request, filter check and change event to the `App`."""
 
 import logging
+import threading
 import time
 from urllib.parse import quote
 
@@ -60,7 +61,7 @@ class App:
         self.worklist = Worklist(self.audit, settings.claim_minutes)
         worklist_routes.register(self.router, self.worklist, self.scope, host, self.audit)
         worklist_pages.register(self.router, self.accounts, self.worklist, self.scope, self.audit)
-        viewer.register(self.router, host)
+        self.viewer_assets = viewer.register(self.router, host)
         self.reports = Reports(self.audit, self.worklist, lambda document: DicomCopies(host, document),
                                settings.institution_name, settings.logo_path or None)
         reports_routes.register(self.router, self.reports)
@@ -81,6 +82,7 @@ class App:
         """Work that needs Orthanc up: the ingest worker and the audit writer."""
         self.audit.start()
         self.ingest.start()
+        threading.Thread(target=self.viewer_assets.warm, name="pacs-viewer-warm", daemon=True).start()
         self.reports.copies.start()
         self.mpps.start()
 

@@ -160,7 +160,8 @@ def document():
             "/pacs/api/nodes/{name}": {
                 "put": _op("Add or change a node", "nodes.manage", body=_obj(
                     "aet", "host", "port", aet=STRING, host=STRING, port=INTEGER, allow_echo=BOOLEAN,
-                    allow_find=BOOLEAN, allow_move=BOOLEAN, allow_get=BOOLEAN, allow_store=BOOLEAN),
+                    allow_find=BOOLEAN, allow_move=BOOLEAN, allow_get=BOOLEAN, allow_store=BOOLEAN,
+                    allow_find_worklist=BOOLEAN),
                     params=[NODE]),
                 "delete": _op("Remove a node", "nodes.manage", params=[NODE])},
             "/pacs/api/nodes/{name}/echo": {"post": _op("C-ECHO: {ok, message}", "nodes.read", params=[NODE])},

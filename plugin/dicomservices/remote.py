@@ -19,7 +19,7 @@ NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 AET = re.compile(r"^[\x21-\x5b\x5d-\x7e]([\x20-\x5b\x5d-\x7e]{0,14}[\x21-\x5b\x5d-\x7e])?$")  # no backslash
 HOST = re.compile(r"^[A-Za-z0-9.\-:]{1,253}$")
 PERMISSIONS = {"allow_echo": "AllowEcho", "allow_find": "AllowFind", "allow_move": "AllowMove",
-               "allow_get": "AllowGet", "allow_store": "AllowStore"}
+               "allow_get": "AllowGet", "allow_store": "AllowStore", "allow_find_worklist": "AllowFindWorklist"}
 QUERY_KEYS = {"patient_id": "PatientID", "patient_name": "PatientName", "accession_number": "AccessionNumber",
               "study_date": "StudyDate", "modality": "ModalitiesInStudy", "study_description": "StudyDescription"}
 ANSWER_KEYS = ("StudyInstanceUID", "PatientID", "PatientName", "AccessionNumber", "StudyDate",

@@ -93,6 +93,17 @@ class ViewerAssets:
     def installed(self):
         return (self._root / "index.html").is_file()
 
+    def warm(self):
+        """Rewrite and compress what every first open loads (the page and the main
+        bundle: 17 MB) ahead of the first viewer after a restart."""
+        if not self.installed:
+            return
+        for name in ["index.html"] + sorted(p.name for p in self._root.glob("app.bundle.*")
+                                            if not p.name.endswith(".map")):
+            if name not in self._cache:
+                self._load(name)
+        LOGGER.info("event=viewer_warm files=%d", len(self._cache))
+
     def respond(self, request, raw_path):
         if not self.installed:
             raise HttpError(404, "the viewer is not installed (run make install)")
