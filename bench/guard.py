@@ -66,37 +66,30 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import SimpleNamespace
 
-REPO = Path(__file__).resolve().parent.parent
-for _path in (REPO, REPO / "tests"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+import requests
 
-import requests  # noqa: E402
+# bench/ is sys.path[0]; importing common puts the repository root and tests/ on it.
+from common import (FRAME_ACCEPT, choose_root, kept_on_failure, percentile, process_cpu_seconds,
+                    production_overrides, verdict, write_ct_study)
+from pacs_server import PacsServer
+from plugin import db, launcher, migrations
+from plugin.app import App
+from plugin.audit import AuditLog
+from plugin.auth.accounts import Accounts
+from plugin.auth.apikeys import ApiKeys
+from plugin.auth.guard import SESSION_COOKIE, Guard
+from plugin.auth.passwords import Hasher
+from plugin.auth.permissions import permissions_of
+from plugin.auth.scope import ReferrerScope
+from plugin.auth.tokens import TokenCodec, load_or_create_secret
+from plugin.config import Settings
+from plugin.http import decode_query
 
-import dicomgen  # noqa: E402
-from pacs_server import PacsServer  # noqa: E402
-from plugin import db, launcher, migrations  # noqa: E402
-from plugin.app import App  # noqa: E402
-from plugin.audit import AuditLog  # noqa: E402
-from plugin.auth.accounts import Accounts  # noqa: E402
-from plugin.auth.apikeys import ApiKeys  # noqa: E402
-from plugin.auth.guard import SESSION_COOKIE, Guard  # noqa: E402
-from plugin.auth.passwords import Hasher  # noqa: E402
-from plugin.auth.permissions import permissions_of  # noqa: E402
-from plugin.auth.scope import ReferrerScope  # noqa: E402
-from plugin.auth.tokens import TokenCodec, load_or_create_secret  # noqa: E402
-from plugin.config import Settings  # noqa: E402
-from plugin.http import decode_query  # noqa: E402
-
-FRAME_ACCEPT = "multipart/related; type=application/octet-stream; transfer-syntax=*"
-RAM_DISK = Path("/dev/shm")
 RATIO_TARGET = 0.9
 P95_RISE_TARGET = 2.0
 BCRYPT_COST = 12
@@ -109,26 +102,9 @@ ROLE = "radiologist"
 READER = ("bench-reader", "Frames-Reader-pw-4711")
 LOGIN_USER = ("bench-login", "Login-Storm-pw-9021")
 BROWSER_PASSWORD = "Browsing-Client-pw-3358"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 # --- servers -----------------------------------------------------------------
-
-def production_overrides():
-    """Undo the test harness's overrides: production StableAge, disk guard and log level."""
-    base = launcher.load_base_config()
-    return {
-        "StableAge": base["StableAge"],
-        "Pacs": {"MinFreeDiskMB": base["Pacs"]["MinFreeDiskMB"], "LogLevel": base["Pacs"]["LogLevel"]},
-    }
-
-
-def process_cpu_seconds(pid):
-    """User + system CPU seconds of a process so far (from /proc)."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
 
 def own_cpu_seconds():
     times = os.times()
@@ -136,41 +112,6 @@ def own_cpu_seconds():
 
 
 # --- data ----------------------------------------------------------------------
-
-def choose_root(requested, needed_bytes):
-    """A fresh folder under --data-dir, else /dev/shm if it has room, else the temp dir."""
-    if requested:
-        base, why = Path(requested), "--data-dir"
-    elif RAM_DISK.is_dir() and shutil.disk_usage(RAM_DISK).free > 2 * needed_bytes:
-        base, why = RAM_DISK, "tmpfs with room"
-    else:
-        base, why = Path(tempfile.gettempdir()), "no tmpfs with room"
-    base.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix="pacs-bench-guard-", dir=base)), why
-
-
-@dataclass
-class Study:
-    study_uid: str
-    series_uid: str
-    sop_uids: list
-    paths: list
-    frame_bytes: int
-
-    def frame_path(self, sop_uid):
-        return (f"/dicom-web/studies/{self.study_uid}/series/{self.series_uid}"
-                f"/instances/{sop_uid}/frames/1")
-
-
-def write_study(folder, slices, size):
-    """One CT series, one precomputed pixel buffer shared by every slice."""
-    pixels = dicomgen.ct_series(dicomgen.StudySpec(), slices=1, rows=size, cols=size)[0].PixelData
-    spec = dicomgen.StudySpec(description="BENCH GUARD")
-    datasets = dicomgen.ct_series(spec, slices=slices, rows=size, cols=size, pixels=pixels)
-    paths = dicomgen.write(datasets, folder)
-    return Study(spec.study_uid, datasets[0].SeriesInstanceUID,
-                 [ds.SOPInstanceUID for ds in datasets], paths, size * size * 2)
-
 
 def store(server, study):
     """storescu the study, then wait until Orthanc lists every instance."""
@@ -311,13 +252,6 @@ class Tally:
         self.server_cpu += other.server_cpu
         self.client_cpu += other.client_cpu
         self.latencies.extend(other.latencies)
-
-
-def percentile(values, fraction):
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def open_sessions(config, threads, slices):
@@ -519,10 +453,6 @@ def latencies_in(records, windows, kind, request_kind=None):
 
 # --- report --------------------------------------------------------------------
 
-def verdict(ok):
-    return "PASS" if ok else "FAIL"
-
-
 def print_summary(micro, configs, study, args, load):
     print()
     print(f"(1) the guard's decision in-process, {args.micro_calls} calls each, frame path "
@@ -613,14 +543,12 @@ def parse_args(argv):
 
 def run(args, root):
     load_before = os.getloadavg()[0]
-    study = write_study(root / "source", args.slices, args.size)
+    study = write_ct_study(root / "source", args.slices, args.size, "BENCH GUARD")
     micro = micro_bench(root, study, args.micro_calls)
     for label, p50, mean in micro:
         print(f"in-process {label:<42} p50 {p50:6.1f} us  mean {mean:6.1f} us", flush=True)
 
-    # MppsPort 0: no MPPS listener on the fixed default port (unrelated here; it would
-    # collide with any other PACS on this machine).
-    overrides = launcher.merge(production_overrides(), {"Pacs": {"MppsPort": 0}})
+    overrides = production_overrides()  # MppsPort 0 included
     pacs = PacsServer(root / "pacs", launcher.merge(overrides, {"Pacs": {"BcryptCost": BCRYPT_COST}}))
     plain = PacsServer(root / "plain", overrides, plugin=False)
     try:
@@ -667,15 +595,11 @@ def run(args, root):
 def main(argv):
     args = parse_args(argv)
     needed = args.slices * (args.size * args.size * 2 + 4096) * 3
-    root, why = choose_root(args.data_dir, needed)
+    root, why = choose_root(args.data_dir, needed, "guard")
     print(f"data folder: {root} ({why}); {args.slices} CT slices {args.size}x{args.size}; "
           f"{os.cpu_count()} cores", flush=True)
-    try:
+    with kept_on_failure(root):
         run(args, root)
-    except BaseException:
-        print(f"failed: data and Orthanc logs kept in {root}", file=sys.stderr)
-        raise
-    shutil.rmtree(root)
     return 0
 
 

@@ -38,27 +38,21 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import requests
 
-REPO = Path(__file__).resolve().parent.parent
-for _path in (REPO, REPO / "tests"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-
-import dicomgen  # noqa: E402
-from pacs_server import PacsServer  # noqa: E402
-from plugin import launcher  # noqa: E402
+# bench/ is sys.path[0]; importing common puts the repository root and tests/ on it.
+from common import (choose_root, kept_on_failure, pixel_buffer, process_cpu_seconds, production_overrides,
+                    verdict, without_tcp_nodelay, write_ct_study)
+from pacs_server import PacsServer
+from plugin import launcher
 
 ROWS = COLS = 512
 IMAGE_BYTES = ROWS * COLS * 2 + 4096
 POLL_SECONDS = 0.02
 WAIT_MARGIN_SECONDS = 60
-RAM_DISK = Path("/dev/shm")
 RATIO_TARGET = 0.95
 NAGLE_SPEEDUP_TARGET = 3.0
 INDEX_DELAY_MARGIN_SECONDS = 1.0
@@ -66,19 +60,6 @@ NOISY_SPREAD = 1.5
 
 
 # --- servers -----------------------------------------------------------------
-
-def production_overrides():
-    """Undo the test harness's overrides: production StableAge, disk guard and log level."""
-    base = launcher.load_base_config()
-    return {
-        "StableAge": base["StableAge"],
-        "Pacs": {"MinFreeDiskMB": base["Pacs"]["MinFreeDiskMB"], "LogLevel": base["Pacs"]["LogLevel"]},
-    }
-
-
-def without_tcp_nodelay(environ):
-    return {name: value for name, value in environ.items() if name != "TCP_NODELAY"}
-
 
 class NagleOrthanc(PacsServer):
     """Plain Orthanc started as Debian's package starts it: without the
@@ -102,8 +83,7 @@ class NagleOrthanc(PacsServer):
 
 def cpu_seconds(server):
     """User + system CPU time the server's Orthanc process has used so far."""
-    fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return process_cpu_seconds(server.process.pid)
 
 
 @dataclass
@@ -146,28 +126,10 @@ def make_targets(root, images, slow_images):
 
 # --- data ----------------------------------------------------------------------
 
-def choose_root(requested, needed_bytes):
-    """A fresh folder under --data-dir, else /dev/shm if it has room, else the temp dir."""
-    if requested:
-        base, why = Path(requested), "--data-dir"
-    elif RAM_DISK.is_dir() and shutil.disk_usage(RAM_DISK).free > 2 * needed_bytes:
-        base, why = RAM_DISK, "tmpfs with room"
-    else:
-        base, why = Path(tempfile.gettempdir()), "no tmpfs with room"
-    base.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix="pacs-bench-ingest-", dir=base)), why
-
-
-def pixel_buffer():
-    """One 512x512 phantom slice, reused by every image (a phantom per slice is slow)."""
-    return dicomgen.ct_series(dicomgen.StudySpec(), slices=1, rows=ROWS, cols=COLS)[0].PixelData
-
-
 def write_study(folder, images, pixels):
     """A new CT study (new UIDs) as files; returns (StudyInstanceUID, paths)."""
-    spec = dicomgen.StudySpec(description="BENCH INGEST")
-    datasets = dicomgen.ct_series(spec, slices=images, rows=ROWS, cols=COLS, pixels=pixels)
-    return spec.study_uid, dicomgen.write(datasets, folder)
+    study = write_ct_study(folder, images, ROWS, "BENCH INGEST", pixels)
+    return study.study_uid, study.paths
 
 
 # --- one round -----------------------------------------------------------------
@@ -270,10 +232,6 @@ def print_round(target, number, seconds, result):
           f"{what} {result.delay:4.2f} s after the last C-STORE{share}", flush=True)
 
 
-def verdict(ok):
-    return "PASS" if ok else "FAIL"
-
-
 def load_text():
     return f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
 
@@ -333,7 +291,7 @@ def run(args, root):
     stable_age = production_overrides()["StableAge"]
     targets = make_targets(root, args.images, args.slow_images)
     source_root = root / "source"
-    pixels = pixel_buffer()
+    pixels = pixel_buffer(ROWS)
     load_before = load_text()
     try:
         for target in targets:
@@ -351,15 +309,11 @@ def run(args, root):
 
 def main(argv):
     args = parse_args(argv)
-    root, why = choose_root(args.data_dir, needed_bytes(args))
+    root, why = choose_root(args.data_dir, needed_bytes(args), "ingest")
     print(f"data folder: {root} ({why}); {args.images} images x {args.rounds} rounds for (a) and (b), "
           f"{args.slow_images} for (c); 512x512 16-bit CT", flush=True)
-    try:
+    with kept_on_failure(root):
         run(args, root)
-    except BaseException:
-        print(f"failed: data and Orthanc logs kept in {root}", file=sys.stderr)
-        raise
-    shutil.rmtree(root)
     return 0
 
 

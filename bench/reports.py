@@ -33,25 +33,20 @@ Run from the repository root: .venv/bin/python bench/reports.py [--clients N]
 
 import argparse
 import multiprocessing
-import os
 import shutil
 import statistics
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import requests
 
-REPO = Path(__file__).resolve().parent.parent
-for _path in (REPO, REPO / "tests"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-
-import dicomgen  # noqa: E402
-from bench.ingest import choose_root, pixel_buffer, production_overrides, storescu, write_study  # noqa: E402
-from pacs_server import PacsServer  # noqa: E402
+# bench/ is sys.path[0]; importing common puts the repository root and tests/ on it.
+from common import choose_root, load_averages, percentile_nearest, pixel_buffer, production_overrides
+import dicomgen
+from ingest import ROWS, storescu, write_study
+from pacs_server import PacsServer
 
 SAVE_TARGET_MS = 20.0
 FINALIZE_TARGET_MS = 300.0
@@ -79,11 +74,6 @@ class Timings:
 
     def ms(self, since=float("-inf"), until=float("inf")):
         return [ms for started, ms in self.samples if since <= started < until]
-
-
-def percentile(values, fraction):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
 # --- the PACS and its data ---------------------------------------------------------
@@ -135,7 +125,7 @@ class Storer(multiprocessing.Process):
         self.milliseconds = multiprocessing.Value("i", 0)  # storescu's wall time
 
     def run(self):
-        pixels = pixel_buffer()
+        pixels = pixel_buffer(ROWS)
         number = 0
         while not self.stop_event.is_set():
             _uid, paths = write_study(self.folder / f"store-{number}", self.images, pixels)
@@ -205,14 +195,10 @@ def run_clients(server, sessions, uids, args):
 
 # --- output ------------------------------------------------------------------------
 
-def load_text():
-    return " ".join(f"{value:.2f}" for value in os.getloadavg())
-
-
 def print_line(name, values, suffix=""):
     if values:
         print(f"{name:<34} n={len(values):<4} p50 {statistics.median(values):7.1f} ms   "
-              f"p95 {percentile(values, 0.95):7.1f} ms   max {max(values):7.1f} ms{suffix}")
+              f"p95 {percentile_nearest(values, 0.95):7.1f} ms   max {max(values):7.1f} ms{suffix}")
     else:
         print(f"{name:<34} n=0")
 
@@ -220,7 +206,7 @@ def print_line(name, values, suffix=""):
 def print_verdict(name, timings, target_ms):
     """The line of all requests with the target; errors listed."""
     values = timings.ms()
-    ok = bool(values) and percentile(values, 0.95) <= target_ms and not timings.errors
+    ok = bool(values) and percentile_nearest(values, 0.95) <= target_ms and not timings.errors
     print_line(name, values, f"   errors {len(timings.errors)}   target p95 <= {target_ms:.0f} ms: "
                              f"{'met' if ok else 'MISSED'}")
     for error in timings.errors[:5]:
@@ -247,11 +233,11 @@ def parse_args(argv):
 
 def main(argv):
     args = parse_args(argv)
-    root, why = choose_root(args.data_dir, 4 * args.store_images * BYTES_PER_STORED_IMAGE)
+    root, why = choose_root(args.data_dir, 4 * args.store_images * BYTES_PER_STORED_IMAGE, "reports")
     print(f"reports bench: {args.clients} radiologists saving every {args.interval:g} s for {args.seconds:g} s, "
           f"then signing {args.sign_spacing:g} s apart; storescu storing {args.store_images}-image CT studies "
           f"meanwhile (data: {why})")
-    print(f"load average before: {load_text()}", flush=True)
+    print(f"load average before: {load_averages()}", flush=True)
     server = start_server(root)
     try:
         uids = reading_studies(server, root / "dicom", args.clients)
@@ -277,7 +263,7 @@ def main(argv):
     print_line("  before the first signature", saves.ms(until=first_signature))
     print_line("  while colleagues sign", saves.ms(since=first_signature))
     signatures_ok = print_verdict("finalize (PDF + DICOM store)", signatures, FINALIZE_TARGET_MS)
-    print(f"load average after: {load_text()}")
+    print(f"load average after: {load_averages()}")
     return 0 if saves_ok and signatures_ok else 1
 
 

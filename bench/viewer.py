@@ -57,40 +57,30 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-for _path in (REPO, REPO / "tests"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+import requests
+from PIL import Image
+from playwright.sync_api import sync_playwright
 
-import requests  # noqa: E402
-from PIL import Image  # noqa: E402
-from playwright.sync_api import sync_playwright  # noqa: E402
+# bench/ is sys.path[0]; importing common puts the repository root and tests/ on it.
+from common import FRAME_ACCEPT, choose_root, percentile, process_cpu_seconds, production_overrides, write_ct_study
+from conftest import CHROMIUM, CHROMIUM_ARGS
+from pacs_server import PacsServer
+from plugin.auth.guard import SESSION_COOKIE
+from test_viewer_ui import CANVAS, FIRST_IMAGE, VIEWPORT, is_real_image
 
-import dicomgen  # noqa: E402
-from conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
-from pacs_server import PacsServer  # noqa: E402
-from plugin import launcher  # noqa: E402
-from plugin.auth.guard import SESSION_COOKIE  # noqa: E402
-from test_viewer_ui import CANVAS, FIRST_IMAGE, VIEWPORT, is_real_image  # noqa: E402
-
-FRAME_ACCEPT = "multipart/related; type=application/octet-stream; transfer-syntax=*"
 SIZE = 512
 FIRST_IMAGE_TARGET = 2.0
 RATIO_TARGET = 0.9
 READER = ("bench-viewer", "Viewer-bench-pw-2026!")
-RAM_DISK = Path("/dev/shm")
 IMAGE_TIMEOUT = 60
 QUIET_SECONDS = 2.0
 SETTLE_LIMIT = 60
 REQUEST_TIMEOUT = 30
 WARMUP_SECONDS = 1.0
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def parse_args(argv):
@@ -108,39 +98,6 @@ def parse_args(argv):
 
 
 # --- data and servers ------------------------------------------------------------
-
-@dataclass
-class Study:
-    study_uid: str
-    series_uid: str
-    sop_uids: list
-    paths: list
-
-    def frame_path(self, sop_uid):
-        return f"/dicom-web/studies/{self.study_uid}/series/{self.series_uid}/instances/{sop_uid}/frames/1"
-
-
-def data_root(needed_bytes):
-    """A fresh folder on /dev/shm when it has room (so a disk does not decide the figures)."""
-    base = RAM_DISK if RAM_DISK.is_dir() and shutil.disk_usage(RAM_DISK).free > 4 * needed_bytes \
-        else Path(tempfile.gettempdir())
-    return Path(tempfile.mkdtemp(prefix="pacs-bench-viewer-", dir=base))
-
-
-def write_study(folder, slices):
-    pixels = dicomgen.ct_series(dicomgen.StudySpec(), slices=1, rows=SIZE, cols=SIZE)[0].PixelData
-    spec = dicomgen.StudySpec(description="BENCH VIEWER CT")
-    datasets = dicomgen.ct_series(spec, slices=slices, rows=SIZE, cols=SIZE, pixels=pixels)
-    return Study(spec.study_uid, datasets[0].SeriesInstanceUID, [ds.SOPInstanceUID for ds in datasets],
-                 dicomgen.write(datasets, folder))
-
-
-def production_overrides():
-    """The production StableAge, disk guard and log level instead of the test harness's."""
-    base = launcher.load_base_config()
-    return {"StableAge": base["StableAge"],
-            "Pacs": {"MinFreeDiskMB": base["Pacs"]["MinFreeDiskMB"], "LogLevel": base["Pacs"]["LogLevel"]}}
-
 
 def wait_complete(server, study, timeout=120):
     """Until Orthanc lists every instance (and, on the PACS, the index has the study)."""
@@ -161,12 +118,6 @@ def reader_cookie(pacs):
     session = requests.Session()
     pacs.login(*READER, session=session).raise_for_status()
     return session.cookies[SESSION_COOKIE]
-
-
-def process_cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 # --- (1) the viewer in chromium ------------------------------------------------------
@@ -321,8 +272,7 @@ class Tally:
         return self.frames / self.seconds
 
     def percentile(self, fraction):
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+        return percentile(self.latencies, fraction)
 
 
 @dataclass
@@ -447,10 +397,12 @@ def summary(openings, targets):
 def main(argv):
     args = parse_args(argv)
     began = time.monotonic()
-    root = data_root(args.slices * SIZE * SIZE * 2)
+    # Twice the pixels: the PACS and plain Orthanc each hold a copy of the study (and the
+    # source files sit beside them), so /dev/shm needs 4x the pixels free.
+    root, _why = choose_root(None, 2 * args.slices * SIZE * SIZE * 2, "viewer")
     servers = []
     try:
-        study = write_study(root / "dicom", args.slices)
+        study = write_ct_study(root / "dicom", args.slices, SIZE, "BENCH VIEWER CT")
         pacs = PacsServer(root / "pacs", overrides=production_overrides()).start()
         servers.append(pacs)
         plain = PacsServer(root / "plain", overrides=production_overrides(), plugin=False).start()

@@ -76,22 +76,18 @@ import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlencode
 
-REPO = Path(__file__).resolve().parent.parent
-for _path in (REPO, REPO / "tests"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-
-import dicomgen  # noqa: E402
-from pacs_server import PacsServer  # noqa: E402
-from plugin import launcher  # noqa: E402
-from plugin.dicomnames import pn_key, search_text  # noqa: E402
+# bench/ is sys.path[0]; importing common puts the repository root and tests/ on it.
+from common import (choose_root, kept_on_failure, load_averages, percentile_interpolated, pixel_buffer,
+                    production_overrides, verdict, without_tcp_nodelay)
+import dicomgen
+from pacs_server import PacsServer
+from plugin import launcher
+from plugin.dicomnames import pn_key, search_text
 
 TARGET_P95_MS = 50.0
 TARGET_QIDO_RATIO = 10.0
@@ -106,7 +102,6 @@ INDEX_TIMEOUT_SECONDS = 300
 STORESCU_TIMEOUT_SECONDS = 600
 HTTP_TIMEOUT_SECONDS = 30
 SQL_RUNS = 10
-RAM_DISK = Path("/dev/shm")
 BYTES_PER_ROW = 1200  # index rows + their indexes + WAL, generous
 BYTES_PER_DICOM = 16 * 1024
 PASSWORD = "Reading-room-2026!"
@@ -135,27 +130,6 @@ YEARS = 5
 
 # --- servers and folders -----------------------------------------------------------
 
-def production_overrides():
-    """Undo the test harness's overrides: production StableAge, disk guard and log level."""
-    base = launcher.load_base_config()
-    return {
-        "StableAge": base["StableAge"],
-        "Pacs": {"MinFreeDiskMB": base["Pacs"]["MinFreeDiskMB"], "LogLevel": base["Pacs"]["LogLevel"]},
-    }
-
-
-def choose_root(requested, needed_bytes):
-    """A fresh folder under --data-dir, else /dev/shm if it has room, else the temp dir."""
-    if requested:
-        base, why = Path(requested), "--data-dir"
-    elif RAM_DISK.is_dir() and shutil.disk_usage(RAM_DISK).free > 2 * needed_bytes:
-        base, why = RAM_DISK, "tmpfs with room"
-    else:
-        base, why = Path(tempfile.gettempdir()), "no tmpfs with room"
-    base.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix="pacs-bench-worklist-", dir=base)), why
-
-
 def storescu(server, folder, nodelay=False):
     """Send every file of a folder with storescu over one association; returns its exit time.
 
@@ -164,7 +138,7 @@ def storescu(server, folder, nodelay=False):
     """
     command = ["storescu", "-aet", "MODALITY", "-aec", server.aet, "+sd", "127.0.0.1",
                str(server.dicom_port), str(folder)]
-    env = {name: value for name, value in os.environ.items() if name != "TCP_NODELAY"}
+    env = without_tcp_nodelay(os.environ)
     if nodelay:
         env["TCP_NODELAY"] = "1"
     result = subprocess.run(command, capture_output=True, text=True, env=env,
@@ -202,14 +176,7 @@ class Timings:
 
     @property
     def p95(self):
-        return percentile(self.samples, 95)
-
-
-def percentile(values, pct):
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0]
-    return statistics.quantiles(ordered, n=100, method="inclusive")[pct - 1]
+        return percentile_interpolated(self.samples, 95)
 
 
 def timed_get(session, url):
@@ -257,10 +224,6 @@ class Case:
     timings: Timings
     url: str
     total_of: object
-
-
-def verdict(ok):
-    return "PASS" if ok else "FAIL"
 
 
 # --- (1) the big synthetic index -------------------------------------------------
@@ -562,7 +525,7 @@ def run_live(server, folder):
     """Send fresh one-instance studies one at a time (stock storescu); from storescu's exit,
     time when GET /pacs/api/studies?q=<accession> first serves the row and, independently,
     when Orthanc first reports the study stable (IsStable)."""
-    pixels = dicomgen.ct_series(dicomgen.StudySpec(), slices=1, rows=32, cols=32)[0].PixelData
+    pixels = pixel_buffer(32)
     rounds = []
     for number in range(LIVE_ROUNDS):
         spec = dicomgen.StudySpec(patient_name="Live^Latency", accession=f"LIVE{number:04d}{SEED}",
@@ -631,7 +594,7 @@ def print_live(rounds, stable_age):
 def write_archive(folder, count, today):
     """`count` one-instance studies (32x32) with varied names, dates, modalities; returns their specs."""
     rng = random.Random(SEED + 1)
-    pixels = dicomgen.ct_series(dicomgen.StudySpec(), slices=1, rows=32, cols=32)[0].PixelData
+    pixels = pixel_buffer(32)
     patients = [(person_name(rng, rng.choice(FAMILY)), f"Q{500000 + n}",
                  (today - datetime.timedelta(days=rng.randrange(365, 90 * 365))).strftime("%Y%m%d"),
                  rng.choice("FM")) for n in range(max(1, count * 3 // 10))]
@@ -764,30 +727,22 @@ def summary(big, live, pairs):
           f"{verdict(after < TARGET_BROWSER_SECONDS)}; browser part: separate browser test")
 
 
-def load_average():
-    return " ".join(f"{value:.2f}" for value in os.getloadavg())
-
-
 def main(argv):
     args = parse_args(argv)
     needed = args.studies * BYTES_PER_ROW + args.qido_studies * BYTES_PER_DICOM * 2
-    root, why = choose_root(args.data_dir, needed)
+    root, why = choose_root(args.data_dir, needed, "worklist")
     today = datetime.date.today()
     overrides = production_overrides()
     print(f"data folder: {root} ({why}); {args.studies} synthetic studies, {args.qido_studies} real ones "
           f"for QIDO, {args.runs} runs per query; StableAge {overrides['StableAge']} s; loopback only",
           flush=True)
-    print(f"machine: {os.cpu_count()} CPUs, load average {load_average()} at the start", flush=True)
+    print(f"machine: {os.cpu_count()} CPUs, load average {load_averages()} at the start", flush=True)
     started = time.monotonic()
-    try:
+    with kept_on_failure(root):
         big, live = run_big(args, root, overrides, today)
         pairs = run_qido(args, root, overrides, today)
-    except BaseException:
-        print(f"failed: data and Orthanc logs kept in {root}", file=sys.stderr)
-        raise
-    summary(big, live, pairs)
-    print(f"bench took {time.monotonic() - started:.0f} s; load average {load_average()} at the end")
-    shutil.rmtree(root)
+        summary(big, live, pairs)
+        print(f"bench took {time.monotonic() - started:.0f} s; load average {load_averages()} at the end")
     return 0
 
 
