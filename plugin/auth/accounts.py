@@ -19,7 +19,7 @@ from pathlib import Path
 from peewee import IntegrityError
 
 from plugin import db
-from plugin.db import utcnow  # noqa: F401  (re-exported: modules import it from here)
+from plugin.db import utcnow
 from plugin.auth.models import ROLES, LoginFailure, Session, User
 from plugin.auth.passwords import PasswordRejected, check_policy
 from plugin.auth.tokens import TokenError

@@ -12,7 +12,8 @@ import threading
 import time
 
 from plugin import db
-from plugin.auth.accounts import AccountError, Principal, utcnow
+from plugin.auth.accounts import AccountError, Principal
+from plugin.db import utcnow
 from plugin.auth.models import ROLES, ApiKey, User
 
 PREFIX = "pacs_"

@@ -23,8 +23,7 @@ from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
 from pynetdicom.sop_class import ModalityPerformedProcedureStep, Verification
 
 from plugin import db
-from plugin.auth.accounts import utcnow
-from plugin.db import database
+from plugin.db import database, utcnow
 from plugin.dicomservices.models import Order, PerformedStep
 
 LOGGER = logging.getLogger(__name__)

@@ -14,8 +14,7 @@ import secrets
 
 from peewee import IntegrityError
 
-from plugin.auth.accounts import utcnow
-from plugin.db import database
+from plugin.db import database, utcnow
 from plugin.dicomnames import pn_key, search_text
 from plugin.dicomservices import orderfields
 from plugin.dicomservices.models import OPEN_STATUSES, ORDER_STATUSES, Order, PerformedStep

@@ -16,7 +16,7 @@ import threading
 from pydicom.uid import generate_uid
 
 from plugin import db
-from plugin.auth.accounts import utcnow
+from plugin.db import utcnow
 from plugin.models import Study
 from plugin.reports.dicom import encapsulated_pdf
 from plugin.reports.models import ReportAddendum, ReportDicom

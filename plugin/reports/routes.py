@@ -4,7 +4,7 @@ import json
 
 from plugin.http import HttpError, Response
 from plugin.reports.models import ReportTemplate
-from plugin.auth.accounts import utcnow
+from plugin.db import utcnow
 
 NO_STORE = {"Cache-Control": "no-store"}
 

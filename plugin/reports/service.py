@@ -12,7 +12,7 @@ import logging
 
 from peewee import IntegrityError
 
-from plugin.auth.accounts import utcnow
+from plugin.db import utcnow
 from plugin.auth.models import User
 from plugin.http import HttpError
 from plugin.models import Study

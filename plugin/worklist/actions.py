@@ -8,7 +8,7 @@ claim lapses after ``claim_minutes`` unless renewed (claiming again renews).
 import datetime
 import logging
 
-from plugin.auth.accounts import utcnow
+from plugin.db import utcnow
 from plugin.auth.models import User
 from plugin.http import HttpError
 from plugin.models import PRIORITIES, Study

@@ -10,7 +10,7 @@ scripts only act (claim, release...) and draw the chart.
 import datetime
 from urllib.parse import urlencode
 
-from plugin.auth.accounts import utcnow
+from plugin.db import utcnow
 from plugin.auth.models import User
 from plugin.auth.pages import page
 from plugin.auth.permissions import permissions_of

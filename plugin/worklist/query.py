@@ -7,11 +7,10 @@ from dataclasses import dataclass, field
 
 from peewee import SQL, Value
 
-from plugin.auth.accounts import utcnow
 from plugin.auth.models import StudyShare, User
 from plugin.dicomnames import age_at, pn_key, search_text
 from plugin.http import HttpError
-from plugin.db import is_pooled
+from plugin.db import is_pooled, utcnow
 from plugin.models import PRIORITIES, STATUSES, Study, StudyTerm
 
 MAX_PAGE_SIZE = 200

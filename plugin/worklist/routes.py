@@ -9,7 +9,7 @@ from plugin.auth.models import User
 from plugin.dicomnames import pn_key
 from plugin.http import HttpError, Response
 from plugin.models import Series, Study
-from plugin.auth.accounts import utcnow
+from plugin.db import utcnow
 from plugin.worklist import dashboard
 from plugin.worklist import query as worklist_query
 
