@@ -4,7 +4,7 @@ and then hands every request, filter check and change event to the `App`."""
 import logging
 import threading
 import time
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from pydicom.uid import generate_uid
 
@@ -79,7 +79,7 @@ class App:
         self.mpps = MppsServer(PerformedSteps(), settings.mpps_aet, settings.mpps_port, settings.mpps_bind)
 
     def start(self):
-        """Work that needs Orthanc up: the ingest worker and the audit writer."""
+        """Background work that needs Orthanc up: workers, listeners, the viewer's warm-up."""
         self.audit.start()
         self.ingest.start()
         threading.Thread(target=self.viewer_assets.warm, name="pacs-viewer-warm", daemon=True).start()
@@ -124,8 +124,10 @@ class App:
     def refusal(request, decision):
         wants_page = request.method == "GET" and not request.path.startswith("/pacs/api/") \
             and "text/html" in request.headers.get("accept", "")
-        if decision.status == 401 and wants_page:
-            return Response.redirect("/pacs/login?next=" + quote(request.path))
+        if decision.status == 401 and wants_page:  # back to the same view, filters included
+            path = request.path if request.path != "/pacs" else "/pacs/"  # Orthanc drops the slash
+            wanted = path + ("?" + urlencode(request.query) if request.query else "")
+            return Response.redirect("/pacs/login?next=" + quote(wanted, safe=""))
         if wants_page:
             return error_page(decision.status, decision.reason, request)
         headers = {"WWW-Authenticate": 'Bearer realm="pacs"'} if decision.status == 401 else {}

@@ -244,3 +244,10 @@ def test_dashboard_figures(server):
     assert figures["turnaround"] == []  # nothing final yet (reports fill final_at)
     assert as_user(server, "drwho").get(server.url("/pacs/api/dashboard")).status_code == 403
     server.post(f"/pacs/api/studies/{uid}/release").raise_for_status()
+
+
+def test_login_redirect_keeps_the_filtered_view(server):
+    answer = requests.get(server.url("/pacs/"), params={"status": "arrived", "modality": "CT"},
+                          headers={"Accept": "text/html"}, allow_redirects=False, timeout=30)
+    assert answer.status_code == 303
+    assert answer.headers["Location"] == "/pacs/login?next=%2Fpacs%2F%3Fstatus%3Darrived%26modality%3DCT"
