@@ -11,7 +11,6 @@ import datetime
 import logging
 import os
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from plugin import db
 from plugin.db import utcnow
 from plugin.auth.models import ROLES, LoginFailure, Session, User
 from plugin.auth.passwords import PasswordRejected, check_policy
+from plugin.auth.refreshing import Refreshing
 from plugin.auth.tokens import TokenError
 
 LOGGER = logging.getLogger(__name__)
@@ -72,9 +72,7 @@ class Accounts:
         self._session_length = datetime.timedelta(hours=session_hours)
         self._idle = datetime.timedelta(hours=idle_hours)
         self._lockout = lockout
-        self._revoked = frozenset()
-        self._revoked_at = 0.0
-        self._revoked_lock = threading.Lock()
+        self._revoked = Refreshing(_revoked_sessions, REVOCATION_TTL)
 
     # --- users --------------------------------------------------------------
 
@@ -240,29 +238,17 @@ class Accounts:
     def revoke_session(self, session_id):
         Session.update(revoked_at=utcnow()).where(Session.id == session_id,
                                                   Session.revoked_at.is_null()).execute()
-        with self._revoked_lock:
-            self._revoked = self._revoked | {session_id}
+        self._revoked.invalidate()
+        self._revoked.update(lambda revoked: (revoked or frozenset()) | {session_id})  # at once, here
 
     def revoke_user_sessions(self, user_id):
         Session.update(revoked_at=utcnow()).where(Session.user == user_id,
                                                   Session.revoked_at.is_null()).execute()
-        self._revoked_at = 0.0  # reload at the next check
+        self._revoked.invalidate()
 
     def is_revoked(self, session_id):
         """Whether a session was ended; O(1) except one reload every REVOCATION_TTL s."""
-        if time.monotonic() - self._revoked_at > REVOCATION_TTL:
-            self._reload_revoked()
-        return session_id in self._revoked
-
-    def _reload_revoked(self):
-        with self._revoked_lock:
-            if time.monotonic() - self._revoked_at <= REVOCATION_TTL:
-                return
-            with db.connection_scope():
-                rows = Session.select(Session.id).where(Session.revoked_at.is_null(False),
-                                                        Session.expires_at > utcnow())
-                self._revoked = frozenset(row.id for row in rows)
-            self._revoked_at = time.monotonic()
+        return session_id in self._revoked.get()
 
     def principal_from_token(self, token, via):
         """(Principal, expiry as a Unix time) of a valid, unrevoked token; TokenError otherwise."""
@@ -300,6 +286,13 @@ class Accounts:
     def _record(self, actor, action, outcome="success", details=None):
         self._audit.record(action, username=actor.username if actor else "system",
                            role=actor.role if actor else "", outcome=outcome, details=details)
+
+
+def _revoked_sessions():
+    """IDs of the ended sessions that could still carry a valid token."""
+    with db.connection_scope():
+        rows = Session.select(Session.id).where(Session.revoked_at.is_null(False), Session.expires_at > utcnow())
+        return frozenset(row.id for row in rows)
 
 
 def check_policy_or_400(password, username):

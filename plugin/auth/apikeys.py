@@ -8,13 +8,13 @@ map reloaded every few seconds: no bcrypt and no database access per request.
 import datetime
 import hashlib
 import secrets
-import threading
 import time
 
 from plugin import db
 from plugin.auth.accounts import AccountError, Principal
 from plugin.db import utcnow
 from plugin.auth.models import ROLES, ApiKey, User
+from plugin.auth.refreshing import Refreshing
 
 PREFIX = "pacs_"
 CACHE_TTL = 5.0
@@ -33,9 +33,7 @@ class ApiKeys:
     def __init__(self, audit, permissions_of):
         self._audit = audit
         self._permissions_of = permissions_of
-        self._cache = {}
-        self._loaded_at = 0.0
-        self._lock = threading.Lock()
+        self._keys = Refreshing(self._load, CACHE_TTL)
 
     def create(self, name, user_id, role, expires_days, actor):
         """(the key itself, shown once; the ApiKey row)."""
@@ -58,7 +56,7 @@ class ApiKeys:
         row = ApiKey.create(name=name.strip(), user=user, role=role, prefix=key[:12],
                             key_hash=key_hash(key), created_by=actor.username,
                             created_at=utcnow(), expires_at=expires_at)
-        self._loaded_at = 0.0
+        self._keys.invalidate()
         self._audit.record("apikey_created", username=actor.username, role=actor.role,
                            details={"key_id": row.id, "name": row.name, "for": user.username, "role": role})
         return key, row
@@ -69,7 +67,7 @@ class ApiKeys:
             raise AccountError(404, f"no API key with id {key_id}")
         if row.revoked_at is None:
             ApiKey.update(revoked_at=utcnow()).where(ApiKey.id == key_id).execute()
-            self._loaded_at = 0.0
+            self._keys.invalidate()
             self._audit.record("apikey_revoked", username=actor.username, role=actor.role,
                                details={"key_id": row.id, "name": row.name})
         return ApiKey.get_by_id(key_id)
@@ -79,9 +77,7 @@ class ApiKeys:
 
     def principal(self, key, username=None):
         """The Principal for a valid key (and matching user name, for HTTP Basic), else None."""
-        if time.monotonic() - self._loaded_at > CACHE_TTL:
-            self._reload()
-        entry = self._cache.get(key_hash(key))
+        entry = self._keys.get().get(key_hash(key))
         if entry is None:
             return None
         user_id, owner, role, expires = entry
@@ -91,19 +87,16 @@ class ApiKeys:
             return None
         return Principal(user_id, owner, role, via="apikey")
 
-    def _reload(self):
-        with self._lock:
-            if time.monotonic() - self._loaded_at <= CACHE_TTL:
-                return
-            with db.connection_scope():
-                rows = (ApiKey.select(ApiKey.key_hash, ApiKey.role, ApiKey.expires_at, User.id, User.username,
-                                      User.role)
-                        .join(User)
-                        .where(ApiKey.revoked_at.is_null(), User.disabled == False))  # noqa: E712
-                # A key never has more rights than its user has now (a demoted user's keys stop).
-                self._cache = {
-                    row.key_hash: (row.user.id, row.user.username, row.role,
-                                   row.expires_at.replace(tzinfo=datetime.timezone.utc).timestamp()
-                                   if row.expires_at else None)
-                    for row in rows if self._permissions_of(row.role) <= self._permissions_of(row.user.role)}
-            self._loaded_at = time.monotonic()
+    def _load(self):
+        """{key hash: (user id, username, role, expiry)} of every usable key."""
+        with db.connection_scope():
+            rows = (ApiKey.select(ApiKey.key_hash, ApiKey.role, ApiKey.expires_at, User.id, User.username,
+                                  User.role)
+                    .join(User)
+                    .where(ApiKey.revoked_at.is_null(), User.disabled == False))  # noqa: E712
+            # A key never has more rights than its user has now (a demoted user's keys stop).
+            return {
+                row.key_hash: (row.user.id, row.user.username, row.role,
+                               row.expires_at.replace(tzinfo=datetime.timezone.utc).timestamp()
+                               if row.expires_at else None)
+                for row in rows if self._permissions_of(row.role) <= self._permissions_of(row.user.role)}

@@ -22,19 +22,20 @@ class ReferrerScope:
         self._lock = threading.Lock()
 
     def studies(self, user_id):
+        """The user's study UIDs. Never waits on a reload in flight (the filter
+        asks per frame): the old set serves until the one reload is done."""
         entry = self._cache.get(user_id)
-        if entry is None or self._clock() - entry[0] > self._ttl:
-            entry = (self._clock(), self._load(user_id))
-            with self._lock:
-                self._cache[user_id] = entry
-        return entry[1]
-
-    def invalidate(self, user_id=None):
-        with self._lock:
-            if user_id is None:
-                self._cache.clear()
-            else:
-                self._cache.pop(user_id, None)
+        if entry is not None and self._clock() - entry[0] <= self._ttl:
+            return entry[1]
+        if not self._lock.acquire(blocking=entry is None):
+            return entry[1]
+        try:
+            entry = self._cache.get(user_id)
+            if entry is None or self._clock() - entry[0] > self._ttl:
+                entry = self._cache[user_id] = (self._clock(), self._load(user_id))
+            return entry[1]
+        finally:
+            self._lock.release()
 
     @staticmethod
     def _load(user_id):
