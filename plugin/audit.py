@@ -427,7 +427,15 @@ def _filtered(username, action, study_uid, outcome, date_from, date_to):
 
 
 def _bound(value, end=False):
-    """A date filter as naive UTC; as an end, the first instant after it."""
+    """A date filter as naive UTC; as an end, the first instant after it.
+    ValueError for anything else, out-of-range dates (9999-12-31 as an end) included."""
+    try:
+        return _bound_or_overflow(value, end)
+    except OverflowError:
+        raise ValueError(f"date out of range: {value!r}") from None
+
+
+def _bound_or_overflow(value, end):
     if isinstance(value, str):
         text = value.strip()
         try:

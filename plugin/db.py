@@ -53,6 +53,11 @@ def utcnow():
     return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
 
 
+def iso_utc(value):
+    """A stored (naive UTC) time as the API shows it: ISO 8601 with a Z; None stays None."""
+    return value.isoformat(timespec="seconds") + "Z" if value else None
+
+
 def redact(url):
     """The URL without its password, for logs."""
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)

@@ -37,6 +37,57 @@ def json_nesting_ok(text, limit=MAX_JSON_DEPTH):
     return max(itertools.accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0) <= limit
 
 
+NUL_MESSAGE = "text must not contain NUL characters or invalid Unicode"
+DB_INT = 2 ** 63  # the database's integers: larger numbers overflow the driver
+
+
+def path_id(value):
+    """A database id from a URL segment, or None when it cannot name a row (then: 404)."""
+    text = str(value)
+    number = int(text) if text.isascii() and text.isdigit() else 0
+    return number if 0 < number < DB_INT else None
+
+
+def int_param(value, name, minimum=-DB_INT, maximum=DB_INT - 1):
+    """A whole number (an int, or ASCII digits) within bounds, else a 400 that names it.
+
+    str.isdigit() is no guard: "²" passes it and int() then fails, and
+    numbers past 2**63 overflow the database.
+    """
+    text = str(value).strip() if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
+    if not (text.isascii() and text.lstrip("-").isdigit()):
+        raise HttpError(400, f"{name} must be a whole number")
+    number = int(text)
+    if number < minimum:
+        raise HttpError(400, f"{name} must be at least {minimum}")
+    if number > maximum:
+        raise HttpError(400, f"{name} must be at most {maximum}")
+    return number
+
+
+def unstorable_text(value):
+    """Whether a decoded query, form or JSON value holds text no database can
+    store: NUL (PostgreSQL's driver raises) or a lone surrogate. Refused at the
+    door, once, for every route, rather than a 500 deep in some query.
+    """
+    if isinstance(value, str):
+        return "\x00" in value or not _encodes(value)
+    if isinstance(value, dict):
+        return any(unstorable_text(k) or unstorable_text(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(unstorable_text(item) for item in value)
+    return False
+
+
+def _encodes(text):
+    """Lone surrogates (a JSON "\\udc80") cannot be stored either."""
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
 def decode_query(raw_query):
     """Orthanc 1.10.1 hands query-string values to plugins still %-encoded."""
     return {unquote_plus(k): unquote_plus(v) for k, v in (raw_query or {}).items()}
@@ -76,7 +127,10 @@ class Request:
             text = self.body.decode("utf-8")
         except UnicodeDecodeError:
             raise HttpError(400, "form data is not valid UTF-8") from None
-        return dict(parse_qsl(text, keep_blank_values=True))
+        form = dict(parse_qsl(text, keep_blank_values=True))
+        if unstorable_text(form):
+            raise HttpError(400, NUL_MESSAGE)
+        return form
 
     def json(self):
         """The body as a JSON object, or a 400 that says what is wrong."""
@@ -94,6 +148,8 @@ class Request:
             raise HttpError(400, "request body is not valid JSON") from None
         if not isinstance(data, dict):
             raise HttpError(400, "request body must be a JSON object")
+        if unstorable_text(data):
+            raise HttpError(400, NUL_MESSAGE)
         return data
 
 
@@ -140,6 +196,8 @@ class Router:
         """Run the matching handler; every failure becomes a JSON error."""
         try:
             handler, params = self._match(request)
+            if unstorable_text(request.query):
+                raise HttpError(400, NUL_MESSAGE)
             return handler(request, **params)
         except HttpError as error:
             return Response.error(error.status, error.message, error.headers)

@@ -10,7 +10,7 @@ from plugin.auth.accounts import AccountError
 from plugin.auth.models import ROLES
 from plugin.auth.routes import audit_filters, is_https, session_cookie
 from plugin.auth.guard import cookie
-from plugin.http import HttpError, Response
+from plugin.http import HttpError, Response, int_param
 from plugin.webui import error_page, gettext as _, render
 
 LOGIN_CSRF_COOKIE = "pacs_login_csrf"
@@ -188,7 +188,7 @@ def register(router, accounts, apikeys, audit, settings):
         days = form.get("expires_in_days", "").strip()
         try:
             key, row = apikeys.create(form.get("name", ""), _user_id(form.get("user_id")),
-                                      form.get("role") or None, int(days) if days.isdigit() else days or None,
+                                      form.get("role") or None, int_param(days, "expires in days") if days else None,
                                       request.principal)
         except AccountError as error:
             return keys_page(request, error.status, error.message)
@@ -237,7 +237,4 @@ def _detail_text(details):
 
 
 def _user_id(value):
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise HttpError(400, "not a valid id") from None
+    return int_param(value, "id", minimum=1)

@@ -5,7 +5,7 @@ import logging
 
 from plugin.auth.accounts import AccountError
 from plugin.auth.guard import SESSION_COOKIE, cookie
-from plugin.http import HttpError, Response
+from plugin.http import HttpError, Response, int_param
 
 LOGGER = logging.getLogger(__name__)
 
@@ -49,17 +49,6 @@ def account_errors(handler):
             raise HttpError(400, str(error)) from None
     wrapped.__name__ = handler.__name__
     return wrapped
-
-
-def int_param(value, name):
-    """A whole number that fits the database's 64-bit integers, else a 400."""
-    try:
-        number = int(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else None
-    except ValueError:
-        number = None
-    if number is None or not -2 ** 63 <= number < 2 ** 63:
-        raise HttpError(400, f"{name} must be a whole number")
-    return number
 
 
 def register(router, accounts, apikeys, audit, settings, clock):

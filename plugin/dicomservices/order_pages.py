@@ -7,7 +7,7 @@ from plugin.auth.permissions import permissions_of
 from plugin.dicomservices.models import OPEN_STATUSES, ORDER_STATUSES
 from plugin.dicomservices.orderfields import SEXES
 from plugin.dicomservices.orders import CANCELLABLE, EDITABLE, describe
-from plugin.http import HttpError, Response
+from plugin.http import HttpError, Response, int_param
 from plugin.models import PRIORITIES
 from plugin.webui import render
 
@@ -40,7 +40,7 @@ def register(router, orders, accounts):
             rows, total, error = [], 0, bad_filter.message
         return render("orders.html", request, status, **context(
             request, orders=[describe(row) for row in rows], total=total, filters=filters,
-            page=int(query["page"]) if query["page"].isdigit() else 1, page_size=PAGE_SIZE,
+            page=int_param(query["page"], "page", minimum=1) if query["page"] else 1, page_size=PAGE_SIZE,
             form=form or {"priority": "routine"}, error=error))
 
     def order_page(request, order, status=200, error=None, form=None):

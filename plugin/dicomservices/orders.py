@@ -14,11 +14,11 @@ import secrets
 
 from peewee import IntegrityError
 
-from plugin.db import database, utcnow
+from plugin.db import database, iso_utc, utcnow
 from plugin.dicomnames import pn_key, search_text
 from plugin.dicomservices import orderfields
 from plugin.dicomservices.models import OPEN_STATUSES, ORDER_STATUSES, Order, PerformedStep
-from plugin.http import HttpError
+from plugin.http import HttpError, int_param, path_id
 from plugin.models import Patient, Study
 from plugin.studyindex import save_search_terms
 
@@ -27,6 +27,7 @@ LOGGER = logging.getLogger(__name__)
 EDITABLE = ("scheduled",)
 CANCELLABLE = ("scheduled", "in_progress", "discontinued")
 MAX_PAGE_SIZE = 200
+MAX_PAGE = 1_000_000  # OFFSET = page x page size must stay a database integer
 ACCESSION_ATTEMPTS = 8
 PATIENT_FIELDS = ("patient_name", "patient_birth_date", "patient_sex")
 
@@ -40,7 +41,8 @@ class Orders:
     # --- reading -------------------------------------------------------------
 
     def get(self, order_id):
-        order = Order.get_or_none(Order.id == order_id) if str(order_id).isdigit() else None
+        number = path_id(order_id)
+        order = Order.get_or_none(Order.id == number) if number else None
         if order is None:
             raise HttpError(404, f"no order {order_id}")
         return order
@@ -265,9 +267,7 @@ def _dicom_date(value, name):
 def _whole(value, name, default):
     if value in (None, ""):
         return default
-    if not str(value).isdigit() or int(value) < 1:
-        raise HttpError(400, f"{name} must be a whole number from 1")
-    return int(value)
+    return int_param(value, name, minimum=1, maximum=MAX_PAGE)
 
 
 def describe(order):
@@ -303,9 +303,9 @@ def describe(order):
         "study": _linked_study(order),
         "performed_steps": [describe_step(step) for step in steps],
         "created_by": order.created_by,
-        "created_at": _iso(order.created_at),
-        "updated_at": _iso(order.updated_at),
-        "arrived_at": _iso(order.arrived_at),
+        "created_at": iso_utc(order.created_at),
+        "updated_at": iso_utc(order.updated_at),
+        "arrived_at": iso_utc(order.arrived_at),
     }
 
 
@@ -327,7 +327,4 @@ def _iso_moment(dicom_date, dicom_time):
     time = (dicom_time or "").split(".")[0].ljust(6, "0")
     return f"{dicom_date[:4]}-{dicom_date[4:6]}-{dicom_date[6:8]}T{time[:2]}:{time[2:4]}:{time[4:6]}"
 
-
-def _iso(moment):
-    return moment.isoformat(timespec="seconds") + "Z" if moment else None
 

@@ -34,7 +34,7 @@ def register(router, nodes, accounts):
         form = checked_form(request)
         port = form.get("port", "")
         body = {"aet": form.get("aet", "").strip(), "host": form.get("host", "").strip(),
-                "port": int(port) if port.isdigit() else port,
+                "port": int(port) if port.isascii() and port.isdigit() else port,
                 **{field: form.get(field) == "1" for field in
                    ("allow_echo", "allow_find", "allow_move", "allow_get", "allow_store", "allow_find_worklist")}}
         return change(request, lambda: nodes.save(form.get("name", "").strip(), body, request.principal),

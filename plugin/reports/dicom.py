@@ -2,7 +2,6 @@
 of the study (modality DOC), so Query/Retrieve, DICOMweb and any viewer or
 PACS that later receives the study carry the report with the images."""
 
-import datetime
 import io
 
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -32,10 +31,9 @@ def encapsulated_pdf(pdf, study, sop_uid, series_uid, series_number, title, sign
     ds.Manufacturer = "PACS"
     ds.ConversionType = "WSD"
     ds.InstanceNumber = 1
-    stamp = signed_at or datetime.datetime.now(datetime.timezone.utc)
-    ds.ContentDate = stamp.strftime("%Y%m%d")
-    ds.ContentTime = stamp.strftime("%H%M%S")
-    ds.AcquisitionDateTime = stamp.strftime("%Y%m%d%H%M%S")
+    ds.ContentDate = signed_at.strftime("%Y%m%d")
+    ds.ContentTime = signed_at.strftime("%H%M%S")
+    ds.AcquisitionDateTime = signed_at.strftime("%Y%m%d%H%M%S")
     ds.BurnedInAnnotation = "YES"
     ds.DocumentTitle = title
     ds.ConceptNameCodeSequence = Sequence([_code("18748-4", "LN", "Diagnostic imaging report")])

@@ -1,10 +1,13 @@
 """JSON API of reports (SPEC.md) and report templates."""
 
+import contextlib
 import json
 
-from plugin.http import HttpError, Response
+from peewee import IntegrityError
+
+from plugin.db import database, utcnow
+from plugin.http import HttpError, Response, path_id
 from plugin.reports.models import ReportTemplate
-from plugin.db import utcnow
 
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -42,21 +45,32 @@ def register(router, reports):
     def create_template(request):
         fields = _template_fields(request.json(), required=True)
         now = utcnow()
-        if ReportTemplate.select().where(ReportTemplate.name == fields["name"]).exists():
-            raise HttpError(409, f"a template named {fields['name']!r} exists")
-        row = ReportTemplate.create(created_at=now, updated_at=now, **fields)
+        with _unique_name(fields):
+            row = ReportTemplate.create(created_at=now, updated_at=now, **fields)
         return Response.json(row.public(), status=201)
 
     @router.route("PUT", "/pacs/api/report-templates/{template_id}")
     def update_template(request, template_id):
         row = _template(template_id)
         fields = _template_fields(request.json(), required=False)
-        ReportTemplate.update(updated_at=utcnow(), **fields).where(ReportTemplate.id == row.id).execute()
+        with _unique_name(fields):
+            ReportTemplate.update(updated_at=utcnow(), **fields).where(ReportTemplate.id == row.id).execute()
         return Response.json(ReportTemplate.get_by_id(row.id).public())
 
 
+@contextlib.contextmanager
+def _unique_name(fields):
+    """A template name taken by another template is a 409, not a database error."""
+    try:
+        with database.atomic():
+            yield
+    except IntegrityError:
+        raise HttpError(409, f"a template named {fields.get('name')!r} exists") from None
+
+
 def _template(template_id):
-    row = ReportTemplate.get_or_none(ReportTemplate.id == int(template_id)) if template_id.isdigit() else None
+    number = path_id(template_id)
+    row = ReportTemplate.get_or_none(ReportTemplate.id == number) if number else None
     if row is None:
         raise HttpError(404, f"no template {template_id}")
     return row
@@ -79,7 +93,7 @@ def _template_fields(data, required):
         if not isinstance(data["disabled"], bool):
             raise HttpError(400, "disabled must be true or false")
         fields["disabled"] = data["disabled"]
-    if required and not fields.get("name"):
+    if (required or "name" in fields) and not fields.get("name"):
         raise HttpError(400, "a template needs a name")
     if required:
         fields.setdefault("sections", "{}")

@@ -12,7 +12,7 @@ import logging
 
 from peewee import IntegrityError
 
-from plugin.db import utcnow
+from plugin.db import iso_utc, utcnow
 from plugin.auth.models import User
 from plugin.http import HttpError
 from plugin.models import Study
@@ -25,6 +25,7 @@ LOGGER = logging.getLogger(__name__)
 MAX_SECTION = 20_000
 COALESCE = datetime.timedelta(seconds=60)  # autosaves by one author within this are one history entry
 SIGNED = ("final", "amended")
+MAX_ID = 2 ** 63  # a database integer: larger numbers overflow the driver
 WRITERS = ("radiologist", "admin")
 
 
@@ -43,6 +44,10 @@ class Reports:
         if report is None:
             return self._blank(uid)
         self._record(principal, "report_viewed", uid)
+        return self._answer(report, principal)
+
+    def _answer(self, report, principal):
+        """The report as the API gives it (view, DICOM copies, history for writers)."""
         answer = self.view(report)
         answer["dicom_copies"] = self.copies.states(report.id)
         if principal.role in WRITERS:
@@ -71,17 +76,17 @@ class Reports:
             "study_instance_uid": report.study_instance_uid, "status": report.status,
             "version": report.version, "template_id": report.template_id,
             "sections": report.sections(), "author_name": report.author_name,
-            "created_at": _iso(report.created_at), "updated_at": _iso(report.updated_at),
-            "signer_name": report.signer_name, "signed_at": _iso(report.signed_at),
+            "created_at": iso_utc(report.created_at), "updated_at": iso_utc(report.updated_at),
+            "signer_name": report.signer_name, "signed_at": iso_utc(report.signed_at),
             "study": json.loads(report.study_snapshot),
             "study_deleted": report.study_deleted_at is not None,
             "addenda": [{"id": a.id, "text": a.text, "author_name": a.author_name,
-                         "signed_at": _iso(a.signed_at)} for a in addenda.order_by(ReportAddendum.id)],
+                         "signed_at": iso_utc(a.signed_at)} for a in addenda.order_by(ReportAddendum.id)],
         }
 
     def history(self, report):
         events = ReportEvent.select().where(ReportEvent.report_id == report.id).order_by(ReportEvent.id)
-        return [{"version": e.version, "kind": e.kind, "username": e.username, "at": _iso(e.at),
+        return [{"version": e.version, "kind": e.kind, "username": e.username, "at": iso_utc(e.at),
                  "sections": json.loads(e.data)} for e in events]
 
     # --- writing -----------------------------------------------------------------
@@ -133,7 +138,7 @@ class Reports:
         self._history(report, "finalized", principal, now)
         self._record(principal, "report_finalized", uid, {"version": report.version})
         self.copies.add(report.id)
-        return self.get(uid, principal)
+        return self._answer(Report.get_by_id(report.id), principal)
 
     def add_addendum(self, uid, data, principal):
         text = data.get("text")
@@ -154,7 +159,7 @@ class Reports:
         self._history(report, "addendum", principal, now, {"addendum": text.strip()})
         self._record(principal, "report_addended", uid, {"addendum_id": addendum.id})
         self.copies.add(report.id, addendum.id)
-        return self.get(uid, principal)
+        return self._answer(Report.get_by_id(report.id), principal)
 
     def study_removed(self, uid):
         """The study left the archive: keep its report, flagged, and say so."""
@@ -255,7 +260,7 @@ def _sections(data):
 
 def _version(data):
     version = data.get("version", 0)
-    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+    if not isinstance(version, int) or isinstance(version, bool) or not 0 <= version < MAX_ID:
         raise HttpError(400, "version must be the report version you loaded (0 for a new report)")
     return version
 
@@ -264,7 +269,7 @@ def _template_id(data):
     value = data.get("template_id")
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or \
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < MAX_ID or \
             not ReportTemplate.select().where(ReportTemplate.id == value).exists():
         raise HttpError(400, "template_id names no template")
     return value
@@ -276,6 +281,3 @@ def _stale(current):
     return (f"the report changed since you loaded it (it is now version {current.version}, "
             f"saved by {current.author_name}); reload to see the changes")
 
-
-def _iso(value):
-    return value.isoformat(timespec="seconds") + "Z" if value else None

@@ -9,11 +9,12 @@ from peewee import SQL, Value
 
 from plugin.auth.models import StudyShare, User
 from plugin.dicomnames import age_at, pn_key, search_text
-from plugin.http import HttpError
-from plugin.db import is_pooled, utcnow
+from plugin.http import DB_INT, HttpError, int_param
+from plugin.db import is_pooled, iso_utc, utcnow
 from plugin.models import PRIORITIES, STATUSES, Study, StudyTerm
 
 MAX_PAGE_SIZE = 200
+MAX_PAGE = 1_000_000  # OFFSET = page x page size must stay a database integer
 DEFAULT_PAGE_SIZE = 50
 MAX_QUERY = 64
 DATE_PRESETS = {"today": (0, 0), "yesterday": (1, 1), "7d": (6, 0), "30d": (29, 0)}
@@ -64,7 +65,7 @@ def parse_filters(query, today):
         referring=_text(query.get("referring"), "referring"),
         q=_text(query.get("q"), "q"),
         sort=_sort(query.get("sort") or DEFAULT_SORT),
-        page=_whole(query.get("page"), "page", 1, minimum=1),
+        page=_whole(query.get("page"), "page", 1, minimum=1, maximum=MAX_PAGE),
         page_size=min(MAX_PAGE_SIZE, _whole(query.get("page_size"), "page_size", DEFAULT_PAGE_SIZE, minimum=1)),
     )
     filters.date_from, filters.date_to = _dates(query, today)
@@ -113,10 +114,10 @@ def item(study, users, now):
         "priority": study.priority,
         "assignee": users.get(study.assignee_id),
         "claimed_by": users.get(study.claimed_by_id) if claimed else None,
-        "claim_expires_at": _iso(study.claim_expires_at) if claimed else None,
-        "arrived_at": _iso(study.arrived_at),
-        "final_at": _iso(study.final_at),
-        "updated_at": _iso(study.updated_at),
+        "claim_expires_at": iso_utc(study.claim_expires_at) if claimed else None,
+        "arrived_at": iso_utc(study.arrived_at),
+        "final_at": iso_utc(study.final_at),
+        "updated_at": iso_utc(study.updated_at),
     }
 
 
@@ -198,16 +199,8 @@ def _text(raw, name):
     return value
 
 
-def _whole(raw, name, default, minimum):
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise HttpError(400, f"{name} must be a whole number") from None
-    if value < minimum:
-        raise HttpError(400, f"{name} must be at least {minimum}")
-    return value
+def _whole(raw, name, default, minimum, maximum=DB_INT - 1):
+    return default if raw in (None, "") else int_param(raw, name, minimum, maximum)
 
 
 def _sort(raw):
@@ -243,6 +236,3 @@ def _date(raw, name):
     except ValueError:
         raise HttpError(400, f"{name} must be a date as YYYY-MM-DD") from None
 
-
-def _iso(value):
-    return value.isoformat(timespec="seconds") + "Z" if value else None
