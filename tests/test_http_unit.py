@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from plugin.http import HttpError, Request, Response, Router
 
 
@@ -76,3 +78,23 @@ def test_error_bodies_are_ascii():
 def test_http_error_carries_headers():
     error = HttpError(401, "login required", {"WWW-Authenticate": "Bearer"})
     assert error.headers == {"WWW-Authenticate": "Bearer"}
+
+
+def test_whole_numbers_are_bounded_and_ascii():
+    from plugin.http import int_param, path_id
+    assert int_param("42", "page", minimum=1) == 42 and int_param(7, "n") == 7
+    for bad, message in [("²", "must be a whole number"), ("1e3", "must be a whole number"), (True, "whole number"),
+                         ("0", "at least 1"), (str(10 ** 20), "at most")]:
+        with pytest.raises(HttpError, match=message):
+            int_param(bad, "page", minimum=1)
+    assert path_id("12") == 12
+    assert path_id("abc") is path_id("²") is path_id("0") is path_id(str(2 ** 63)) is None
+
+
+def test_text_no_database_can_store_is_refused_at_the_door():
+    router = make_router()
+    for raw in [b'{"a": "x\\u0000y"}', b'{"a": ["\\udc80"]}', b'{"\\u0000": 1}']:
+        response = router.dispatch(Request("POST", "/pacs/api/echo", body=raw))
+        assert response.status == 400 and "NUL" in body(response)["error"]
+    response = router.dispatch(Request("GET", "/pacs/api/studies/1.2", {"q": "a\x00b"}))
+    assert response.status == 400

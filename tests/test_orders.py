@@ -105,6 +105,8 @@ def test_duplicate_accession_or_study_uid_is_a_conflict(server):
     ({"modality": None}, "modality"),
     ({"scheduled_at": "2026-11-23"}, "scheduled_at"),
     ({"scheduled_at": "tomorrow morning"}, "scheduled_at"),
+    ({"scheduled_at": "0005-01-01T08:00"}, "scheduled_at"),
+    ({"scheduled_at": "0001-01-01T00:00+14:00"}, "scheduled_at"),
     ({"scheduled_at": 20261123}, "scheduled_at"),
     ({"patient_birth_date": "06/05/1980"}, "patient_birth_date"),
     ({"patient_birth_date": "2999-01-01"}, "patient_birth_date"),

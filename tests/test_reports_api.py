@@ -177,3 +177,23 @@ def test_templates_are_managed_by_admins(server):
     assert server.post("/pacs/api/report-templates", json=body).status_code == 409
     assert server.put(f"/pacs/api/report-templates/{created.json()['id']}", json={"disabled": True}).status_code == 200
     assert "CT sinus" not in [t["name"] for t in rad1.get(server.url("/pacs/api/report-templates")).json()["items"]]
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"version": 10 ** 20, "findings": "x"}, "version must be"),
+    ({"version": 0, "template_id": 10 ** 20}, "template_id names no template"),
+    ({"version": 0, "findings": "bad\u0000byte"}, "NUL"),
+])
+def test_numbers_and_text_the_database_cannot_take_are_400s(server, body, message):
+    answer = user(server, "rad1").put(report_url(server, "chest"), json=body)
+    assert answer.status_code == 400 and message in answer.json()["error"]
+
+
+def test_template_rename_to_a_taken_or_blank_name(server):
+    first = server.post("/pacs/api/report-templates", json={"name": "Rename one"}).json()
+    server.post("/pacs/api/report-templates", json={"name": "Rename two"}).raise_for_status()
+    assert server.put(f"/pacs/api/report-templates/{first['id']}", json={"name": "Rename two"}).status_code == 409
+    assert server.put(f"/pacs/api/report-templates/{first['id']}", json={"name": "  "}).status_code == 400
+    for bad in ("²", str(10 ** 20), "x"):
+        assert server.put(f"/pacs/api/report-templates/{bad}", json={"disabled": True}).status_code == 404
+    assert server.get("/pacs/api/audit", params={"date_to": "9999-12-31"}).status_code == 400

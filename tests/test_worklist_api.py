@@ -152,6 +152,8 @@ def test_paging(server):
     ({"page": "0"}, "page must be at least 1"),
     ({"page_size": "0"}, "page_size must be at least 1"),
     ({"page": "x"}, "page must be a whole number"),
+    ({"page": "²"}, "page must be a whole number"),
+    ({"page": str(10 ** 20)}, "page must be at most"),
     ({"assignee": "nobody"}, "assignee: no user"),
     ({"q": "x" * 65}, "q: at most"),
 ])

@@ -135,8 +135,13 @@ def scheduled_at(data, name):
         raise HttpError(400, f"{name} must be an ISO 8601 date and time, e.g. 2026-11-23T09:30") from None
     if "T" not in value.upper() and " " not in value:
         raise HttpError(400, f"{name} needs a time as well as a date, e.g. 2026-11-23T09:30")
-    if moment.tzinfo is not None:
-        moment = moment.astimezone().replace(tzinfo=None)
+    try:
+        if moment.tzinfo is not None:
+            moment = moment.astimezone().replace(tzinfo=None)
+    except OverflowError:  # 0001-01-01T00:00+14:00 has no local time
+        moment = None
+    if moment is None or not 1900 <= moment.year <= 9999:  # DA is YYYYMMDD
+        raise HttpError(400, f"{name} must be a date and time between the years 1900 and 9999")
     return moment.strftime("%Y%m%d"), moment.strftime("%H%M%S")
 
 
