@@ -218,6 +218,8 @@ def document():
 
 
 def register(router):
+    answer = Response.json(document())  # constant: built once
+
     @router.route("GET", "/pacs/api/openapi.json")
     def openapi(request):
-        return Response.json(document())
+        return answer

@@ -1,13 +1,11 @@
 """JSON API of accounts: login, refresh, logout, own account, users, API keys, audit."""
 
 import dataclasses
-import logging
 
 from plugin.auth.accounts import AccountError
 from plugin.auth.guard import SESSION_COOKIE, cookie
 from plugin.http import HttpError, Response, int_param
 
-LOGGER = logging.getLogger(__name__)
 
 
 def session_cookie(token, max_age, secure):

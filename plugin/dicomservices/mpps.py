@@ -18,6 +18,7 @@ so the modality's later N-SETs find it.
 import json
 import logging
 
+from peewee import IntegrityError
 from pydicom.uid import generate_uid
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
 from pynetdicom.sop_class import ModalityPerformedProcedureStep, Verification
@@ -28,7 +29,6 @@ from plugin.dicomservices.models import Order, PerformedStep
 
 LOGGER = logging.getLogger(__name__)
 
-MPPS_SOP_CLASS = "1.2.840.10008.3.1.2.3.3"
 IN_PROGRESS, COMPLETED, DISCONTINUED = "IN PROGRESS", "COMPLETED", "DISCONTINUED"
 STEP_STATUSES = (IN_PROGRESS, COMPLETED, DISCONTINUED)
 FINAL = (COMPLETED, DISCONTINUED)
@@ -59,9 +59,23 @@ class PerformedSteps:
             return self._refuse(INVALID_ATTRIBUTE_VALUE, sop_instance_uid,
                                 f"a step starts IN PROGRESS, not {status!r}")
         now = utcnow()
+        try:
+            order = self._create(sop_instance_uid, attributes, calling_aet, now)
+        except IntegrityError:  # the same N-CREATE on two associations at once
+            return self._refuse(DUPLICATE_SOP_INSTANCE, sop_instance_uid, "exists already")
+        if order is DUPLICATE_SOP_INSTANCE:
+            return self._refuse(DUPLICATE_SOP_INSTANCE, sop_instance_uid, "exists already")
+        LOGGER.info("event=mpps_created uid=%s aet=%s order=%s", sop_instance_uid, calling_aet,
+                    order.id if order else "unscheduled")
+        return SUCCESS
+
+    @staticmethod
+    def _create(sop_instance_uid, attributes, calling_aet, now):
+        """Insert the step and move its order; the order (or None), or
+        DUPLICATE_SOP_INSTANCE when the step exists already."""
         with database.atomic():
             if PerformedStep.select().where(PerformedStep.sop_instance_uid == sop_instance_uid).exists():
-                return self._refuse(DUPLICATE_SOP_INSTANCE, sop_instance_uid, "exists already")
+                return DUPLICATE_SOP_INSTANCE
             order = _order_named_by(attributes)
             PerformedStep.create(
                 sop_instance_uid=sop_instance_uid, order=order, status=IN_PROGRESS, calling_aet=calling_aet,
@@ -71,9 +85,7 @@ class PerformedSteps:
                 performed_series=json.dumps(performed_series(attributes)), created_at=now, updated_at=now)
             if order is not None:
                 _move_order(order, IN_PROGRESS, now)
-        LOGGER.info("event=mpps_created uid=%s aet=%s order=%s", sop_instance_uid, calling_aet,
-                    order.id if order else "unscheduled")
-        return SUCCESS
+            return order
 
     def update(self, sop_instance_uid, modifications):
         """N-SET: new attributes, perhaps the final status. Returns a DIMSE status."""

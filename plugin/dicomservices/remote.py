@@ -8,12 +8,10 @@ not the GIL, so nobody else waits. Every call carries a timeout, and sends
 and retrieves run as Orthanc jobs with one: no job waits forever.
 """
 
-import logging
 import re
 
 from plugin.http import HttpError
 
-LOGGER = logging.getLogger(__name__)
 
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 AET = re.compile(r"^[\x21-\x5b\x5d-\x7e]([\x20-\x5b\x5d-\x7e]{0,14}[\x21-\x5b\x5d-\x7e])?$")  # no backslash
@@ -78,7 +76,6 @@ class RemoteNodes:
 
     def query(self, name, filters, actor):
         """C-FIND at study level on a node; the answers as dicts."""
-        self._known(name)
         query = {tag: "" for tag in ANSWER_KEYS}
         for field, tag in QUERY_KEYS.items():
             value = filters.get(field, "")
@@ -88,6 +85,7 @@ class RemoteNodes:
                 query[tag] = value
         if not any(filters.get(field) for field in QUERY_KEYS):
             raise HttpError(400, f"give at least one of {', '.join(QUERY_KEYS)}")
+        self._known(name)
         found = self._call("POST", f"/modalities/{name}/query",
                            {"Level": "Study", "Query": query, "Timeout": self._timeout}, failure=504)
         answers = self._call("GET", f"/queries/{found['ID']}/answers?expand&simplify") or []
@@ -100,9 +98,9 @@ class RemoteNodes:
         Orthanc 1.10 moves synchronously (no job; bounded by the timeout)
         where a later one hands back a job.
         """
-        self._known(name)
         if not isinstance(study_uid, str) or not re.fullmatch(r"[0-9.]{1,64}", study_uid):
             raise HttpError(400, "study_instance_uid must be a DICOM UID")
+        self._known(name)
         job = self._call("POST", f"/modalities/{name}/move",
                          {"Level": "Study", "Resources": [{"StudyInstanceUID": study_uid}],
                           "TargetAet": self._local_aet, "Asynchronous": True, "Timeout": self._timeout}, failure=502)
