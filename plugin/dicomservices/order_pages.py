@@ -6,7 +6,7 @@ from plugin.auth.pages import checked_form, page
 from plugin.auth.permissions import permissions_of
 from plugin.dicomservices.models import OPEN_STATUSES, ORDER_STATUSES
 from plugin.dicomservices.orderfields import SEXES
-from plugin.dicomservices.orders import CANCELLABLE, EDITABLE, describe
+from plugin.dicomservices.orders import CANCELLABLE, EDITABLE, describe, describe_all
 from plugin.http import HttpError, Response, int_param
 from plugin.models import PRIORITIES
 from plugin.webui import render
@@ -39,13 +39,14 @@ def register(router, orders, accounts):
         except HttpError as bad_filter:
             rows, total, error = [], 0, bad_filter.message
         return render("orders.html", request, status, **context(
-            request, orders=[describe(row) for row in rows], total=total, filters=filters,
+            request, orders=describe_all(rows), total=total, filters=filters,
             page=int_param(query["page"], "page", minimum=1) if query["page"] else 1, page_size=PAGE_SIZE,
             form=form or {"priority": "routine"}, error=error))
 
     def order_page(request, order, status=200, error=None, form=None):
+        described = describe(order)
         return render("order.html", request, status, **context(
-            request, order=describe(order), form=form or describe(order), error=error,
+            request, order=described, form=form or described, error=error,
             editable=order.status in EDITABLE, cancellable=order.status in CANCELLABLE))
 
     @router.route("GET", "/pacs/orders")

@@ -1,6 +1,6 @@
 """JSON API of orders: create, list, read, edit, cancel."""
 
-from plugin.dicomservices.orders import describe
+from plugin.dicomservices.orders import describe, describe_all
 from plugin.http import HttpError, Response
 
 
@@ -13,7 +13,7 @@ def register(router, orders):
     @router.route("GET", "/pacs/api/orders")
     def list_orders(request):
         rows, total = orders.search(request.query)
-        return Response.json({"items": [describe(row) for row in rows], "total": total},
+        return Response.json({"items": describe_all(rows), "total": total},
                              headers={"Cache-Control": "no-store"})
 
     @router.route("GET", "/pacs/api/orders/{id}")
