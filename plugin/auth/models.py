@@ -3,6 +3,7 @@
 from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, TextField
 
 from plugin.db import BaseModel
+from plugin.dicomnames import pn_key
 
 ROLES = ("admin", "radiologist", "technologist", "referrer")
 
@@ -26,6 +27,11 @@ class User(BaseModel):
     @property
     def referring_name_list(self):
         return [n for n in self.referring_names.splitlines() if n.strip()]
+
+    @property
+    def referring_keys(self):
+        """The referring-physician keys (plugin.dicomnames.pn_key) a referrer's studies carry."""
+        return {pn_key(name) for name in self.referring_name_list} - {""}
 
     def public(self):
         """What the API shows of a user (never the hash)."""

@@ -6,7 +6,6 @@ import time
 
 from plugin import db
 from plugin.auth.models import StudyShare, User
-from plugin.dicomnames import pn_key
 from plugin.models import Study
 
 TTL = 10.0
@@ -43,7 +42,7 @@ class ReferrerScope:
             user = User.get_or_none(User.id == user_id)
             if user is None or user.disabled:
                 return frozenset()
-            keys = {pn_key(name) for name in user.referring_name_list} - {""}
+            keys = user.referring_keys
             uids = set()
             if keys:
                 query = Study.select(Study.study_instance_uid).where(Study.referring_key.in_(list(keys)))

@@ -6,7 +6,6 @@ import datetime
 import threading
 
 from plugin.auth.models import User
-from plugin.dicomnames import pn_key
 from plugin.http import HttpError, Response
 from plugin.models import Series, Study
 from plugin.db import utcnow
@@ -22,7 +21,7 @@ def referrer_keys(principal):
     if principal.role != "referrer":
         return None
     user = User.get_or_none(User.id == principal.user_id)
-    return {pn_key(n) for n in user.referring_name_list} - {""} if user else set()
+    return user.referring_keys if user else set()
 
 
 class Thumbnails:
