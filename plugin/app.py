@@ -21,7 +21,7 @@ from plugin.auth.scope import ReferrerScope
 from plugin.auth.tokens import TokenCodec, load_or_create_secret
 from plugin.config import Settings
 from plugin.dicomservices import order_pages, order_routes, remote_pages, remote_routes
-from plugin.dicomservices.mpps import MppsServer, PerformedSteps
+from plugin.dicomservices.mpps import KnownNodes, MppsServer, PerformedSteps
 from plugin.dicomservices.mwl import ModalityWorklist
 from plugin.dicomservices.orders import Orders
 from plugin.dicomservices.remote import RemoteNodes
@@ -76,7 +76,7 @@ class App:
         order_pages.register(self.router, self.orders, self.accounts)
         self.modality_worklist = ModalityWorklist(self.orders.worklist_candidates, settings.case_sensitive_pn,
                                                   settings.mwl_max_answers)
-        self.mpps = MppsServer(PerformedSteps(), settings.mpps_aet, settings.mpps_port, settings.mpps_bind)
+        self.mpps = MppsServer(PerformedSteps(), KnownNodes(host, settings.strict_aet), settings)
 
     def start(self):
         """Background work that needs Orthanc up: workers, listeners, the viewer's warm-up."""

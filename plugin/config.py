@@ -34,6 +34,10 @@ class Settings:
     mpps_bind: str = "0.0.0.0"
     mwl_max_answers: int = 1000
     case_sensitive_pn: bool = False
+    # Orthanc's DICOM server settings, which the MPPS listener follows too.
+    dicom_threads: int = 4  # DicomThreadsCount: associations served at once
+    dicom_scp_timeout: float = 30  # DicomScpTimeout: seconds an idle association lives
+    strict_aet: bool = False  # StrictAetComparison: AE titles compared case-sensitively
 
     @classmethod
     def from_configuration(cls, configuration, environ=None):
@@ -69,4 +73,7 @@ class Settings:
             mpps_bind=str(pacs.get("MppsBind", "0.0.0.0")),
             mwl_max_answers=int(pacs.get("MwlMaxAnswers", 1000)),
             case_sensitive_pn=bool(configuration.get("CaseSensitivePN", False)),
+            dicom_threads=int(configuration.get("DicomThreadsCount", 4)),
+            dicom_scp_timeout=float(configuration.get("DicomScpTimeout", 30)),
+            strict_aet=bool(configuration.get("StrictAetComparison", False)),
         )

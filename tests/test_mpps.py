@@ -5,6 +5,7 @@ order and `arrived`. Then every way an MPPS can be wrong."""
 
 import datetime
 import socket
+import time
 
 import pytest
 from pydicom.dataset import Dataset
@@ -15,10 +16,12 @@ from pynetdicom.sop_class import (CTImageStorage, ModalityPerformedProcedureStep
 
 import dicomgen
 from pacs_server import PacsServer, free_port
+from plugin.dicomservices.mpps import NODES_TTL, KnownNodes
 
 STATION = "CT_SCANNER1"
 MPPS_AET = "PACS_MPPS"
 TODAY = datetime.date.today()
+NOT_AUTHORIZED = 0x0124  # PS3.7 C.4, "Refused: Not authorized"
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +30,7 @@ def server(tmp_path_factory):
     pacs = PacsServer(tmp_path_factory.mktemp("mpps") / "pacs",
                       overrides={"Pacs": {"MppsPort": mpps_port, "MppsBind": "127.0.0.1"}}).start()
     pacs.mpps_port = mpps_port
-    pacs.put("/modalities/scanner", json={"AET": STATION, "Host": "127.0.0.1", "Port": 104,
-                                          "AllowFindWorklist": True}).raise_for_status()
+    pacs.add_node("scanner", STATION, 104, allow_find_worklist=True)  # a known node: it may report
     yield pacs
     pacs.stop()
 
@@ -292,6 +294,74 @@ def test_n_create_must_start_in_progress_once(server):
     assert modality.n_create(empty, generate_uid())[0] == 0x0121
 
 
+# --- only known nodes report: those allowed the worklist --------------------------------------
+
+def test_an_unknown_calling_ae_is_not_authorized_and_changes_nothing(server):
+    order = schedule(server)
+    scanner, intruder = Modality(server), Modality(server, aet="INTRUDER")
+    [item] = scanner.worklist(order["patient_id"])
+    uid = generate_uid()
+    assert intruder.n_create(in_progress(item), uid)[0] == NOT_AUTHORIZED
+    state = order_state(server, order["id"])
+    assert (state["status"], state["performed_steps"]) == ("scheduled", [])
+
+    assert scanner.n_create(in_progress(item), uid)[0] == 0  # the intruder's N-CREATE made no step
+    assert intruder.n_set(uid, final("DISCONTINUED")) == NOT_AUTHORIZED
+    state = order_state(server, order["id"])
+    assert state["status"] == "in_progress"
+    assert [s["status"] for s in state["performed_steps"]] == ["IN PROGRESS"]
+    assert "event=mpps_refused calling_aet=INTRUDER reason=unknown node" in server.log_text()
+    assert scanner.n_set(uid, final("COMPLETED")) == 0
+
+
+def test_a_node_reports_once_allowed_the_worklist_and_not_before(server):
+    server.add_node("ultrasound2", "US_ROOM2", 104, allow_find_worklist=False)
+    try:
+        order = schedule(server)
+        [item] = Modality(server).worklist(order["patient_id"])
+        ultrasound, uid = Modality(server, aet="US_ROOM2"), generate_uid()
+        assert ultrasound.n_create(in_progress(item), uid)[0] == NOT_AUTHORIZED
+        assert order_state(server, order["id"])["status"] == "scheduled"
+
+        server.add_node("ultrasound2", "US_ROOM2", 104, allow_find_worklist=True)
+        allowed, deadline = time.monotonic(), time.monotonic() + NODES_TTL + 10
+        while (status := ultrasound.n_create(in_progress(item), uid)[0]) == NOT_AUTHORIZED \
+                and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert status == 0, f"still 0x{status:04X} {time.monotonic() - allowed:.0f} s after the node was allowed"
+        assert time.monotonic() - allowed < NODES_TTL + 2
+        assert ultrasound.n_set(uid, final("COMPLETED")) == 0
+        assert order_state(server, order["id"])["status"] == "completed"
+    finally:
+        server.delete("/pacs/api/nodes/ultrasound2")
+
+
+class FakeOrthanc:
+    """Orthanc's node list as KnownNodes reads it (the logic in isolation)."""
+
+    def __init__(self, nodes):
+        self.nodes, self.calls = nodes, 0
+
+    def rest(self, method, path, timeout):
+        assert (method, path) == ("GET", "/modalities?expand") and timeout <= 10
+        self.calls += 1
+        return (200, self.nodes) if self.nodes is not None else (500, None)
+
+
+def test_known_nodes_compare_ae_titles_as_orthanc_does_and_cache_briefly():
+    orthanc = FakeOrthanc({"ct": {"AET": "CT_ROOM1 ", "AllowFindWorklist": True},
+                           "mr": {"AET": "MR_ROOM1", "AllowFindWorklist": False}})
+    nodes = KnownNodes(orthanc, strict=False, ttl=60)
+    assert nodes.allows("CT_ROOM1") and nodes.allows("ct_room1") and not nodes.allows("MR_ROOM1")
+    assert not nodes.allows("") and not nodes.allows("CT_ROOM")
+    assert orthanc.calls == 1  # one load for all those questions
+    strict = KnownNodes(orthanc, strict=True, ttl=0)
+    assert strict.allows("CT_ROOM1") and not strict.allows("ct_room1")
+    orthanc.nodes = None  # Orthanc fails: an error, never a yes
+    with pytest.raises(RuntimeError):
+        KnownNodes(orthanc).allows("CT_ROOM1")
+
+
 def test_the_mpps_listener_answers_only_its_own_ae_title(server):
     ae = AE(ae_title=STATION)
     ae.add_requested_context(ModalityPerformedProcedureStep)
@@ -338,8 +408,7 @@ def test_orders_worklist_and_mpps_on_postgresql(pg_url, tmp_path):
                       overrides={"Pacs": {"MppsPort": mpps_port, "MppsBind": "127.0.0.1"}}).start()
     pacs.mpps_port = mpps_port
     try:
-        pacs.put("/modalities/scanner", json={"AET": STATION, "Host": "127.0.0.1", "Port": 104,
-                                              "AllowFindWorklist": True}).raise_for_status()
+        pacs.add_node("scanner", STATION, 104, allow_find_worklist=True)  # a known node: it may report
         order = schedule(pacs, patient_name="Straße^Eva")
         modality = Modality(pacs)
         [item] = modality.worklist(order["patient_id"])

@@ -13,6 +13,12 @@ state of each step and what it does to its order:
 (images arriving make any of them `arrived`: plugin/studyindex). A step
 that names no known order (an unscheduled procedure) is kept all the same,
 so the modality's later N-SETs find it.
+
+Only known nodes report: `KnownNodes` is the list Orthanc checks for the
+worklist C-FIND (its DICOM nodes with AllowFindWorklist), and `MppsServer`
+refuses any other calling AE with 0x0124 before `PerformedSteps` is asked.
+Its associations follow Orthanc's own DICOM server settings: at most
+DicomThreadsCount at once, each aborted after DicomScpTimeout idle seconds.
 """
 
 import json
@@ -24,6 +30,7 @@ from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
 from pynetdicom.sop_class import ModalityPerformedProcedureStep, Verification
 
 from plugin import db
+from plugin.auth.refreshing import Refreshing
 from plugin.db import database, utcnow
 from plugin.dicomservices.models import Order, PerformedStep
 
@@ -45,6 +52,10 @@ DUPLICATE_SOP_INSTANCE = 0x0111
 NO_SUCH_SOP_INSTANCE = 0x0112
 MISSING_ATTRIBUTE = 0x0120
 MISSING_ATTRIBUTE_VALUE = 0x0121
+NOT_AUTHORIZED = 0x0124  # PS3.7 C.4: "Refused: Not authorized"
+
+NODES_TTL = 5  # seconds: a node added in the UI may report procedures within this
+NODES_TIMEOUT = 5  # seconds one reload of the node list may wait on Orthanc
 
 
 class PerformedSteps:
@@ -173,12 +184,42 @@ def _moment(attributes, prefix):
     return f"{date}{time}" if date else ""
 
 
+class KnownNodes:
+    """The calling AE titles that may report procedures: Orthanc's DICOM nodes
+    allowed the modality worklist, compared as Orthanc compares them
+    (StrictAetComparison). The list is reloaded every NODES_TTL seconds by
+    one thread over loopback HTTP with a timeout; the others keep the last
+    list meanwhile (plugin/auth/refreshing), so no DICOM thread waits long."""
+
+    def __init__(self, host, strict=False, ttl=NODES_TTL):
+        self._host = host
+        self._strict = strict
+        self._titles = Refreshing(self._load, ttl)
+
+    def allows(self, aet):
+        return self._key(aet) in self._titles.get()
+
+    def _load(self):
+        status, nodes = self._host.rest("GET", "/modalities?expand", timeout=NODES_TIMEOUT)
+        if status != 200 or not isinstance(nodes, dict):
+            raise RuntimeError(f"Orthanc answered {status} for its DICOM nodes")
+        return frozenset(self._key(node.get("AET", "")) for node in nodes.values()
+                         if isinstance(node, dict) and node.get("AllowFindWorklist"))
+
+    def _key(self, aet):
+        aet = str(aet).strip()
+        return aet if self._strict else aet.upper()
+
+
 class MppsServer:
     """The MPPS SCP on the network: one pynetdicom listener."""
 
-    def __init__(self, steps, aet, port, bind="0.0.0.0"):
+    def __init__(self, steps, nodes, settings):
         self._steps = steps
-        self.aet, self.port, self.bind = aet, port, bind
+        self._nodes = nodes
+        self.aet, self.port, self.bind = settings.mpps_aet, settings.mpps_port, settings.mpps_bind
+        self._timeout = settings.dicom_scp_timeout or None  # 0: none, as for Orthanc
+        self._max_associations = settings.dicom_threads
         self._server = None
 
     def start(self):
@@ -187,6 +228,9 @@ class MppsServer:
             return
         ae = AE(ae_title=self.aet)
         ae.require_called_aet = True
+        ae.maximum_associations = self._max_associations
+        ae.network_timeout = self._timeout  # idle this long: aborted
+        ae.acse_timeout = ae.dimse_timeout = self._timeout
         ae.add_supported_context(ModalityPerformedProcedureStep, ALL_TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)
         handlers = [(evt.EVT_N_CREATE, self._on_create), (evt.EVT_N_SET, self._on_set)]
@@ -195,7 +239,8 @@ class MppsServer:
         except OSError as error:
             LOGGER.error("event=mpps_listen_failed bind=%s port=%d error=%s", self.bind, self.port, error)
             return
-        LOGGER.info("event=mpps_listening aet=%s bind=%s port=%d", self.aet, self.bind, self.port)
+        LOGGER.info("event=mpps_listening aet=%s bind=%s port=%d max_associations=%d timeout=%s",
+                    self.aet, self.bind, self.port, self._max_associations, self._timeout)
 
     def stop(self):
         if self._server is not None:
@@ -203,6 +248,9 @@ class MppsServer:
             self._server = None
 
     def _on_create(self, event):
+        refusal = self._refusal(event)
+        if refusal:
+            return refusal, None
         given = event.request.AffectedSOPInstanceUID
         uid = given or generate_uid()
         attributes = event.attribute_list
@@ -215,7 +263,23 @@ class MppsServer:
         return status, attributes
 
     def _on_set(self, event):
+        refusal = self._refusal(event)
+        if refusal:
+            return refusal, None
         modifications = event.modification_list
         with db.connection_scope():
             status = self._steps.update(event.request.RequestedSOPInstanceUID, modifications)
         return status, (modifications if status == SUCCESS else None)
+
+    def _refusal(self, event):
+        """None for a known node; else the DIMSE status that refuses the request."""
+        calling_aet = event.assoc.requestor.ae_title
+        try:
+            if self._nodes.allows(calling_aet):
+                return None
+        except Exception as error:  # no node list from Orthanc: a failure to process, not a refusal
+            LOGGER.error("event=mpps_refused calling_aet=%s reason=node list unavailable error=%s",
+                         calling_aet, error)
+            return PROCESSING_FAILURE
+        LOGGER.warning("event=mpps_refused calling_aet=%s reason=unknown node", calling_aet)
+        return NOT_AUTHORIZED
