@@ -116,6 +116,8 @@ def script_data(request, uid, draft, templates):
             "texts": translated(SCRIPT_TEXTS, request)}
     if draft is not None:
         data["report"] = {key: draft.get(key) for key in ("status", "version", "template_id", "updated_at")}
+        # A colleague's draft, shown with a notice: saving it here takes it over (the API records it).
+        data["report"]["take_over"] = draft.get("own_draft") is False
     return data
 
 

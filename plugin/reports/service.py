@@ -4,6 +4,12 @@ that lock, addenda, the PDF and the DICOM copies.
 Every change is a conditional UPDATE on (status, version): a stale editor
 gets 409 instead of overwriting a colleague's text, and of two signatures
 at once exactly one wins.
+
+A draft belongs to its author. Once the author's claim on the study is gone
+(released, expired), a colleague may continue it only by taking it over
+explicitly (``"take_over": true`` with the version they loaded): the draft's
+author becomes them, and the history and the audit's ``report_saved`` name
+the previous author. Without it their save is a 409 saying whose draft it is.
 """
 
 import datetime
@@ -52,6 +58,8 @@ class Reports:
         answer["dicom_copies"] = self.copies.states(report.id)
         if principal.role in WRITERS:
             answer["history"] = self.history(report)
+            if report.status == "draft":
+                answer["own_draft"] = report.author_id == principal.user_id
         return answer
 
     def pdf(self, uid, principal):
@@ -93,26 +101,44 @@ class Reports:
 
     def save_draft(self, uid, data, principal):
         sections, version = _sections(data), _version(data)
-        template_id = _template_id(data)
+        template_id, take_over = _template_id(data), _take_over(data)
         study = self._worklist.study(uid)
         report = Report.get_or_none(Report.study_instance_uid == uid)
         if report is not None and report.status in SIGNED:
             raise HttpError(409, "this report is signed and locked; add an addendum instead")
+        previous = self._previous_author(report, principal, take_over)
         self._worklist.claim(uid, principal)
         now = utcnow()
         if report is None:
             report = self._create(study, sections, version, template_id, principal, now)
         else:
+            author = {"author_id": principal.user_id, "author_name": self._signer(principal)} if previous else {}
             changed = (Report.update(version=Report.version + 1, updated_at=now,
-                                     template_id=template_id or report.template_id, **sections)
+                                     template_id=template_id or report.template_id, **author, **sections)
                        .where(Report.id == report.id, Report.status == "draft", Report.version == version)
                        .execute())
             if not changed:
                 raise HttpError(409, _stale(Report.get_by_id(report.id)))
             report = Report.get_by_id(report.id)
-        if self._history(report, "saved", principal, now):
-            self._record(principal, "report_saved", uid, {"version": report.version})
+        details = {"taken_over_from": previous} if previous else None
+        if self._history(report, "taken_over" if previous else "saved", principal, now, details):
+            self._record(principal, "report_saved", uid, dict({"version": report.version}, **(details or {})))
+        if previous:
+            LOGGER.info("event=draft_taken_over study_uid=%s by=%s from=%s version=%d",
+                        uid, principal.username, previous, report.version)
         return self.view(report)
+
+    @staticmethod
+    def _previous_author(report, principal, take_over):
+        """The username whose draft this save takes over (None: a new report or
+        one's own draft). A colleague's draft without take_over is a 409."""
+        if report is None or report.author_id == principal.user_id:
+            return None
+        if not take_over:
+            raise HttpError(409, f"this draft is {report.author_name or 'a colleague'}'s: reload to read it, "
+                                 "and save with take_over to continue it as yours (the take-over is recorded)")
+        author = User.get_or_none(User.id == report.author_id) if report.author_id is not None else None
+        return author.username if author else (report.author_name or "unknown")
 
     def finalize(self, uid, data, principal):
         version = _version(data)
@@ -244,7 +270,7 @@ def _snapshot(study):
 
 
 def _sections(data):
-    unknown = set(data) - set(SECTIONS) - {"version", "template_id"}
+    unknown = set(data) - set(SECTIONS) - {"version", "template_id", "take_over"}
     if unknown:
         raise HttpError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
     sections = {}
@@ -263,6 +289,13 @@ def _version(data):
     if not isinstance(version, int) or isinstance(version, bool) or not 0 <= version < MAX_ID:
         raise HttpError(400, "version must be the report version you loaded (0 for a new report)")
     return version
+
+
+def _take_over(data):
+    value = data.get("take_over", False)
+    if not isinstance(value, bool):
+        raise HttpError(400, "take_over must be true or false")
+    return value
 
 
 def _template_id(data):

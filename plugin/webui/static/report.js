@@ -247,6 +247,9 @@
     if (state.templateId) {
       body.template_id = state.templateId;
     }
+    if (data.report.take_over) {
+      body.take_over = true; /* a colleague's draft: the page said saving takes it over */
+    }
     return body;
   }
 
