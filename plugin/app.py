@@ -25,7 +25,9 @@ from plugin.dicomservices.mpps import KnownNodes, MppsServer, PerformedSteps
 from plugin.dicomservices.mwl import ModalityWorklist
 from plugin.dicomservices.orders import Orders
 from plugin.dicomservices.remote import RemoteNodes
+from plugin.gateway import Gateway
 from plugin.http import Response, Router
+from plugin.ingest_screen import screen
 from plugin.ingest import Ingest
 from plugin.reports import pages as reports_pages
 from plugin.reports import routes as reports_routes
@@ -37,6 +39,10 @@ from plugin.worklist.actions import Worklist
 from plugin.webui import error_page, register_static
 
 LOGGER = logging.getLogger(__name__)
+
+# Routes for Orthanc's internal calls (e.g. its Lua callbacks): never an HTTP client's.
+INTERNAL_PREFIX = "/pacs-internal/"
+CANNOT_UNDERSTAND = 0xC000  # DIMSE: "Error: Cannot understand" (PS3.7 C.4.2)
 
 
 class App:
@@ -52,7 +58,9 @@ class App:
                                  settings.session_hours, settings.idle_hours)
         self.apikeys = ApiKeys(self.audit, permissions_of)
         self.scope = ReferrerScope()
-        self.guard = Guard(self.accounts, self.apikeys, self.scope, self.audit, settings.trusted_proxies)
+        self.guard = Guard(self.accounts, self.apikeys, self.scope, self.audit, settings.trusted_proxies,
+                           {"upload": settings.max_upload_mb * 1024 * 1024})
+        self.gateway = Gateway(host, self._screen_reason, settings.max_upload_mb * 1024 * 1024)
         health.register(self.router, host, settings)
         openapi.register(self.router)
         register_static(self.router)
@@ -97,8 +105,15 @@ class App:
 
         Our own routes are always let through to `handle`, which asks the
         same guard and can answer with a 401/redirect and a message (the
-        filter can only answer a bare 403).
+        filter can only answer a bare 403). ``query`` is as Orthanc hands it
+        over, not %-decoded: the guard approves what Orthanc will read.
         """
+        if path.startswith(INTERNAL_PREFIX):  # Orthanc's own internal calls only: they skip this filter
+            return False
+        refusal = self.guard.body_refusal(method, path, headers)
+        if refusal:
+            LOGGER.warning("event=request_body_refused method=%s path=%s reason=%s", method, path[:200], refusal)
+            return False
         if path.startswith("/pacs/") or path == "/pacs":
             return True
         decision = self.guard.check(method, path, headers, query, self.guard.client_address(ip, headers))
@@ -132,6 +147,35 @@ class App:
             return error_page(decision.status, decision.reason, request)
         headers = {"WWW-Authenticate": 'Bearer realm="pacs"'} if decision.status == 401 else {}
         return Response.error(decision.status, decision.reason, headers)
+
+    def handle_gateway(self, request):
+        """One of Orthanc's own routes that take a body (plugin/gateway.py). The HTTP
+        filter has already let it through: who may call it and the body's size."""
+        request.client_ip = self.guard.client_address(request.client_ip, request.headers)
+        return self.gateway.router.dispatch(request)
+
+    def cstore_status(self, data, calling_aet):
+        """The DIMSE status for an image a modality stores (Orthanc's DICOM thread)."""
+        reason = self._screen_reason(data)
+        if not reason:
+            return 0
+        LOGGER.warning("event=instance_refused source=dicom calling_aet=%s reason=%s", calling_aet, reason)
+        return CANNOT_UNDERSTAND
+
+    def instance_refused(self, data, source):
+        """Whether an instance stored by any other way (STOW-RS, another plugin) is refused."""
+        reason = self._screen_reason(data)
+        if reason:
+            LOGGER.warning("event=instance_refused source=%s reason=%s", source, reason)
+        return bool(reason)
+
+    @staticmethod
+    def _screen_reason(data):
+        try:
+            return screen(data)
+        except Exception:  # the screen is total; should it fail, the file is refused, not stored
+            LOGGER.exception("event=instance_screen_failed")
+            return "the PACS could not check this file"
 
     def worklist_find(self, query, issuer_aet, called_aet):
         """An MWL C-FIND (Orthanc's DICOM thread): (answers as DICOM bytes, complete?).

@@ -28,6 +28,7 @@ class Settings:
     institution_name: str = ""
     logo_path: str = ""
     remote_timeout: int = 10
+    max_upload_mb: int = 512  # the largest request body: a DICOM file or ZIP uploaded, a STOW
     # Modality worklist and MPPS (plugin/dicomservices); MppsPort 0: no MPPS listener.
     mpps_port: int = 4243
     mpps_aet: str = "PACS_MPPS"
@@ -68,6 +69,7 @@ class Settings:
             institution_name=str(pacs.get("InstitutionName", "")),
             logo_path=str(pacs.get("LogoPath", "")),
             remote_timeout=int(pacs.get("RemoteTimeoutSeconds", 10)),
+            max_upload_mb=int(pacs.get("MaxUploadMB", 512)),
             mpps_port=int(pacs.get("MppsPort", 4243)),
             mpps_aet=str(pacs.get("MppsAet", "PACS_MPPS")),
             mpps_bind=str(pacs.get("MppsBind", "0.0.0.0")),

@@ -183,7 +183,10 @@ class Router:
         self._routes = []
 
     def add(self, method, pattern, handler):
-        regex = re.compile("^" + re.sub(r"{(\w+)}", r"(?P<\1>[^/]+)", pattern) + "$")
+        self.add_regex(method, re.compile("^" + re.sub(r"{(\w+)}", r"(?P<\1>[^/]+)", pattern) + "$"), handler)
+
+    def add_regex(self, method, regex, handler):
+        """A route by a compiled, anchored regex (its named groups are the handler's arguments)."""
         self._routes.append((method.upper(), regex, handler))
 
     def route(self, method, pattern):

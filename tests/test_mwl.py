@@ -294,8 +294,7 @@ def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("mwl")
     pacs = PacsServer(folder / "pacs", overrides={"Pacs": {"MppsPort": free_port(), "MppsBind": "127.0.0.1"}})
     pacs.start()
-    pacs.put("/modalities/modality", json={"AET": CALLING_AET, "Host": "127.0.0.1", "Port": 104,
-                                           "AllowFindWorklist": True}).raise_for_status()
+    pacs.add_node("modality", CALLING_AET, 104, allow_find_worklist=True)
     worklists = mwlfiles.example_worklists(folder / "wl")
     for path in worklists:
         answer = pacs.post("/pacs/api/orders", json=mwlfiles.order_from_worklist(path))

@@ -167,7 +167,9 @@ MATRIX = (
     row("GET", "/dicom-web/series", STAFF),
     row("GET", "/dicom-web/series?StudyInstanceUID={study_in}", LOGGED_IN),
     row("GET", "/dicom-web/series?SeriesInstanceUID={series_out}", STAFF),
-    row("GET", "/dicom-web/instances?0020000D={study_in}", LOGGED_IN),
+    # a referrer names the study by its keyword only: every other spelling is refused
+    row("GET", "/dicom-web/instances?0020000D={study_in}", STAFF),
+    row("GET", "/dicom-web/instances?StudyInstanceUID={study_in}", LOGGED_IN),
     row("GET", "/dicom-web/instances?StudyInstanceUID={study_out}", STAFF),
     row("GET", "/wado?requestType=WADO&studyUID={study_in}&seriesUID={series_in}&objectUID={sop_in}", LOGGED_IN),
     row("GET", "/wado?requestType=WADO&studyUID={study_out}&seriesUID={series_out}&objectUID={sop_out}", STAFF),
@@ -199,10 +201,10 @@ MATRIX = (
     # --- downloading -------------------------------------------------------------------
     row("GET", "/studies/{orthanc_in}/archive", READERS),
     row("GET", "/studies/{orthanc_in}/media", READERS),
-    row("POST", "/studies/{orthanc_in}/archive", READERS, {"Synchronous": True}),
-    row("POST", "/tools/create-archive", READERS, {"Resources": ["{orthanc_in}"], "Synchronous": True}),
-    row("POST", "/tools/create-media", READERS, {"Resources": [DUMMY]}),
-    row("POST", "/tools/create-media-extended", READERS, {"Resources": [DUMMY]}),
+    row("POST", "/studies/{orthanc_in}/archive", NOBODY, {"Synchronous": True}),  # the GET form stays
+    row("POST", "/tools/create-archive", NOBODY, {"Resources": ["{orthanc_in}"], "Synchronous": True}),
+    row("POST", "/tools/create-media", NOBODY, {"Resources": [DUMMY]}),
+    row("POST", "/tools/create-media-extended", NOBODY, {"Resources": [DUMMY]}),
     # --- uploading, changing, deleting ---------------------------------------------
     row("POST", "/instances", UPLOADERS, b""),
     row("POST", "/studies/" + DUMMY + "/anonymize", ONLY_ADMIN, {}),
@@ -214,17 +216,20 @@ MATRIX = (
     # --- other DICOM nodes and jobs ------------------------------------------------------
     row("GET", "/modalities", STAFF),
     row("GET", "/modalities/nowhere", STAFF),
-    row("POST", "/modalities/nowhere/echo", STAFF, {}),
-    row("POST", "/modalities/nowhere/store", STAFF, DUMMY),
-    row("POST", "/peers/nowhere/store", STAFF, DUMMY),
-    row("POST", "/modalities/nowhere/query", READERS, {"Level": "Study", "Query": {}}),
-    row("POST", "/modalities/nowhere/move", READERS, {}),
-    row("POST", "/modalities/nowhere/get", READERS, {}),
-    row("POST", "/modalities/nowhere/find-worklist", READERS, {}),
+    row("GET", "/modalities/nowhere/configuration", STAFF),
+    # Orthanc's node routes with a body: the PACS's /pacs/api/nodes and send offer them checked
+    row("POST", "/modalities/nowhere/echo", NOBODY, {}),
+    row("POST", "/modalities/nowhere/store", NOBODY, DUMMY),
+    row("POST", "/peers/nowhere/store", NOBODY, DUMMY),
+    row("POST", "/modalities/nowhere/query", NOBODY, {"Level": "Study", "Query": {}}),
+    row("POST", "/modalities/nowhere/move", NOBODY, {}),
+    row("POST", "/modalities/nowhere/get", NOBODY, {}),
+    row("POST", "/modalities/nowhere/find-worklist", NOBODY, {}),
+    row("POST", "/modalities/nowhere/store-straight", NOBODY, b"DICM"),
     row("GET", "/queries", READERS),
     row("DELETE", "/queries/nothing", READERS),
-    row("POST", "/queries/nothing/retrieve", READERS, {}),
-    row("PUT", "/modalities/nowhere", ONLY_ADMIN, {}),  # 400: not a modality's description
+    row("POST", "/queries/nothing/retrieve", NOBODY, {}),
+    row("PUT", "/modalities/nowhere", NOBODY, {}),  # PUT /pacs/api/nodes/<name> instead
     row("DELETE", "/modalities/nowhere", ONLY_ADMIN),
     row("GET", "/jobs", STAFF),
     row("GET", "/jobs/nothing", STAFF),
@@ -232,9 +237,9 @@ MATRIX = (
     row("POST", "/jobs/nothing/resubmit", ONLY_ADMIN, {}),
     # --- administration of Orthanc ---------------------------------------------------
     row("GET", "/peers", ONLY_ADMIN),
-    row("PUT", "/peers/nowhere", ONLY_ADMIN, {}),
+    row("PUT", "/peers/nowhere", NOBODY, {}),
     row("DELETE", "/peers/nowhere", ONLY_ADMIN),
-    row("POST", "/peers/nowhere/system", ONLY_ADMIN, {}),
+    row("POST", "/peers/nowhere/system", NOBODY, {}),
     row("GET", "/system", ONLY_ADMIN),
     row("GET", "/system/", ONLY_ADMIN),
     row("GET", "/statistics", ONLY_ADMIN),
@@ -273,12 +278,18 @@ MATRIX = (
     row("POST", "/pacs/api/me", NOBODY, {}),
     row("PUT", "/system", NOBODY, {}),
     row("DELETE", "/system", NOBODY),
-    row("PUT", "/patients/" + DUMMY + "/protected", NOBODY, "1"),
+    row("PUT", "/patients/" + DUMMY + "/protected", ONLY_ADMIN, "1"),
     row("PUT", "/instances/" + DUMMY + "/metadata/1024", NOBODY, "x"),
     row("DELETE", "/instances/" + DUMMY + "/attachments/dicom", NOBODY),
-    row("POST", "/studies/" + DUMMY + "/merge", NOBODY, {}),
+    row("POST", "/studies/" + DUMMY + "/merge", ONLY_ADMIN, {}),
+    row("POST", "/studies/" + DUMMY + "/split", ONLY_ADMIN, {}),
+    row("POST", "/studies/" + DUMMY + "/reconstruct", ONLY_ADMIN, {}),
+    row("DELETE", "/changes", NOBODY),
+    row("DELETE", "/exports", NOBODY),
     row("GET", "/dicom-web/servers", NOBODY),
     row("POST", "/dicom-web/servers/nowhere/stow", NOBODY, {}),
+    row("PUT", "/dicom-web/servers/nowhere", NOBODY, {}),
+    row("DELETE", "/dicom-web/servers/nowhere", NOBODY),
     row("POST", "/dicom-web/studies/{study_in}/series", NOBODY, b""),
     row("PUT", "/dicom-web/studies/{study_in}", NOBODY, b""),
     row("DELETE", "/dicom-web/studies/{study_in}", NOBODY),
@@ -363,7 +374,7 @@ def send(server, method, path, headers, body, ids):
 # filter's refusal on every other route is a bare 403.
 GUARD_REFUSALS = ("this route is", "login required", "session", "invalid", "malformed Basic",
                   "HTTP Basic", "your role may not", "name the study", "this study is not in your scope",
-                  "CSRF")
+                  "CSRF", "query parameter")
 
 
 def is_denied(answer):

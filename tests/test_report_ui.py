@@ -52,7 +52,7 @@ def test_pages_show_strings_as_text_with_no_inline_script(state):
 def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("report-ui")
     server = PacsServer(folder / "pacs").start()
-    server.put("/modalities/FINDSCU", json={"AET": "FINDSCU", "Host": "127.0.0.1", "Port": 11112}).raise_for_status()
+    server.add_node("findscu", "FINDSCU", 11112)
     server.uids = {}
     for key, (patient_id, description, date, referring) in STUDIES.items():
         spec = dicomgen.StudySpec(patient_id=patient_id, patient_name="Lefèvre^Chloé", description=description,

@@ -50,8 +50,9 @@ def cookie(headers, name):
 
 
 class Guard:
-    def __init__(self, accounts, apikeys, scope, audit, trusted_proxies=()):
+    def __init__(self, accounts, apikeys, scope, audit, trusted_proxies=(), body_limits=None):
         self._accounts = accounts
+        self._body_limits = dict(permissions.BODY_LIMITS, **(body_limits or {}))
         self._apikeys = apikeys
         self._scope = scope
         self._audit = audit
@@ -78,6 +79,10 @@ class Guard:
             return self._denied(principal, address, path, "your role may not do this")
         studies = self._studies(rule, path_study, query)
         if principal.role == "referrer" and rule.study:
+            if rule.params is not None:  # the query reaches Orthanc: only what was parsed and approved
+                problem, studies = permissions.approved_query(rule, path_study, query)
+                if problem:
+                    return self._denied(principal, address, path, problem)
             if not studies:
                 return self._denied(principal, address, path, "name the study (StudyInstanceUID) you want")
             if not set(studies) <= self._scope.studies(principal.user_id):
@@ -86,6 +91,27 @@ class Guard:
             for uid in studies:
                 self._audit.record_image_access(principal.username, principal.role, address, uid)
         return allow(principal, form_csrf=csrf is not None)
+
+    def body_refusal(self, method, path, headers):
+        """Why a request's body may not even be read, or "". Orthanc reads a whole body
+        before any plugin sees it (a Content-Length of 100 GB made it allocate that much)
+        and inflates a gzip body whole, so the size is checked on the headers, against
+        the route's limit, before Orthanc reads anything."""
+        encoding = headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            return f"compressed request bodies are refused ({encoding[:32]})"
+        if "transfer-encoding" in headers:
+            return "a request body needs a Content-Length"
+        length = headers.get("content-length", "0").strip()
+        if not (length.isascii() and length.isdigit() and len(length) <= 19):
+            return "invalid Content-Length"
+        if path.startswith("/pacs/") or path == "/pacs":
+            kind = "upload"  # our handlers read what they accept and say so (413): Orthanc must only buffer it
+        else:
+            rule, _ = permissions.match(method, path)
+            kind = rule.body if rule is not None else "none"
+        limit = self._body_limits[kind]
+        return f"request body larger than {limit} bytes" if int(length) > limit else ""
 
     def authenticate(self, headers):
         """(Principal or None, why not): Bearer token or key, Basic with a key, or the session cookie."""

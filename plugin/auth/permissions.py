@@ -6,6 +6,18 @@ rule names is denied.
 ``study`` says where a rule's StudyInstanceUID is: the path group ``study``
 or a query parameter. Referrers are held to the studies in their scope there;
 a scoped search that names no study is refused to them.
+
+``params``: for a scoped route whose query reaches Orthanc (DICOMweb, WADO-URI,
+our QIDO layer), the only query parameters a referrer may send, each by its
+exact name and with a value of the given form. Anything else (another spelling
+of a tag, an empty value, a wildcard, a %-escape) is refused: Orthanc then
+answers only from parameters the guard parsed and approved.
+
+``body``: how large a request body the route takes (``BODY_LIMITS``), checked
+on Content-Length by the HTTP filter before Orthanc reads the body.
+``gateway``: an Orthanc route that takes a body is answered through the plugin
+(plugin/gateway.py), which checks the body before Orthanc parses it; Orthanc's
+own body routes that the PACS's API already offers are denied instead.
 """
 
 import re
@@ -37,19 +49,50 @@ ALL_PERMISSIONS = frozenset(ROLE_PERMISSIONS["admin"])
 
 STUDY_UID_PARAMS = ("StudyInstanceUID", "0020000D", "studyUID")
 
+# Request bodies, in bytes, by kind. "upload" is replaced by Pacs.MaxUploadMB at start.
+BODY_LIMITS = {"none": 0, "json": 1024 * 1024, "upload": 512 * 1024 * 1024}
 
-@dataclass(frozen=True)
+# The forms a referrer's query values may take (whole value, raw as Orthanc reads it).
+_UID = r"[0-9]{1,64}(?:\.[0-9]{1,64}){0,40}"
+UID_LIST = re.compile(rf"{_UID}(?:[\\,]{_UID}){{0,99}}")
+_VALUE_FORMS = {
+    "uid": re.compile(_UID),
+    "uids": UID_LIST,
+    "number": re.compile(r"[0-9]{1,9}"),
+    "bool": re.compile(r"true|false"),
+    # includefield: keywords, tags, "all"; OHIF sends the commas as %2C (DICOMweb reads the
+    # value undecoded): it only adds attributes to answers the study parameter scopes.
+    "fields": re.compile(r"[A-Za-z0-9,%]{1,2048}"),
+    "media": re.compile(r"[A-Za-z0-9.+/*;=\-]{1,200}"),  # a media type, transfer-syntax=... included
+    "code": re.compile(r"[A-Za-z0-9_]{1,16}"),
+    "numbers": re.compile(r"[0-9.,\-]{1,64}"),  # viewport, window, region
+}
+QIDO = {"limit": "number", "offset": "number", "fuzzymatching": "bool", "includefield": "fields",
+        "SeriesInstanceUID": "uids", "SOPInstanceUID": "uids", "Modality": "code"}
+QIDO_BY_STUDY = dict(QIDO, StudyInstanceUID="uids")
+WADO_RS = {"accept": "media", "quality": "number", "viewport": "numbers", "window": "numbers"}
+WADO_URI = {"requestType": "code", "studyUID": "uid", "seriesUID": "uid", "objectUID": "uid",
+            "contentType": "media", "transferSyntax": "uid", "frameNumber": "number", "rows": "number",
+            "columns": "number", "region": "numbers", "windowCenter": "numbers", "windowWidth": "numbers",
+            "imageQuality": "number"}
+
+@dataclass(frozen=True, eq=False)  # each rule is itself: compared and hashed by identity
 class Rule:
     methods: frozenset
     pattern: re.Pattern
     permission: str
     study: str = ""  # "path" | "query" | ""
+    params: dict = None  # a referrer's allowed query: name -> value form (see _VALUE_FORMS)
+    study_param: str = ""  # with study "query": the one parameter that names the studies
+    body: str = "json"  # a key of BODY_LIMITS
+    gateway: bool = False  # answered through the plugin, which checks the body
 
 
-def _rule(methods, pattern, permission, study=""):
+def _rule(methods, pattern, permission, study="", *, params=None, study_param="", body="json", gateway=False):
     # (?:...): a pattern with alternatives must be anchored as a whole, not just its
     # first and last alternatives (else "/pacs/?" matched the start of every /pacs/ path).
-    return Rule(frozenset(methods.split("|")), re.compile(f"^(?:{pattern})$"), permission, study)
+    return Rule(frozenset(methods.split("|")), re.compile(f"^(?:{pattern})$"), permission, study, params,
+                study_param, body, gateway)
 
 
 RESOURCE = r"(patients|studies|series|instances)"
@@ -59,6 +102,20 @@ RULES = (
     # Denied to everyone, whatever else says.
     _rule("GET|POST|PUT|DELETE", r"/tools/execute-script", DENY),
     _rule("GET|POST|PUT|DELETE", rf"/{RESOURCE}/{ID}/export", DENY),  # writes to the server's disk
+    # Orthanc's body routes that the PACS's own API offers with checked input (nodes, sending,
+    # query/retrieve: plugin/dicomservices) or that no clinic workflow needs: the plugin calls
+    # what it needs internally (internal calls skip this table); HTTP clients are refused.
+    _rule("POST|PUT", rf"/modalities/{ID}(/.*)?|/peers/{ID}(/.*)?|/queries(/.*)?", DENY),
+    # One-resource ZIP and DICOMDIR stay as GET; the POST forms and the multi-resource tools
+    # would build the archive inside the plugin's call to Orthanc, stalling every request.
+    _rule("POST", rf"/{RESOURCE}/{ID}/(archive|media)|/tools/create-(archive|media|media-extended)", DENY),
+    # Orthanc's own bookkeeping: attachments are the stored files, metadata and the change
+    # and export logs are what the index and the reconcile rely on.
+    _rule("PUT|DELETE", rf"/{RESOURCE}/{ID}/(attachments|metadata)(/.*)?", DENY),
+    _rule("DELETE", r"/changes|/exports", DENY),
+    # DICOMweb's client (other DICOMweb servers, their credentials): configure them in
+    # orthanc.json; its JSON bodies reach a parser the plugin cannot guard.
+    _rule("GET|POST|PUT|DELETE", r"/dicom-web/servers(/.*)?", DENY),
 
     # Ours: public.
     _rule("GET", r"/pacs/health", PUBLIC),
@@ -102,38 +159,44 @@ RULES = (
     # searched through our QIDO layer and retrieved from Orthanc's /dicom-web.
     _rule("GET", r"/pacs/viewer(/.*)?", "images.read"),
     _rule("GET", r"/pacs/dicom-web/studies/(?P<study>[^/]+)/(series|instances|series/[^/]+/instances)",
-          "images.read", "path"),
-    _rule("GET", r"/pacs/dicom-web/(studies|series|instances)", "images.read", "query"),
+          "images.read", "path", params=QIDO),
+    _rule("GET", r"/pacs/dicom-web/(studies|series|instances)", "images.read", "query",
+          params=QIDO_BY_STUDY, study_param="StudyInstanceUID"),
 
-    # DICOMweb (QIDO-RS, WADO-RS, STOW-RS) and WADO-URI.
-    _rule("GET", r"/dicom-web/studies/(?P<study>[^/]+)(/.*)?", "images.read", "path"),
-    _rule("GET", r"/dicom-web/(studies|series|instances)", "images.read", "query"),
-    _rule("POST", r"/dicom-web/studies(/[^/]+)?", "images.upload"),
-    _rule("GET", r"/wado", "images.read", "query"),
+    # DICOMweb (QIDO-RS, WADO-RS, STOW-RS) and WADO-URI. STOW's body is DICOMweb's to read:
+    # its size is capped here and every instance in it passes the ingest screen.
+    _rule("GET", r"/dicom-web/studies/(?P<study>[^/]+)/(series|instances|series/[^/]+/instances)",
+          "images.read", "path", params=QIDO),
+    _rule("GET", r"/dicom-web/studies/(?P<study>[^/]+)(/.*)?", "images.read", "path", params=WADO_RS),
+    _rule("GET", r"/dicom-web/(studies|series|instances)", "images.read", "query",
+          params=QIDO_BY_STUDY, study_param="StudyInstanceUID"),
+    _rule("POST", r"/dicom-web/studies(/[^/]+)?", "images.upload", body="upload"),
+    _rule("GET", r"/wado", "images.read", "query", params=WADO_URI, study_param="studyUID"),
 
     # Orthanc's REST API. Referrers have none of it: its IDs are not study UIDs.
     _rule("GET", rf"/{RESOURCE}/{ID}/(archive|media)", "images.download"),
-    _rule("POST", rf"/{RESOURCE}/{ID}/(archive|media)|/tools/create-(archive|media|media-extended)",
-          "images.download"),
-    _rule("POST", rf"/{RESOURCE}/{ID}/(anonymize|modify)", "admin"),
+    _rule("POST", r"/instances", "images.upload", body="upload", gateway=True),
+    _rule("POST", r"/tools/(find|lookup)", "orthanc.read", gateway=True),
+    _rule("POST", rf"/{RESOURCE}/{ID}/(anonymize|modify|merge|split|reconstruct)", "admin", gateway=True),
+    _rule("PUT", rf"/{RESOURCE}/{ID}/protected", "admin", gateway=True),
     _rule("DELETE", rf"/{RESOURCE}/{ID}", "images.delete"),
     _rule("GET", rf"/{RESOURCE}(/.*)?", "orthanc.read"),
-    _rule("POST", r"/tools/(find|lookup)", "orthanc.read"),
-    _rule("POST", r"/instances", "images.upload"),
-    _rule("GET", r"/modalities(/[^/]+)?", "nodes.read"),
-    _rule("POST", rf"/modalities/{ID}/echo", "nodes.read"),
-    _rule("POST", rf"/(modalities|peers)/{ID}/store", "images.send"),
-    _rule("POST", rf"/modalities/{ID}/(query|move|get|find-worklist)", "nodes.query"),
-    _rule("GET|POST|DELETE", r"/queries(/.*)?", "nodes.query"),
-    _rule("PUT|DELETE", rf"/modalities/{ID}", "nodes.manage"),
+    _rule("GET", r"/modalities(/[^/]+(/configuration)?)?", "nodes.read"),
+    _rule("GET|DELETE", r"/queries(/.*)?", "nodes.query"),
+    _rule("DELETE", rf"/modalities/{ID}", "nodes.manage"),
     _rule("GET", r"/jobs(/.*)?", "jobs.read"),
-    _rule("POST", rf"/jobs/{ID}/(cancel|pause|resume|resubmit)", "jobs.manage"),
+    _rule("POST", rf"/jobs/{ID}/(cancel|pause|resume|resubmit)", "jobs.manage", gateway=True),
     # Everything else Orthanc offers is for administrators.
-    _rule("GET|POST|PUT|DELETE", r"/peers(/.*)?", "admin"),
+    _rule("GET|DELETE", r"/peers(/.*)?", "admin"),
     _rule("GET", r"/(system|statistics|changes|exports|plugins(/.*)?)", "admin"),
-    _rule("GET|POST|PUT|DELETE", r"/tools(/.*)?", "admin"),
+    _rule("GET|DELETE", r"/tools(/.*)?", "admin"),
+    _rule("POST|PUT", r"/tools/.+", "admin", gateway=True),
     _rule("GET", r"/(app(/.*)?|favicon\.ico)?", "admin"),  # Orthanc Explorer (off in orthanc.json)
 )
+
+# Orthanc URIs whose every request the plugin answers (its REST callbacks win over
+# Orthanc's own routes): the gateway rules' patterns, for every method on them.
+GATEWAY_PATTERNS = tuple(rule.pattern.pattern for rule in RULES if rule.gateway)
 
 
 def permissions_of(role):
@@ -173,6 +236,47 @@ def names_study_uid(name):
         return (int(name[:4], 16), int(name[4:], 16)) == _STUDY_UID_TAG
     found = _TAG_TEXT.match(name)
     return bool(found) and (_tag_part(*found.group(1, 2)), _tag_part(*found.group(3, 4))) == _STUDY_UID_TAG
+
+
+# What an allowed request to Orthanc's own routes reads, for the audit trail: the
+# first pattern that matches names the entry's action ("" for no patient data).
+_ACCESS_ACTIONS = tuple((re.compile(pattern), action) for pattern, action in (
+    (r"/dicom-web/(studies|series|instances)|/dicom-web/studies/[^/]+/(series|instances|series/[^/]+/instances)",
+     "search"),
+    (r"/wado|/dicom-web/studies/.+/(frames/[^/]+|rendered|thumbnail|bulk(/.*)?)", "images_retrieved"),
+    (r"/dicom-web/studies/.+", "resource_read"),
+    (rf"/{RESOURCE}/{ID}/archive", "archive_downloaded"),
+    (rf"/{RESOURCE}/{ID}/media", "media_downloaded"),
+    (rf"/{RESOURCE}/{ID}/(frames|file|preview|image-uint8|image-uint16|image-int16|matlab|numpy|pdf|rendered|"
+     r"attachments|content)(/.*)?", "images_retrieved"),
+    (rf"/{RESOURCE}(/.*)?", "resource_read"),
+    (r"/tools/(find|lookup)", "search"),
+))
+
+
+def access_action(path):
+    """The audit action of a request for patient data on one of Orthanc's routes, or ""."""
+    path = normalise_path(path)
+    for pattern, action in _ACCESS_ACTIONS:
+        if pattern.fullmatch(path):
+            return action
+    return ""
+
+
+def approved_query(rule, path_study, query):
+    """(refusal or "", the studies named) of a referrer's request to a route whose query
+    reaches Orthanc: every parameter must be one of the rule's, by its exact name, with a
+    value of its form; the studies are the path's and the study parameter's."""
+    studies = [path_study] if path_study else []
+    for name, value in (query or {}).items():
+        form = rule.params.get(name)
+        if form is None:
+            return f"query parameter {name[:64]!r} is not accepted here", []
+        if not isinstance(value, str) or not _VALUE_FORMS[form].fullmatch(value):
+            return f"query parameter {name!r} has a value this route does not accept", []
+        if name == rule.study_param:
+            studies.extend(re.split(r"[\\,]", value))
+    return "", studies
 
 
 def literal_prefixes(pattern):
