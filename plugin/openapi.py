@@ -142,10 +142,12 @@ def document():
                 "get": _op("The report: sections, status, version, addenda, history, DICOM copies "
                            "(technologists and referrers: signed reports only)", "reports.read", params=[UID]),
                 "put": _op("Save the draft; send the version you loaded (409 if it changed meanwhile)",
-                           "reports.write", {"409": {"description": "stale version, signed, or claimed by another", **_json(ERROR)},
+                           "reports.write", {"409": {"description": "stale version, signed, claimed by another, or a colleague's "
+                                                            "draft without take_over", **_json(ERROR)},
                                              "413": {"description": "a section is too long", **_json(ERROR)}},
                            _obj("version", version=INTEGER, template_id=INTEGER, clinical_information=STRING,
-                                technique=STRING, comparison=STRING, findings=STRING, impression=STRING),
+                                technique=STRING, comparison=STRING, findings=STRING, impression=STRING,
+                                take_over=BOOLEAN),
                            params=[UID])},
             "/pacs/api/studies/{uid}/report/finalize": {"post": _op(
                 "Sign: locks the report, status final, PDF and DICOM copy made (author or admin)", "reports.write",
