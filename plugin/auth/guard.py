@@ -105,6 +105,8 @@ class Guard:
         length = headers.get("content-length", "0").strip()
         if not (length.isascii() and length.isdigit() and len(length) <= 19):
             return "invalid Content-Length"
+        if int(length) == 0:  # every image frame: no table look-up
+            return ""
         if path.startswith("/pacs/") or path == "/pacs":
             kind = "upload"  # our handlers read what they accept and say so (413): Orthanc must only buffer it
         else:
