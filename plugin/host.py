@@ -165,10 +165,43 @@ def _send(output, response: Response):
         output.AnswerBuffer(response.body, response.content_type)
         return
     status = response.status if response.status in _ORTHANC_STATUSES else (400 if response.status < 500 else 500)
-    # SendHttpStatus takes a str and its length in characters: 7-bit only.
-    text = response.body.decode("utf-8", "replace").encode("ascii", "xmlcharrefreplace").decode("ascii")
     output.SetHttpHeader("Content-Type", response.content_type)
+    _send_http_status(output, status, response.body)
+
+
+def _send_status_bytes(output, status, body):
+    """orthanc-python 4.2 and later (Debian 13's 5.0): SendHttpStatus(status, bytes)."""
+    output.SendHttpStatus(status, body)
+
+
+def _send_status_text(output, status, body):
+    """orthanc-python 4.0/4.1 (Debian 12's 4.0): SendHttpStatus(status, str, length),
+    the length in characters: keep the text 7-bit."""
+    text = body.decode("utf-8", "replace").encode("ascii", "xmlcharrefreplace").decode("ascii")
     output.SendHttpStatus(status, text, len(text))
+
+
+# Which of the two this orthanc-python has, found on the first error answer:
+# both releases give the method the same docstring, and only a call tells.
+_status_sender = None
+
+
+def _send_http_status(output, status, body):
+    """The first call tries the newer form; a TypeError comes from parsing the
+    arguments, before anything is sent, and means the older form. Either way the
+    answer is remembered for the life of the process."""
+    global _status_sender
+    if _status_sender is None:
+        try:
+            _send_status_bytes(output, status, body)
+        except TypeError:
+            _status_sender = _send_status_text
+        else:
+            _status_sender = _send_status_bytes
+            LOGGER.info("event=http_status_api form=bytes")
+            return
+        LOGGER.info("event=http_status_api form=text")
+    _status_sender(output, status, body)
 
 
 def serve():
