@@ -55,9 +55,13 @@ class PacsServer:
             launcher.orthanc_command(path), env=launcher.orthanc_environment(self.environ),
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
-        self._wait_ready(timeout)
-        if self.plugin:
-            self._authenticate_as_admin()
+        try:
+            self._wait_ready(timeout)
+            if self.plugin:
+                self._authenticate_as_admin()
+        except BaseException:  # Ctrl-C included: a server that did not start is never left running
+            self.kill()
+            raise
         return self
 
     def _authenticate_as_admin(self):
