@@ -16,7 +16,7 @@ VENDOR := build/vendor
 CHARTJS := chart.js@4.6.1
 OHIF := @ohif/app@3.13.2
 
-.PHONY: install install-test run test bench clean-data
+.PHONY: install install-test run test test-other-release bench clean-data
 
 install: apt-runtime $(VENV)/.installed $(VENDOR)/.installed
 
@@ -67,6 +67,11 @@ run: install
 
 test: install-test
 	$(PY) -m pytest tests
+
+# The same `make test` on a clean clone of HEAD, in a cached debootstrap root of
+# the other Debian release (bookworm <-> trixie). Needs root.
+test-other-release:
+	.ci/other-release
 
 bench: install-test
 	$(PY) bench/ingest.py
