@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 from pydicom.data import get_charset_files, get_testdata_file
-from pynetdicom import AE, _config
+from pydicom.filereader import read_file_meta_info
+from pynetdicom import AE, DEFAULT_TRANSFER_SYNTAXES, _config
 from pynetdicom.sop_class import CTImageStorage
 
 import dicomgen
@@ -45,13 +46,13 @@ def data_set_offset(data):
     return 128 + 4 + 12 + meta.FileMetaInformationGroupLength
 
 
-def c_store(pacs, payload):
+def c_store(pacs, payload, transfer_syntaxes=DEFAULT_TRANSFER_SYNTAXES):
     """C-STORE one CT instance (a Dataset or a file's path) on its own association.
 
     Return the status, or None when the association ended without one.
     """
     ae = AE(ae_title="BADSENDER")
-    ae.add_requested_context(CTImageStorage)
+    ae.add_requested_context(CTImageStorage, transfer_syntaxes)
     ae.dimse_timeout = NO_ANSWER_SECONDS
     assoc = ae.associate("127.0.0.1", pacs.dicom_port, ae_title=pacs.aet)
     assert assoc.is_established
@@ -64,9 +65,12 @@ def c_store(pacs, payload):
 
 
 def c_store_raw(pacs, path, monkeypatch):
-    """C-STORE a file's data set bytes as they are, unparsed, as a broken modality would."""
+    """C-STORE a file's data set bytes as they are, unparsed, as a broken modality would.
+
+    Bytes sent as they are need a context of the file's own transfer syntax, so only that
+    one is offered: of several, Orthanc 1.10.1 accepts Explicit VR, 1.12.7 the first."""
     monkeypatch.setattr(_config, "STORE_SEND_CHUNKED_DATASET", True)
-    return c_store(pacs, path)
+    return c_store(pacs, path, [read_file_meta_info(path).TransferSyntaxUID])
 
 
 def is_refused(status):
