@@ -80,11 +80,14 @@ def raw_request(server, method, target, headers=None, body=b"", timeout=30):
         connection.putrequest(method, target, skip_accept_encoding=True)
         for name, value in (headers or {}).items():
             connection.putheader(name, value)
-        if body and not any(name.lower() == "content-length" for name in headers or {}):
+        framed = {name.lower() for name in headers or {}} & {"content-length", "transfer-encoding"}
+        if body and not framed:
             connection.putheader("Content-Length", str(len(body)))
         connection.endheaders()
-        if body:
+        try:
             connection.send(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered (413...) and closed before reading it all: read that answer
         answer = connection.getresponse()
         return answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read()
     finally:
