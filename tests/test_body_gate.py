@@ -6,7 +6,7 @@ a Content-Length far beyond the body, a gzip bomb (Content-Encoding), a chunked
 body, invalid UTF-8 and malformed JSON. Invariants: every answer is a 4xx (none of
 these requests is valid), and Orthanc is still up after each (its process runs and
 /pacs/health answers 200). A request that kills it is reported and the server is
-restarted so the rest still runs.
+restarted so the rest still runs. A control checks that valid bodies still pass.
 """
 
 import json
@@ -14,6 +14,7 @@ import socket
 
 import pytest
 
+import dicomgen
 from pacs_server import PacsServer, free_port
 from plugin.auth import permissions
 from scoped_data import REFERRING_NAME, alive, gzip_bomb, make_account, raw_request, store_study
@@ -25,15 +26,13 @@ BIG = json.dumps({"Query": {"PatientName": "x" * (2 * 1024 * 1024 + 100)}}).enco
 
 def attacks():
     """(name, headers, body) of each hostile body; Content-Type is JSON throughout."""
-    bomb = gzip_bomb(64)
-    chunk = DEEP
     return (
         ("json nested 5000 deep", {}, DEEP),
         ("2 MB+ body", {}, BIG),
         ("Content-Length 2**40, 2-byte body", {"Content-Length": str(2 ** 40)}, b"{}"),
-        ("gzip bomb (64 MB of zeros)", {"Content-Encoding": "gzip"}, bomb),
+        ("gzip bomb (64 MB of zeros)", {"Content-Encoding": "gzip"}, gzip_bomb(64)),
         ("chunked, nested 5000 deep", {"Transfer-Encoding": "chunked"},
-         f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n0\r\n\r\n"),
+         f"{len(DEEP):x}\r\n".encode() + DEEP + b"\r\n0\r\n\r\n"),
         ("invalid UTF-8", {}, b'{"Level": "Study", "Query": {"PatientName": "\xff\xfe\xc3\x28"}}'),
         ("malformed JSON", {}, b'{"Level": "Study", "Query": {"PatientName": [1, 2,'),
     )
@@ -138,3 +137,22 @@ def test_hostile_bodies_get_a_4xx_and_orthanc_stays_up(world):
     print(f"\nbody gate: {sent} hostile requests ({len(routes)} routes x {len(ROLES)} roles x "
           f"{len(attacks())} bodies); statuses {statuses}")
     assert not failures, f"{len(failures)} failures:\n" + "\n".join(failures[:40])
+
+
+def test_valid_bodies_still_pass_the_gate(world, tmp_path):
+    """Control: the gate refuses the hostile bodies above, not the body routes themselves."""
+    server, ids, keys = world
+    find = json.dumps({"Level": "Study", "Query": {"PatientName": "BODYGATE*"}}).encode()
+    status, _, answer = raw_request(server, "POST", "/tools/find",
+                                    {"Authorization": keys["radiologist"], "Content-Type": "application/json"}, find)
+    assert status == 200 and json.loads(answer) == [ids["studies"]], answer[:300]
+    status, _, answer = raw_request(server, "PUT", f"/patients/{ids['patients']}/protected",
+                                    {"Authorization": keys["admin"]}, b"1")
+    assert status == 200, answer[:300]
+    spec = dicomgen.StudySpec(patient_name="UPLOADED^VIA^GATE", referring_physician=REFERRING_NAME)
+    [path] = dicomgen.write(dicomgen.ct_series(spec, slices=1), tmp_path)
+    status, _, answer = raw_request(server, "POST", "/instances",
+                                    {"Authorization": keys["technologist"], "Content-Type": "application/dicom"},
+                                    path.read_bytes())
+    assert status == 200 and json.loads(answer)["Status"] == "Success", answer[:300]
+    server.wait_indexed(spec.study_uid, instances=1)
