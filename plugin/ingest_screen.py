@@ -68,11 +68,13 @@ _PHOTOMETRIC, _BITS_ALLOCATED, _BITS_STORED, _HIGH_BIT = 0x00280004, 0x00280100,
 _PALETTE_DESCRIPTORS = (0x00281101, 0x00281102, 0x00281103)  # data: descriptor + 0x100
 _SEGMENTED_PALETTE = 0x00281221
 
-_STRUCTS = {  # little endian -> (explicit header, implicit header, 32-bit, 16-bit)
-    True: (struct.Struct("<HH2sH"), struct.Struct("<HHI"), struct.Struct("<I"), struct.Struct("<H")),
-    False: (struct.Struct(">HH2sH"), struct.Struct(">HHI"), struct.Struct(">I"), struct.Struct(">H")),
+# little endian -> (explicit VR header, implicit VR or item header, 32-bit length)
+_HEADERS = {
+    True: (struct.Struct("<HH2sH"), struct.Struct("<HHI"), struct.Struct("<I")),
+    False: (struct.Struct(">HH2sH"), struct.Struct(">HHI"), struct.Struct(">I")),
 }
-_META_HEADER = _STRUCTS[True][0]
+_U16 = {True: struct.Struct("<H"), False: struct.Struct(">H")}
+_META_HEADER, _META_U32 = _HEADERS[True][0], _HEADERS[True][2]
 _DATASET, _SEQUENCE, _ITEM_KIND = 0, 1, 2
 
 
@@ -82,10 +84,10 @@ class Refused(Exception):
 
 def screen(data):
     """None when the Part-10 file ``data`` (bytes) may be stored, else a short reason."""
-    if not isinstance(data, (bytes, bytearray, memoryview)):
+    if not isinstance(data, (bytes, bytearray)):
         return "not a byte string"
     try:
-        buffer = memoryview(data).cast("B")
+        buffer = memoryview(data)
         position, syntax = _meta(buffer)
         if syntax not in TRANSFER_SYNTAXES:
             raise Refused(f"transfer syntax {syntax[:64]!r} is not accepted")
@@ -112,7 +114,7 @@ def _meta(buffer):
         if vr in _LONG_VRS:
             if vr == b"SQ" or position + 12 > end:
                 raise Refused("malformed file meta information")
-            length = _STRUCTS[True][2].unpack_from(buffer, position + 8)[0]
+            length = _META_U32.unpack_from(buffer, position + 8)[0]
             header = 12
         elif vr not in _SHORT_VRS:
             raise Refused("malformed file meta information (unknown VR)")
@@ -122,7 +124,7 @@ def _meta(buffer):
         if element == 0x0000:
             if vr != b"UL" or length != 4:
                 raise Refused("malformed file meta group length")
-            group_end = value + 4 + _STRUCTS[True][2].unpack_from(buffer, value)[0]
+            group_end = value + 4 + _META_U32.unpack_from(buffer, value)[0]
         elif element == 0x0010:
             syntax = bytes(buffer[value:value + length]).rstrip(b"\0 ").decode("ascii", "replace")
         position = value + length
@@ -156,7 +158,7 @@ def _walk(buffer, position, explicit, little, encapsulated_syntax):
     size = len(buffer)
     stack = []
     kind, end, undefined, attributes = _DATASET, size, False, {}
-    header, short_header, u32, _u16 = _STRUCTS[little]
+    header, implicit_header, u32 = _HEADERS[little]
     depth = elements = 0
     short_vrs = _SHORT_VRS
     while True:
@@ -172,7 +174,7 @@ def _walk(buffer, position, explicit, little, encapsulated_syntax):
             if kind == _SEQUENCE:
                 depth -= 1
             kind, end, undefined, attributes, explicit, little = stack.pop()
-            header, short_header, u32, _u16 = _STRUCTS[little]
+            header, implicit_header, u32 = _HEADERS[little]
             continue
         if position + 8 > end:
             raise Refused("truncated element header")
@@ -180,7 +182,7 @@ def _walk(buffer, position, explicit, little, encapsulated_syntax):
         if elements > MAX_ELEMENTS:
             raise Refused(f"more than {MAX_ELEMENTS} elements")
         if kind == _SEQUENCE:
-            group, element, length = short_header.unpack_from(buffer, position)
+            group, element, length = implicit_header.unpack_from(buffer, position)
             position += 8
             if group != 0xFFFE:
                 raise Refused(f"({group:04X},{element:04X}) where a sequence item belongs")
@@ -189,7 +191,7 @@ def _walk(buffer, position, explicit, little, encapsulated_syntax):
                     raise Refused("sequence delimiter with a length")
                 depth -= 1
                 kind, end, undefined, attributes, explicit, little = stack.pop()
-                header, short_header, u32, _u16 = _STRUCTS[little]
+                header, implicit_header, u32 = _HEADERS[little]
                 continue
             if element != _ITEM:
                 raise Refused(f"(FFFE,{element:04X}) out of place in a sequence")
@@ -224,7 +226,7 @@ def _walk(buffer, position, explicit, little, encapsulated_syntax):
             else:
                 raise Refused(f"({group:04X},{element:04X}) has an unknown VR")
         else:
-            group, element, length = short_header.unpack_from(buffer, position)
+            group, element, length = implicit_header.unpack_from(buffer, position)
             vr = None
             position += 8
         if group == 0xFFFE:
@@ -233,7 +235,7 @@ def _walk(buffer, position, explicit, little, encapsulated_syntax):
                     raise Refused("item delimiter with a length")
                 _check_image(buffer, attributes, little, encapsulated_syntax)
                 kind, end, undefined, attributes, explicit, little = stack.pop()
-                header, short_header, u32, _u16 = _STRUCTS[little]
+                header, implicit_header, u32 = _HEADERS[little]
                 continue
             raise Refused(f"(FFFE,{element:04X}) out of place")
         tag = group << 16 | element
@@ -241,7 +243,7 @@ def _walk(buffer, position, explicit, little, encapsulated_syntax):
             if tag == _PIXEL_DATA and (vr is None or vr in (b"OB", b"OW")):
                 if not encapsulated_syntax:
                     raise Refused("encapsulated pixel data in a native transfer syntax")
-                position, fragments = _fragments(buffer, position, end, short_header)
+                position, fragments = _fragments(buffer, position, end, implicit_header)
                 elements += fragments
                 attributes[_PIXEL_DATA] = (position, _ENCAPSULATED)
                 continue
@@ -266,7 +268,7 @@ def _walk(buffer, position, explicit, little, encapsulated_syntax):
         kind, end, undefined = _SEQUENCE, sequence_end, length == _UNDEFINED
         if vr != b"SQ":
             explicit, little = False, True
-            header, short_header, u32, _u16 = _STRUCTS[little]
+            header, implicit_header, u32 = _HEADERS[little]
 
 
 def _fragments(buffer, position, end, item_header):
@@ -295,7 +297,7 @@ def _check_image(buffer, attributes, little, encapsulated_syntax):
     """Refuse pixel data and palettes of one data set or item whose sizes disagree."""
     if not attributes:
         return
-    u16 = _STRUCTS[little][3]
+    u16 = _U16[little]
 
     def number(tag, default=None):
         position, length = attributes.get(tag, (0, 0))
@@ -340,7 +342,7 @@ def _check_image(buffer, attributes, little, encapsulated_syntax):
 
 def _check_palette(buffer, attributes, little, palette_image):
     """Each palette LUT descriptor (entries, first mapped, bits) must fit its LUT data."""
-    u16 = _STRUCTS[little][3]
+    u16 = _U16[little]
     for descriptor_tag in _PALETTE_DESCRIPTORS:
         data_tag = descriptor_tag + 0x100
         descriptor, data = attributes.get(descriptor_tag), attributes.get(data_tag)
