@@ -38,6 +38,9 @@ class FakeAccounts:
     def is_revoked(self, session_id):
         return session_id in self.revoked
 
+    def password_change_pending(self, principal):
+        return False
+
 
 class FakeApiKeys:
     def principal(self, key, username=None):

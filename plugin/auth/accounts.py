@@ -73,6 +73,7 @@ class Accounts:
         self._idle = datetime.timedelta(hours=idle_hours)
         self._lockout = lockout
         self._revoked = Refreshing(_revoked_sessions, REVOCATION_TTL)
+        self._pending = Refreshing(_users_to_change_password, REVOCATION_TTL)
 
     # --- users --------------------------------------------------------------
 
@@ -92,6 +93,8 @@ class Accounts:
                                created_at=now, updated_at=now, password_changed_at=now)
         except IntegrityError:
             raise AccountError(409, f"user {username!r} already exists") from None
+        if must_change_password:
+            self._pending.invalidate()
         self._record(actor, "user_created", details={"username": username, "role": role})
         return user
 
@@ -153,6 +156,7 @@ class Accounts:
         now = utcnow()
         User.update(password_hash=self._hasher.hash(password), password_changed_at=now,
                     updated_at=now, must_change_password=must_change).where(User.id == user.id).execute()
+        self._pending.invalidate()
 
     def ensure_first_admin(self, data_dir, password=""):
         """Create ``admin`` when there is no user at all. Returns the password
@@ -250,6 +254,16 @@ class Accounts:
         """Whether a session was ended; O(1) except one reload every REVOCATION_TTL s."""
         return session_id in self._revoked.get()
 
+    def password_change_pending(self, principal):
+        """Whether a logged-in user must change their password before anything else.
+
+        For the guard, on every request: O(1), from a set of user ids reloaded
+        every REVOCATION_TTL s (never waited on) and at once after a change of
+        the flag on this node. API keys are never held back: they have no password.
+        """
+        return bool(principal.session_id) and principal.via != "apikey" \
+            and principal.user_id in self._pending.get()
+
     def principal_from_token(self, token, via):
         """(Principal, expiry as a Unix time) of a valid, unrevoked token; TokenError otherwise."""
         claims = self._codec.decode(token)
@@ -292,6 +306,13 @@ def _revoked_sessions():
     """IDs of the ended sessions that could still carry a valid token."""
     with db.connection_scope():
         rows = Session.select(Session.id).where(Session.revoked_at.is_null(False), Session.expires_at > utcnow())
+        return frozenset(row.id for row in rows)
+
+
+def _users_to_change_password():
+    """IDs of the users who must change their password (few: usually none)."""
+    with db.connection_scope():
+        rows = User.select(User.id).where(User.must_change_password == True)  # noqa: E712 (peewee)
         return frozenset(row.id for row in rows)
 
 
