@@ -191,14 +191,16 @@ def test_valid_study_after_refused_ones_is_indexed(pacs, earlier, tmp_path, monk
     assert_still_serving(pacs, earlier)
 
 
-def test_cstore_with_too_short_pixel_data_is_stored_and_indexed(pacs):
-    """Orthanc stores pixels without decoding them; the index never reads them."""
+def test_cstore_with_too_short_pixel_data_is_refused(pacs, earlier):
+    """Orthanc would store it and its decoders trust Rows x Columns (CVE-2026-5437..5445):
+    the ingest screen refuses it with "cannot understand"."""
     spec = dicomgen.StudySpec()
     dataset = dicomgen.ct_series(spec, slices=1)[0]
     dataset.PixelData = b"\x01\x02"
 
-    assert c_store(pacs, dataset) == 0
-    pacs.wait_indexed(spec.study_uid, instances=1)
+    assert c_store(pacs, dataset) == 0xC000
+    assert not sop_instance_known(pacs, dataset.SOPInstanceUID)
+    assert_still_serving(pacs, earlier)
 
 
 # --- odd tags and character sets ---------------------------------------------------------
