@@ -14,7 +14,7 @@ from plugin.auth import pages as auth_pages
 from plugin.auth import routes as auth_routes
 from plugin.auth.accounts import AccountError, Accounts
 from plugin.auth.apikeys import ApiKeys
-from plugin.auth.guard import Guard
+from plugin.auth.guard import PASSWORD_CHANGE_FIRST, Guard
 from plugin.auth.passwords import Hasher
 from plugin.auth.permissions import permissions_of
 from plugin.auth.scope import ReferrerScope
@@ -139,6 +139,8 @@ class App:
     def refusal(request, decision):
         wants_page = request.method == "GET" and not request.path.startswith("/pacs/api/") \
             and "text/html" in request.headers.get("accept", "")
+        if wants_page and decision.reason == PASSWORD_CHANGE_FIRST:
+            return Response.redirect("/pacs/account")
         if decision.status == 401 and wants_page:  # back to the same view, filters included
             path = request.path if request.path != "/pacs" else "/pacs/"  # Orthanc drops the slash
             wanted = path + ("?" + urlencode(request.query) if request.query else "")

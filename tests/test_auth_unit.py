@@ -119,6 +119,10 @@ def test_admin_has_every_permission_and_roles_are_nested_as_the_spec_says():
     ("GET", "/pacs/api/users/", "users.manage"),
     ("DELETE", "/studies/abc", "images.delete"),
     ("GET", "/app/explorer.html", "admin"),
+    # decided on purpose (README, Security): named, not left to the default
+    ("DELETE", "/instances/abc/attachments/dicom", permissions.DENY),
+    ("GET", "/dicom-web/servers", permissions.DENY),
+    ("PUT", "/patients/abc/protected", "admin"),
 ])
 def test_match_finds_the_rule_orthanc_would_route_to(method, path, permission):
     rule, _ = permissions.match(method, path)
@@ -132,9 +136,6 @@ def test_match_finds_the_rule_orthanc_would_route_to(method, path, permission):
     ("POST", "/pacs/api/me/password/x"),
     ("GET", "/some/unknown"),
     ("PUT", "/system"),
-    ("DELETE", "/instances/abc/attachments/dicom"),
-    ("PUT", "/patients/abc/protected"),
-    ("GET", "/dicom-web/servers"),
 ])
 def test_routes_the_table_does_not_name_match_nothing(method, path):
     assert permissions.match(method, path) == (None, None)
@@ -199,7 +200,11 @@ def test_logged_out_session_is_refused_even_when_its_token_is_cached(guard):
     ("/dicom-web/studies", {"StudyInstanceUID": f"{IN_SCOPE},{OUT_OF_SCOPE}"}, False),
     ("/dicom-web/studies", {"StudyInstanceUID": IN_SCOPE, "0020000d": OUT_OF_SCOPE}, False),
     ("/dicom-web/studies", {"StudyInstanceUID": IN_SCOPE, "20,d": OUT_OF_SCOPE}, False),
-    ("/dicom-web/series", {"0020000D": IN_SCOPE, "SeriesInstanceUID": "9.9"}, True),
+    ("/dicom-web/series", {"StudyInstanceUID": IN_SCOPE, "SeriesInstanceUID": "9.9"}, True),
+    # the study by its keyword only: a tag number, however spelled, is refused
+    ("/dicom-web/series", {"0020000D": IN_SCOPE, "SeriesInstanceUID": "9.9"}, False),
+    ("/dicom-web/studies", {"StudyInstanceUID": IN_SCOPE, "0020-000D": ""}, False),
+    ("/dicom-web/studies", {"StudyInstanceUID": ""}, False),
     ("/dicom-web/instances", {"SeriesInstanceUID": "9.9"}, False),
     ("/wado", {"requestType": "WADO", "studyUID": IN_SCOPE, "objectUID": "9.9"}, True),
     ("/wado", {"requestType": "WADO", "studyUID": OUT_OF_SCOPE, "objectUID": "9.9"}, False),

@@ -20,6 +20,7 @@ from plugin.auth.tokens import TokenError
 LOGGER = logging.getLogger(__name__)
 
 SESSION_COOKIE = "pacs_session"
+PASSWORD_CHANGE_FIRST = "change your password first"
 TOKEN_CACHE_SIZE = 4096
 
 
@@ -74,9 +75,13 @@ class Guard:
         csrf = self._csrf(method, path, headers, principal)
         if csrf is not None and not csrf.allowed:
             return csrf
-        if rule.permission != permissions.AUTHENTICATED and \
-                rule.permission not in permissions.permissions_of(principal.role):
-            return self._denied(principal, address, path, "your role may not do this")
+        if rule.permission != permissions.AUTHENTICATED:
+            # Before anything else, a user told to change their password does so: only the
+            # routes open to any logged-in user (account, password, logout) stay open.
+            if self._accounts.password_change_pending(principal):
+                return deny(403, PASSWORD_CHANGE_FIRST, principal)
+            if rule.permission not in permissions.permissions_of(principal.role):
+                return self._denied(principal, address, path, "your role may not do this")
         studies = self._studies(rule, path_study, query)
         if principal.role == "referrer" and rule.study:
             if rule.params is not None:  # the query reaches Orthanc: only what was parsed and approved
