@@ -150,7 +150,9 @@ class Accounts:
         if new_password == current:
             raise AccountError(400, "the new password must differ from the current one")
         self._set_password(user, new_password, must_change=False)
-        self._record(principal, "password_changed")
+        # Whoever knew the old password may hold another session: end them all but this one.
+        ended = self.revoke_user_sessions(user.id, keep=principal.session_id)
+        self._record(principal, "password_changed", details={"other_sessions_ended": ended})
 
     def _set_password(self, user, password, must_change):
         now = utcnow()
@@ -189,18 +191,14 @@ class Accounts:
         if not username or not isinstance(password, str) or not password:
             raise AccountError(400, "username and password are required")
         username = username[:MAX_USERNAME]
-        locked = self._locked_for(username, address)
-        if locked:
+        if self._failures(LoginFailure.username == username) >= self._lockout.per_account:
             self._audit.record("login_failed", username=username, address=address,
-                               outcome="denied", details={"reason": f"locked ({locked})"})
-            minutes = self._lockout.window_seconds // 60
-            # 423 Locked, not 429: Orthanc 1.10.1 has no 429 in its status table, and a
-            # plugin answer with a status it does not know ends the connection, unanswered.
-            raise AccountError(LOCKED, f"too many failed logins for this {locked}; "
-                                    f"try again in {minutes} minutes")
+                               outcome="denied", details={"reason": "locked (account)"})
+            raise self._locked("account")
         user = User.get_or_none(User.username == username)
         if not self._hasher.verify(password, user.password_hash if user else None):
-            self._login_failed(username, address)
+            if self._login_failed(username, address):
+                raise self._locked("address")
             raise AccountError(401, "wrong username or password")
         if user.disabled:
             self._audit.record("login_failed", username=username, role=user.role, address=address,
@@ -245,10 +243,18 @@ class Accounts:
         self._revoked.invalidate()
         self._revoked.update(lambda revoked: (revoked or frozenset()) | {session_id})  # at once, here
 
-    def revoke_user_sessions(self, user_id):
-        Session.update(revoked_at=utcnow()).where(Session.user == user_id,
-                                                  Session.revoked_at.is_null()).execute()
+    def revoke_user_sessions(self, user_id, keep=""):
+        """End the user's open sessions, except ``keep``; returns how many were ended.
+
+        The guard stops honouring their tokens at once on this node (and within
+        REVOCATION_TTL on the others); API keys are not sessions and stay valid.
+        """
+        still_open = (Session.user == user_id) & (Session.id != keep) & Session.revoked_at.is_null()
+        open_ids = frozenset(row.id for row in Session.select(Session.id).where(still_open))
+        Session.update(revoked_at=utcnow()).where(still_open).execute()
         self._revoked.invalidate()
+        self._revoked.update(lambda revoked: (revoked or frozenset()) | open_ids)  # at once, here
+        return len(open_ids)
 
     def is_revoked(self, session_id):
         """Whether a session was ended; O(1) except one reload every REVOCATION_TTL s."""
@@ -279,23 +285,42 @@ class Accounts:
                                   time.time(), not_after=limit)
         return token, self._codec.decode(token)
 
-    def _locked_for(self, username, address):
+    def _locked(self, scope):
+        minutes = self._lockout.window_seconds // 60
+        # 423 Locked, not 429: Orthanc 1.10.1 has no 429 in its status table, and a
+        # plugin answer with a status it does not know ends the connection, unanswered.
+        hint = " (the right password of an account that is not locked still works)" if scope == "address" else ""
+        return AccountError(LOCKED, f"too many failed logins for this {scope}; "
+                                    f"try again in {minutes} minutes{hint}")
+
+    def _failures(self, condition):
         since = utcnow() - datetime.timedelta(seconds=self._lockout.window_seconds)
-        recent = LoginFailure.select().where(LoginFailure.at >= since)
-        if recent.where(LoginFailure.username == username).count() >= self._lockout.per_account:
-            return "account"
-        if address and recent.where(LoginFailure.address == address).count() >= self._lockout.per_address:
-            return "address"
-        return None
+        return LoginFailure.select().where(LoginFailure.at >= since, condition).count()
 
     def _login_failed(self, username, address):
-        LoginFailure.create(at=utcnow(), username=username, address=(address or "")[:64])
+        """Count a wrong password; True when its address has failed too often.
+
+        Accounts and addresses are counted apart. An account with per_account
+        failures in the window is locked for everyone: its password is under
+        attack. An address with per_address failures (on any names) gets 423
+        instead of 401 for its wrong passwords, but is never refused a right
+        password of an account that is not locked: names guessed from one
+        address (or from everyone behind one proxy) lock no real account out.
+        """
+        now = utcnow()
+        LoginFailure.delete().where(
+            LoginFailure.at < now - datetime.timedelta(seconds=self._lockout.window_seconds)).execute()
+        LoginFailure.create(at=now, username=username, address=(address or "")[:64])
         self._audit.record("login_failed", username=username, address=address, outcome="failure")
-        locked = self._locked_for(username, address)
-        if locked:
-            LOGGER.warning("event=login_lockout scope=%s username=%s address=%s", locked, username, address)
-            self._audit.record("lockout", username=username, address=address, outcome="denied",
-                               details={"scope": locked})
+        on_account = self._failures(LoginFailure.username == username)
+        from_address = self._failures(LoginFailure.address == address[:64]) if address else 0
+        for scope, count, limit in (("account", on_account, self._lockout.per_account),
+                                    ("address", from_address, self._lockout.per_address)):
+            if count == limit:  # once, when the limit is reached
+                LOGGER.warning("event=login_lockout scope=%s username=%s address=%s", scope, username, address)
+                self._audit.record("lockout", username=username, address=address, outcome="denied",
+                                   details={"scope": scope})
+        return from_address > self._lockout.per_address  # like an account: the limit itself still answers 401
 
     def _record(self, actor, action, outcome="success", details=None):
         self._audit.record(action, username=actor.username if actor else "system",
