@@ -9,7 +9,7 @@ from urllib.parse import quote, urlencode
 from pydicom.uid import generate_uid
 
 from plugin import db, health, logs, migrations, openapi, viewer
-from plugin.audit import AuditLog, request_address
+from plugin.audit import AuditLog, orthanc_resolver, request_address
 from plugin.auth import pages as auth_pages
 from plugin.auth import routes as auth_routes
 from plugin.auth.accounts import AccountError, Accounts
@@ -26,7 +26,7 @@ from plugin.dicomservices.mwl import ModalityWorklist
 from plugin.dicomservices.orders import Orders
 from plugin.dicomservices.remote import RemoteNodes
 from plugin.gateway import Gateway
-from plugin.http import Response, Router
+from plugin.http import HttpError, Response, Router
 from plugin.ingest_screen import screen
 from plugin.ingest import Ingest
 from plugin.reports import pages as reports_pages
@@ -52,6 +52,7 @@ class App:
         self.router = Router()
         self.ingest = Ingest(host, settings.reconcile_interval, settings.stable_age)
         self.audit = AuditLog(window_seconds=settings.image_audit_window)
+        self.audit.set_resolver(orthanc_resolver(host))  # patient and study of an Orthanc resource
         codec = TokenCodec(load_or_create_secret(settings.data_dir, settings.jwt_secret),
                            int(settings.access_token_minutes * 60))
         self.accounts = Accounts(Hasher(settings.bcrypt_cost), codec, self.audit,
@@ -69,7 +70,7 @@ class App:
         self.worklist = Worklist(self.audit, settings.claim_minutes)
         worklist_routes.register(self.router, self.worklist, self.scope, host, self.audit)
         worklist_pages.register(self.router, self.accounts, self.worklist, self.scope, self.audit)
-        self.viewer_assets = viewer.register(self.router, host)
+        self.viewer_assets = viewer.register(self.router, host, self.audit)
         self.reports = Reports(self.audit, self.worklist, lambda document: DicomCopies(host, document),
                                settings.institution_name, settings.logo_path or None)
         reports_routes.register(self.router, self.reports)
@@ -80,8 +81,8 @@ class App:
         remote_pages.register(self.router, self.nodes, self.accounts)
         self.ingest.study_removed_listeners.append(self.reports.study_removed)
         self.orders = Orders(self.audit, generate_uid)
-        order_routes.register(self.router, self.orders)
-        order_pages.register(self.router, self.orders, self.accounts)
+        order_routes.register(self.router, self.orders, self.audit)
+        order_pages.register(self.router, self.orders, self.accounts, self.audit)
         self.modality_worklist = ModalityWorklist(self.orders.worklist_candidates, settings.case_sensitive_pn,
                                                   settings.mwl_max_answers)
         self.mpps = MppsServer(PerformedSteps(), KnownNodes(host, settings.strict_aet), settings)
@@ -155,6 +156,17 @@ class App:
         filter has already let it through: who may call it and the body's size."""
         request.client_ip = self.guard.client_address(request.client_ip, request.headers)
         return self.gateway.router.dispatch(request)
+
+    def handle_internal(self, request):
+        """Orthanc's internal calls to /pacs-internal/ (never an HTTP client's: the
+        filter refuses them): a DICOM node's C-FIND reported by plugin/dicom_audit.lua."""
+        if (request.method, request.path) != ("POST", INTERNAL_PREFIX + "dicom-access"):
+            return Response.error(404, "no such internal route")
+        try:
+            recorded = self.audit.record_node_access(request.json())
+        except HttpError as error:
+            return Response.error(error.status, error.message)
+        return Response.json({"recorded": recorded})
 
     def cstore_status(self, data, calling_aet):
         """The DIMSE status for an image a modality stores (Orthanc's DICOM thread)."""

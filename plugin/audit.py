@@ -21,9 +21,14 @@ The chain stays linear because appends are serialised: a lock within the
 process and a database lock across processes and nodes (SQLite's
 ``BEGIN IMMEDIATE``, a PostgreSQL transaction-scoped advisory lock).
 
-Image retrieval is audited from the HTTP filter, which runs for every frame:
-`record_image_access` touches memory only (a throttle dict and a queue) and a
-writer thread appends what is queued, in batches.
+Access to patient data is audited from the HTTP filter, which runs for every
+request (every image frame): `record_access` touches memory only (a throttle
+dict and a queue) and a writer thread appends what is queued, in batches. It
+keeps one entry per (user, action, target) per window, the target being the
+study, the Orthanc resource in the path or the search's query. The writer
+resolves an Orthanc resource (/patients|studies|series|instances/<id>) to its
+patient ID and StudyInstanceUID, then keeps one entry per (user, action,
+study) per window: a viewer reading 500 instances of a study is one entry.
 
 Command line: ``python -m plugin.audit verify [--database-url URL]``.
 """
@@ -40,6 +45,7 @@ import json
 import logging
 import os
 import queue
+import re
 import sys
 import threading
 import time
@@ -69,6 +75,9 @@ ACTIONS = frozenset({
     "report_addended", "report_printed", "export", "send", "delete",
     "study_claimed", "study_released", "study_assigned", "priority_changed", "report_viewed",
     "node_saved", "node_deleted", "node_queried", "retrieve",
+    # reading patient data (record_access): Orthanc's REST and DICOMweb, our searches, DICOM nodes
+    "resource_read", "archive_downloaded", "media_downloaded", "search", "thumbnail_viewed",
+    "dicom_query", "dicom_retrieve",
     # orders (the modality worklist)
     "order_created", "order_updated", "order_cancelled",
     # the audit trail itself
@@ -87,6 +96,14 @@ WRITE_BATCH = 500
 WRITE_ATTEMPTS = 3
 RETRY_DELAY = 1.0
 MAX_THROTTLE_KEYS = 100_000
+MAX_RESOLVED = 10_000  # Orthanc resource id -> (patient ID, study UID), in the writer thread
+MAX_QUERY_TEXT = 2048
+STUDY_UID_TAG = "0020,000d"  # as Orthanc's Lua names it
+SEARCHES = frozenset({"search", "dicom_query"})
+# Paging a search is the same search: one entry for all its pages.
+PAGING_PARAMS = frozenset({"limit", "offset", "page", "page_size", "since", "sort"})
+_SECRET_PARAM = re.compile(r"token|passw|secret|key|auth|session|csrf", re.IGNORECASE)
+_RESOURCE_PATH = re.compile(r"/(patients|studies|series|instances)/([^/?]+)")
 
 _ADVISORY_LOCK_KEY = 0x4155_4454  # "AUDT"; migrations use "PACS"
 _APPEND_LOCK = threading.Lock()
@@ -127,8 +144,12 @@ class AuditLog:
         self._queue = queue.Queue(maxsize=QUEUE_LIMIT)
         self._thread = None
         self._lock = threading.Lock()  # guards _seen and _dropped
-        self._seen = collections.OrderedDict()  # (username, study_uid) -> time, oldest first
+        self._seen = collections.OrderedDict()  # throttle key -> time, oldest first
         self._dropped = 0
+        # The writer thread's own: where Orthanc resources are, and its per-study throttle.
+        self.resolver = None  # (level, orthanc_id or study UID) -> (patient ID, study UID); see set_resolver
+        self._resolved = collections.OrderedDict()
+        self._written = collections.OrderedDict()
 
     # --- appending ---------------------------------------------------------
 
@@ -167,13 +188,68 @@ class AuditLog:
         return True
 
     def record_image_access(self, username, role, address, study_uid):
-        """Audit an image request from the HTTP filter: memory only.
+        """Audit an image request of a study from the HTTP filter: memory only."""
+        return self.record_access("images_retrieved", username=username, role=role, address=address,
+                                  path="", study_uid=study_uid)
 
-        Queues ``images_retrieved`` at most once per (username, study_uid)
-        per window in this process; returns whether it queued one.
+    def record_access(self, action, *, username, role, address, path, study_uid="", query=None):
+        """Audit a read of patient data (the HTTP filter, our routes, DICOM nodes): memory only.
+
+        Queues ``action`` at most once per (username, action, target) per window in
+        this process, target being ``study_uid``, else the Orthanc resource in
+        ``path``, else the path; for searches the query too, without its paging.
+        Returns whether it queued an entry. The writer thread fills in the
+        patient and the study of an Orthanc resource.
         """
+        resource = None if study_uid else _resource_in(path)
+        target = study_uid or ("/".join(resource) if resource else path)
+        if action in SEARCHES:
+            target += "?" + _query_text(query, drop=PAGING_PARAMS)
+        if not self._first_in_window((username, action, target)):
+            return False
+        details = {key: value for key, value in (("path", _clean(path, 512)),
+                                                 ("query", _query_text(query, drop=()))) if value}
+        content = self._content(action, username, role, address, study_uid, "success", details)
+        content["resolve"] = resource or (("study", study_uid) if study_uid else None)
+        try:
+            self._queue.put_nowait(content)
+        except queue.Full:
+            with self._lock:
+                self._dropped += 1
+            return False
+        return True
+
+    def record_request(self, action, request, study_uid=""):
+        """`record_access` for one of our own routes' requests (plugin.http.Request)."""
+        principal = request.principal
+        return self.record_access(action, username=principal.username, role=principal.role,
+                                  address=request.client_ip, path=request.path, study_uid=study_uid,
+                                  query=request.query)
+
+    def record_node_access(self, report):
+        """Audit a DICOM node's query or retrieve as Orthanc reports it (plugin/dicom_audit.lua):
+        ``{"service": "C-FIND", "origin": {"RemoteAet", "RemoteIp", ...}, "query": {tag: value}}``.
+        The node is the user ("dicom:<calling AET>", role "node"), its IP the address; the
+        query's matching keys (non-empty, not "*") are what was searched."""
+        origin = report.get("origin") if isinstance(report.get("origin"), dict) else {}
+        query = report.get("query") if isinstance(report.get("query"), dict) else {}
+        matching = {str(tag).lower(): value for tag, value in query.items()
+                    if isinstance(value, str) and value.strip() not in ("", "*")}
+        study_uid = matching.get(STUDY_UID_TAG, "")
+        action = "dicom_query" if report.get("service") == "C-FIND" else "dicom_retrieve"
+        return self.record_access(action, username=f"dicom:{origin.get('RemoteAet', '')}", role="node",
+                                  address=str(origin.get("RemoteIp", "")), path=str(report.get("service", "")),
+                                  study_uid=study_uid if "\\" not in study_uid else "", query=matching)
+
+    def set_resolver(self, resolver):
+        """``resolver(level, key)``: (patient ID, study UID) of an Orthanc resource
+        (level patients|studies|series|instances, key its Orthanc id) or of a study
+        (level "study", key its UID); ("", "") when unknown. Called in the writer
+        thread only."""
+        self.resolver = resolver
+
+    def _first_in_window(self, key):
         now = self._clock()
-        key = (username, study_uid)
         with self._lock:
             last = self._seen.get(key)
             if last is not None and 0 <= now - last < self._window:
@@ -181,8 +257,7 @@ class AuditLog:
             self._seen[key] = now
             self._seen.move_to_end(key)
             self._prune(now)
-        return self.record_async("images_retrieved", username=username, role=role,
-                                 address=address, study_uid=study_uid)
+        return True
 
     def _prune(self, now):
         """Forget keys older than the window, oldest first: amortised O(1)."""
@@ -256,6 +331,7 @@ class AuditLog:
     def _write(self, contents):
         """Append a batch, retrying a few times; log what cannot be written."""
         self._report_dropped()
+        contents = [content for content in map(self._completed, contents) if content is not None]
         if not contents:
             return
         for attempt in range(1, WRITE_ATTEMPTS + 1):
@@ -272,6 +348,50 @@ class AuditLog:
             LOGGER.error("event=audit_entry_lost at=%s action=%s username=%r study_uid=%s outcome=%s",
                          format_at(content["at"]), content["action"], content["username"],
                          content["study_uid"], content["outcome"])
+
+    def _completed(self, content):
+        """An access entry with its patient and study filled in (writer thread), or
+        None when this user's same access to the same study is already in the window."""
+        resolve = content.pop("resolve", None)
+        if resolve is None:
+            return content
+        patient_id, study_uid = self._resolve(*resolve)
+        if study_uid and not content["study_uid"]:
+            content["study_uid"] = _clean(study_uid)
+        details = json.loads(content["details"])
+        if patient_id:
+            details["patient_id"] = patient_id
+        content["details"] = _details_text(details)
+        if content["action"] in SEARCHES:  # each search is its own entry (the filter bounds them)
+            return content
+        key = (content["username"], content["action"], content["study_uid"] or patient_id or resolve)
+        now = content["at"].replace(tzinfo=datetime.timezone.utc).timestamp()
+        last = self._written.get(key)
+        if last is not None and 0 <= now - last < self._window:
+            return None
+        self._written[key] = now
+        self._written.move_to_end(key)
+        while len(self._written) > MAX_THROTTLE_KEYS or \
+                (self._written and next(iter(self._written.values())) <= now - self._window):
+            self._written.popitem(last=False)
+        return content
+
+    def _resolve(self, level, key):
+        """(patient ID, study UID) through the resolver, remembered; ("", "") without one."""
+        if self.resolver is None:
+            return "", (key if level == "study" else "")
+        found = self._resolved.get((level, key))
+        if found is None:
+            try:
+                with db.connection_scope():
+                    found = self.resolver(level, key)
+            except Exception:
+                LOGGER.exception("event=audit_resolve_failed level=%s", level)
+                found = ("", key if level == "study" else "")
+            self._resolved[(level, key)] = found
+            if len(self._resolved) > MAX_RESOLVED:
+                self._resolved.popitem(last=False)
+        return found
 
     def _report_dropped(self):
         with self._lock:
@@ -328,6 +448,42 @@ class AuditLog:
                 row["at"] = format_at(row["at"])
                 writer.writerow([_csv_cell(row[column]) for column in CSV_COLUMNS])
         return out.getvalue()
+
+
+# --- where an Orthanc resource is -----------------------------------------------
+
+def orthanc_resolver(host):
+    """A resolver for `AuditLog.set_resolver`: our study index first, then Orthanc
+    (short SDK calls of small JSON, in the writer thread)."""
+    from plugin.models import Series, Study  # the study index, not needed by the command line
+
+    def study_of(study):
+        return (study.patient_dicom_id, study.study_instance_uid) if study else None
+
+    def resolve(level, key):
+        if level == "study":
+            found = study_of(Study.get_or_none(Study.study_instance_uid == key))
+            return found or ("", key)
+        if level == "studies":
+            found = study_of(Study.get_or_none(Study.orthanc_id == key))
+            if found:
+                return found
+            study = host.get_json(f"/studies/{key}") or {}
+            return (study.get("PatientMainDicomTags", {}).get("PatientID", ""),
+                    study.get("MainDicomTags", {}).get("StudyInstanceUID", ""))
+        if level == "series":
+            series = Series.get_or_none(Series.orthanc_id == key)
+            if series is not None:
+                return study_of(series.study)
+            parent = (host.get_json(f"/series/{key}") or {}).get("ParentStudy")
+            return resolve("studies", parent) if parent else ("", "")
+        if level == "instances":
+            parent = (host.get_json(f"/instances/{key}") or {}).get("ParentSeries")
+            return resolve("series", parent) if parent else ("", "")
+        patient = host.get_json(f"/patients/{key}") or {}
+        return patient.get("MainDicomTags", {}).get("PatientID", ""), ""
+
+    return resolve
 
 
 # --- the chain ----------------------------------------------------------------
@@ -401,6 +557,23 @@ def _clean(value, limit=MAX_TEXT):
     """Text both databases give back unchanged (no NUL, valid UTF-8), bounded."""
     text = ("" if value is None else str(value)).replace("\x00", "\ufffd")[:limit]
     return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _resource_in(path):
+    """(level, Orthanc id) of the resource an Orthanc REST path names, or None."""
+    found = _RESOURCE_PATH.match(path or "")
+    return found.groups() if found else None
+
+
+def _query_text(query, drop):
+    """A query as "k=v&k=v", keys sorted, secrets (tokens, keys) and ``drop`` left out,
+    bounded: the same search always gives the same text. A dict, or a list of pairs."""
+    if not query:
+        return ""
+    pairs = query.items() if isinstance(query, dict) else query
+    kept = sorted((str(key), "" if value is None else str(value)) for key, value in pairs
+                  if str(key).lower() not in drop and not _SECRET_PARAM.search(str(key)))
+    return _clean("&".join(f"{key}={value}" for key, value in kept), MAX_QUERY_TEXT)
 
 
 def _details_text(details):

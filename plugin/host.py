@@ -250,7 +250,18 @@ def serve():
     orthanc.RegisterReceivedInstanceCallback(on_received)
     orthanc.RegisterOnChangeCallback(on_change)
     orthanc.RegisterWorklistCallback(_worklist_callback(app))
+    orthanc.RegisterRestCallback("/pacs-internal/(.*)", _internal_callback(app))
     return app
+
+
+def _internal_callback(app):
+    """Orthanc's own internal calls (plugin/dicom_audit.lua): the HTTP filter refuses
+    /pacs-internal/ to every HTTP client, and internal calls do not pass it."""
+
+    def on_internal(output, uri, **req):
+        _send(output, app.handle_internal(_request_from(req["method"], uri, req)))
+
+    return on_internal
 
 
 def _worklist_callback(app):

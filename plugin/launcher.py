@@ -19,6 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 BASE_CONFIG = REPO / "orthanc.json"
 ENTRY_SCRIPT = REPO / "plugin" / "entry.py"
+DICOM_AUDIT_SCRIPT = REPO / "plugin" / "dicom_audit.lua"  # C-FIND by nodes -> the audit trail
 ORTHANC_BINARY = "/usr/sbin/Orthanc"
 
 
@@ -49,6 +50,7 @@ def build_config(data_dir, http_port, dicom_port, overrides=None, base=None):
         StorageDirectory=str(storage),
         IndexDirectory=str(data_dir / config["IndexDirectory"]),
         PythonScript=str(ENTRY_SCRIPT),
+        LuaScripts=[str(DICOM_AUDIT_SCRIPT)],
     )
     config["Pacs"] = dict(config.get("Pacs", {}), DataDir=str(data_dir))
     return merge(config, overrides or {})

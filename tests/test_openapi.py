@@ -20,7 +20,7 @@ def routes_of_api():
     worklist_routes.register(router, None, None, None, None)
     reports_routes.register(router, None)
     remote_routes.register(router, None, None)
-    order_routes.register(router, None)
+    order_routes.register(router, None, None)
     found = set()
     for method, regex, _handler in router._routes:
         path = regex.pattern.strip("^$").replace("\\", "")

@@ -23,7 +23,7 @@ def fields_of(form):
     return {name: form[name] for name in FORM_FIELDS if name in form}
 
 
-def register(router, orders, accounts):
+def register(router, orders, accounts, audit):
     def context(request, **extra):
         principal = request.principal
         return dict(user=accounts.get_user(principal.user_id), csrf_token=principal.csrf, active_nav="orders",
@@ -36,6 +36,7 @@ def register(router, orders, accounts):
                      page=request.query.get("page", "1"), page_size=str(PAGE_SIZE))
         try:
             rows, total = orders.search(query)
+            audit.record_request("search", request)
         except HttpError as bad_filter:
             rows, total, error = [], 0, bad_filter.message
         return render("orders.html", request, status, **context(
@@ -45,6 +46,7 @@ def register(router, orders, accounts):
 
     def order_page(request, order, status=200, error=None, form=None):
         described = describe(order)
+        audit.record_request("resource_read", request, study_uid=described["study_instance_uid"])
         return render("order.html", request, status, **context(
             request, order=described, form=form or described, error=error,
             editable=order.status in EDITABLE, cancellable=order.status in CANCELLABLE))

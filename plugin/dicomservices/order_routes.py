@@ -4,7 +4,7 @@ from plugin.dicomservices.orders import describe, describe_all
 from plugin.http import HttpError, Response
 
 
-def register(router, orders):
+def register(router, orders, audit):
     @router.route("POST", "/pacs/api/orders")
     def create_order(request):
         order = orders.create(request.json(), request.principal)
@@ -13,12 +13,15 @@ def register(router, orders):
     @router.route("GET", "/pacs/api/orders")
     def list_orders(request):
         rows, total = orders.search(request.query)
+        audit.record_request("search", request)
         return Response.json({"items": describe_all(rows), "total": total},
                              headers={"Cache-Control": "no-store"})
 
     @router.route("GET", "/pacs/api/orders/{id}")
     def get_order(request, id):
-        return Response.json(describe(orders.get(id)), headers={"Cache-Control": "no-store"})
+        order = describe(orders.get(id))
+        audit.record_request("resource_read", request, study_uid=order["study_instance_uid"])
+        return Response.json(order, headers={"Cache-Control": "no-store"})
 
     @router.route("PUT", "/pacs/api/orders/{id}")
     def edit_order(request, id):

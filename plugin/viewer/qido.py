@@ -37,7 +37,7 @@ def origin(request):
     return f"{scheme}://{host}"
 
 
-def register(router, host):
+def register(router, host, audit):
     def search(request, **params):
         tail = request.path[len(ROOT):]
         query = orthanc_query(request.query)
@@ -45,6 +45,7 @@ def register(router, host):
         if answer is None:
             raise HttpError(404, "no such study or series")
         body = RETRIEVE_URL.sub(b'"' + origin(request).encode("ascii") + b"/dicom-web/", answer)
+        audit.record_request("search", request, study_uid=params.get("study", ""))
         return Response(200, body, "application/dicom+json", {"Cache-Control": "no-store"})
 
     for path in PATHS:

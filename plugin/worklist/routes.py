@@ -82,6 +82,7 @@ def register(router, worklist, scope, host, audit, today=datetime.date.today):
     def list_studies(request):
         filters = worklist_query.parse_filters(request.query, today())
         items, total = worklist_query.search(filters, request.principal, referrer_keys(request.principal))
+        audit.record_request("search", request)
         return Response.json({"items": items, "total": total, "page": filters.page,
                               "page_size": filters.page_size},
                              headers={"Cache-Control": "no-store"})
@@ -100,7 +101,9 @@ def register(router, worklist, scope, host, audit, today=datetime.date.today):
         series = Series.get_or_none(Series.study == study, Series.series_instance_uid == series_uid)
         if series is None:
             raise HttpError(404, f"no series {series_uid} in this study")
-        return Response(200, thumbnails.get(series.orthanc_id), "image/png",
+        png = thumbnails.get(series.orthanc_id)
+        audit.record_request("thumbnail_viewed", request, study_uid=uid)
+        return Response(200, png, "image/png",
                         {"Cache-Control": "private, max-age=3600"})
 
     @router.route("GET", "/pacs/api/dashboard")
