@@ -135,6 +135,20 @@ def test_a_wrong_current_password_ends_nothing(server):
     assert as_bearer(server, other).status_code == 200 and as_bearer(server, keeper).status_code == 200
 
 
+def test_a_stolen_session_cannot_guess_the_current_password_faster_than_the_login(server):
+    _, password = make_user(server, "guessed-current")
+    stolen = token(server, "guessed-current", password)
+    for attempt in range(5):
+        refused = as_bearer(server, stolen, "/pacs/api/me/password", "POST",
+                            json={"current_password": f"Guess-{attempt}-Lantern",
+                                  "new_password": NEW_PASSWORD.format(7)})
+        assert_error(refused, 403, "current password")
+    locked = as_bearer(server, stolen, "/pacs/api/me/password", "POST",
+                       json={"current_password": password, "new_password": NEW_PASSWORD.format(7)})
+    assert_error(locked, LOCKED, "account", "15 minutes")
+    assert_error(log_in(server, "guessed-current", password), LOCKED, "account")
+
+
 def test_an_admin_reset_ends_every_session_of_the_user(server):
     user, password = make_user(server, "reset-me")
     sessions = [token(server, "reset-me", password) for _ in range(3)]

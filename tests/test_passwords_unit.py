@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 from zxcvbn import zxcvbn
 
 from plugin import db, migrations
@@ -194,6 +194,7 @@ attempts = st.lists(st.tuples(st.sampled_from(ADDRESSES), st.integers(0, 5), st.
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(attempts)
+@example([("10.2.2.2", 1, True)] + [("10.1.1.1", 3 + n % 3, False) for n in range(7)] + [("10.1.1.1", 0, True)])
 def test_the_lockout_follows_its_rule(strict, real_users, sequence):
     """Names 0-2 are real accounts, 3-5 unknown names. The rule: per_account failures on a name
     lock it (423, whatever the password); an address past per_address failures gets 423 for wrong passwords;

@@ -141,10 +141,15 @@ class Accounts:
         self.revoke_user_sessions(user.id)
         self._record(actor, "password_reset", details={"username": user.username})
 
-    def change_password(self, principal, current, new_password):
+    def change_password(self, principal, current, new_password, address=""):
+        """A wrong current password counts as a failed login of the account: a stolen
+        session cannot guess it faster than the login form can."""
         user = self.get_user(principal.user_id)
+        if self._failures(LoginFailure.username == user.username) >= self._lockout.per_account:
+            raise self._locked("account")
         if not isinstance(current, str) or not self._hasher.verify(current, user.password_hash):
             self._record(principal, "password_changed", outcome="failure")
+            self._login_failed(user.username, address)
             raise AccountError(403, "current password is wrong")
         check_policy_or_400(new_password, user.username)
         if new_password == current:

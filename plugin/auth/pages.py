@@ -114,7 +114,7 @@ def register(router, accounts, apikeys, audit, settings):
                           active_nav="account", **context(request))
         try:
             accounts.change_password(request.principal, form.get("current_password", ""),
-                                     form.get("new_password", ""))
+                                     form.get("new_password", ""), request.client_ip)
         except AccountError as error:
             return render("account.html", request, error.status, error=error.message,
                           active_nav="account", **context(request))

@@ -87,7 +87,8 @@ def register(router, accounts, apikeys, audit, settings, clock):
     @route("POST", "/pacs/api/me/password")
     def change_password(request):
         data = json_fields(request, "current_password", "new_password")
-        accounts.change_password(request.principal, data["current_password"], data["new_password"])
+        accounts.change_password(request.principal, data["current_password"], data["new_password"],
+                                 request.client_ip)
         return Response.json({"status": "password changed"})
 
     @route("GET", "/pacs/api/users")
