@@ -61,8 +61,8 @@ class FakeAudit:
     def record_async(self, action, **fields):
         self.entries.append((action, fields))
 
-    def record_image_access(self, username, role, address, study_uid):
-        self.entries.append(("images_retrieved", {"username": username, "study_uid": study_uid}))
+    def record_access(self, action, *, username, role, address, path, study_uid="", query=None):
+        self.entries.append((action, {"username": username, "study_uid": study_uid}))
 
 
 @pytest.fixture

@@ -92,10 +92,19 @@ class Guard:
                 return self._denied(principal, address, path, "name the study (StudyInstanceUID) you want")
             if not set(studies) <= self._scope.studies(principal.user_id):
                 return self._denied(principal, address, path, "this study is not in your scope")
-        if rule.permission == "images.read" and (rule.study == "path" or path == "/wado"):
-            for uid in studies:
-                self._audit.record_image_access(principal.username, principal.role, address, uid)
+        if not path.startswith("/pacs"):  # our own routes audit in their handlers
+            self._audit_access(principal, address, path, query, studies)
         return allow(principal, form_csrf=csrf is not None)
+
+    def _audit_access(self, principal, address, path, query, studies):
+        """An entry (memory only, bounded per user, action and target) for a read of
+        patient data through one of Orthanc's routes; one per study it names."""
+        action = permissions.access_action(path)
+        if not action:
+            return
+        for study_uid in dict.fromkeys(studies) or ("",):
+            self._audit.record_access(action, username=principal.username, role=principal.role,
+                                      address=address, path=path, study_uid=study_uid, query=query)
 
     def body_refusal(self, method, path, headers):
         """Why a request's body may not even be read, or "". Orthanc reads a whole body

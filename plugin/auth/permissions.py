@@ -243,8 +243,7 @@ def names_study_uid(name):
 _ACCESS_ACTIONS = tuple((re.compile(pattern), action) for pattern, action in (
     (r"/dicom-web/(studies|series|instances)|/dicom-web/studies/[^/]+/(series|instances|series/[^/]+/instances)",
      "search"),
-    (r"/wado|/dicom-web/studies/.+/(frames/[^/]+|rendered|thumbnail|bulk(/.*)?)", "images_retrieved"),
-    (r"/dicom-web/studies/.+", "resource_read"),
+    (r"/wado|/dicom-web/studies/.+", "images_retrieved"),  # WADO: metadata, frames, rendered, bulk data
     (rf"/{RESOURCE}/{ID}/archive", "archive_downloaded"),
     (rf"/{RESOURCE}/{ID}/media", "media_downloaded"),
     (rf"/{RESOURCE}/{ID}/(frames|file|preview|image-uint8|image-uint16|image-int16|matlab|numpy|pdf|rendered|"
