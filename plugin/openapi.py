@@ -92,8 +92,10 @@ def document():
                                                    {"200": {"description": "token", **_json(token)}})},
             "/pacs/api/auth/logout": {"post": _op("End the session", "any logged-in user")},
             "/pacs/api/me": {"get": _op("The caller's account", "any logged-in user")},
-            "/pacs/api/me/password": {"post": _op("Change own password", "any logged-in user", body=_obj(
-                "current_password", "new_password", current_password=STRING, new_password=STRING))},
+            "/pacs/api/me/password": {"post": _op(
+                "Change own password (ends the caller's other sessions)", "any logged-in user",
+                {"423": {"description": "locked after repeated failures", **_json(ERROR)}},
+                body=_obj("current_password", "new_password", current_password=STRING, new_password=STRING))},
             "/pacs/api/users": {
                 "get": _op("List users", "users.manage"),
                 "post": _op("Create a user", "users.manage", {"201": {"description": "created"},
