@@ -166,6 +166,8 @@ class App:
             recorded = self.audit.record_node_access(request.json())
         except HttpError as error:
             return Response.error(error.status, error.message)
+        except ValueError as error:
+            return Response.error(400, str(error))
         return Response.json({"recorded": recorded})
 
     def cstore_status(self, data, calling_aet):

@@ -98,6 +98,7 @@ RETRY_DELAY = 1.0
 MAX_THROTTLE_KEYS = 100_000
 MAX_RESOLVED = 10_000  # Orthanc resource id -> (patient ID, study UID), in the writer thread
 MAX_QUERY_TEXT = 2048
+NODE_SERVICES = {"C-FIND": "dicom_query", "C-MOVE": "dicom_retrieve", "C-GET": "dicom_retrieve"}
 STUDY_UID_TAG = "0020,000d"  # as Orthanc's Lua names it
 SEARCHES = frozenset({"search", "dicom_query"})
 # Paging a search is the same search: one entry for all its pages.
@@ -230,13 +231,16 @@ class AuditLog:
         """Audit a DICOM node's query or retrieve as Orthanc reports it (plugin/dicom_audit.lua):
         ``{"service": "C-FIND", "origin": {"RemoteAet", "RemoteIp", ...}, "query": {tag: value}}``.
         The node is the user ("dicom:<calling AET>", role "node"), its IP the address; the
-        query's matching keys (non-empty, not "*") are what was searched."""
+        query's matching keys (non-empty, not "*") are what was searched. ValueError for
+        a service that is not one of NODE_SERVICES."""
         origin = report.get("origin") if isinstance(report.get("origin"), dict) else {}
         query = report.get("query") if isinstance(report.get("query"), dict) else {}
         matching = {str(tag).lower(): value for tag, value in query.items()
                     if isinstance(value, str) and value.strip() not in ("", "*")}
         study_uid = matching.get(STUDY_UID_TAG, "")
-        action = "dicom_query" if report.get("service") == "C-FIND" else "dicom_retrieve"
+        action = NODE_SERVICES.get(report.get("service"))
+        if action is None:
+            raise ValueError(f"unknown DICOM service: {str(report.get('service'))[:32]!r}")
         return self.record_access(action, username=f"dicom:{origin.get('RemoteAet', '')}", role="node",
                                   address=str(origin.get("RemoteIp", "")), path=str(report.get("service", "")),
                                   study_uid=study_uid if "\\" not in study_uid else "", query=matching)
