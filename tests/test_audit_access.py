@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import dicomgen
 from pacs_server import free_port
-from plugin import db, migrations
+from plugin import db, launcher, migrations
 from plugin.audit import AuditLog
 from plugin.auth import permissions
 
@@ -383,3 +383,13 @@ def test_a_node_report_is_recorded_as_the_node():
     assert log.record_node_access({"service": "C-FIND", "origin": "junk", "query": ["junk"]})  # still an entry
     with pytest.raises(ValueError):
         log.record_node_access({"service": "N-DELETE"})
+
+
+def test_the_launcher_loads_the_dicom_audit_script(tmp_path):
+    """Orthanc runs plugin/dicom_audit.lua (an absolute path: the config lives in the data
+    folder), and Lua stays closed to HTTP clients (/tools/execute-script)."""
+    config = launcher.build_config(tmp_path, 1, 2)
+    assert config["LuaScripts"] == [str(launcher.DICOM_AUDIT_SCRIPT)]
+    assert launcher.DICOM_AUDIT_SCRIPT.is_file() and launcher.DICOM_AUDIT_SCRIPT.is_absolute()
+    assert "IncomingFindRequestFilter" in launcher.DICOM_AUDIT_SCRIPT.read_text()
+    assert config["ExecuteLuaEnabled"] is False
