@@ -201,6 +201,9 @@ class App:
             answers, complete = self.modality_worklist.find(query)
         LOGGER.info("event=mwl_find issuer=%s called=%s answers=%d complete=%s took_ms=%.1f", issuer_aet,
                     called_aet, len(answers), complete, (time.perf_counter() - started) * 1000)
+        # Orthanc's worklist callback names the calling AE but not its address.
+        self.audit.record_access("dicom_query", username=f"dicom:{issuer_aet}", role="node", address="",
+                                 path="MWL C-FIND", query={"called_aet": called_aet, "answers": str(len(answers))})
         return answers, complete
 
     def on_change(self, change, level, resource_id):

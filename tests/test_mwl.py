@@ -460,3 +460,16 @@ def test_like_wildcards_in_a_name_are_plain_letters(server):
                                           "scheduled_at": "2026-11-27T09:00", "procedure": "CT"}).raise_for_status()
     assert [a["PatientID"] for a in ours(server, keys=["PatientName=A_B%*", "PatientID="])[1]] == ["LIKE-1"]
     assert ours(server, keys=["PatientName=AXB*", "PatientID="])[1] == []
+
+
+def test_a_worklist_query_is_audited_with_the_calling_node(server):
+    """A modality reading the worklist reads patient data: the audit trail names the node."""
+    status, answers = ours(server, keys=["PatientName=VIVALDI*"])
+    assert status == "Success" and answers
+
+    def entries():
+        return server.index_rows("SELECT username, role, action, details FROM audit_log "
+                                 "WHERE action = 'dicom_query' AND username = ?", (f"dicom:{CALLING_AET}",))
+
+    found = server.wait_for(entries, what="the worklist query's audit entry")
+    assert found[0]["role"] == "node" and "MWL C-FIND" in found[0]["details"]
