@@ -179,7 +179,9 @@ class AuditLog:
         Returns False when the queue is full: the entry is dropped, and the
         writer logs how many were.
         """
-        content = self._content(action, username, role, address, study_uid, outcome, details)
+        return self._enqueue(self._content(action, username, role, address, study_uid, outcome, details))
+
+    def _enqueue(self, content):
         try:
             self._queue.put_nowait(content)
         except queue.Full:
@@ -187,11 +189,6 @@ class AuditLog:
                 self._dropped += 1
             return False
         return True
-
-    def record_image_access(self, username, role, address, study_uid):
-        """Audit an image request of a study from the HTTP filter: memory only."""
-        return self.record_access("images_retrieved", username=username, role=role, address=address,
-                                  path="", study_uid=study_uid)
 
     def record_access(self, action, *, username, role, address, path, study_uid="", query=None):
         """Audit a read of patient data (the HTTP filter, our routes, DICOM nodes): memory only.
@@ -212,13 +209,7 @@ class AuditLog:
                                                  ("query", _query_text(query, drop=()))) if value}
         content = self._content(action, username, role, address, study_uid, "success", details)
         content["resolve"] = resource or (("study", study_uid) if study_uid else None)
-        try:
-            self._queue.put_nowait(content)
-        except queue.Full:
-            with self._lock:
-                self._dropped += 1
-            return False
-        return True
+        return self._enqueue(content)
 
     def record_request(self, action, request, study_uid=""):
         """`record_access` for one of our own routes' requests (plugin.http.Request)."""

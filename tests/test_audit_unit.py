@@ -218,14 +218,14 @@ def test_hostile_text_is_stored_so_that_it_verifies(database, log):
 def test_image_access_is_recorded_once_per_user_study_and_window():
     clock = FakeClock()
     log = AuditLog(window_seconds=300, clock=clock)
-    assert log.record_image_access("anna", "radiologist", "10.0.0.1", "1.2.3")
-    assert not log.record_image_access("anna", "radiologist", "10.0.0.1", "1.2.3")
-    assert log.record_image_access("anna", "radiologist", "10.0.0.1", "1.2.4")
-    assert log.record_image_access("bob", "referrer", "10.0.0.2", "1.2.3")
+    assert log.record_access("images_retrieved", username="anna", role="radiologist", address="10.0.0.1", path="", study_uid="1.2.3")
+    assert not log.record_access("images_retrieved", username="anna", role="radiologist", address="10.0.0.1", path="", study_uid="1.2.3")
+    assert log.record_access("images_retrieved", username="anna", role="radiologist", address="10.0.0.1", path="", study_uid="1.2.4")
+    assert log.record_access("images_retrieved", username="bob", role="referrer", address="10.0.0.2", path="", study_uid="1.2.3")
     clock.now += 299.9
-    assert not log.record_image_access("anna", "radiologist", "10.0.0.1", "1.2.3")
+    assert not log.record_access("images_retrieved", username="anna", role="radiologist", address="10.0.0.1", path="", study_uid="1.2.3")
     clock.now += 0.1
-    assert log.record_image_access("anna", "radiologist", "10.0.0.1", "1.2.3")
+    assert log.record_access("images_retrieved", username="anna", role="radiologist", address="10.0.0.1", path="", study_uid="1.2.3")
     assert log._queue.qsize() == 4  # queued only: no database was opened for this test
 
 
@@ -233,13 +233,13 @@ def test_image_access_is_written_by_the_writer_thread(database):
     clock = FakeClock()
     log = AuditLog(window_seconds=60, clock=clock)
     for _ in range(1000):  # a viewer fetching 1000 frames
-        log.record_image_access("anna", "radiologist", "10.0.0.1", "1.2.3")
+        log.record_access("images_retrieved", username="anna", role="radiologist", address="10.0.0.1", path="", study_uid="1.2.3")
     assert AuditEntry.select().count() == 0
     log.start()
     try:
         log.flush()
         clock.now += 61
-        log.record_image_access("anna", "radiologist", "10.0.0.1", "1.2.3")
+        log.record_access("images_retrieved", username="anna", role="radiologist", address="10.0.0.1", path="", study_uid="1.2.3")
     finally:
         log.stop()  # drains what is still queued
     rows, total = log.query(action="images_retrieved")
@@ -255,26 +255,27 @@ def test_image_access_throttle_memory_is_bounded(monkeypatch):
     log = AuditLog(window_seconds=10, clock=clock)
     for i in range(500):
         clock.now += 0.1
-        log.record_image_access("anna", "", "", f"1.2.{i}")
+        log.record_access("images_retrieved", username="anna", role="", address="", path="", study_uid=f"1.2.{i}")
     assert len(log._seen) <= 101  # older than the window: forgotten
     monkeypatch.setattr(audit, "MAX_THROTTLE_KEYS", 50)
     for i in range(500):
-        log.record_image_access("bob", "", "", f"1.3.{i}")
+        log.record_access("images_retrieved", username="bob", role="", address="", path="", study_uid=f"1.3.{i}")
     assert len(log._seen) == 50
 
 
 def test_image_access_stays_in_microseconds():
     log = AuditLog()
-    log.record_image_access("anna", "radiologist", "10.0.0.1", "1.2.3")
+    log.record_access("images_retrieved", username="anna", role="radiologist", address="10.0.0.1", path="", study_uid="1.2.3")
     started = time.perf_counter()
     for _ in range(100_000):
-        log.record_image_access("anna", "radiologist", "10.0.0.1", "1.2.3")
+        log.record_access("images_retrieved", username="anna", role="radiologist", address="10.0.0.1", path="", study_uid="1.2.3")
     throttled_us = (time.perf_counter() - started) * 10
     started = time.perf_counter()
     for i in range(2_000):
-        log.record_image_access("anna", "radiologist", "10.0.0.1", f"1.2.{i}")
+        log.record_access("images_retrieved", username="anna", role="radiologist", address="10.0.0.1", path="",
+                          study_uid=f"1.2.{i}")
     queued_us = (time.perf_counter() - started) * 500
-    print(f"record_image_access: throttled {throttled_us:.2f} us, queued {queued_us:.2f} us")
+    print(f"record_access: throttled {throttled_us:.2f} us, queued {queued_us:.2f} us")
     assert throttled_us < 20 and queued_us < 100
 
 
