@@ -18,7 +18,9 @@ TEST_OVERRIDES = {
     "StableAge": 1,
     "RemoteAccessAllowed": False,
     # bcrypt's cost is the policy's business (unit-tested); logins in tests stay quick.
-    "Pacs": {"MinFreeDiskMB": 1, "LogLevel": "DEBUG", "BcryptCost": 4},
+    # No MPPS listener unless a test asks for one on a port of its own (servers side by side
+    # would fight over 4243), and never beyond the loopback.
+    "Pacs": {"MinFreeDiskMB": 1, "LogLevel": "DEBUG", "BcryptCost": 4, "MppsPort": 0, "MppsBind": "127.0.0.1"},
 }
 ADMIN_PASSWORD = "Test-Chief-passw0rd-4-PACS"
 
