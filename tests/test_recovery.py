@@ -5,6 +5,7 @@ Orthanc acknowledged is lost."""
 import contextlib
 import sqlite3
 import threading
+import time
 
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage
@@ -38,6 +39,20 @@ def start_again(server):
     done_before = reconciles_done(server)
     server.start()
     server.wait_for(lambda: reconciles_done(server) > done_before, what="the start-up reconcile")
+
+
+def settled_index(server, quiet=1.0):
+    """A condition for wait_for: the index rows once they stayed the same for ``quiet`` seconds."""
+    last = {"rows": None, "since": 0.0}
+
+    def settled():
+        rows = server.index_rows(STUDY_ROWS)
+        if rows != last["rows"]:
+            last.update(rows=rows, since=time.monotonic())
+            return None
+        return rows if time.monotonic() - last["since"] >= quiet else None
+
+    return settled
 
 
 def assert_index_equals_orthanc(server):
@@ -152,7 +167,11 @@ def test_rows_changed_behind_the_plugins_back_are_repaired_at_start(fresh_pacs, 
 def test_clean_restart_loses_nothing_and_reindexes_nothing(fresh_pacs, tmp_path):
     server = fresh_pacs
     stored = {row["orthanc_id"]: row["instance_count"] for row in store_studies(server, tmp_path, 1, 2)}
-    index_before = server.index_rows(STUDY_ROWS)
+    # The plugin indexes a study on its own clock, then again on Orthanc's STABLE_STUDY:
+    # compare with the index once both have happened.
+    server.wait_for(lambda: all(server.get(f"/studies/{oid}").json()["IsStable"] for oid in stored),
+                    what="Orthanc calling the studies stable")
+    index_before = server.wait_for(settled_index(server), what="the index to settle")
     assert orthanc_instance_counts(server) == stored
 
     server.stop()
