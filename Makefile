@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-APT_RUNTIME := orthanc orthanc-python orthanc-dicomweb orthanc-postgresql dcmtk python3-venv fonts-dejavu-core fonts-droid-fallback
+APT_RUNTIME := orthanc orthanc-python orthanc-dicomweb orthanc-postgresql orthanc-gdcm dcmtk python3-venv fonts-dejavu-core fonts-droid-fallback
 APT_TEST := chromium poppler-utils
 
 # Front-end files from npm, pinned: only their prebuilt dist/ is unpacked

@@ -27,7 +27,7 @@ from plugin.dicomservices.orders import Orders
 from plugin.dicomservices.remote import RemoteNodes
 from plugin.gateway import Gateway
 from plugin.http import HttpError, Response, Router
-from plugin.ingest_screen import screen
+from plugin.ingest_screen import Examination, examine
 from plugin.ingest import Ingest
 from plugin.reports import pages as reports_pages
 from plugin.reports import routes as reports_routes
@@ -35,6 +35,7 @@ from plugin.reports.copies import DicomCopies
 from plugin.reports.service import Reports
 from plugin.worklist import pages as worklist_pages
 from plugin.worklist import routes as worklist_routes
+from plugin.viewer_ready import make_viewer_ready
 from plugin.worklist.actions import Worklist
 from plugin.webui import error_page, register_static
 
@@ -178,20 +179,40 @@ class App:
         LOGGER.warning("event=instance_refused source=dicom calling_aet=%s reason=%s", calling_aet, reason)
         return CANNOT_UNDERSTAND
 
-    def instance_refused(self, data, source):
-        """Whether an instance stored by any other way (STOW-RS, another plugin) is refused."""
-        reason = self._screen_reason(data)
-        if reason:
-            LOGGER.warning("event=instance_refused source=%s reason=%s", source, reason)
-        return bool(reason)
+    def received_instance(self, data, source):
+        """What Orthanc stores of an instance it received: None to discard it, else the
+        bytes to store (``data`` itself, or made viewer-ready: plugin/viewer_ready.py).
+
+        C-STORE has passed `cstore_status` already, which answered the modality; a
+        discard here would answer it "success" and lose the image, so only other
+        sources (STOW-RS, another plugin, Lua) are refused here."""
+        examination = self._examine(data)
+        if examination.refusal:
+            if source == "dicom":
+                return data
+            LOGGER.warning("event=instance_refused source=%s reason=%s", source, examination.refusal)
+            return None
+        if not examination.viewer_fixes or not self.settings.viewer_conversion:
+            return data
+        fixes = ",".join(sorted(examination.viewer_fixes))
+        try:
+            ready = make_viewer_ready(data, examination.viewer_fixes, self.host.transcode)
+        except Exception:  # the file as sent is better than no file
+            LOGGER.exception("event=viewer_conversion_failed source=%s fixes=%s", source, fixes)
+            return data
+        LOGGER.info("event=instance_made_viewer_ready source=%s fixes=%s", source, fixes)
+        return ready
+
+    def _screen_reason(self, data):
+        return self._examine(data).refusal
 
     @staticmethod
-    def _screen_reason(data):
+    def _examine(data):
         try:
-            return screen(data)
+            return examine(data)
         except Exception:  # the screen is total; should it fail, the file is refused, not stored
             LOGGER.exception("event=instance_screen_failed")
-            return "the PACS could not check this file"
+            return Examination("the PACS could not check this file")
 
     def worklist_find(self, query, issuer_aet, called_aet):
         """An MWL C-FIND (Orthanc's DICOM thread): (answers as DICOM bytes, complete?).

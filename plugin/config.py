@@ -29,6 +29,7 @@ class Settings:
     logo_path: str = ""
     remote_timeout: int = 10
     max_upload_mb: int = 512  # the largest request body: a DICOM file or ZIP uploaded, a STOW
+    viewer_conversion: bool = True  # lossless changes at ingest so OHIF shows every image
     # Modality worklist and MPPS (plugin/dicomservices); MppsPort 0: no MPPS listener.
     mpps_port: int = 4243
     mpps_aet: str = "PACS_MPPS"
@@ -70,6 +71,7 @@ class Settings:
             logo_path=str(pacs.get("LogoPath", "")),
             remote_timeout=int(pacs.get("RemoteTimeoutSeconds", 10)),
             max_upload_mb=int(pacs.get("MaxUploadMB", 512)),
+            viewer_conversion=bool(pacs.get("ViewerConversion", True)),
             mpps_port=int(pacs.get("MppsPort", 4243)),
             mpps_aet=str(pacs.get("MppsAet", "PACS_MPPS")),
             mpps_bind=str(pacs.get("MppsBind", "0.0.0.0")),

@@ -94,6 +94,11 @@ class OrthancHost:
             raise RuntimeError(f"Orthanc refused the instance ({status}): {answer}")
         return answer
 
+    def transcode(self, dicom, syntax_uid):
+        """Part-10 bytes re-encoded in another transfer syntax by Orthanc's DCMTK (an SDK
+        call: a few milliseconds for one image, and only for the rare files that need it)."""
+        return orthanc.TranscodeDicomInstance(dicom, syntax_uid).SerializeDicomInstance()
+
     def builtin(self, method, uri, body=b""):
         """Orthanc's built-in REST API, skipping every plugin's routes (ours too): the
         gateway's way in, once it has checked the body. An SDK call: it holds the GIL
@@ -134,7 +139,7 @@ def _unless_unknown(call, path):
         raise
 
 
-_ORIGINS = {orthanc.InstanceOrigin.REST_API: "rest", orthanc.InstanceOrigin.PLUGIN: "plugin",
+_ORIGINS = {orthanc.InstanceOrigin.DICOM_PROTOCOL: "dicom", orthanc.InstanceOrigin.REST_API: "rest", orthanc.InstanceOrigin.PLUGIN: "plugin",
             orthanc.InstanceOrigin.LUA: "lua", orthanc.InstanceOrigin.WEB_DAV: "webdav"}
 _NOT_FOUND = frozenset({orthanc.ErrorCode.UNKNOWN_RESOURCE, orthanc.ErrorCode.INEXISTENT_ITEM,
                         orthanc.ErrorCode.INEXISTENT_FILE, orthanc.ErrorCode.INEXISTENT_TAG})
@@ -230,11 +235,12 @@ def serve():
         return app.cstore_status(instance.GetInstanceData(), instance.GetInstanceRemoteAet())
 
     def on_received(data, origin):
-        # C-STORE has its own filter above, which answers the modality with a failure
-        # status; a discard here would answer it "success" and lose the image silently.
-        if origin == orthanc.InstanceOrigin.DICOM_PROTOCOL or not app.instance_refused(data, _ORIGINS.get(origin)):
+        stored = app.received_instance(data, _ORIGINS.get(origin))
+        if stored is None:
+            return orthanc.ReceivedInstanceAction.DISCARD, None
+        if stored is data:
             return orthanc.ReceivedInstanceAction.KEEP_AS_IS, None
-        return orthanc.ReceivedInstanceAction.DISCARD, None
+        return orthanc.ReceivedInstanceAction.MODIFY, stored
 
     def on_change(change_type, level, resource_id):
         change = _CHANGES.get(change_type)

@@ -10,10 +10,15 @@ element headers, skipping values by their length, and answers why the file is re
 It never parses values it does not need, never recurses (sequences are an explicit
 stack) and never raises: every input gets None or a reason. A reason names tags,
 lengths and UIDs of transfer syntaxes, never a value that could hold patient data.
+
+The same walk tells (``examine``) which lossless changes the viewer needs before the
+file is stored (plugin/viewer_ready.py makes them): OHIF cannot show an image whose
+encoding or attributes it does not handle, though the pixels are fine.
 """
 
 import struct
 import zlib
+from dataclasses import dataclass
 
 # Real objects nest little: enhanced MR/CT functional groups and RT plans 3-5 sequences,
 # deep SR content trees ~10-12. DCMTK survived 45 and crashed at ~50 on Orthanc's threads;
@@ -67,6 +72,23 @@ _ROWS, _COLUMNS, _FRAMES, _SAMPLES = 0x00280010, 0x00280011, 0x00280008, 0x00280
 _PHOTOMETRIC, _BITS_ALLOCATED, _BITS_STORED, _HIGH_BIT = 0x00280004, 0x00280100, 0x00280101, 0x00280102
 _PALETTE_DESCRIPTORS = (0x00281101, 0x00281102, 0x00281103)  # data: descriptor + 0x100
 _SEGMENTED_PALETTE = 0x00281221
+_PIXEL_SPACING = 0x00280030
+_SOP_CLASS = 0x00080016
+
+# What OHIF 3.13 on DICOMweb cannot show, measured with pydicom-data's images
+# (tests/test_viewer_codecs.py): DICOMweb answers 500 for frames of big endian and
+# deflated files, and Cornerstone draws nothing for palette colour in implicit VR,
+# for segmented palettes, or for a Pixel Spacing of zero; OHIF has no display for the
+# retired ultrasound SOP classes (1993's US IODs, replaced by today's in 1996).
+TRANSCODE = "transcode"  # to Explicit VR Little Endian
+PALETTE_TO_RGB = "palette_to_rgb"
+DROP_PIXEL_SPACING = "drop_pixel_spacing"
+CURRENT_SOP_CLASS = "current_sop_class"
+RETIRED_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.6": "1.2.840.10008.5.1.4.1.1.6.1",  # Ultrasound Image
+    "1.2.840.10008.5.1.4.1.1.3": "1.2.840.10008.5.1.4.1.1.3.1",  # Ultrasound Multi-frame Image
+}
+EXPLICIT_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
 
 # little endian -> (explicit VR header, implicit VR or item header, 32-bit length)
 _HEADERS = {
@@ -82,10 +104,21 @@ class Refused(Exception):
     """Internal: the reason a file is refused, raised deep in the walk."""
 
 
+@dataclass(frozen=True)
+class Examination:
+    refusal: str | None  # why the file is refused; None if it may be stored
+    viewer_fixes: frozenset = frozenset()  # of TRANSCODE, PALETTE_TO_RGB, DROP_PIXEL_SPACING, CURRENT_SOP_CLASS
+
+
 def screen(data):
     """None when the Part-10 file ``data`` (bytes) may be stored, else a short reason."""
+    return examine(data).refusal
+
+
+def examine(data):
+    """The screen's verdict on ``data`` and, for a file it accepts, the viewer's needs."""
     if not isinstance(data, (bytes, bytearray)):
-        return "not a byte string"
+        return Examination("not a byte string")
     try:
         buffer = memoryview(data)
         position, syntax = _meta(buffer)
@@ -94,10 +127,36 @@ def screen(data):
         explicit, little, encapsulated = TRANSFER_SYNTAXES[syntax]
         if syntax == _DEFLATED_LE:
             buffer, position = memoryview(_inflate(buffer[position:])), 0
-        _walk(buffer, position, explicit, little, encapsulated)
+        attributes = _walk(buffer, position, explicit, little, encapsulated)
     except Refused as refusal:
-        return str(refusal)
-    return None
+        return Examination(str(refusal))
+    return Examination(None, _viewer_fixes(buffer, attributes, syntax))
+
+
+def _viewer_fixes(buffer, attributes, syntax):
+    """The lossless changes OHIF needs, from the top-level data set's SOP class and group 0028."""
+    def text(tag):
+        return _text(buffer, attributes, tag)
+
+    fixes = set()
+    palette = text(_PHOTOMETRIC) == "PALETTE COLOR"
+    if syntax in (_EXPLICIT_BE, _DEFLATED_LE) or (syntax == _IMPLICIT_LE and palette):
+        fixes.add(TRANSCODE)
+    if palette and _SEGMENTED_PALETTE in attributes:
+        fixes.add(PALETTE_TO_RGB)
+    if _PIXEL_SPACING in attributes and not _positive_numbers(text(_PIXEL_SPACING)):
+        fixes.add(DROP_PIXEL_SPACING)
+    if text(_SOP_CLASS) in RETIRED_SOP_CLASSES:
+        fixes.add(CURRENT_SOP_CLASS)
+    return frozenset(fixes)
+
+
+def _positive_numbers(value):
+    """Whether a DS value holds only numbers above zero (an empty one counts as fine)."""
+    try:
+        return all(float(part) > 0 for part in value.split("\\") if part.strip())
+    except ValueError:
+        return False
 
 
 def _meta(buffer):
@@ -150,6 +209,7 @@ def _inflate(compressed):
 
 def _walk(buffer, position, explicit, little, encapsulated_syntax):
     """Walk every element header of the data set from ``position``; raise Refused.
+    Returns the top-level data set's group 0028 and SOP Class UID (tag -> (value position, length)).
 
     The state of the container being read (the data set, a sequence or an item) lives
     in locals; entering a sequence or item pushes the enclosing one on ``stack``.
@@ -170,7 +230,7 @@ def _walk(buffer, position, explicit, little, encapsulated_syntax):
             if kind != _SEQUENCE:
                 _check_image(buffer, attributes, little, encapsulated_syntax)
             if kind == _DATASET:
-                return
+                return attributes
             if kind == _SEQUENCE:
                 depth -= 1
             kind, end, undefined, attributes, explicit, little = stack.pop()
@@ -208,7 +268,7 @@ def _walk(buffer, position, explicit, little, encapsulated_syntax):
             group, element, vr, length = header.unpack_from(buffer, position)
             if vr in short_vrs and group != 0xFFFE:  # the common case, kept short
                 position += 8
-                if group == 0x0028:
+                if group == 0x0028 or group == 0x0008 and element == 0x0016:
                     attributes[group << 16 | element] = (position, length)
                 position += length
                 if position > end:
@@ -255,7 +315,7 @@ def _walk(buffer, position, explicit, little, encapsulated_syntax):
                 raise Refused(f"({group:04X},{element:04X}) runs past the end of the data")
             if vr != b"SQ" and not (vr in (None, b"UN") and tag != _PIXEL_DATA and length >= 8
                                      and buffer[position:position + 4] == _ITEM_TAG_LE):
-                if group == 0x0028 or group == 0x7FE0:
+                if group == 0x0028 or group == 0x7FE0 or tag == _SOP_CLASS:
                     attributes[tag] = (position, length)
                 position += length
                 continue
@@ -304,8 +364,7 @@ def _check_image(buffer, attributes, little, encapsulated_syntax):
         return u16.unpack_from(buffer, position)[0] if length == 2 else default
 
     def text(tag):
-        position, length = attributes.get(tag, (0, 0))
-        return bytes(buffer[position:position + min(length, 64)]).strip(b"\0 ").decode("ascii", "replace")
+        return _text(buffer, attributes, tag)
 
     _check_palette(buffer, attributes, little, text(_PHOTOMETRIC) == "PALETTE COLOR")
     if _PIXEL_DATA not in attributes:
@@ -338,6 +397,12 @@ def _check_image(buffer, attributes, little, encapsulated_syntax):
         raise Refused(f"pixel data holds {length} bytes, fewer than the {expected} its attributes declare")
     if length > expected + 1:
         raise Refused(f"pixel data holds {length} bytes, more than the {expected} its attributes declare")
+
+
+def _text(buffer, attributes, tag):
+    """A short text value of a recorded attribute ('' if absent), never more than 64 bytes."""
+    position, length = attributes.get(tag, (0, 0))
+    return bytes(buffer[position:position + min(length, 64)]).strip(b"\0 ").decode("ascii", "replace")
 
 
 def _check_palette(buffer, attributes, little, palette_image):

@@ -5,28 +5,21 @@ shows a real image; a referrer's in-scope study renders, a study outside
 their scope answers 403 and shows nothing. The viewport screenshots are kept
 in build/screenshots (or $PACS_SCREENSHOT_DIR)."""
 
-import io
-import os
 import time
-from pathlib import Path
 
 import pytest
-from PIL import Image, ImageStat
+from PIL import Image
 
 import dicomgen
 from conftest import log_in
 from pacs_server import PacsServer
+from viewer_page import CANVAS, SCREENSHOTS, FIRST_IMAGE, centre, dismiss_popups, grey_stats, viewport_image
 
 PASSWORD = "Viewer-UI-tests-2026!"
-SCREENSHOTS = Path(os.environ.get("PACS_SCREENSHOT_DIR")
-                   or Path(__file__).resolve().parent.parent / "build" / "screenshots")
 VIEWPORT = {"width": 1280, "height": 800}
-CANVAS = "canvas.cornerstone-canvas"
-FIRST_IMAGE = "studyToFirstImage"  # OHIF's console.timeEnd label once the first image is drawn
 IMAGE_SECONDS = 30
 MIN_STDDEV = 8.0  # grey levels: a blank or flat viewport has ~0
 MIN_LEVELS = 16
-OHIF_POPUPS = ("Skip all", "Confirm and hide")  # the onboarding tour, the "investigational use" banner
 
 
 @pytest.fixture(scope="module")
@@ -60,31 +53,10 @@ def page(browser):
 
 # --- what the viewport shows ------------------------------------------------------
 
-def viewport_image(page):
-    """The viewport's canvas as the screen shows it (a WebGL canvas may read
-    back blank through toDataURL; a screenshot is what a person sees)."""
-    return Image.open(io.BytesIO(page.locator(CANVAS).first.screenshot())).convert("L")
-
-
-def centre(image):
-    """The middle of the viewport, clear of OHIF's corner overlays (text, orientation)."""
-    width, height = image.size
-    return image.crop((width // 5, height // 5, width * 4 // 5, height * 4 // 5))
-
-
 def is_real_image(image):
     """(verdict, stddev, distinct grey levels) of the viewport's centre."""
-    middle = centre(image)
-    stddev = ImageStat.Stat(middle).stddev[0]
-    levels = sum(1 for count in middle.histogram() if count)
+    stddev, levels, _ = grey_stats(centre(image))
     return stddev > MIN_STDDEV and levels >= MIN_LEVELS, stddev, levels
-
-
-def dismiss_popups(page):
-    for name in OHIF_POPUPS:
-        button = page.get_by_role("button", name=name)
-        if button.count() and button.first.is_visible():
-            button.first.click()
 
 
 def wait_for_real_image(page, name):

@@ -1,20 +1,15 @@
 """JSON API of the reading worklist: list, one study, claim/release/assign/priority,
 series thumbnails."""
 
-import collections
 import datetime
-import threading
 
 from plugin.auth.models import User
 from plugin.http import HttpError, Response
 from plugin.models import Series, Study
+from plugin.thumbnails import NotRenderable, Thumbnails
 from plugin.db import utcnow
 from plugin.worklist import dashboard
 from plugin.worklist import query as worklist_query
-
-THUMBNAIL_CACHE = 512
-THUMBNAIL_SIZE = 128
-
 
 def referrer_keys(principal):
     """A referrer's referring-physician keys; None for every other role (no limit)."""
@@ -22,37 +17,6 @@ def referrer_keys(principal):
         return None
     user = User.get_or_none(User.id == principal.user_id)
     return user.referring_keys if user else set()
-
-
-class Thumbnails:
-    """A small PNG of a series' middle image, rendered once by Orthanc and kept
-    in memory (an SDK render holds the GIL: never twice for the same series)."""
-
-    def __init__(self, host, size=THUMBNAIL_CACHE):
-        self._host = host
-        self._size = size
-        self._cache = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, series_orthanc_id):
-        with self._lock:
-            if series_orthanc_id in self._cache:
-                self._cache.move_to_end(series_orthanc_id)
-                return self._cache[series_orthanc_id]
-        series = self._host.get_json(f"/series/{series_orthanc_id}")
-        if not series or not series.get("Instances"):
-            raise HttpError(404, "this series has no images")
-        instances = sorted(series["Instances"])
-        middle = instances[len(instances) // 2]
-        png = self._host.get_bytes(f"/instances/{middle}/rendered?width={THUMBNAIL_SIZE}"
-                                   f"&height={THUMBNAIL_SIZE}&smooth=1")
-        if png is None:
-            raise HttpError(404, "this image cannot be rendered")
-        with self._lock:
-            self._cache[series_orthanc_id] = png
-            while len(self._cache) > self._size:
-                self._cache.popitem(last=False)
-        return png
 
 
 def study_detail(worklist, scope, study, principal):
@@ -101,7 +65,10 @@ def register(router, worklist, scope, host, audit, today=datetime.date.today):
         series = Series.get_or_none(Series.study == study, Series.series_instance_uid == series_uid)
         if series is None:
             raise HttpError(404, f"no series {series_uid} in this study")
-        png = thumbnails.get(series.orthanc_id)
+        try:
+            png = thumbnails.get(series.orthanc_id)
+        except NotRenderable as error:
+            raise HttpError(404, str(error)) from None
         audit.record_request("thumbnail_viewed", request, study_uid=uid)
         return Response(200, png, "image/png",
                         {"Cache-Control": "private, max-age=3600"})
