@@ -35,6 +35,9 @@ _CHANGES = {
 _ORTHANC_STATUSES = frozenset({201, 202, 204, 302, 303, 304, 307, 400, 401, 403, 404, 406, 409, 410, 413,
                                415, 422, 423, 500, 501, 502, 503, 504})
 
+# /system's "Capabilities" (Orthanc 1.12.5+) -> our names for them.
+_CAPABILITIES = {"HasLabels": "labels", "HasExtendedFind": "extended_find"}
+
 # The HTTP filter gets the method as a number.
 _METHODS = {1: "GET", 2: "POST", 3: "PUT", 4: "DELETE"}
 
@@ -55,6 +58,18 @@ class OrthancHost:
         self._token = None
         self._base = None
         self._http = requests.Session()
+        self._capabilities = None
+
+    def capabilities(self):
+        """What this Orthanc offers beyond 1.10.1, from /system (1.12.5 and later say):
+        "labels", "extended_find" (/tools/find with OrderBy, ResponseContent, metadata)."""
+        if self._capabilities is None:
+            system = self.get_json("/system") or {}
+            offered = system.get("Capabilities") or {}
+            self._capabilities = frozenset(name for key, name in _CAPABILITIES.items() if offered.get(key))
+            LOGGER.info("event=orthanc_capabilities version=%s capabilities=%s", system.get("Version", "?"),
+                        ",".join(sorted(self._capabilities)) or "none")
+        return self._capabilities
 
     def configuration(self):
         return json.loads(orthanc.GetConfiguration())

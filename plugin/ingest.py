@@ -18,6 +18,7 @@ Nothing is lost across crashes: at start-up and then periodically,
 differs from the index, and drops rows whose study is gone.
 """
 
+import json
 import logging
 import queue
 import threading
@@ -175,11 +176,11 @@ class Ingest:
         known = studyindex.indexed_versions()
         seen, indexed, since = set(), 0, 0
         while True:
-            page = self._host.get_json(f"/studies?expand&since={since}&limit={RECONCILE_PAGE}") or []
-            for study in page:
-                seen.add(study["ID"])
-                if known.get(study["ID"]) != study.get("LastUpdate") and study.get("IsStable", True):
-                    if self._index_safely(study):
+            page = self._listing_page(since)
+            for orthanc_id, last_update, stable, study in page:
+                seen.add(orthanc_id)
+                if known.get(orthanc_id) != last_update and stable:
+                    if self._index_safely(orthanc_id, study):
                         indexed += 1
             if len(page) < RECONCILE_PAGE:
                 break
@@ -205,10 +206,25 @@ class Ingest:
             LOGGER.exception("event=study_remove_failed orthanc_id=%s", orthanc_id)
             return False
 
-    def _index_safely(self, study):
+    def _listing_page(self, since):
+        """Orthanc's studies from ``since`` on: [(ID, LastUpdate, stable?, study JSON or None)].
+
+        Orthanc 1.12.5 and later (its extended /tools/find) answer only what the
+        reconcile compares, and the few studies that changed are read afterwards;
+        1.10.1 can only list whole studies (every main tag of every study)."""
+        if "extended_find" in self._host.capabilities():
+            page = json.loads(self._host.builtin("POST", "/tools/find", json.dumps({
+                "Level": "Study", "Query": {}, "ResponseContent": ["Metadata", "IsStable"],
+                "Since": since, "Limit": RECONCILE_PAGE}).encode()))
+            return [(s["ID"], s.get("Metadata", {}).get("LastUpdate"), s.get("IsStable", True), None)
+                    for s in page]
+        page = self._host.get_json(f"/studies?expand&since={since}&limit={RECONCILE_PAGE}") or []
+        return [(s["ID"], s.get("LastUpdate"), s.get("IsStable", True), s) for s in page]
+
+    def _index_safely(self, orthanc_id, study=None):
         """One bad study must not stop a reconcile."""
         try:
-            return self.index_study(study["ID"], study=study) is not None
+            return self.index_study(orthanc_id, study=study) is not None
         except Exception:
-            LOGGER.exception("event=study_index_failed orthanc_id=%s", study["ID"])
+            LOGGER.exception("event=study_index_failed orthanc_id=%s", orthanc_id)
             return False

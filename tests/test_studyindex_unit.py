@@ -3,6 +3,7 @@ in, rows of a temporary SQLite index out."""
 
 import datetime
 import itertools
+import json
 import shutil
 import time
 
@@ -46,17 +47,34 @@ def orthanc_study(study_id, series=None, last_update="20261123T101500", stable=T
 class FakeOrthanc:
     """The host Ingest talks to: answers its GETs from studies held in memory."""
 
-    def __init__(self):
+    def __init__(self, extended_find=False):
         self.studies = {}
         self.failing = set()
         self.hidden_from_listing = set()
+        self.extended_find = extended_find
+        self.reads = []
+
+    def capabilities(self):
+        return frozenset({"extended_find"}) if self.extended_find else frozenset()
+
+    def builtin(self, method, uri, body=b""):
+        """Orthanc 1.12's extended /tools/find: IDs with LastUpdate and IsStable only."""
+        assert (method, uri) == ("POST", "/tools/find") and self.extended_find
+        query = json.loads(body)
+        assert query["ResponseContent"] == ["Metadata", "IsStable"]
+        listed = [self.studies[k][0] for k in sorted(self.studies) if k not in self.hidden_from_listing]
+        page = listed[query["Since"]:query["Since"] + query["Limit"]]
+        return json.dumps([{"ID": s["ID"], "Type": "Study", "IsStable": s["IsStable"],
+                            "Metadata": {"LastUpdate": s["LastUpdate"]}} for s in page]).encode()
 
     def add(self, study_id, **kwargs):
         self.studies[study_id] = orthanc_study(study_id, **kwargs)
         return self.studies[study_id]
 
     def get_json(self, path):
+        self.reads.append(path)
         if path.startswith("/studies?"):
+            assert not self.extended_find, "1.12 lists studies with /tools/find"
             return self._page(path)
         parts = path.strip("/").split("/")
         study_id = parts[1]
@@ -309,6 +327,20 @@ def test_reconcile_walks_every_page(index_db, orthanc, monkeypatch):
     for n in range(5):
         orthanc.add(f"s{n}")
     assert Ingest(orthanc).reconcile() == {"studies": 5, "indexed": 5, "removed": 0}
+
+
+@pytest.mark.parametrize("extended_find", [False, True], ids=["1.10", "1.12"])
+def test_reconcile_reads_whole_studies_only_where_they_changed_on_1_12(index_db, extended_find, monkeypatch):
+    monkeypatch.setattr(ingest, "RECONCILE_PAGE", 2)
+    orthanc = FakeOrthanc(extended_find)
+    for n in range(5):
+        orthanc.add(f"s{n}", stable=n != 4)
+    assert Ingest(orthanc).reconcile() == {"studies": 5, "indexed": 4, "removed": 0}
+    orthanc.add("s2", last_update="20261124T000000")
+    orthanc.reads.clear()
+    assert Ingest(orthanc).reconcile() == {"studies": 5, "indexed": 1, "removed": 0}
+    study_reads = [path for path in orthanc.reads if not path.startswith("/studies?")]
+    assert study_reads == (["/studies/s2", "/studies/s2/series"] if extended_find else ["/studies/s2/series"])
 
 
 def test_one_bad_study_does_not_stop_the_reconcile(index_db, orthanc):
