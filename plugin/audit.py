@@ -502,7 +502,7 @@ def format_at(value):
 def _append(contents):
     """Write entries at the end of the chain, in one transaction."""
     sqlite = isinstance(database.obj, SqliteDatabase)
-    with database.atomic(**({"lock_type": "IMMEDIATE"} if sqlite else {})):
+    with database.atomic():  # BEGIN IMMEDIATE on SQLite (plugin/db.py)
         if not sqlite:
             database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK_KEY,))
         prev = (AuditEntry.select(AuditEntry.hash).order_by(AuditEntry.id.desc())

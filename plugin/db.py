@@ -2,7 +2,11 @@
 
 Orthanc serves HTTP on many threads at once. SQLite gets one connection per
 thread (peewee's default), WAL so readers never wait for the ingest writer,
-and a busy timeout so concurrent writers queue instead of failing.
+and a busy timeout so concurrent writers queue instead of failing. Every
+transaction takes the write lock when it begins (BEGIN IMMEDIATE): a deferred
+one that reads, then writes after another connection has written, fails at
+once with "database is locked" whatever the busy timeout (seen indexing
+studies while the audit writer ran).
 PostgreSQL gets a bounded pool; each request borrows a connection for its
 duration (`connection_scope`) so 50 HTTP threads cannot exhaust it.
 """
@@ -26,6 +30,11 @@ SQLITE_PRAGMAS = {
 POOL_SIZE = 16
 
 
+class _SqliteDatabase(SqliteDatabase):
+    def begin(self, lock_type=None):
+        super().begin(lock_type or "IMMEDIATE")
+
+
 class BaseModel(Model):
     class Meta:
         database = database
@@ -37,7 +46,7 @@ def open_database(url):
     if url.startswith("sqlite:///"):
         path = Path(url[len("sqlite:///"):])
         path.parent.mkdir(parents=True, exist_ok=True)
-        db = SqliteDatabase(str(path), pragmas=SQLITE_PRAGMAS)
+        db = _SqliteDatabase(str(path), pragmas=SQLITE_PRAGMAS)
     elif url.startswith(("postgresql://", "postgres://")):
         scheme, rest = url.split("://", 1)
         db = db_url.connect(f"{scheme}+pool://{rest}", max_connections=POOL_SIZE,
