@@ -61,11 +61,11 @@ class OrthancHost:
         self._capabilities = None
 
     def capabilities(self):
-        """What this Orthanc offers beyond 1.10.1, from /system (1.12.5 and later say):
+        """What this Orthanc offers beyond 1.10.1, from /system (1.12 says):
         "labels", "extended_find" (/tools/find with OrderBy, ResponseContent, metadata)."""
         if self._capabilities is None:
             system = self.get_json("/system") or {}
-            offered = system.get("Capabilities") or {}
+            offered = {**system, **(system.get("Capabilities") or {})}  # HasLabels is top-level (1.12.0)
             self._capabilities = frozenset(name for key, name in _CAPABILITIES.items() if offered.get(key))
             LOGGER.info("event=orthanc_capabilities version=%s capabilities=%s", system.get("Version", "?"),
                         ",".join(sorted(self._capabilities)) or "none")
