@@ -14,7 +14,7 @@ from plugin.auth import pages as auth_pages
 from plugin.auth import routes as auth_routes
 from plugin.auth.accounts import AccountError, Accounts
 from plugin.auth.apikeys import ApiKeys
-from plugin.auth.guard import PASSWORD_CHANGE_FIRST, Guard
+from plugin.auth.guard import NO_SUCH_PAGE, PASSWORD_CHANGE_FIRST, Guard
 from plugin.auth.passwords import Hasher
 from plugin.auth.permissions import permissions_of
 from plugin.auth.scope import ReferrerScope
@@ -37,7 +37,7 @@ from plugin.worklist import pages as worklist_pages
 from plugin.worklist import routes as worklist_routes
 from plugin.viewer_ready import make_viewer_ready
 from plugin.worklist.actions import Worklist
-from plugin.webui import error_page, register_static
+from plugin.webui import error_page, gettext as _, register_static
 
 LOGGER = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class App:
         if refusal:
             LOGGER.warning("event=request_body_refused method=%s path=%s reason=%s", method, path[:200], refusal)
             return False
-        if path.startswith("/pacs/") or path == "/pacs":
+        if path.startswith("/pacs/") or path in ("/pacs", "/"):  # "/": our redirect to the worklist
             return True
         decision = self.guard.check(method, path, headers, query, self.guard.client_address(ip, headers))
         return decision.allowed
@@ -130,15 +130,24 @@ class App:
                 decision = self.guard.check(request.method, request.path, request.headers,
                                             request.query, request.client_ip)
                 if not decision.allowed:
-                    return self.refusal(request, decision)
+                    return self._renewing(request, decision, self.refusal(request, decision))
                 request.principal = decision.principal
                 request.form_csrf = decision.form_csrf
-                return self.router.dispatch(request)
+                return self._renewing(request, decision, self.router.dispatch(request))
         finally:
             request_address.reset(address)
 
+    def _renewing(self, request, decision, response):
+        """The answer, carrying the session cookie's renewed access token when the guard
+        renewed it (unless the answer sets the cookie itself: a login, a logout)."""
+        if decision.renewed and "Set-Cookie" not in response.headers:
+            response.headers["Set-Cookie"] = auth_routes.session_cookie(
+                decision.renewed, self.settings.session_hours * 3600, auth_routes.is_https(request, self.settings))
+        return response
+
     @staticmethod
     def refusal(request, decision):
+        request.principal = decision.principal  # an error page shows the navigation of who is asking
         wants_page = request.method == "GET" and not request.path.startswith("/pacs/api/") \
             and "text/html" in request.headers.get("accept", "")
         if wants_page and decision.reason == PASSWORD_CHANGE_FIRST:
@@ -148,7 +157,8 @@ class App:
             wanted = path + ("?" + urlencode(request.query) if request.query else "")
             return Response.redirect("/pacs/login?next=" + quote(wanted, safe=""))
         if wants_page:
-            return error_page(decision.status, decision.reason, request)
+            message = _("There is no such page.", request) if decision.reason == NO_SUCH_PAGE else decision.reason
+            return error_page(decision.status, message, request)
         headers = {"WWW-Authenticate": 'Bearer realm="pacs"'} if decision.status == 401 else {}
         return Response.error(decision.status, decision.reason, headers)
 

@@ -263,6 +263,7 @@ def serve():
             app.on_change(change, _LEVELS.get(level), resource_id)
 
     orthanc.RegisterIncomingHttpRequestFilter(on_filter)
+    orthanc.RegisterRestCallback("/", on_rest)  # Orthanc's root: our redirect to the worklist
     orthanc.RegisterRestCallback("/pacs", on_rest)
     orthanc.RegisterRestCallback("/pacs/(.*)", on_rest)
     for pattern in GATEWAY_PATTERNS:  # Orthanc's body routes: the plugin checks the body first

@@ -159,6 +159,10 @@ def test_other_parameters_are_not_study_uids(name):
 
 def test_unknown_and_disabled_routes_are_denied_even_to_admin(guard):
     assert check(guard, "GET", "/some/unknown", "admin").status == 403
+    # Our own routes are all in the table: one it does not name does not exist (404, not 403).
+    for path in ("/pacs/nothing", "/pacs/api/nothing", "/pacs/studies/1.2/nothing"):
+        assert (check(guard, "GET", path, "admin").status, check(guard, "GET", path).status) == (404, 404)
+    assert not check(guard, "POST", "/pacs/api/me", "admin").allowed
     assert check(guard, "POST", "/tools/execute-script", "admin").status == 403
     assert check(guard, "POST", "/tools/execute-script/", "admin").status == 403
 

@@ -5,8 +5,9 @@ must not name, with each method, over real HTTP to a real Orthanc.
 "Allowed" means the guard let the request through: the answer is not the
 guard's refusal (Orthanc may still say 404, 400 or 405 for a dummy id, and a
 handler may refuse for its own reasons). "Denied" is the guard's refusal: 401
-(our /pacs routes, no login; or a redirect to the login page), or 403 (bare
-from Orthanc's HTTP filter, JSON with the guard's reason on our routes).
+(our /pacs routes, no login; or a redirect to the login page), 403 (bare
+from Orthanc's HTTP filter, JSON with the guard's reason on our routes), or
+404 "no such page" for a /pacs route the table does not name.
 Requests that would reset or stop the server are not sent where the table
 allows them; the table's answer is checked instead.
 
@@ -253,7 +254,7 @@ MATRIX = (
     row("PUT", "/tools/log-level", ONLY_ADMIN, "default"),
     row("DELETE", "/tools/nothing", ONLY_ADMIN),
     row("GET", "/app/explorer.html", ONLY_ADMIN),  # Explorer is off: 404 for the admin
-    row("GET", "/", ONLY_ADMIN),
+    row("GET", "/", EVERYONE),  # the plugin's redirect to /pacs/ (it was Orthanc Explorer's, admin only)
     row("GET", "/favicon.ico", ONLY_ADMIN),
     row("POST", "/tools/reset", ONLY_ADMIN, {}, unsafe=True),
     row("POST", "/tools/shutdown", ONLY_ADMIN, {}, unsafe=True),
@@ -374,7 +375,7 @@ def send(server, method, path, headers, body, ids):
 # filter's refusal on every other route is a bare 403.
 GUARD_REFUSALS = ("this route is", "login required", "session", "invalid", "malformed Basic",
                   "HTTP Basic", "your role may not", "name the study", "this study is not in your scope",
-                  "CSRF", "query parameter")
+                  "CSRF", "query parameter", "no such page")
 
 
 def is_denied(answer):
@@ -384,10 +385,10 @@ def is_denied(answer):
         return True
     if answer.is_redirect:  # a page asked for without a login (a logout also ends on /pacs/login)
         return answer.headers.get("Location", "").startswith("/pacs/login?next=")
-    if answer.status_code != 403:
+    if answer.status_code not in (403, 404):  # 404: a route of ours the table does not name ("no such page")
         return False
     if not answer.content:
-        return True
+        return answer.status_code == 403  # Orthanc's own 404s have no body either
     try:
         error = answer.json().get("error", "")
     except ValueError:

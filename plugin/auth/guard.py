@@ -7,13 +7,15 @@ queues a record.
 """
 
 import base64
+import contextlib
 import hmac
 import logging
 import time
 from dataclasses import dataclass
 
+from plugin import db
 from plugin.auth import permissions
-from plugin.auth.accounts import Principal
+from plugin.auth.accounts import AccountError, Principal
 from plugin.auth.apikeys import looks_like_key
 from plugin.auth.tokens import TokenError
 
@@ -21,7 +23,10 @@ LOGGER = logging.getLogger(__name__)
 
 SESSION_COOKIE = "pacs_session"
 PASSWORD_CHANGE_FIRST = "change your password first"
+SESSION_EXPIRED = "your session expired; please sign in again"
+NO_SUCH_PAGE = "no such page"
 TOKEN_CACHE_SIZE = 4096
+ENDED_SESSION_SECONDS = 600  # a session cookie found ended is not looked up again for this long
 
 
 @dataclass(frozen=True)
@@ -31,14 +36,15 @@ class Decision:
     reason: str = ""
     principal: Principal = None
     form_csrf: bool = False  # a cookie-authenticated form: the handler checks its token
+    renewed: str = ""  # a new access token for the session cookie (its old one had expired)
 
 
-def allow(principal, form_csrf=False):
-    return Decision(True, 200, "", principal, form_csrf)
+def allow(principal, form_csrf=False, renewed=""):
+    return Decision(True, 200, "", principal, form_csrf, renewed)
 
 
-def deny(status, reason, principal=None):
-    return Decision(False, status, reason, principal)
+def deny(status, reason, principal=None, renewed=""):
+    return Decision(False, status, reason, principal, renewed=renewed)
 
 
 def cookie(headers, name):
@@ -63,13 +69,15 @@ class Guard:
     def check(self, method, path, headers, query, address):
         """The Decision for one request; never raises for any input."""
         rule, path_study = permissions.match(method, path)
-        if rule is None:
-            return deny(403, "this route is not open to anyone")
-        if rule.permission == permissions.DENY:
+        if rule is None and not (path == "/pacs" or path.startswith("/pacs/")):
+            return deny(403, "this route is not open to anyone")  # Orthanc's: the filter can only 403
+        if rule is not None and rule.permission == permissions.DENY:
             return deny(403, "this route is disabled on this server")
-        principal, problem = self.authenticate(headers)
+        principal, problem, renewed = self.authenticate(headers, address)
+        if rule is None:  # every route of ours is in the table: an unknown one is not there
+            return deny(404, NO_SUCH_PAGE, principal, renewed)
         if rule.permission == permissions.PUBLIC:
-            return allow(principal)
+            return allow(principal, renewed=renewed)
         if principal is None:
             return deny(401, problem or "login required")
         csrf = self._csrf(method, path, headers, principal)
@@ -79,7 +87,7 @@ class Guard:
             # Before anything else, a user told to change their password does so: only the
             # routes open to any logged-in user (account, password, logout) stay open.
             if self._accounts.password_change_pending(principal):
-                return deny(403, PASSWORD_CHANGE_FIRST, principal)
+                return deny(403, PASSWORD_CHANGE_FIRST, principal, renewed)
             if rule.permission not in permissions.permissions_of(principal.role):
                 return self._denied(principal, address, path, "your role may not do this")
         studies = self._studies(rule, path_study, query)
@@ -94,7 +102,7 @@ class Guard:
                 return self._denied(principal, address, path, "this study is not in your scope")
         if not path.startswith("/pacs"):  # our own routes audit in their handlers
             self._audit_access(principal, address, path, query, studies)
-        return allow(principal, form_csrf=csrf is not None)
+        return allow(principal, form_csrf=csrf is not None, renewed=renewed)
 
     def _audit_access(self, principal, address, path, query, studies):
         """An entry (memory only, bounded per user, action and target) for a read of
@@ -129,21 +137,24 @@ class Guard:
         limit = self._body_limits[kind]
         return f"request body larger than {limit} bytes" if int(length) > limit else ""
 
-    def authenticate(self, headers):
-        """(Principal or None, why not): Bearer token or key, Basic with a key, or the session cookie."""
+    def authenticate(self, headers, address=""):
+        """(Principal or None, why not, renewed token or ""): Bearer token or key, Basic
+        with a key, or the session cookie. A session cookie whose access token has
+        expired is renewed from its session while the session lasts (idle and absolute
+        limits): the renewed token is for the answer to set as the new cookie."""
         authorization = headers.get("authorization", "")
         scheme, _, credential = authorization.partition(" ")
         scheme = scheme.lower()
         if scheme == "bearer" and credential:
             if looks_like_key(credential):
-                return self._apikeys.principal(credential), "invalid API key"
-            return self._from_token(credential.strip(), "bearer")
+                return self._apikeys.principal(credential), "invalid API key", ""
+            return self._from_token(credential.strip(), "bearer", address)
         if scheme == "basic" and credential:
-            return self._from_basic(credential)
+            return (*self._from_basic(credential), "")
         token = cookie(headers, SESSION_COOKIE)
         if token:
-            return self._from_token(token, "cookie")
-        return None, "login required"
+            return self._from_token(token, "cookie", address)
+        return None, "login required", ""
 
     def client_address(self, ip, headers):
         """The client's address; X-Forwarded-For is believed only from a trusted proxy."""
@@ -154,23 +165,47 @@ class Guard:
                     return hop[:64]
         return ip
 
-    def _from_token(self, token, via):
+    def _from_token(self, token, via, address):
         cached = self._tokens.get((token, via))
         now = time.time()
         if cached is not None and cached[1] > now:
-            principal = cached[0]
+            principal, _expires, renewed = cached
+            if principal is None:
+                return None, renewed, ""  # an ended session's cookie: ``renewed`` holds why
             if not self._accounts.is_revoked(principal.session_id):
-                return principal, None
-            return None, "session ended; please log in again"
+                return principal, None, renewed
+            return None, "session ended; please log in again", ""
+        renewed = ""
         try:
             principal, expires = self._accounts.principal_from_token(token, via)
         except TokenError as error:
-            return None, ("session expired; please log in again" if error.expired
-                          else "invalid or ended session; please log in again")
+            if not (error.expired and via == "cookie"):
+                return None, ("session expired; please log in again" if error.expired
+                              else "invalid or ended session; please log in again"), ""
+            try:
+                principal, expires, renewed = self._renew(token, address)
+            except AccountError:
+                self._remember((token, via), (None, now + ENDED_SESSION_SECONDS, SESSION_EXPIRED))
+                return None, SESSION_EXPIRED, ""
+        self._remember((token, via), (principal, expires, renewed))
+        return principal, None, renewed
+
+    def _renew(self, token, address):
+        """(Principal, expiry, new token) of a session cookie whose token expired while
+        its session is still open (AccountError when it has ended): once per token
+        lifetime per cookie, since the answer is kept in the token cache."""
+        scope = db.connection_scope() if db.database.is_closed() else contextlib.nullcontext()
+        with scope:  # the HTTP filter (viewer data, say) holds no connection of its own
+            renewed, claims = self._accounts.refresh(token, address)
+        LOGGER.debug("event=session_renewed user=%s", claims.username)
+        principal = Principal(claims.user_id, claims.username, claims.role, claims.session_id, claims.csrf,
+                              "cookie")
+        return principal, claims.expires, renewed
+
+    def _remember(self, key, entry):
         if len(self._tokens) >= TOKEN_CACHE_SIZE:
             self._tokens.clear()
-        self._tokens[(token, via)] = (principal, expires)
-        return principal, None
+        self._tokens[key] = entry
 
     def _from_basic(self, credential):
         try:

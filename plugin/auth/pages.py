@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from plugin.auth.accounts import AccountError
 from plugin.auth.models import ROLES
 from plugin.auth.routes import audit_filters, is_https, session_cookie
-from plugin.auth.guard import cookie
+from plugin.auth.guard import SESSION_COOKIE, cookie
 from plugin.http import HttpError, Response, int_param
 from plugin.webui import error_page, gettext as _, render
 
@@ -59,9 +59,9 @@ def register(router, accounts, apikeys, audit, settings):
 
     # --- login and logout ----------------------------------------------------
 
-    def login_page(request, status=200, error=None, username=""):
+    def login_page(request, status=200, error=None, username="", messages=()):
         token = secrets.token_urlsafe(24)
-        response = render("login.html", request, status, csrf_token=token, error=error,
+        response = render("login.html", request, status, csrf_token=token, error=error, messages=messages,
                           username=username, next_url=safe_next(request.query.get("next")))
         secure = "; Secure" if is_https(request, settings) else ""
         return with_cookie(response, f"{LOGIN_CSRF_COOKIE}={token}; Path=/pacs/login; HttpOnly; "
@@ -71,6 +71,9 @@ def register(router, accounts, apikeys, audit, settings):
     def show_login(request):
         if request.principal is not None:
             return Response.redirect(safe_next(request.query.get("next")))
+        if cookie(request.headers, SESSION_COOKIE):  # still sent, but its session has ended (signing out clears it)
+            return login_page(request, messages=[{"level": "warning", "text": _(
+                "Your session expired. Please sign in again.", request)}])
         return login_page(request)
 
     @route("POST", "/pacs/login")

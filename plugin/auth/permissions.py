@@ -117,7 +117,8 @@ RULES = (
     # orthanc.json; its JSON bodies reach a parser the plugin cannot guard.
     _rule("GET|POST|PUT|DELETE", r"/dicom-web/servers(/.*)?", DENY),
 
-    # Ours: public.
+    # Ours: public. "/" is answered by the plugin: a redirect to the worklist (/pacs/).
+    _rule("GET", r"/", PUBLIC),
     _rule("GET", r"/pacs/health", PUBLIC),
     _rule("GET", r"/pacs/static/.+", PUBLIC),
     _rule("GET|POST", r"/pacs/login", PUBLIC),
@@ -191,7 +192,7 @@ RULES = (
     _rule("GET", r"/(system|statistics|changes|exports|plugins(/.*)?)", "admin"),
     _rule("GET|DELETE", r"/tools(/.*)?", "admin"),
     _rule("POST|PUT", r"/tools/.+", "admin", gateway=True),
-    _rule("GET", r"/(app(/.*)?|favicon\.ico)?", "admin"),  # Orthanc Explorer (off in orthanc.json)
+    _rule("GET", r"/(app(/.*)?|favicon\.ico)", "admin"),  # Orthanc Explorer (off in orthanc.json)
 )
 
 # Orthanc URIs whose every request the plugin answers (its REST callbacks win over

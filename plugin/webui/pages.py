@@ -9,6 +9,7 @@ in Python.
 import datetime
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -66,6 +67,12 @@ class WebUI:
         return Response(status, body.encode("utf-8"), "text/html; charset=utf-8", headers)
 
     def error_page(self, status, message, request=None, **context):
+        """The error page, with the navigation of the signed-in user who asked (a way
+        back to every page they may use), and a link back to the worklist."""
+        principal = getattr(request, "principal", None)
+        if principal is not None and "user" not in context:
+            context.update(user=SimpleNamespace(username=principal.username, display_name="", role=principal.role),
+                           csrf_token=principal.csrf or None)
         return self.render("error.html", request, status, message=message, **context)
 
     def _environment(self, template_dir, language):

@@ -11,6 +11,7 @@ import datetime
 from urllib.parse import urlencode
 
 from plugin.db import utcnow
+from plugin.http import Response
 from plugin.auth.models import User
 from plugin.auth.pages import page
 from plugin.auth.permissions import permissions_of
@@ -38,6 +39,11 @@ def register(router, accounts, worklist, scope, audit, today=datetime.date.today
         principal = request.principal
         return dict(user=accounts.get_user(principal.user_id), csrf_token=principal.csrf,
                     active_nav=active_nav, statuses=STATUSES, priorities=PRIORITIES, **extra)
+
+    @route("GET", "/")
+    def server_root(request):
+        """Orthanc's root leads to the worklist (whoever is not signed in then goes on to the login)."""
+        return Response.redirect("/pacs/")
 
     @route("GET", "/pacs/?")  # Orthanc hands "/pacs/" over as "/pacs"
     def worklist_page(request):

@@ -8,8 +8,10 @@
  * On pages of a signed-in user (body[data-keepalive]) the session is
  * refreshed every 4 minutes, so a radiologist reading for hours stays
  * signed in; when the session is gone the browser goes to the login page.
- * Forms (or submit buttons) with data-confirm ask before submitting, and
- * buttons with data-copy-target copy that field's value.
+ * Forms (or submit buttons) with data-confirm ask before submitting,
+ * buttons with data-copy-target copy that field's value, and a
+ * [data-history-back] button (error pages) goes back to the previous page of
+ * this site, shown only when there is one.
  */
 (function () {
   "use strict";
@@ -124,12 +126,22 @@
     }).catch(function () { /* the text stays selected for Ctrl+C */ });
   }
 
+  function offerHistoryBack() {
+    var button = document.querySelector("[data-history-back]");
+    var cameFromHere = document.referrer.indexOf(location.origin + "/") === 0;
+    if (button && cameFromHere && history.length > 1) {
+      button.hidden = false;
+      button.addEventListener("click", function () { history.back(); });
+    }
+  }
+
   document.addEventListener("submit", confirmSubmit);
   document.addEventListener("click", copyField);
   document.addEventListener("DOMContentLoaded", function () {
     if (document.body.hasAttribute("data-keepalive")) {
       window.setInterval(keepSessionAlive, KEEPALIVE_MS);
     }
+    offerHistoryBack();
   });
 
   window.pacs = {
