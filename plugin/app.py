@@ -71,7 +71,7 @@ class App:
         self.worklist = Worklist(self.audit, settings.claim_minutes)
         worklist_routes.register(self.router, self.worklist, self.scope, host, self.audit)
         worklist_pages.register(self.router, self.accounts, self.worklist, self.scope, self.audit)
-        self.viewer_assets = viewer.register(self.router, host, self.audit)
+        self.viewer_assets = viewer.register(self.router, host, self.audit, self.scope)
         self.reports = Reports(self.audit, self.worklist, lambda document: DicomCopies(host, document),
                                settings.institution_name, settings.logo_path or None)
         reports_routes.register(self.router, self.reports)

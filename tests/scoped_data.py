@@ -56,12 +56,13 @@ class StoredStudy:
         return {text.encode() for text in found} | ({self.pixel_marker} if self.pixel_marker else set())
 
 
-def store_study(server, folder, patient_name, referring, marker=b""):
-    """Store a two-series study (3 CT slices, 2 more CT slices) of one new patient with
-    storescu and wait until the plugin indexed it. ``marker``: the pixel data is this
-    text repeated, so a frame of it is recognisable in any uncompressed answer."""
+def store_study(server, folder, patient_name, referring, marker=b"", patient_id=None):
+    """Store a two-series study (3 CT slices, 2 more CT slices) of one new patient (or of
+    the patient with ``patient_id``) with storescu and wait until the plugin indexed it.
+    ``marker``: the pixel data is this text repeated, so a frame of it is recognisable in
+    any uncompressed answer."""
     spec = dicomgen.StudySpec(patient_name=patient_name, referring_physician=referring,
-                              patient_id="PID" + generate_uid()[-10:])
+                              patient_id=patient_id or "PID" + generate_uid()[-10:])
     pixels = (marker * (64 * 64 * 2 // len(marker) + 1))[:64 * 64 * 2] if marker else None
     datasets = (dicomgen.ct_series(spec, slices=3, series_number=1, pixels=pixels)
                 + dicomgen.ct_series(spec, slices=2, series_number=2, pixels=pixels))

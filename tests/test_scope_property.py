@@ -2,7 +2,9 @@
 
 Generated requests (hypothesis) over every scoped route (DICOMweb QIDO and WADO-RS,
 WADO-URI, our QIDO layer, our study, report and thumbnail pages and APIs), with the
-path naming the referrer's study or another patient's, and query strings built by
+path naming the referrer's study or another patient's, starting at times from OHIF's
+search for a patient's studies (QIDO by PatientID: the referrer's patient, whose
+other study is not in their scope, or another patient), and query strings built by
 hand from every spelling DICOM and DICOMweb accept for the identifying tags (keyword
 in any case, ggggeeee, gggg,eeee, (gggg,eeee), 0x forms, %-escaped letters, '+' and
 spaces), repeated and shuffled, with values that are the referrer's UIDs, another
@@ -10,7 +12,8 @@ patient's, empty, wildcards, lists and %-escapes. Sent raw (http.client) as the
 referrer, by API key or session cookie.
 
 Invariants: no answer contains another patient's name, patient ID, accession, study,
-series or instance UID, or their pixels, unless the request itself carried that
+series or instance UID, or their pixels, nor the UIDs, accession or pixels of the
+referrer's patient's study outside their scope, unless the request itself carried that
 identifier; an image answer (frames, rendered, WADO-URI) is only ever one of the
 referrer's images; Orthanc stays up.
 """
@@ -24,7 +27,7 @@ from pacs_server import PacsServer
 from scoped_data import REFERRING_NAME, alive, make_account, raw_request, session_cookie, store_study
 
 EXAMPLES = 600
-SEEN = {"requests": 0, "statuses": {}}
+SEEN = {"requests": 0, "statuses": {}, "patient_searches": {}}  # the last: OHIF's, on our QIDO layer
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +39,10 @@ def world(tmp_path_factory):
         others = [store_study(server, folder / "other1", "QUAGGAMIRE^THEODOLINDA", "JONES^MARY",
                               marker=b"PIXELS-OF-QUAGGAMIRE"),
                   store_study(server, folder / "other2", "XYLOPHAGE^PERPETUA", "",
-                              marker=b"PIXELS-OF-XYLOPHAGE")]
+                              marker=b"PIXELS-OF-XYLOPHAGE"),
+                  # the referrer's patient's earlier study, referred by someone else: out of scope
+                  store_study(server, folder / "sibling", "MINEPATIENT^ALBA", "JONES^MARY",
+                              marker=b"PIXELS-OF-THE-SIBLING", patient_id=mine.spec.patient_id)]
         referrer = make_account(server, "gen-referrer", "referrer", referring_names=[REFERRING_NAME])
         referrer["cookie"] = session_cookie(server, "gen-referrer", referrer["password"])
         yield server, mine, others, referrer
@@ -129,12 +135,18 @@ def parameter_value(draw, world_ids):
 
 QUERY_SCOPED = ("/dicom-web/studies", "/dicom-web/series", "/dicom-web/instances", "/wado",
                 "/pacs/dicom-web/studies", "/pacs/dicom-web/series", "/pacs/dicom-web/instances")
+# OHIF's search for the other studies of the patient shown (the viewer's study panel).
+PATIENT_SEARCH = [("limit", "101"), ("offset", "0"), ("fuzzymatching", "false"),
+                  ("includefield", "00081030%2C00080060%2C00080090%2C00100030")]
 
 
-def legitimate_query(path, study, series, instance):
-    """What a client in scope sends on this route: an attacker starts from it."""
+def legitimate_query(path, study, series, instance, patient_id=None):
+    """What a client in scope sends on this route: an attacker starts from it.
+    With ``patient_id``, a study search is OHIF's search for that patient's studies."""
     if path == "/wado":
         return [("requestType", "WADO"), ("studyUID", study), ("seriesUID", series), ("objectUID", instance)]
+    if patient_id and path.endswith("/dicom-web/studies"):
+        return [("00100020", urllib.parse.quote(patient_id))] + PATIENT_SEARCH
     if path in QUERY_SCOPED:
         return [("StudyInstanceUID", study)]
     return []
@@ -149,16 +161,22 @@ def scoped_request(draw, world):
     series = draw(st.sampled_from(sorted(owner.series)))
     owner = owner if draw(st.integers(0, 3)) else draw(st.sampled_from(every))
     instance = draw(st.sampled_from([uid for instances in owner.series.values() for uid in instances]))
-    # Two in three on the routes whose study is in the query: where another spelling can widen it.
-    path = draw(st.sampled_from(QUERY_SCOPED)) if draw(st.integers(0, 2)) else draw(st.sampled_from(ROUTES))
+    # One in six is OHIF's search for the patient's studies (mostly on our QIDO layer, which answers
+    # it from the scope); of the rest, two in three on the routes whose study is in the query: where
+    # another spelling can widen it.
+    by_patient = study.spec.patient_id if draw(st.integers(0, 5)) == 0 else None
+    if by_patient:
+        path = draw(st.sampled_from(["/pacs/dicom-web/studies"] * 3 + ["/dicom-web/studies"]))
+    else:
+        path = draw(st.sampled_from(QUERY_SCOPED)) if draw(st.integers(0, 2)) else draw(st.sampled_from(ROUTES))
     path = path.format(study=study.uid, series=series, instance=instance)
 
     mine_ids = [mine.uid, *mine.series, *(u for i in mine.series.values() for u in i), mine.spec.patient_id]
     other_ids = [u for o in others for u in (o.uid, *o.series, *(x for i in o.series.values() for x in i),
                                               o.spec.patient_id)]
-    base = legitimate_query(path, study.uid, series, instance) if draw(st.integers(0, 7)) else []
+    base = legitimate_query(path, study.uid, series, instance, by_patient) if draw(st.integers(0, 7)) else []
     extra = draw(st.lists(st.tuples(parameter_name(), parameter_value((mine_ids, other_ids))),
-                          min_size=1, max_size=4))
+                          min_size=0 if by_patient else 1, max_size=4))
     repeated = base + [pair for pair in extra for _ in range(draw(st.integers(1, 3)))]
     ordered = draw(st.permutations(repeated)) if repeated else []
     query = "&".join(f"{n}={v}" if draw(st.integers(0, 5)) else n for n, v in ordered)
@@ -182,7 +200,7 @@ def check_answer(world, target, status, body, content_type):
     """The invariants for one answer; returns what was violated ('' when none)."""
     _, mine, others, _ = world
     for other in others:
-        for identifier in sorted(other.identifiers()):
+        for identifier in sorted(other.identifiers() - mine.identifiers()):  # the sibling shares the patient
             if identifier in body and not in_request(identifier, target):
                 return f"{identifier!r} of patient {other.spec.patient_name} is in the answer"
     if not 200 <= status < 300:
@@ -215,6 +233,8 @@ def test_referrer_sees_nothing_of_other_patients(world):
         status, answer_headers, body = raw_request(server, "GET", target, headers)
         SEEN["requests"] += 1
         SEEN["statuses"][status] = SEEN["statuses"].get(status, 0) + 1
+        if target.startswith("/pacs/dicom-web/studies?") and "00100020=" in target:
+            SEEN["patient_searches"][status] = SEEN["patient_searches"].get(status, 0) + 1
         problem = check_answer(world, target, status, body, answer_headers.get("content-type", ""))
         if status >= 500:
             problem = problem or f"server error {status}: {body[:300]!r}"
@@ -223,14 +243,16 @@ def test_referrer_sees_nothing_of_other_patients(world):
         assert alive(server), f"Orthanc died after GET {target}\n{server.log_tail()}"
 
     attack()
-    print(f"\nscope property: {SEEN['requests']} generated requests as a referrer; statuses {SEEN['statuses']}")
+    print(f"\nscope property: {SEEN['requests']} generated requests as a referrer; statuses {SEEN['statuses']}; "
+          f"OHIF's patient search on /pacs/dicom-web/studies: {SEEN['patient_searches']}")
     assert not failures, "\n".join(failures)
 
 
 @pytest.mark.parametrize("via", ["key", "cookie"])
 def test_referrer_still_gets_own_study_as_ohif_asks(world, via):
-    """The spellings OHIF uses keep working for the referrer's own study."""
-    server, mine, _, referrer = world
+    """The spellings OHIF uses keep working for the referrer's own study, and its search
+    for the patient's studies answers that one, not the patient's study out of scope."""
+    server, mine, others, referrer = world
     headers = {"Authorization": referrer["authorization"]} if via == "key" else {"Cookie": referrer["cookie"]}
     series, instance = mine.first()
     base = f"/dicom-web/studies/{mine.uid}"
@@ -239,6 +261,11 @@ def test_referrer_still_gets_own_study_as_ohif_asks(world, via):
                                   "&limit=101&offset=0&fuzzymatching=false&includefield=00081030%2C00080060",
                                   headers)
     assert status == 200 and mine.uid.encode() in body, body[:300]
+    status, _, body = raw_request(server, "GET", f"/pacs/dicom-web/studies?00100020={mine.spec.patient_id}&"
+                                  + "&".join(f"{name}={value}" for name, value in PATIENT_SEARCH), headers)
+    sibling = others[-1]
+    assert sibling.spec.patient_id == mine.spec.patient_id
+    assert status == 200 and mine.uid.encode() in body and sibling.uid.encode() not in body, body[:300]
     status, _, body = raw_request(server, "GET", f"/pacs/dicom-web/studies/{mine.uid}/series", headers)
     assert status == 200 and series.encode() in body, body[:300]
     status, _, body = raw_request(server, "GET", f"{base}/series/{series}/metadata", headers)

@@ -164,6 +164,38 @@ def test_referrer_reaches_only_their_studies(viewer_pacs):
     assert referrer.get(url("/dicom-web/studies/1.2.3.4.5.6/metadata")).status_code == 403  # unknown: out of scope
 
 
+def test_referrer_patient_search_is_answered_from_the_scope(viewer_pacs, tmp_path):
+    """OHIF's search for the patient's other studies (QIDO by PatientID): a referrer gets the
+    patient's studies in their scope, and no "denied" audit entry; staff get them all."""
+    server = viewer_pacs
+    seen = dicomgen.StudySpec(patient_name="Priors^Patient", referring_physician="REF^ONE")
+    prior = dicomgen.StudySpec(patient_name="Priors^Patient", patient_id=seen.patient_id,
+                               referring_physician="REF^TWO", study_date="20240101")
+    server.storescu(dicomgen.write(dicomgen.ct_series(seen, slices=2), tmp_path / "seen")
+                    + dicomgen.write(dicomgen.ct_series(prior, slices=2), tmp_path / "prior"))
+    server.wait_indexed(seen.study_uid, instances=2)
+    server.wait_indexed(prior.study_uid, instances=2)
+    referrer = session_for(server, "viewref")
+    ohif = "&limit=101&offset=0&fuzzymatching=false&includefield=00081030%2C00080060%2C00080090%2C00100030"
+
+    def studies(client, patient_id):
+        answer = client.get(server.url(f"/pacs/dicom-web/studies?00100020={patient_id}{ohif}"))
+        assert answer.status_code == 200, answer.text
+        return sorted(item["0020000D"]["Value"][0] for item in answer.json())
+
+    # A referrer's scope is cached for up to 10 s (plugin/auth/scope.py): the new study joins it then.
+    server.wait_for(lambda: studies(referrer, seen.patient_id) != [], timeout=15, what="the study in scope")
+    assert studies(referrer, seen.patient_id) == [seen.study_uid]
+    assert studies(referrer, server.other.patient_id) == []
+    assert studies(server.http, seen.patient_id) == sorted([seen.study_uid, prior.study_uid])
+
+    def entries(**filters):
+        return server.get("/pacs/api/audit", params=dict(filters, user="viewref", page_size=500)).json()["items"]
+    server.wait_for(lambda: any(server.other.patient_id in str(e) for e in entries(action="search")),
+                    what="the audit entries of the patient searches")
+    assert not [entry for entry in entries(outcome="denied") if "00100020" in str(entry)]
+
+
 def test_frames_need_a_live_session(viewer_pacs):
     server = viewer_pacs
     metadata = server.get(f"/dicom-web/studies/{server.mine.study_uid}/metadata").json()

@@ -159,6 +159,7 @@ RULES = (
     # The viewer's own files carry no patient data; its data comes over DICOMweb,
     # searched through our QIDO layer and retrieved from Orthanc's /dicom-web.
     _rule("GET", r"/pacs/viewer(/.*)?", "images.read"),
+    _rule("GET", r"/pacs/dicom-web/studies", "images.read"),  # referrers: its handler answers from their scope
     _rule("GET", r"/pacs/dicom-web/studies/(?P<study>[^/]+)/(series|instances|series/[^/]+/instances)",
           "images.read", "path", params=QIDO),
     _rule("GET", r"/pacs/dicom-web/(studies|series|instances)", "images.read", "query",

@@ -109,7 +109,7 @@ class ViewerAssets:
             raise HttpError(404, "the viewer is not installed (run make install)")
         name = checked_path(raw_path)
         if name == "app-config.js":
-            return self._answer(request, name, self._app_config(), "no-cache")
+            return self._answer(request, name, self._app_config(request), "no-cache")
         path = (self._root / name).resolve() if name else self._root
         if path.is_file() and self._root in path.parents:
             return self._file(request, name)
