@@ -580,9 +580,12 @@ def _details_text(details):
 
 
 def _filtered(username, action, study_uid, outcome, date_from, date_to):
+    """``study_uid``: one UID, or a collection of them (entries of any; none: no entry)."""
     if action and action not in ACTIONS:
         raise ValueError(f"unknown audit action: {action!r}")
     selected = AuditEntry.select()
+    if isinstance(study_uid, (list, tuple, set, frozenset)):
+        selected, study_uid = selected.where(AuditEntry.study_uid.in_(list(study_uid))), None
     for column, value in ((AuditEntry.username, username), (AuditEntry.action, action),
                           (AuditEntry.study_uid, study_uid), (AuditEntry.outcome, outcome)):
         if value:

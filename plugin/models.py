@@ -8,6 +8,9 @@ from plugin.db import BaseModel
 
 STATUSES = ("scheduled", "arrived", "in_progress", "final", "amended", "cancelled")
 PRIORITIES = ("routine", "urgent", "stat")
+# Series of documents, not images: the signed reports' Encapsulated PDF copies
+# (plugin/reports/copies.py). They are not counted as images nor as a modality.
+DOCUMENT_MODALITIES = frozenset({"DOC"})
 
 
 class Patient(BaseModel):

@@ -16,7 +16,7 @@ from peewee import IntegrityError
 from plugin.db import database, utcnow
 from plugin.dicomnames import pn_key, search_text
 from plugin.dicomservices import arrivals
-from plugin.models import Patient, Series, Study, StudyTerm
+from plugin.models import DOCUMENT_MODALITIES, Patient, Series, Study, StudyTerm
 
 LOGGER = logging.getLogger(__name__)
 
@@ -54,16 +54,21 @@ class StudySummary:
     series: list = field(default_factory=list)
 
     @property
+    def image_series(self):
+        """The series of images: documents (a report's PDF copy) are not counted."""
+        return [s for s in self.series if s.modality not in DOCUMENT_MODALITIES]
+
+    @property
     def modalities(self):
-        return "\\".join(_unique(s.modality for s in self.series))
+        return "\\".join(_unique(s.modality for s in self.image_series))
 
     @property
     def body_parts(self):
-        return "\\".join(_unique(s.body_part for s in self.series))
+        return "\\".join(_unique(s.body_part for s in self.image_series))
 
     @property
     def instance_count(self):
-        return sum(s.instance_count for s in self.series)
+        return sum(s.instance_count for s in self.image_series)
 
 
 def parse_date(value):
@@ -172,14 +177,15 @@ def _store(summary, now):
         study.institution_name = summary.institution_name
         study.modalities = summary.modalities
         study.body_parts = summary.body_parts
-        study.series_count = len(summary.series)
+        study.series_count = len(summary.image_series)
         study.instance_count = summary.instance_count
         study.orthanc_last_update = summary.last_update
         study.patient_name = summary.patient_name
         study.patient_dicom_id = summary.patient_id
         study.patient_sex = summary.sex
         study.patient_birth_date = summary.birth_date
-        study.search_text = search_text(summary.patient_name, summary.patient_id, summary.accession_number)
+        study.search_text = search_text(summary.patient_name, summary.patient_id, summary.accession_number,
+                                        summary.description)
         study.indexed_at = study.updated_at = now
         study.save()
         save_search_terms(study.id, study.search_text)

@@ -273,9 +273,11 @@ def browser(server, username):
     return session, csrf
 
 
-FORM = {"patient_id": "PAGE-1", "patient_name": "Page^Paula", "patient_birth_date": "1990-09-09",
+# The page's form types names as a family and a given name (the API takes DICOM PN, "Page^Paula").
+FORM = {"patient_id": "PAGE-1", "patient_family": "Page", "patient_given": "Paula", "patient_birth_date": "1990-09-09",
         "patient_sex": "F", "modality": "US", "scheduled_station_aet": "US_ROOM", "scheduled_at": "2026-11-26T08:45",
-        "procedure": "US ABDOMEN", "accession_number": "", "referring_physician": "Who^Dr", "priority": "routine"}
+        "procedure": "US ABDOMEN", "accession_number": "", "referring_family": "Who", "referring_given": "Dr",
+        "priority": "routine"}
 
 
 def test_technologists_schedule_change_and_cancel_orders_in_the_pages(server):
@@ -286,9 +288,11 @@ def test_technologists_schedule_change_and_cancel_orders_in_the_pages(server):
                            timeout=30)
     assert created.status_code == 303, created.text
     page = session.get(server.url(created.headers["Location"]), timeout=30)
-    assert page.status_code == 200 and "Page^Paula" in page.text and "Change the order" in page.text
+    assert page.status_code == 200 and "PAGE, Paula" in page.text and "Change the order" in page.text
     order_id = created.headers["Location"].rsplit("/", 1)[1]
-    assert server.get(f"/pacs/api/orders/{order_id}").json()["scheduled_at"] == "2026-11-26T08:45:00"
+    stored = server.get(f"/pacs/api/orders/{order_id}").json()
+    assert (stored["scheduled_at"], stored["patient_name"], stored["referring_physician"]) == \
+        ("2026-11-26T08:45:00", "Page^Paula", "Who^Dr")
 
     changed = session.post(server.url(f"/pacs/orders/{order_id}"), allow_redirects=False, timeout=30,
                            data=dict(FORM, priority="stat", csrf_token=csrf))
@@ -304,7 +308,8 @@ def test_the_page_shows_a_refusal_and_keeps_what_was_typed(server):
     session, csrf = browser(server, "tech")
     refused = session.post(server.url("/pacs/orders"), data=dict(FORM, scheduled_at="", csrf_token=csrf),
                            allow_redirects=False, timeout=30)
-    assert refused.status_code == 400 and "scheduled_at" in refused.text and "Page^Paula" in refused.text
+    assert refused.status_code == 400 and "scheduled_at" in refused.text
+    assert 'value="Page"' in refused.text and 'value="Paula"' in refused.text  # the two name fields, as typed
     forged = session.post(server.url("/pacs/orders"), data=FORM, allow_redirects=False, timeout=30)
     assert forged.status_code == 403
     assert server.get("/pacs/api/orders", params={"q": "PAGE-1", "status": "scheduled"}).json()["total"] == 0

@@ -82,15 +82,21 @@ def sample_contexts(hostile=""):
         "admin_audit.html": {
             "user": admin, "csrf_token": TOKEN, "active_nav": "audit",
             "chain": {"ok": False, "first_bad_id": 42},
-            "filters": {"user": "rad" + h, "action": "report.finalize", "study_uid": "",
+            "filters": {"patient": "doe" + h, "user": "rad" + h, "action": "report_finalized", "study_uid": "",
                         "outcome": "success", "date_from": "2026-01-01", "date_to": ""},
             "entries": [
                 {"id": 42, "timestamp": datetime.datetime(2026, 1, 5, 8, 0), "username": "rad",
-                 "action": "report.finalize", "study_uid": "1.2.840.1" + h, "outcome": "success",
-                 "ip_address": "10.0.0.5", "detail": "patient DOE^JANE" + h},
+                 "action": "report_finalized", "action_label": "Report signed", "study_uid": "1.2.840.1" + h,
+                 "study_known": True, "patient_name": "DOE^JANE" + h, "patient_id": "P-1" + h,
+                 "accession_number": "ACC-1" + h, "outcome": "success",
+                 "ip_address": "10.0.0.5", "detail": "version: 3" + h},
+                {"id": 41, "timestamp": datetime.datetime(2026, 1, 5, 7, 0), "username": "rad",
+                 "action": "images_retrieved", "action_label": "Images viewed", "study_uid": "1.2.840.2",
+                 "study_known": False, "patient_name": "", "patient_id": "P-2" + h, "accession_number": "",
+                 "outcome": "success", "ip_address": "10.0.0.5", "detail": None},
             ],
             "page": 2, "page_size": 50, "total": 120,
-            "actions": ["login", "report.finalize"],
+            "actions": [("login", "Signed in"), ("report_finalized", "Report signed")],
         },
     }
 
@@ -130,7 +136,11 @@ def worklist_samples(admin, h):
         "priority": "stat", "assignee": "rad", "claimed_by": "rad", "arrived_at": "2026-03-01T10:20:00Z",
         "final_at": None, "institution_name": "Clinic" + h,
         "series": [{"series_instance_uid": "1.2.840.9.1", "number": 1, "modality": "CT",
-                    "description": "AXIAL" + h, "body_part": "HEAD", "instance_count": 20}],
+                    "description": "AXIAL" + h, "body_part": "HEAD", "instance_count": 20, "document": False,
+                    "report_copy": False},
+                   {"series_instance_uid": "1.2.840.9.2", "number": 9001, "modality": "DOC",
+                    "description": "Radiology report" + h, "body_part": "", "instance_count": 1, "document": True,
+                    "report_copy": True}],
         "priors": [{"study_instance_uid": "1.2.840.8", "study_date": datetime.date(2025, 1, 2),
                     "modalities": ["CT"], "description": "CT HEAD OLD" + h, "status": "final"}],
     }
@@ -374,12 +384,16 @@ def test_audit_page_banner_filters_paging_and_csv():
     document = Document(body)
     assert "BROKEN at entry 42" in "".join(document.text)
     hrefs = [a["href"] for a in document.find("a")]
-    filters = "user=rad&action=report.finalize&outcome=success&date_from=2026-01-01"
+    filters = "patient=doe&user=rad&action=report_finalized&outcome=success&date_from=2026-01-01"
     assert f"/pacs/api/audit.csv?{filters}" in hrefs
     assert f"/pacs/admin/audit?{filters}&page=1" in hrefs
     assert f"/pacs/admin/audit?{filters}&page=3" in hrefs
     assert f"/pacs/admin/audit?{filters}&verify=1" in hrefs
     assert "Page 2 of 3" in body and "120 entries" in body
+    # Readable: the action in words (its code as a tooltip), the patient and accession, not the UID.
+    assert "Report signed" in body and 'title="report_finalized"' in body
+    assert "DOE, JANE" in body and "ACC-1" in body and "P-2" in body and "not in the archive" in body
+    assert "/pacs/studies/1.2.840.1" in hrefs
     last_page = render_body("admin_audit.html", dict(context, page=3, chain={"ok": True, "first_bad_id": None}))
     assert "page=4" not in last_page and "intact" in last_page
 

@@ -206,7 +206,7 @@ def test_keyboard_opens_the_study_page(server, rad1):
     uid = server.uids["ACC-200"]
     page.wait_for_url(server.url(f"/pacs/studies/{uid}"))
 
-    assert page.text_content("h1") == "Müller, Anna"
+    assert page.text_content("h1") == "MÜLLER, Anna"  # one formatter for every page and the PDF: family in capitals
     thumbnails = page.locator(".series-card img")
     assert thumbnails.count() == 1
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=thumbnails.first.element_handle())
@@ -282,7 +282,10 @@ def test_technologist_sets_priority_but_cannot_claim(browser, server):
     try:
         page = tech.page
         assert page.locator('[data-action="claim"], [data-action="assign"]').count() == 0
-        tech.row("ACC-203").locator('select[data-action="priority"]').select_option("urgent")
+        priority = tech.row("ACC-203").locator('select[data-action="priority"]')
+        assert priority.is_disabled()  # a priority changes in two steps: never by a stray click or key
+        tech.row("ACC-203").locator("[data-edit-priority]").click()
+        priority.select_option("urgent")
         server.wait_for(lambda: server.indexed_study(server.uids["ACC-203"])["priority"] == "urgent",
                         timeout=REFRESH_SECONDS, what="the priority set in the page")
     finally:

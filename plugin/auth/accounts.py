@@ -19,6 +19,7 @@ from peewee import IntegrityError
 
 from plugin import db
 from plugin.db import utcnow
+from plugin.dicomnames import pn_from_text
 from plugin.auth.models import ROLES, LoginFailure, Session, User
 from plugin.auth.passwords import PasswordRejected, check_policy
 from plugin.auth.refreshing import Refreshing
@@ -370,12 +371,13 @@ def _text(value, name, limit):
 
 
 def _names_text(names):
-    """Referring physician names (DICOM PN), one per line."""
+    """Referring physician names (DICOM PN), one per line; "Smith, John" (family name,
+    comma, given name) is taken as "Smith^John"."""
     if isinstance(names, str):
         names = names.splitlines()
     if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
         raise AccountError(400, "referring_names must be a list of DICOM person names")
-    cleaned = [n.strip() for n in names if n.strip()]
+    cleaned = [pn_from_text(n) for n in names if n.strip()]
     if len(cleaned) > 50 or any(len(n) > 200 for n in cleaned):
         raise AccountError(400, "referring_names: at most 50 names of at most 200 characters")
     return "\n".join(cleaned)

@@ -12,6 +12,7 @@ from plugin.auth.routes import audit_filters, is_https, session_cookie
 from plugin.auth.guard import SESSION_COOKIE, cookie
 from plugin.http import HttpError, Response, int_param
 from plugin.webui import error_page, gettext as _, render
+from plugin.worklist.query import studies_by_uid
 
 LOGIN_CSRF_COOKIE = "pacs_login_csrf"
 
@@ -222,21 +223,68 @@ def register(router, accounts, apikeys, audit, settings):
             items, total = audit.query(**filters)
         except ValueError as error:
             raise HttpError(400, str(error)) from None
-        entries = [SimpleNamespace(id=e["id"], timestamp=e["at"], username=e["username"],
-                                   action=e["action"], study_uid=e["study_uid"], outcome=e["outcome"],
-                                   ip_address=e["address"], detail=_detail_text(e.get("details")))
-                   for e in items]
+        studies = studies_by_uid(e["study_uid"] for e in items)
+        labels = action_labels(request)
+        entries = [audit_entry(e, studies.get(e["study_uid"]), labels) for e in items]
         shown = {k: v for k, v in filters.items() if k not in ("page", "page_size")}
         shown["user"] = shown.pop("username")
+        shown["study_uid"] = request.query.get("study_uid", "")
+        shown["patient"] = request.query.get("patient", "")
         return render("admin_audit.html", request, chain=chain_status(request), filters=shown,
                       entries=entries, page=filters["page"], page_size=filters["page_size"],
-                      total=total, active_nav="audit", **context(request))
+                      total=total, actions=sorted(labels.items(), key=lambda item: item[1]),
+                      active_nav="audit", **context(request))
+
+
+# What each audit action means, for people reading the trail (the code stays in the CSV and the API).
+AUDIT_ACTIONS = {
+    "login": "Signed in", "logout": "Signed out", "login_failed": "Sign-in failed",
+    "lockout": "Sign-ins locked", "access_denied": "Access denied", "password_changed": "Password changed",
+    "password_reset": "Password reset", "user_created": "User created", "user_updated": "User changed",
+    "user_disabled": "User disabled", "user_enabled": "User enabled", "user_unlocked": "User unlocked",
+    "apikey_created": "API key created", "apikey_revoked": "API key revoked",
+    "study_viewed": "Study opened", "images_retrieved": "Images viewed", "report_saved": "Report draft saved",
+    "report_finalized": "Report signed", "report_addended": "Addendum signed", "report_printed": "Report PDF opened",
+    "export": "Exported", "send": "Sent to a DICOM node", "delete": "Deleted", "study_claimed": "Study claimed",
+    "study_released": "Study released", "study_assigned": "Study assigned", "priority_changed": "Priority changed",
+    "report_viewed": "Report opened", "node_saved": "DICOM node saved", "node_deleted": "DICOM node removed",
+    "node_queried": "DICOM node queried", "retrieve": "Retrieved from a DICOM node",
+    "resource_read": "Archive data read", "archive_downloaded": "Study downloaded (ZIP)",
+    "media_downloaded": "Study downloaded (DICOMDIR)", "search": "Searched", "thumbnail_viewed": "Thumbnail viewed",
+    "dicom_query": "Queried by a DICOM node", "dicom_retrieve": "Retrieved by a DICOM node",
+    "order_created": "Order created", "order_updated": "Order changed", "order_cancelled": "Order cancelled",
+    "audit_exported": "Audit trail exported", "audit_verified": "Audit trail verified",
+}
+
+
+def action_labels(request):
+    return {code: _(label, request) for code, label in AUDIT_ACTIONS.items()}
+
+
+def audit_entry(entry, study, labels):
+    """An audit entry as the page shows it: a readable action, and the patient and
+    accession of its study (from the study index; a study since deleted shows the
+    patient ID the entry recorded, if any)."""
+    details = entry.get("details")
+    patient_id = study.patient_dicom_id if study else (details.get("patient_id", "")
+                                                       if isinstance(details, dict) else "")
+    return SimpleNamespace(
+        id=entry["id"], timestamp=entry["at"], username=entry["username"], action=entry["action"],
+        action_label=labels.get(entry["action"], entry["action"]), study_uid=entry["study_uid"],
+        study_known=study is not None, patient_name=study.patient_name if study else "", patient_id=patient_id,
+        accession_number=study.accession_number if study else "", outcome=entry["outcome"],
+        ip_address=entry["address"], detail=_detail_text(details))
 
 
 def _detail_text(details):
+    """Details as "name: value" pairs ("taken over from: rad1; version: 3")."""
     if not details:
         return None
-    return details if isinstance(details, str) else json.dumps(details, ensure_ascii=False, sort_keys=True)
+    if not isinstance(details, dict):
+        return str(details)
+    def value(item):
+        return item if isinstance(item, str) else json.dumps(item, ensure_ascii=False, sort_keys=True)
+    return "; ".join(f"{key.replace('_', ' ')}: {value(item)}" for key, item in sorted(details.items()))
 
 
 def _user_id(value):

@@ -5,6 +5,7 @@ import dataclasses
 from plugin.auth.accounts import AccountError
 from plugin.auth.guard import SESSION_COOKIE, cookie
 from plugin.http import HttpError, Response, int_param
+from plugin.worklist.query import studies_of_patient
 
 
 
@@ -160,10 +161,16 @@ def register(router, accounts, apikeys, audit, settings, clock):
 
 
 def audit_filters(request):
+    """The audit trail's filters from the query; ``patient`` (an ID or a name) stands
+    for the studies of the patients it names."""
     query = request.query
+    study_uid = query.get("study_uid") or None
+    if query.get("patient", "").strip():
+        of_patient = studies_of_patient(query["patient"])
+        study_uid = [uid for uid in of_patient if study_uid in (None, uid)]
     return {
         "username": query.get("user") or None, "action": query.get("action") or None,
-        "study_uid": query.get("study_uid") or None, "outcome": query.get("outcome") or None,
+        "study_uid": study_uid, "outcome": query.get("outcome") or None,
         "date_from": query.get("date_from") or None, "date_to": query.get("date_to") or None,
         "page": int_param(query.get("page", "1"), "page"),
         "page_size": int_param(query.get("page_size", "50"), "page_size"),

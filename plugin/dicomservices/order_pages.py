@@ -4,6 +4,7 @@ no script: the service (plugin.dicomservices.orders) checks every field."""
 
 from plugin.auth.pages import checked_form, page
 from plugin.auth.permissions import permissions_of
+from plugin.dicomnames import name_parts, pn_from_parts
 from plugin.dicomservices.models import OPEN_STATUSES, ORDER_STATUSES
 from plugin.dicomservices.orderfields import SEXES
 from plugin.dicomservices.orders import CANCELLABLE, EDITABLE, describe, describe_all
@@ -11,16 +12,26 @@ from plugin.http import HttpError, Response, int_param
 from plugin.models import PRIORITIES
 from plugin.webui import render
 
-FORM_FIELDS = ("patient_id", "patient_name", "patient_birth_date", "patient_sex", "modality",
-               "scheduled_station_aet", "scheduled_at", "procedure", "accession_number", "referring_physician",
-               "priority")
+FORM_FIELDS = ("patient_id", "patient_birth_date", "patient_sex", "modality",
+               "scheduled_station_aet", "scheduled_at", "procedure", "accession_number", "priority")
+# Person names are typed as a family and a given name (fields <prefix>_family, <prefix>_given).
+NAME_FIELDS = {"patient_name": "patient", "referring_physician": "referring"}
 MODALITIES = ("CR", "CT", "DX", "MG", "MR", "NM", "OT", "PT", "RF", "US", "XA")
 PAGE_SIZE = 50
 
 
-def fields_of(form):
-    """The order fields a form posted (the CSRF token and anything else left out)."""
-    return {name: form[name] for name in FORM_FIELDS if name in form}
+def fields_of(form, order=None):
+    """The order fields a form posted (the CSRF token and anything else left out), its
+    names made DICOM person names from their family and given fields. Editing an
+    order, a name whose two fields were left as shown keeps its stored value (with
+    any prefix, suffix or ideographic form the fields do not show)."""
+    fields = {name: form[name] for name in FORM_FIELDS if name in form}
+    for name, prefix in NAME_FIELDS.items():
+        if f"{prefix}_family" in form or f"{prefix}_given" in form:
+            typed = (form.get(f"{prefix}_family", "").strip(), form.get(f"{prefix}_given", "").strip())
+            stored = getattr(order, name, None) or ""
+            fields[name] = stored if order is not None and typed == name_parts(stored) else pn_from_parts(*typed)
+    return fields
 
 
 def register(router, orders, accounts, audit):
@@ -75,7 +86,7 @@ def register(router, orders, accounts, audit):
     @page
     def edit_order(request, id):
         order = orders.get(id)
-        values = fields_of(checked_form(request))
+        values = fields_of(checked_form(request), order)
         try:
             orders.update(id, values, request.principal)
         except HttpError as error:

@@ -237,7 +237,7 @@ def study_columns(values, now):
         referring_key=pn_key(referring), modalities=values["modality"],
         priority=values.get("priority", "routine"), patient_name=name, patient_dicom_id=patient_id,
         patient_sex=values.get("patient_sex", ""), patient_birth_date=values.get("patient_birth_date"),
-        search_text=search_text(name, patient_id, accession), updated_at=now)
+        search_text=search_text(name, patient_id, accession, values.get("procedure", "")), updated_at=now)
 
 
 def model_values(order):

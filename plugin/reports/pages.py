@@ -10,10 +10,10 @@ checks stay the only ones.
 """
 
 from plugin.auth.pages import page
+from plugin.dicomnames import display_name
 from plugin.auth.permissions import permissions_of
 from plugin.http import HttpError
 from plugin.reports.models import SECTIONS, Report, ReportTemplate
-from plugin.reports.pdf import person_name
 from plugin.reports.service import SIGNED, WRITERS
 from plugin.viewer.assets import ISOLATION_HEADERS
 from plugin.webui import gettext as _, render
@@ -54,7 +54,7 @@ def register(router, accounts, reports, worklist):
         editable = writer and report["status"] not in SIGNED
         templates = templates_for(reports, worklist, uid, report) if editable else []
         response = render("report.html", request, **context(
-            request, active_nav="worklist", uid=uid, study=study, patient=person_name(study["patient_name"]),
+            request, active_nav="worklist", uid=uid, study=study, patient=display_name(study["patient_name"]),
             report=report, sections=SECTIONS, editable=editable, templates=templates,
             can_sign=editable and may_sign(uid, principal), can_addend=writer and not editable,
             can_manage_templates="templates.manage" in permissions_of(principal.role),

@@ -9,28 +9,13 @@ from pathlib import Path
 from fontTools import ttLib
 from fpdf import FPDF
 
+from plugin.dicomnames import display_name
+
 FONT_DIR = Path("/usr/share/fonts/truetype")
 FONTS = {"": FONT_DIR / "dejavu" / "DejaVuSans.ttf", "B": FONT_DIR / "dejavu" / "DejaVuSans-Bold.ttf"}
 FALLBACK = FONT_DIR / "droid" / "DroidSansFallbackFull.ttf"
 SECTION_TITLES = (("clinical_information", "Clinical information"), ("technique", "Technique"),
                   ("comparison", "Comparison"), ("findings", "Findings"), ("impression", "Impression"))
-
-
-def person_name(value):
-    """A DICOM PN for reading: ``Yamada^Taro=山田^太郎`` -> ``YAMADA, Taro (山田 太郎)``."""
-    groups = [g for g in (value or "").split("=") if g.strip("^ ")]
-    if not groups:
-        return ""
-
-    def readable(group, first):
-        parts = [p.strip() for p in group.split("^")]
-        family, given = parts[0], " ".join(p for p in parts[1:3] if p)
-        if not first:
-            return " ".join(p for p in (family, given) if p)
-        return f"{family.upper()}, {given}" if given else family.upper()
-
-    names = [readable(g, i == 0) for i, g in enumerate(groups)]
-    return names[0] + (f" ({' / '.join(names[1:])})" if names[1:] else "")
 
 
 @functools.lru_cache(maxsize=1)
@@ -110,12 +95,12 @@ def _texts(view, institution):
 
 def _demographics(pdf, view):
     study = view["study"]
-    rows = [("Patient", person_name(study["patient_name"])), ("Patient ID", study["patient_id"]),
+    rows = [("Patient", display_name(study["patient_name"])), ("Patient ID", study["patient_id"]),
             ("Birth date / sex", f"{study['patient_birth_date'] or ''}  {study['patient_sex'] or ''}".strip()),
             ("Accession", study["accession_number"]),
             ("Study", f"{study['study_date'] or ''}  {study['description']}".strip()),
             ("Modality", " ".join(study["modalities"])),
-            ("Referring physician", person_name(study["referring_physician"]))]
+            ("Referring physician", display_name(study["referring_physician"]))]
     pdf.set_font("DejaVu", "", 10)
     for label, value in rows:
         pdf.set_font("DejaVu", "B", 10)

@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
+from plugin.dicomnames import display_name, name_parts
 from plugin.http import Response
 
 from .headers import request_header, security_headers
@@ -89,7 +90,8 @@ class WebUI:
         environment.policies["ext.i18n.trimmed"] = True
         environment.install_gettext_translations(self.catalogues.translations(language), newstyle=True)
         environment.globals.update(static_url=self.static.url, url_with_query=url_with_query)
-        environment.filters.update(json_script=json_script, datetime=format_datetime)
+        environment.filters.update(json_script=json_script, datetime=format_datetime, person_name=display_name,
+                                   name_parts=name_parts)
         return environment
 
 

@@ -10,7 +10,7 @@ scripts only act (claim, release...) and draw the chart.
 import datetime
 from urllib.parse import urlencode
 
-from plugin.db import utcnow
+from plugin.db import iso_utc, utcnow
 from plugin.http import Response
 from plugin.auth.models import User
 from plugin.auth.pages import page
@@ -52,7 +52,7 @@ def register(router, accounts, worklist, scope, audit, today=datetime.date.today
         return render("worklist.html", request, **context(
             request, "worklist", **abilities(role), readers=readers, modalities=MODALITY_CHOICES,
             targets=TURNAROUND_TARGET_MINUTES, default_sort=worklist_query.DEFAULT_SORT,
-            page_data=script_data(request, poll_ms=POLL_SECONDS * 1000)))
+            page_data=script_data(request, poll_ms=POLL_SECONDS * 1000, opened_at=iso_utc(utcnow()))))
 
     @route("GET", "/pacs/studies/{uid}")
     def study_page(request, uid):

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from peewee import SQL, Value
 
 from plugin.auth.models import StudyShare, User
-from plugin.dicomnames import age_at, pn_key, search_text
+from plugin.dicomnames import age_at, display_name, pn_from_text, pn_key, search_text
 from plugin.http import DB_INT, HttpError, int_param
 from plugin.db import is_pooled, iso_utc, utcnow
 from plugin.models import PRIORITIES, STATUSES, Study, StudyTerm
@@ -97,6 +97,7 @@ def item(study, users, now):
     return {
         "study_instance_uid": study.study_instance_uid,
         "patient_name": study.patient_name,
+        "patient_display_name": display_name(study.patient_name),
         "patient_id": study.patient_dicom_id,
         "patient_sex": study.patient_sex,
         "patient_birth_date": study.patient_birth_date,
@@ -107,6 +108,7 @@ def item(study, users, now):
         "modalities": [m for m in study.modalities.split("\\") if m],
         "description": study.description,
         "referring_physician": study.referring_physician,
+        "referring_physician_display_name": display_name(study.referring_physician),
         "body_parts": [b for b in study.body_parts.split("\\") if b],
         "series_count": study.series_count,
         "instance_count": study.instance_count,
@@ -141,7 +143,7 @@ def _conditions(filters, principal, scope_keys, users):
     if filters.date_to:
         conditions.append(Study.study_date <= filters.date_to)
     if filters.referring:
-        conditions.append(Study.referring_key.contains(pn_key(filters.referring)))
+        conditions.append(Study.referring_key.contains(pn_key(pn_from_text(filters.referring))))
     if filters.q:
         for word in search_text(filters.q).split():
             conditions.append(Study.id.in_(_studies_with_word(word)))
@@ -152,6 +154,30 @@ def _conditions(filters, principal, scope_keys, users):
             in_scope = in_scope | Study.referring_key.in_(list(scope_keys))
         conditions.append(in_scope)
     return conditions or [True]
+
+
+def studies_of_patient(text, limit=1000):
+    """StudyInstanceUIDs of a patient named by ID (exactly) or by name (words of it,
+    each the start of a word of the name, accents and case aside: "mull an" finds
+    Müller^Anna), for the audit trail's patient filter."""
+    text = _text(text, "patient")
+    uids = {row.study_instance_uid for row in Study.select(Study.study_instance_uid)
+            .where(Study.patient_dicom_id == text).limit(limit)}
+    words = search_text(text).split()
+    if words:
+        named = Study.select(Study.study_instance_uid, Study.patient_name).where(
+            *(Study.id.in_(_studies_with_word(word)) for word in words)).limit(limit)
+        for row in named:
+            name_words = search_text(row.patient_name).split()
+            if all(any(n.startswith(word) for n in name_words) for word in words):
+                uids.add(row.study_instance_uid)
+    return sorted(uids)
+
+
+def studies_by_uid(uids):
+    """{StudyInstanceUID: Study} of those the index holds (one query)."""
+    uids = sorted({uid for uid in uids if uid})
+    return {s.study_instance_uid: s for s in Study.select().where(Study.study_instance_uid.in_(uids))} if uids else {}
 
 
 def _studies_with_word(prefix):

@@ -5,7 +5,8 @@ import datetime
 
 from plugin.auth.models import User
 from plugin.http import HttpError, Response
-from plugin.models import Series, Study
+from plugin.models import DOCUMENT_MODALITIES, Series, Study
+from plugin.reports.models import Report, ReportDicom
 from plugin.thumbnails import NotRenderable, Thumbnails
 from plugin.db import utcnow
 from plugin.worklist import dashboard
@@ -20,11 +21,15 @@ def referrer_keys(principal):
 
 
 def study_detail(worklist, scope, study, principal):
+    """The study with its series (each says whether it is a document, and whether that
+    document is a copy of the study's signed report) and the patient's other studies."""
     detail = worklist_query.describe(study)
     detail["institution_name"] = study.institution_name
+    copies = report_copy_series(study.study_instance_uid)
     detail["series"] = [
         {"series_instance_uid": s.series_instance_uid, "number": s.number, "modality": s.modality,
-         "description": s.description, "body_part": s.body_part, "instance_count": s.instance_count}
+         "description": s.description, "body_part": s.body_part, "instance_count": s.instance_count,
+         "document": s.modality in DOCUMENT_MODALITIES, "report_copy": s.series_instance_uid in copies}
         for s in Series.select().where(Series.study == study).order_by(Series.number, Series.id)]
     priors = (Study.select().where(Study.patient_dicom_id == study.patient_dicom_id,
                                    Study.study_instance_uid != study.study_instance_uid)
@@ -37,6 +42,13 @@ def study_detail(worklist, scope, study, principal):
                          "modalities": [m for m in p.modalities.split("\\") if m],
                          "description": p.description, "status": p.status} for p in priors]
     return detail
+
+
+def report_copy_series(study_uid):
+    """SeriesInstanceUIDs of the DICOM copies of the study's signed report (and addenda)."""
+    rows = (ReportDicom.select(ReportDicom.series_instance_uid).join(Report, on=(ReportDicom.report_id == Report.id))
+            .where(Report.study_instance_uid == study_uid))
+    return {row.series_instance_uid for row in rows}
 
 
 def register(router, worklist, scope, host, audit, today=datetime.date.today):

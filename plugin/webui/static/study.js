@@ -35,7 +35,7 @@
   });
 
   actions.addEventListener("change", function (event) {
-    if (event.target.dataset.action === "priority") {
+    if (event.target.dataset.action === "priority" && event.target.dataset.editing) {
       perform("priority", event.target.value);
     }
   });

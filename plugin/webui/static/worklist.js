@@ -8,9 +8,11 @@
  *   act(action, uid, value)  POSTs claim/release/assign/unassign/assign-to/
  *                            priority -> Promise of the updated item
  *   failure(action, error)   the message to show for a failed action
- *   personName(pn), format(template, values)
+ *   format(template, values)
  *
- * On any page, [data-pn] (DICOM person names), [data-dicom-time],
+ * Person names come formatted by the server (patient_display_name,
+ * referring_physician_display_name: plugin/dicomnames.py), as on every page.
+ * On any page, [data-dicom-time],
  * [data-timestamp] (API times, shown local), [data-minutes] (durations)
  * and [data-clock] (time since arrival, red
  * past the target of the nearest [data-target-<priority>]) are formatted.
@@ -39,17 +41,6 @@
     return String(template || "").replace(/%\((\w+)\)s/g, function (whole, key) {
       return Object.prototype.hasOwnProperty.call(values, key) ? String(values[key]) : whole;
     });
-  }
-
-  /* "MÜLLER^Anna^M^Dr" -> "MÜLLER, Anna M Dr"; ideographic and phonetic
-   * groups ("=...") follow in brackets. */
-  function personName(pn) {
-    var groups = String(pn || "").split("=").map(function (group) {
-      var parts = group.split("^").map(function (part) { return part.trim(); });
-      var rest = parts.slice(1).filter(Boolean).join(" ");
-      return parts[0] && rest ? parts[0] + ", " + rest : (parts[0] || rest);
-    }).filter(Boolean);
-    return groups.length > 1 ? groups[0] + " (" + groups.slice(1).join(" ") + ")" : (groups[0] || "");
   }
 
   /* DICOM TM "HHMMSS.frac" -> "HH:MM". */
@@ -155,9 +146,6 @@
 
   /* Values of a page's server-rendered DICOM fields, made readable. */
   function formatPage(root) {
-    root.querySelectorAll("[data-pn]").forEach(function (element) {
-      element.textContent = personName(element.getAttribute("data-pn"));
-    });
     root.querySelectorAll("[data-dicom-time]").forEach(function (element) {
       element.textContent = dicomTime(element.getAttribute("data-dicom-time"));
     });
@@ -177,7 +165,7 @@
       if (element.tagName === "A") {
         element.href = "/pacs/studies/" + encodeURIComponent(item.study_instance_uid);
       }
-      return personName(item.patient_name) || "—";
+      return item.patient_display_name || "—";
     },
     patient_id: function (item) { return item.patient_id; },
     age_sex: ageSex,
@@ -187,7 +175,7 @@
     modalities: function (item) { return item.modalities.join("/"); },
     description: function (item) { return item.description; },
     instance_count: function (item) { return String(item.instance_count); },
-    referring_physician: function (item) { return personName(item.referring_physician); },
+    referring_physician: function (item) { return item.referring_physician_display_name; },
     priority: function (item) { return badge("priority", item.priority); },
     status: function (item) { return badge("status", item.status); },
     claimed_by: function (item) {
@@ -223,7 +211,7 @@
     root.querySelectorAll("[data-action]").forEach(function (control) {
       var action = control.getAttribute("data-action");
       if (action === "priority") {
-        control.disabled = !shown.priority;
+        control.disabled = !shown.priority || control.dataset.editing !== "on";
         control.dataset.priority = item.priority;
         if (document.activeElement !== control) {
           control.value = item.priority;
@@ -232,7 +220,49 @@
         control.hidden = !shown[action];
       }
     });
+    root.querySelectorAll("[data-edit-priority]").forEach(function (button) {
+      button.hidden = !shown.priority;
+    });
   }
+
+  /* The priority changes in two steps, never by a stray click, tap or key: its
+   * button unlocks the selector (and opens it); a choice, or leaving it, locks it again. */
+  function editPriority(button) {
+    var select = button.parentElement.querySelector('select[data-action="priority"]');
+    select.dataset.editing = "on";
+    select.disabled = false;
+    select.focus();
+    if (typeof select.showPicker === "function") {
+      try { select.showPicker(); } catch (error) { /* not from this event: focus is enough */ }
+    }
+  }
+
+  function lockPriority(select) {
+    delete select.dataset.editing;
+    select.disabled = true;
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-edit-priority]");
+    if (button) {
+      editPriority(button);
+    }
+  });
+  document.addEventListener("change", function (event) {
+    if (event.target.matches('select[data-action="priority"]')) {
+      lockPriority(event.target);  /* after the page's own change handler has read the value */
+    }
+  });
+  document.addEventListener("focusout", function (event) {
+    var select = event.target;
+    if (select.matches && select.matches('select[data-action="priority"]') && select.dataset.editing) {
+      window.setTimeout(function () {
+        if (document.activeElement !== select) {
+          lockPriority(select);
+        }
+      }, 0);
+    }
+  });
 
   function act(action, uid, value) {
     var bodies = {
@@ -267,7 +297,6 @@
     act: act,
     failure: failure,
     showMessage: showMessage,
-    personName: personName,
     format: format
   };
 
@@ -290,6 +319,8 @@
   var message = document.getElementById("worklist-message");
   var params = paramsOf(location.search);
   var rows = {};          // uid -> <tr>
+  var shownOnce = {};     // uid -> true: every study this page has shown, in any view
+  var openedAt = parseTime(data.opened_at);  // server time: studies arriving later are new
   var selectedUid = null;
   var ticket = 0;         // the newest request; older answers are dropped
   var loading = false;
@@ -330,6 +361,7 @@
     history.replaceState(null, "", location.pathname + queryString());
     markPresets();
     markSort();
+    syncSortChoice();
     load();
   }
 
@@ -359,6 +391,22 @@
       form.elements.date.value = "custom";
     }
     showCustomDates(custom);
+    syncSortChoice();
+  }
+
+  /* The sort selector follows the sort, chosen there or by a column header. */
+  function syncSortChoice() {
+    var choice = form.elements.sort;
+    var sort = params.get("sort") || "";
+    if (!choice) {
+      return;
+    }
+    var known = Array.prototype.some.call(choice.options, function (option) { return option.value === sort; });
+    if (!known) {
+      var header = table.querySelector('button[data-sort="' + sort.replace(/^-/, "") + '"]');
+      choice.add(new Option((header ? header.textContent : sort) + (sort.charAt(0) === "-" ? " ▼" : " ▲"), sort));
+    }
+    choice.value = sort;
   }
 
   function showCustomDates(shown) {
@@ -367,6 +415,12 @@
 
   function onFilterChange(event) {
     var control = event.target;
+    if (control.name === "sort") {
+      setParam("sort", control.value);
+      params.delete("page");
+      showView();
+      return;
+    }
     if (!control.name || FILTERS.indexOf(control.name) === -1) {
       return;
     }
@@ -513,17 +567,24 @@
     if (!row) {
       row = document.getElementById("row-template").content.firstElementChild.cloneNode(true);
       row.dataset.uid = uid;
-      if (loadedOnce) {
+      if (loadedOnce && isNewArrival(item)) {
         row.classList.add("row-new");  // a new arrival: highlighted once
         row.addEventListener("animationend", function () { row.classList.remove("row-new"); }, { once: true });
       }
     }
+    shownOnce[uid] = true;
     var signature = JSON.stringify(item);
     if (row.dataset.signature !== signature) {
       row.dataset.signature = signature;
       fillRow(row, item);
     }
     return row;
+  }
+
+  /* A study that arrived since this page was opened and that no view of it has
+   * shown yet: paging, sorting and filtering bring back older studies, not new ones. */
+  function isNewArrival(item) {
+    return !shownOnce[item.study_instance_uid] && parseTime(item.arrived_at) > openedAt;
   }
 
   function fillRow(row, item) {
@@ -636,7 +697,7 @@
   function onRowChange(event) {
     var control = event.target;
     var row = control.closest("tr.study-row");
-    if (row && control.dataset.action === "priority") {
+    if (row && control.dataset.action === "priority" && control.dataset.editing) {
       perform("priority", row.dataset.uid, control.value);
     }
   }
