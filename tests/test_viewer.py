@@ -131,8 +131,9 @@ def test_bad_viewer_paths(viewer_pacs):
     for path in ["/pacs/viewer/../../../etc/passwd", "/pacs/viewer/%2e%2e/%2e%2e/etc/passwd",
                  "/pacs/viewer/..%2f..%2fetc%2fpasswd", "/pacs/viewer/assets/..%5c..%5cx.png"]:
         assert raw_get(server, path, auth) in (400, 403, 404), path
-    assert server.post("/pacs/viewer/index.html").status_code in (403, 405)
-    assert server.delete("/pacs/viewer/").status_code in (403, 405)
+    # no rule names these methods: a /pacs route the table does not name is a 404 (plugin/app.py)
+    assert server.post("/pacs/viewer/index.html").status_code in (403, 404, 405)
+    assert server.delete("/pacs/viewer/").status_code in (403, 404, 405)
 
 
 def test_qido_layer_mends_dicomweb(viewer_pacs):
