@@ -41,6 +41,8 @@ from plugin.webui import error_page, gettext as _, register_static
 
 LOGGER = logging.getLogger(__name__)
 
+STOP_TIMEOUT = 10.0  # seconds one thread may take to end at shutdown
+
 # Routes for Orthanc's internal calls (e.g. its Lua callbacks): never an HTTP client's.
 INTERNAL_PREFIX = "/pacs-internal/"
 CANNOT_UNDERSTAND = 0xC000  # DIMSE: "Error: Cannot understand" (PS3.7 C.4.2)
@@ -87,20 +89,49 @@ class App:
         self.modality_worklist = ModalityWorklist(self.orders.worklist_candidates, settings.case_sensitive_pn,
                                                   settings.mwl_max_answers)
         self.mpps = MppsServer(PerformedSteps(), KnownNodes(host, settings.strict_aet), settings)
+        self._warming = None  # the viewer's warm-up thread
+        self._stop_lock = threading.Lock()
+        self._stopped = False
 
     def start(self):
-        """Background work that needs Orthanc up: workers, listeners, the viewer's warm-up."""
+        """Background work that needs Orthanc up: workers, listeners, the viewer's warm-up.
+        Whatever starts a thread here has its step in `stop`."""
         self.audit.start()
         self.ingest.start()
-        threading.Thread(target=self.viewer_assets.warm, name="pacs-viewer-warm", daemon=True).start()
+        self._warming = threading.Thread(target=self.viewer_assets.warm, name="pacs-viewer-warm", daemon=True)
+        self._warming.start()
         self.reports.copies.start()
         self.mpps.start()
 
     def stop(self):
-        self.mpps.stop()
-        self.ingest.stop()
-        self.reports.copies.stop()
-        self.audit.stop()
+        """End every thread, listener and connection the plugin opened, before Orthanc's
+        Python plugin finalizes the interpreter, so that none of our code runs while it
+        is torn down (see also host._REST_CALLBACKS). Inputs first (MPPS associations), then the
+        workers that make work for others (report copies, ingest), the viewer's
+        warm-up, the audit writer (it writes what the others recorded), and last the
+        loopback HTTP session and the database connections. The host calls it on
+        ORTHANC_STOPPED and again as the interpreter exits: the second call does nothing."""
+        with self._stop_lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        started = time.monotonic()
+        steps = (("mpps", self.mpps.stop), ("report_copies", self.reports.copies.stop),
+                 ("ingest", self.ingest.stop), ("viewer_warm", self._stop_warming),
+                 ("audit", self.audit.stop), ("http_session", self.host.close),
+                 ("database", db.close_connections))
+        for name, step in steps:
+            try:
+                step()
+            except Exception:  # the other steps still run
+                LOGGER.exception("event=plugin_stop_failed step=%s", name)
+        left = sorted(thread.name for thread in plugin_threads())
+        LOGGER.info("event=plugin_stopped took_ms=%.1f threads_left=%s",
+                    (time.monotonic() - started) * 1000, ",".join(left) or "none")
+
+    def _stop_warming(self, timeout=STOP_TIMEOUT):
+        if self._warming is not None:
+            self._warming.join(timeout)
 
     def allows(self, method, path, headers, query, ip):
         """The HTTP filter's answer for one request (every request, every frame).
@@ -245,6 +276,16 @@ class App:
             self.stop()
         else:
             self.ingest.on_change(change, level, resource_id)
+
+
+def plugin_threads():
+    """The threads of this interpreter still alive besides the calling one: those the
+    plugin (or a library it uses) started. Orthanc's own threads that run our callbacks
+    are not among them (`threading` sees them only as dummies)."""
+    current = threading.current_thread()
+    return [thread for thread in threading.enumerate()
+            if thread is not current and thread is not threading.main_thread()
+            and not isinstance(thread, threading._DummyThread) and thread.is_alive()]
 
 
 def create_app(host, environ=None):

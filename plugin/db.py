@@ -83,6 +83,14 @@ def connection_scope():
     return contextlib.nullcontext()
 
 
+def close_connections():
+    """At shutdown: the pool's connections (PostgreSQL), or this thread's (SQLite)."""
+    if is_pooled():
+        database.obj.close_all()
+    elif not database.is_closed():
+        database.close()
+
+
 def check():
     """Raise if the database does not answer a trivial query."""
     with connection_scope():

@@ -6,6 +6,7 @@ code a small `OrthancHost` to ask Orthanc things. Everything else is plain
 Python that tests drive without Orthanc.
 """
 
+import atexit
 import json
 import logging
 import threading
@@ -73,6 +74,10 @@ class OrthancHost:
 
     def configuration(self):
         return json.loads(orthanc.GetConfiguration())
+
+    def close(self):
+        """At shutdown: the loopback HTTP session's connections."""
+        self._http.close()
 
     def get_json(self, path):
         """GET a REST resource as JSON; None if Orthanc does not have it."""
@@ -263,17 +268,36 @@ def serve():
             app.on_change(change, _LEVELS.get(level), resource_id)
 
     orthanc.RegisterIncomingHttpRequestFilter(on_filter)
-    orthanc.RegisterRestCallback("/", on_rest)  # Orthanc's root: our redirect to the worklist
-    orthanc.RegisterRestCallback("/pacs", on_rest)
-    orthanc.RegisterRestCallback("/pacs/(.*)", on_rest)
+    _register_rest("/", on_rest)  # Orthanc's root: our redirect to the worklist
+    _register_rest("/pacs", on_rest)
+    _register_rest("/pacs/(.*)", on_rest)
     for pattern in GATEWAY_PATTERNS:  # Orthanc's body routes: the plugin checks the body first
-        orthanc.RegisterRestCallback(pattern, on_gateway)
+        _register_rest(pattern, on_gateway)
     orthanc.RegisterIncomingCStoreInstanceFilter(on_cstore)
     orthanc.RegisterReceivedInstanceCallback(on_received)
     orthanc.RegisterOnChangeCallback(on_change)
+    # The plugin stops its threads on ORTHANC_STOPPED. Should that event not reach us,
+    # Py_Finalize runs atexit's callbacks before it tears the interpreter down (in
+    # every orthanc-python: none offers a finalize hook of its own).
+    atexit.register(app.stop)
     orthanc.RegisterWorklistCallback(_worklist_callback(app))
-    orthanc.RegisterRestCallback("/pacs-internal/(.*)", _internal_callback(app))
+    _register_rest("/pacs-internal/(.*)", _internal_callback(app))
     return app
+
+
+# Every REST callback handed to Orthanc, referenced here for the life of the
+# interpreter. orthanc-python drops its own references to them while it finalizes,
+# without holding the GIL: when that freed a closure, Orthanc 1.12.7 with Python 3.13
+# (orthanc-python 5.0) segfaulted on every stop ("Python plugin is finalizing").
+# Held here, they are freed by Py_Finalize itself, properly.
+_REST_CALLBACKS = []
+
+
+def _register_rest(pattern, callback):
+    """orthanc.RegisterRestCallback, keeping ``callback`` alive (see _REST_CALLBACKS):
+    always register REST callbacks through here."""
+    _REST_CALLBACKS.append(callback)
+    orthanc.RegisterRestCallback(pattern, callback)
 
 
 def _internal_callback(app):

@@ -40,6 +40,7 @@ class Ingest:
         self._clock = clock
         self._queue = queue.Queue()
         self._thread = None
+        self._stopping = threading.Event()  # at shutdown: what is queued waits for the next reconcile
         self._receiving = set()  # Orthanc IDs of studies with new images (worker thread only)
         self._last_instance = 0.0
         # Notification hooks: each gets the StudyInstanceUID of a study that
@@ -66,13 +67,17 @@ class Ingest:
         """Start the worker; its first task is a reconcile."""
         if self._thread is not None:
             return
+        self._stopping.clear()
         self._queue.put(("reconcile", None, self._clock()))
         self._thread = threading.Thread(target=self._run, name="pacs-ingest", daemon=True)
         self._thread.start()
 
     def stop(self, timeout=10.0):
+        """End the worker after its current task (a reconcile: after its current study);
+        tasks still queued are dropped: the next start's reconcile does them."""
         if self._thread is None:
             return
+        self._stopping.set()
         self._queue.put(None)
         self._thread.join(timeout)
         self._thread = None
@@ -94,7 +99,7 @@ class Ingest:
                     self._index_quiet_studies()
                 continue
             try:
-                if task is None:
+                if task is None or self._stopping.is_set():
                     return
                 if task[0] == "reconcile":
                     next_reconcile = self._clock() + self._interval
@@ -178,6 +183,8 @@ class Ingest:
         while True:
             page = self._listing_page(since)
             for orthanc_id, last_update, stable, study in page:
+                if self._stopping.is_set():  # shutting down: the next start reconciles again
+                    return None
                 seen.add(orthanc_id)
                 if known.get(orthanc_id) != last_update and stable:
                     if self._index_safely(orthanc_id, study):

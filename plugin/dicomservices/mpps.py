@@ -242,10 +242,19 @@ class MppsServer:
         LOGGER.info("event=mpps_listening aet=%s bind=%s port=%d max_associations=%d timeout=%s",
                     self.aet, self.bind, self.port, self._max_associations, self._timeout)
 
-    def stop(self):
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
+    def stop(self, timeout=5.0):
+        """Stop listening, abort the associations still open and wait for their threads
+        (each ends within about 0.1 s of its abort)."""
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        server.shutdown()  # no new association; the acceptor thread has ended
+        associations = server.active_associations
+        for association in associations:
+            association.abort()
+        for association in associations:
+            association.join(timeout)
+        LOGGER.info("event=mpps_stopped aborted=%d", len(associations))
 
     def _on_create(self, event):
         refusal = self._refusal(event)
