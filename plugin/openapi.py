@@ -119,6 +119,7 @@ def document():
             "/pacs/api/apikeys/{id}": {"delete": _op("Revoke an API key", "users.manage", params=[ID])},
             "/pacs/api/audit": {"get": _op("The audit trail, newest first", "audit.read", params=[
                 _query("user", "username"), _query("action", "action name"), _query("study_uid", "StudyInstanceUID"),
+                _query("patient", "a patient ID, or words of a patient's name: entries of their studies"),
                 _query("outcome", "success, failure, denied"), _query("date_from", "YYYY-MM-DD"),
                 _query("date_to", "YYYY-MM-DD"), _query("page", "1-based", INTEGER),
                 _query("page_size", "at most 500", INTEGER)])},
@@ -128,9 +129,11 @@ def document():
                                              "studies.read (referrers: their studies only)", params=LIST_PARAMS)},
             "/pacs/api/studies/{uid}": {"get": _op("One study with series, priors and state",
                                                    "studies.read", {"404": {"description": "unknown"}}, params=[UID])},
-            "/pacs/api/studies/{uid}/claim": {"post": _op("Claim (in_progress, exclusive; renews an own claim)",
+            "/pacs/api/studies/{uid}/claim": {"post": _op("Claim (in_progress, exclusive; renews an own claim). "
+                                                          "The body is optional; take_over: true takes a colleague's "
+                                                          "live claim over (audited with their name)",
                                                           "studies.claim", {"409": {"description": "claimed by someone else or not claimable", **_json(ERROR)}},
-                                                          params=[UID])},
+                                                          _obj(take_over=BOOLEAN), params=[UID])},
             "/pacs/api/studies/{uid}/release": {"post": _op("Release a claim (the reader or an admin)", "studies.claim", params=[UID])},
             "/pacs/api/studies/{uid}/assign": {"post": _op("Assign to a radiologist (null to unassign)", "studies.claim",
                                                            body=_obj("assignee", assignee={"type": ["string", "null"]}), params=[UID])},

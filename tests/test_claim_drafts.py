@@ -158,7 +158,7 @@ def test_the_report_page_shows_the_author_and_that_saving_takes_it_over(server, 
     assert page_data(mine)["report"]["take_over"] is False
 
     assert rad2.save(uid, 1, "Taken.", take_over=True).status_code == 200
-    assert "Draft taken over" in rad1.page(uid)  # the history on the page says so
+    assert "draft taken over by Dr RAD2" in rad1.page(uid)  # the history on the page says so (one line per version)
 
 
 def test_an_expired_claim_lets_a_colleague_see_the_draft_but_not_overwrite_it_silently(tmp_path):

@@ -1,6 +1,7 @@
 """Issue 12's pieces without a server: one person-name formatter and its two input
 forms, the audit page's readable actions and patient filter, the PDF's file name."""
 
+import datetime
 import importlib
 
 import pytest
@@ -10,6 +11,7 @@ from plugin.auth.accounts import Principal
 from plugin.auth.pages import AUDIT_ACTIONS, _detail_text
 from plugin.dicomnames import display_name, name_parts, pn_from_parts, pn_from_text
 from plugin.models import Series, Study, StudyTerm
+from plugin.reports.pdf import file_name
 from plugin.worklist import query
 from test_studyindex_unit import FakeOrthanc, index_db, migrated_file, orthanc_series, stored  # noqa: F401 (fixtures)
 
@@ -96,3 +98,17 @@ def test_the_migration_recounts_studies_and_adds_descriptions_to_the_search(inde
     filters = query.parse_filters({"q": "knee"}, None)
     items, total = query.search(filters, Principal(1, "admin", "admin"))
     assert total == 1 and items[0]["description"] == "CT KNEE"
+
+
+# --- the PDF's file name ------------------------------------------------------------------
+
+@pytest.mark.parametrize("study, signed_at, name", [
+    ({"patient_name": "Müller^Anna", "study_date": "2026-12-04", "accession_number": "ACC-200", "patient_id": "P1"},
+     "2026-12-05T09:00:00Z", "MULLER_Anna_2026-12-04_ACC-200_report.pdf"),
+    ({"patient_name": "山田^太郎", "study_date": None, "accession_number": "", "patient_id": "P/2 x"},
+     "2026-12-03T10:00:00Z", "P-2-x_2026-12-03_report.pdf"),
+    ({"patient_name": "O'Neill^Mary Ann", "study_date": None, "accession_number": "A 1/../x", "patient_id": ""},
+     None, "O-NEILL_Mary-Ann_2026-12-06_A-1-x_report.pdf"),
+])
+def test_the_pdf_is_named_for_filing(study, signed_at, name):
+    assert file_name({"study": study, "signed_at": signed_at}, datetime.date(2026, 12, 6)) == name

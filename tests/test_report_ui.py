@@ -113,6 +113,12 @@ def wait_saved(page):
     assert page.text_content("#save-state").startswith("Saved ")
 
 
+def wait_checked(page):
+    """Until the report page has compared this browser's copy with the server's latest."""
+    page.wait_for_function("() => document.getElementById('save-state').dataset.state !== 'checking'",
+                           timeout=SAVE_SECONDS * 1000)
+
+
 def type_at_end(page, section, text):
     page.click(f"#section-{section}")
     page.keyboard.press("Control+End")
@@ -154,6 +160,7 @@ def test_write_lose_the_tab_sign_addend_pdf_and_find_the_copy(browser, server):
         type_at_end(page, "impression", " Follow-up MR advised.")
         page.close(run_before_unload=True)
         page = rad1.open_report("head", rad1.new_page())
+        wait_checked(page)  # the page asks for the author's latest save before offering this browser's copy
         if page.is_visible("#restore-banner"):  # the request sent on leaving did not arrive
             page.click("#restore-local")
             wait_saved(page)
@@ -182,7 +189,10 @@ def test_write_lose_the_tab_sign_addend_pdf_and_find_the_copy(browser, server):
 
         page.click(".report-history summary")
         kinds = page.locator(".report-history li > details > summary").all_text_contents()
-        assert ["Addendum signed" in kinds[0], "Signed" in kinds[1], "Draft saved" in kinds[-1]] == [True] * 3
+        # One readable line per version ("Version 5 signed by Dr RAD1"), no list numbers.
+        assert [": addendum signed by Dr RAD1" in kinds[0], " signed by Dr RAD1" in kinds[1],
+                ": draft saved by Dr RAD1" in kinds[-1], kinds[1].startswith("Version ")] == [True] * 4
+        assert page.locator(".report-history ol").count() == 0
 
         with page.expect_download() as download:
             page.click("#pdf-link")

@@ -183,7 +183,7 @@ def report_sample_contexts(hostile=""):
     sections = {name: name + h for name in SECTIONS}
     draft = {"status": "draft", "version": 3, "template_id": 1, "sections": sections, "author_name": "Dr Rad" + h,
              "updated_at": "2026-01-01T10:00:00Z", "signer_name": "", "signed_at": None, "addenda": [],
-             "study": study, "history": [{"version": 3, "kind": "saved", "username": "rad" + h,
+             "study": study, "history": [{"version": 3, "kind": "saved", "username": "rad" + h, "name": "Dr Rad" + h,
                                           "at": "2026-01-01T10:00:00Z", "sections": sections}]}
     signed = dict(draft, status="amended", signer_name="Dr Rad" + h, signed_at="2026-01-01T11:00:00Z",
                   addenda=[{"id": 1, "text": "Addendum" + h, "author_name": "Dr Q" + h,
@@ -191,13 +191,16 @@ def report_sample_contexts(hostile=""):
     blank = {"status": "none", "version": 0, "sections": dict.fromkeys(SECTIONS, ""), "addenda": [],
              "suggested_comparison": "CT 2025" + h, "templates": [template], "study": study}
     page = {"user": user_, "csrf_token": TOKEN, "active_nav": "worklist", "uid": "1.2.3" + h, "study": study,
-            "patient": "DOE, Jane" + h, "sections": SECTIONS, "can_manage_templates": True,
+            "patient": "DOE, Jane" + h, "sections": SECTIONS, "can_manage_templates": True, "claim": None,
             "page_data": {"uid": "1.2.3" + h, "texts": {}}}
     return {
         "draft": dict(page, report=draft, editable=True, templates=[template], can_sign=True, can_addend=False),
         "blank": dict(page, report=blank, editable=True, templates=[template], can_sign=True, can_addend=False),
         "signed": dict(page, report=signed, editable=False, templates=[], can_sign=False, can_addend=True),
         "none": dict(page, report=None, editable=False, templates=[], can_sign=False, can_addend=False),
+        # A colleague reads the study: read-only, with the take-over offered.
+        "claimed": dict(page, report=draft, editable=True, templates=[], can_sign=False, can_addend=False,
+                        claim={"name": "Dr Q" + h, "until": "2026-01-01T10:30:00Z"}),
         "admin_templates": {"user": dict(user_, role="admin"), "csrf_token": TOKEN, "sections": SECTIONS,
                             "templates": [template], "page_data": {"texts": {}}},
     }

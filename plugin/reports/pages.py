@@ -12,6 +12,7 @@ checks stay the only ones.
 from plugin.auth.pages import page
 from plugin.dicomnames import display_name
 from plugin.auth.permissions import permissions_of
+from plugin.db import iso_utc
 from plugin.http import HttpError
 from plugin.reports.models import SECTIONS, Report, ReportTemplate
 from plugin.reports.service import SIGNED, WRITERS
@@ -33,6 +34,9 @@ SCRIPT_TEXTS = {
     "confirm_addendum": "Sign this addendum? It cannot be changed afterwards.",
     "loaded": "Version %(version)s loaded",
     "failed": "That did not work: %(error)s",
+    "checking": "Checking for your latest save…",
+    "latest": "Your latest save (version %(version)s) is shown",
+    "confirm_take_over": "Take this study over? Your colleague can no longer save to it, and the take-over is recorded.",
 }
 # Messages admin_templates.js shows.
 ADMIN_TEXTS = {"saved": "Saved.", "failed": "That did not work: %(error)s"}
@@ -52,13 +56,14 @@ def register(router, accounts, reports, worklist):
         study = report["study"] if report else describe(worklist.study(uid))
         writer = principal.role in WRITERS
         editable = writer and report["status"] not in SIGNED
-        templates = templates_for(reports, worklist, uid, report) if editable else []
+        claim = claim_of_colleague(worklist, uid, principal) if editable else None
+        templates = templates_for(reports, worklist, uid, report) if editable and not claim else []
         response = render("report.html", request, **context(
             request, active_nav="worklist", uid=uid, study=study, patient=display_name(study["patient_name"]),
-            report=report, sections=SECTIONS, editable=editable, templates=templates,
-            can_sign=editable and may_sign(uid, principal), can_addend=writer and not editable,
+            report=report, sections=SECTIONS, editable=editable, templates=templates, claim=claim,
+            can_sign=editable and not claim and may_sign(uid, principal), can_addend=writer and not editable,
             can_manage_templates="templates.manage" in permissions_of(principal.role),
-            page_data=script_data(request, uid, report if editable else None, templates)))
+            page_data=script_data(request, uid, report if editable else None, templates, claim)))
         # Isolated like the viewer it embeds and opens: the frame keeps SharedArrayBuffer
         # and the viewer's window stays this page's to move and close (same COOP).
         response.headers.update(ISOLATION_HEADERS)
@@ -87,6 +92,19 @@ def visible_report(reports, worklist, uid, principal):
     return None
 
 
+def claim_of_colleague(worklist, uid, principal):
+    """{"name", "until"} of a colleague reading the study now (their live claim), or
+    None. The page is then read-only, offering to take the study over."""
+    try:
+        claimer = worklist.claimed_by_other(uid, principal)
+    except HttpError:  # the study was deleted; its draft is kept
+        return None
+    if claimer is None:
+        return None
+    study = worklist.study(uid)
+    return {"name": claimer.display_name or claimer.username, "until": iso_utc(study.claim_expires_at)}
+
+
 def may_sign(uid, principal):
     """The author (whoever saves first, for a new report) or an admin; the
     API checks the same and says why when it refuses."""
@@ -109,15 +127,17 @@ def templates_for(reports, worklist, uid, report):
     return reports.templates(study.modalities.split("\\")[0], study.body_parts.split("\\")[0])
 
 
-def script_data(request, uid, draft, templates):
+def script_data(request, uid, draft, templates, claim=None):
     """page_data for report.js: the draft's state when it may be edited
-    (its text is in the form), the templates' sections, the messages."""
+    (its text is in the form), the templates' sections, the messages.
+    ``read_only``: a colleague reads the study now; the page offers to take it over."""
     data = {"uid": uid, "me": request.principal.username, "templates": templates,
             "texts": translated(SCRIPT_TEXTS, request)}
     if draft is not None:
         data["report"] = {key: draft.get(key) for key in ("status", "version", "template_id", "updated_at")}
         # A colleague's draft, shown with a notice: saving it here takes it over (the API records it).
         data["report"]["take_over"] = draft.get("own_draft") is False
+        data["report"]["read_only"] = claim is not None
     return data
 
 

@@ -4,18 +4,40 @@ drafts. Text is laid out as plain text (markup in a report prints as typed);
 DejaVu Sans with Droid Sans Fallback covers Latin, Greek, Cyrillic and CJK."""
 
 import functools
+import re
+import unicodedata
 from pathlib import Path
 
 from fontTools import ttLib
 from fpdf import FPDF
 
-from plugin.dicomnames import display_name
+from plugin.dicomnames import display_name, name_parts
 
 FONT_DIR = Path("/usr/share/fonts/truetype")
 FONTS = {"": FONT_DIR / "dejavu" / "DejaVuSans.ttf", "B": FONT_DIR / "dejavu" / "DejaVuSans-Bold.ttf"}
 FALLBACK = FONT_DIR / "droid" / "DroidSansFallbackFull.ttf"
 SECTION_TITLES = (("clinical_information", "Clinical information"), ("technique", "Technique"),
                   ("comparison", "Comparison"), ("findings", "Findings"), ("impression", "Impression"))
+
+
+def file_name(view, today):
+    """A name to file the report under: patient, date, accession, e.g.
+    ``MULLER_Anna_2026-12-04_ACC-200_report.pdf``. ASCII letters, digits, "-" and "_"
+    only (accents dropped; a name with no Latin letters gives way to the patient ID),
+    so every browser and file system keeps it as it is. The date is the study's; a
+    study without one takes the signature's date, else ``today`` (dates in UTC)."""
+    study = view["study"]
+    family, given = name_parts(study.get("patient_name") or "")
+    who = "_".join(part for part in (_safe(family).upper(), _safe(given)) if part) or _safe(study.get("patient_id"))
+    when = study.get("study_date") or (view.get("signed_at") or "")[:10] or today.isoformat()
+    parts = [who[:60], _safe(when), _safe(study.get("accession_number"))[:32], "report"]
+    return "_".join(part for part in parts if part) + ".pdf"
+
+
+def _safe(text):
+    """``text`` in file-name-safe ASCII: accents dropped, anything else a "-"."""
+    plain = unicodedata.normalize("NFKD", str(text or "")).encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"-{2,}", "-", re.sub(r"[^A-Za-z0-9_-]+", "-", plain.replace(" ", "-"))).strip("-_")
 
 
 @functools.lru_cache(maxsize=1)

@@ -32,9 +32,9 @@ def register(router, reports):
 
     @router.route("GET", "/pacs/api/studies/{uid}/report/pdf")
     def report_pdf(request, uid):
-        data = reports.pdf(uid, request.principal)
+        data, name = reports.pdf(uid, request.principal)
         return Response(200, data, "application/pdf",
-                        dict(NO_STORE, **{"Content-Disposition": f'inline; filename="report-{uid}.pdf"'}))
+                        dict(NO_STORE, **{"Content-Disposition": f'inline; filename="{name}"'}))
 
     @router.route("GET", "/pacs/api/report-templates")
     def list_templates(request):

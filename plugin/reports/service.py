@@ -63,11 +63,13 @@ class Reports:
         return answer
 
     def pdf(self, uid, principal):
+        """(PDF bytes, a file name a person can file) of the study's report."""
         report = self._visible(uid, principal)
         if report is None:
             raise HttpError(404, "this study has no report yet")
         self._record(principal, "report_printed", uid)
-        return pdf.render(self.view(report), self._institution, self._logo)
+        view = self.view(report)
+        return pdf.render(view, self._institution, self._logo), pdf.file_name(view, utcnow().date())
 
     def document(self, report_id, addendum_id):
         """(PDF, study UID, title) of a signature: the report with the addenda up to ``addendum_id``."""
@@ -93,8 +95,11 @@ class Reports:
         }
 
     def history(self, report):
-        events = ReportEvent.select().where(ReportEvent.report_id == report.id).order_by(ReportEvent.id)
-        return [{"version": e.version, "kind": e.kind, "username": e.username, "at": iso_utc(e.at),
+        events = list(ReportEvent.select().where(ReportEvent.report_id == report.id).order_by(ReportEvent.id))
+        names = {u.username: u.display_name for u in
+                 User.select(User.username, User.display_name).where(User.username.in_({e.username for e in events}))}
+        return [{"version": e.version, "kind": e.kind, "username": e.username,
+                 "name": names.get(e.username) or e.username, "at": iso_utc(e.at),
                  "sections": json.loads(e.data)} for e in events]
 
     # --- writing -----------------------------------------------------------------
@@ -108,6 +113,8 @@ class Reports:
             raise HttpError(409, "this report is signed and locked; add an addendum instead")
         previous = self._previous_author(report, principal, take_over)
         self._worklist.claim(uid, principal)
+        if _already_saved(report, principal, sections, template_id):
+            return self.view(report)
         now = utcnow()
         if report is None:
             report = self._create(study, sections, version, template_id, principal, now)
@@ -306,6 +313,20 @@ def _template_id(data):
             not ReportTemplate.select().where(ReportTemplate.id == value).exists():
         raise HttpError(400, "template_id names no template")
     return value
+
+
+def _already_saved(report, principal, sections, template_id):
+    """Whether this save of one's own draft would change nothing: its text is what the
+    draft holds already. Its version may be older: the page that sends it may not have
+    seen the author's own last save (the save sent while the page was reloaded, then
+    "Restore my copy" of that same text). Nothing of anyone's is overwritten, so it
+    succeeds (with the current version) rather than conflict with the author's own save."""
+    if report is None or report.status != "draft" or report.author_id != principal.user_id or not sections:
+        return False
+    if template_id is not None and template_id != report.template_id:
+        return False
+    current = report.sections()
+    return all(current.get(name, "") == text for name, text in sections.items())
 
 
 def _stale(current):

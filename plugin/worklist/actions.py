@@ -32,25 +32,40 @@ class Worklist:
             raise HttpError(404, f"no study with StudyInstanceUID {uid}")
         return study
 
-    def claim(self, uid, principal):
+    def claim(self, uid, principal, take_over=False):
         """Claim, or renew one's own claim. A fresh own claim (more than half
-        its time left) is left alone: autosaving drafts claim on every save."""
+        its time left) is left alone: autosaving drafts claim on every save.
+        A colleague's live claim is refused (409 naming them) unless ``take_over``:
+        then the claim becomes this reader's, and the audit names the colleague
+        (whose next save is refused as being read by someone else)."""
         study = self.study(uid)
         now = utcnow()
         own = study.claimed_by_id == principal.user_id and study.claim_expires_at and study.claim_expires_at > now
         if own and study.status == "in_progress" and study.claim_expires_at - now > self._claim / 2:
             return study
+        free = Study.claimed_by_id.is_null() | (Study.claim_expires_at <= now) | (Study.claimed_by_id == principal.user_id)
+        taken_from = _live_claimer(study, now) if take_over and not own else None
+        if taken_from is not None:  # only the claim seen here: a third reader's claim meanwhile is not taken
+            free = free | (Study.claimed_by_id == taken_from.id)
         changed = (Study.update(claimed_by_id=principal.user_id, claim_expires_at=now + self._claim,
                                 status="in_progress", updated_at=now)
-                   .where(Study.id == study.id, Study.status.in_(CLAIMABLE),
-                          Study.claimed_by_id.is_null() | (Study.claim_expires_at <= now)
-                          | (Study.claimed_by_id == principal.user_id))
+                   .where(Study.id == study.id, Study.status.in_(CLAIMABLE), free)
                    .execute())
         if not changed:
             self._refuse_claim(self.study(uid), now)
-        if not own:
+        if taken_from is not None:
+            self._record(principal, "study_claimed", uid, {"taken_over_from": taken_from.username})
+            LOGGER.info("event=claim_taken_over study_uid=%s by=%s from=%s", uid, principal.username,
+                        taken_from.username)
+        elif not own:
             self._record(principal, "study_claimed", uid)
         return self.study(uid)
+
+    def claimed_by_other(self, uid, principal):
+        """The colleague (a User) whose live claim holds the study, or None."""
+        study = self.study(uid)
+        claimer = _live_claimer(study, utcnow())
+        return claimer if claimer is not None and claimer.id != principal.user_id else None
 
     def release(self, uid, principal):
         """The claimer, or an admin, gives the study back to the list."""
@@ -104,3 +119,10 @@ class Worklist:
     def _record(self, principal, action, uid, details=None):
         self._audit.record(action, username=principal.username, role=principal.role,
                            study_uid=uid, details=details)
+
+
+def _live_claimer(study, now):
+    """The User whose unexpired claim holds the study, or None."""
+    if study.claimed_by_id is None or not study.claim_expires_at or study.claim_expires_at <= now:
+        return None
+    return User.get_or_none(User.id == study.claimed_by_id)

@@ -44,6 +44,13 @@ def study_detail(worklist, scope, study, principal):
     return detail
 
 
+def _flag(data, name):
+    value = data.get(name, False)
+    if not isinstance(value, bool):
+        raise HttpError(400, f"{name} must be true or false")
+    return value
+
+
 def report_copy_series(study_uid):
     """SeriesInstanceUIDs of the DICOM copies of the study's signed report (and addenda)."""
     rows = (ReportDicom.select(ReportDicom.series_instance_uid).join(Report, on=(ReportDicom.report_id == Report.id))
@@ -97,7 +104,7 @@ def register(router, worklist, scope, host, audit, today=datetime.date.today):
         handler.__name__ = name
         return handler
 
-    action("claim", lambda uid, data, who: worklist.claim(uid, who))
+    action("claim", lambda uid, data, who: worklist.claim(uid, who, take_over=_flag(data, "take_over")))
     action("release", lambda uid, data, who: worklist.release(uid, who))
     action("assign", lambda uid, data, who: worklist.assign(uid, data.get("assignee"), who))
     action("priority", lambda uid, data, who: worklist.set_priority(uid, data.get("priority"), who))

@@ -10,6 +10,13 @@
  * pending with fetch(keepalive). A 409 (a colleague's or another tab's
  * save, or a claim) stops autosaving until the reader loads the server's
  * version; their own text is then kept aside, not overwritten.
+ *
+ * The author's own saves never fight the author: a reload right after typing
+ * can render the page before the save sent on leaving has arrived, so when
+ * this browser holds text the page does not show, the page asks for the
+ * latest version first (for a few seconds) and shows it; "Restore my copy"
+ * saves on top of the author's own latest version. While a colleague reads
+ * the study (their claim), the page is read-only and offers the take-over.
  */
 (function () {
   "use strict";
@@ -19,6 +26,8 @@
   var RETRY_FIRST_MS = 1000;
   var RETRY_MAX_MS = 30000;
   var KEEPALIVE_MAX_BYTES = 60000; /* browsers refuse keepalive bodies over 64 KiB */
+  var RECONCILE_TRIES = 12;         /* the save sent on leaving: wait up to ~3 s for it */
+  var RECONCILE_MS = 250;
   var PLACEMENT_KEY = "pacs.viewer-placement";
   var VIEWER_WINDOW = "pacs-viewer";
 
@@ -350,7 +359,11 @@
       return;
     }
     clearTimers();
-    var body = JSON.stringify(saveBody(state.inFlight ? state.version + 1 : state.version));
+    var named = state.inFlight ? state.version + 1 : state.version;
+    var body = JSON.stringify(saveBody(named));
+    /* What the next page needs to tell "not saved" from "saved, not shown yet". */
+    store(localKey, {base: named, at: Date.now(), sections: currentSections(), template_id: state.templateId,
+                     sent: true});
     var request = fetch(apiUrl, {
       method: "PUT",
       credentials: "same-origin",
@@ -451,16 +464,129 @@
     byId("restore-text").textContent = text("local_copy", {time: localDateTime(new Date(copy.at))});
     byId("restore-banner").hidden = false;
     byId("restore-local").addEventListener("click", function () {
-      fillSections(copy.sections, false);
-      state.templateId = copy.template_id || state.templateId;
       byId("restore-banner").hidden = true;
-      state.dirty = true;
-      save();
+      /* On top of the latest version when it is the author's own: their copy is
+       * what they want, and their own save is no colleague's to protect. */
+      pacs.api("GET", apiUrl).then(function (answer) {
+        if (answer.status === "draft" && answer.own_draft !== false) {
+          state.version = answer.version;
+        }
+      }).catch(function () { /* the save below says what is wrong */ }).then(function () {
+        fillSections(copy.sections, false);
+        state.templateId = copy.template_id || state.templateId;
+        state.dirty = true;
+        save();
+      });
     });
     byId("discard-local").addEventListener("click", function () {
       store(localKey, null);
       byId("restore-banner").hidden = true;
     });
+  }
+
+  /* The page may show an older version than the server has: this browser's
+   * text was sent as the last page was left, and that save may have arrived
+   * after this page was made. Ask for the latest (the save may still be on
+   * its way: a few tries) before offering the copy. */
+  function reconcile() {
+    var copy = readStored(localKey);
+    if (!copy || !copy.sections || sameSections(copy.sections, currentSections())) {
+      store(localKey, null);
+      return Promise.resolve();
+    }
+    var shown = byId("save-state").innerHTML;
+    var tries = 0;
+    lockForm(true);
+    showState("checking");
+    return new Promise(function (resolve) {
+      function done(message) {
+        lockForm(false);
+        if (message) {
+          showState(message, {version: state.version});
+        } else {
+          byId("save-state").innerHTML = shown;
+          byId("save-state").removeAttribute("data-state");
+        }
+        resolve();
+      }
+      function ask() {
+        pacs.api("GET", apiUrl).then(function (answer) {
+          if (answer.status === "final" || answer.status === "amended") {
+            store(localKey, null);
+            location.reload();
+            return;
+          }
+          if (answer.version > state.version) {
+            adopt(answer);
+          }
+          if (sameSections(copy.sections, currentSections())) {
+            store(localKey, null);
+            done("latest");
+          } else if (copy.sent && answer.version <= copy.base && ++tries < RECONCILE_TRIES) {
+            window.setTimeout(ask, RECONCILE_MS);
+          } else {
+            done(answer.version > Number(data.report.version) ? "latest" : "");
+            offerLocalCopy();
+          }
+        }).catch(function () {
+          done("");
+          offerLocalCopy();
+        });
+      }
+      ask();
+    });
+  }
+
+  /* The server's newer version of this draft, in the form. */
+  function adopt(answer) {
+    sectionFields().forEach(function (field) {
+      field.value = answer.sections[field.name] || "";
+    });
+    state.version = answer.version;
+    state.templateId = answer.template_id || state.templateId;
+    state.updatedAt = Date.parse(answer.updated_at) || state.updatedAt;
+    state.dirty = false;
+  }
+
+  function lockForm(locked) {
+    sectionFields().forEach(function (field) {
+      field.readOnly = locked;
+    });
+    var finalizeButton = byId("finalize");
+    if (finalizeButton) {
+      finalizeButton.disabled = locked;
+    }
+  }
+
+  /* --- a colleague reads the study: read-only, with the take-over offered ---- */
+
+  function hasText(sections) {
+    return Object.keys(sections).some(function (name) { return Boolean(sections[name]); });
+  }
+
+  function setUpReadOnly() {
+    var copy = readStored(localKey);
+    var form = sectionFields().length ? currentSections() : null;
+    if (copy && copy.sections && hasText(copy.sections) && !(form && sameSections(copy.sections, form))) {
+      keepAside(copy.sections);  /* typed before the colleague took the study: theirs to copy from */
+    }
+    store(localKey, null);
+    byId("take-over").addEventListener("click", takeOver);
+  }
+
+  function takeOver() {
+    if (!window.confirm(text("confirm_take_over"))) {
+      return;
+    }
+    var button = byId("take-over");
+    button.disabled = true;
+    pacs.api("POST", "/pacs/api/studies/" + encodeURIComponent(data.uid) + "/claim", {take_over: true})
+      .then(function () {
+        location.reload();
+      }).catch(function (error) {
+        button.disabled = false;
+        showMessage(text("failed", {error: error.message}));
+      });
   }
 
   /* --- templates, signing, addenda ----------------------------------------- */
@@ -519,7 +645,11 @@
     state.version = report.version;
     state.templateId = report.template_id || null;
     state.updatedAt = Date.parse(report.updated_at) || 0;
-    offerLocalCopy();
+    if (report.read_only) {
+      setUpReadOnly();
+      return;
+    }
+    reconcile();
     sectionFields().forEach(function (field) {
       field.addEventListener("input", changed);
     });
