@@ -21,7 +21,7 @@ import sample_images
 from conftest import log_in
 from pacs_server import PacsServer
 from plugin.ingest_screen import PALETTE_TO_RGB, TRANSCODE, examine
-from viewer_page import FIRST_IMAGE, SCREENSHOTS, centre, dismiss_popups, grey_stats, viewport_image
+from viewer_page import FIRST_IMAGE, SCREENSHOTS, centre, grey_stats, viewport_image
 
 PASSWORD = "Codec-viewer-tests-2026!"
 NAMES = [path.stem for path in sample_images.source_files()]
@@ -104,7 +104,6 @@ def test_every_sample_image_shows_in_the_viewer(server, page, name):
 def wait_until_lit(page):
     deadline = time.monotonic() + IMAGE_SECONDS
     while True:
-        dismiss_popups(page)
         verdict, share, levels = lit(viewport_image(page))
         if verdict or time.monotonic() > deadline:
             return verdict, share, levels

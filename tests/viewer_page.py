@@ -11,7 +11,6 @@ SCREENSHOTS = Path(os.environ.get("PACS_SCREENSHOT_DIR")
                    or Path(__file__).resolve().parent.parent / "build" / "screenshots")
 CANVAS = "canvas.cornerstone-canvas"
 FIRST_IMAGE = "studyToFirstImage"  # OHIF's console.timeEnd label once the first image is drawn
-OHIF_POPUPS = ("Skip all", "Confirm and hide")  # the onboarding tour, the "investigational use" banner
 
 
 def viewport_image(page):
@@ -31,10 +30,3 @@ def grey_stats(image):
     total = sum(histogram) or 1
     return (ImageStat.Stat(image).stddev[0], sum(1 for count in histogram if count),
             sum(histogram[25:]) / total)
-
-
-def dismiss_popups(page):
-    for name in OHIF_POPUPS:
-        button = page.get_by_role("button", name=name)
-        if button.count() and button.first.is_visible():
-            button.first.click()
