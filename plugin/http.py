@@ -12,6 +12,9 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote_plus
 
+from plugin.errors import (Conflict, DomainError, Forbidden, Invalid, Locked, NotFound, TooLarge,
+                           Unauthenticated, Unavailable, Unsupported)
+
 LOGGER = logging.getLogger(__name__)
 
 MAX_JSON_BODY = 1024 * 1024
@@ -91,6 +94,16 @@ def _encodes(text):
 def decode_query(raw_query):
     """Orthanc 1.10.1 hands query-string values to plugins still %-encoded."""
     return {unquote_plus(k): unquote_plus(v) for k, v in (raw_query or {}).items()}
+
+
+# The one place where a domain error becomes an HTTP status.
+HTTP_STATUS = {Invalid: 400, Unauthenticated: 401, Forbidden: 403, NotFound: 404, Conflict: 409,
+               TooLarge: 413, Unsupported: 415, Locked: 423, Unavailable: 503}
+
+
+def http_status(error):
+    """The status for a domain error: its own class's, else its nearest ancestor's."""
+    return next((HTTP_STATUS[kind] for kind in type(error).__mro__ if kind in HTTP_STATUS), 400)
 
 
 class HttpError(Exception):
@@ -204,6 +217,8 @@ class Router:
             return handler(request, **params)
         except HttpError as error:
             return Response.error(error.status, error.message, error.headers)
+        except DomainError as error:
+            return Response.error(http_status(error), error.message, error.headers)
         except Exception:  # a bug must not take the worker thread down
             LOGGER.exception("event=http_handler_failed method=%s path=%s",
                              request.method, request.path)

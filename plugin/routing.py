@@ -1,0 +1,186 @@
+"""The route is the unit: one declaration per route of ours, from which the
+router, the guard's rules for /pacs and the OpenAPI document are all built.
+
+A feature package exports ``ROUTES``, a tuple of `Route`: method, path (the
+only place its literal appears), handler (a module-level function), the named
+permission that guards it, and the pydantic models of its query, body and
+answer. Nothing else names the route, so the router, the permission table and
+the documentation cannot drift apart (tests/test_routing_unit.py and
+tests/test_route_table.py prove they agree).
+
+Handlers are plain functions: ``handler(services, request, **path_params)``,
+plus ``query=`` and ``body=`` (validated models) when the route declares
+them. They return a `Response`, a pydantic model, or JSON-ready data, and
+raise domain errors (plugin.errors); `plugin.http.Router.dispatch` maps both
+to HTTP in one place.
+"""
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from pydantic import BaseModel, ValidationError
+
+from plugin.auth.permissions import AUTHENTICATED, PUBLIC, Rule
+from plugin.errors import Invalid
+from plugin.http import Response
+
+_PARAM = re.compile(r"{(\w+)}")
+METHODS = ("GET", "POST", "PUT", "DELETE")
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Callable[..., Any]
+    permission: str  # PUBLIC, AUTHENTICATED or a named permission (plugin.auth.permissions)
+    summary: str = ""
+    study: str = ""  # the path parameter holding a StudyInstanceUID: referrers are held to their scope
+    query: type[BaseModel] | None = None
+    body: type[BaseModel] | None = None
+    answer: type[BaseModel] | None = None
+    body_limit: str = "json"  # a key of permissions.BODY_LIMITS
+    page: bool = False  # an HTML page (not in the OpenAPI document)
+    tags: tuple = field(default_factory=tuple)
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"{self.path}: method {self.method!r} is not one of {METHODS}")
+        if not self.path.startswith("/pacs"):
+            raise ValueError(f"{self.path}: our routes live under /pacs")
+        if self.study and self.study not in self.parameters:
+            raise ValueError(f"{self.path}: study parameter {self.study!r} is not in the path")
+        if not self.permission:
+            raise ValueError(f"{self.path}: every route names its permission")
+
+    @property
+    def parameters(self):
+        return tuple(_PARAM.findall(self.path))
+
+    def router_pattern(self):
+        """The anchored regex the router matches, every parameter a named group."""
+        return re.compile("^" + _PARAM.sub(r"(?P<\1>[^/]+)", _escaped(self.path)) + "$")
+
+    def rule(self):
+        """The guard's rule: the study parameter, if any, is the group named ``study``."""
+        def group(match):
+            return r"(?P<study>[^/]+)" if match.group(1) == self.study else r"[^/]+"
+        pattern = re.compile("^(?:" + _PARAM.sub(group, _escaped(self.path)) + ")$")
+        return Rule(frozenset({self.method}), pattern, self.permission, "path" if self.study else "",
+                    body="none" if self.method in ("GET", "DELETE") else self.body_limit)
+
+
+def _escaped(path):
+    """The path with regex metacharacters escaped, its {parameters} kept."""
+    return "".join(part if _PARAM.fullmatch(part) else re.escape(part) for part in re.split(r"({\w+})", path))
+
+
+def handler_for(route, services):
+    """The router's callable for ``route``: validates query and body, calls the
+    handler, turns what it returns into a Response."""
+    def handle(request, **params):
+        kwargs = dict(params)
+        if route.query is not None:
+            kwargs["query"] = validate(route.query, request.query, "query")
+        if route.body is not None:
+            kwargs["body"] = validate(route.body, request.json(), "body")
+        return as_response(route.handler(services, request, **kwargs))
+    handle.__name__ = getattr(route.handler, "__name__", "handler")
+    return handle
+
+
+def validate(model, data, where):
+    """``data`` as ``model``, or Invalid naming the first field that is wrong."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        location = ".".join(str(part) for part in first.get("loc", ())) or where
+        raise Invalid(f"{location}: {first.get('msg', 'invalid value')}") from None
+
+
+def as_response(result):
+    if isinstance(result, Response):
+        return result
+    if isinstance(result, BaseModel):
+        return Response.json(result.model_dump(mode="json"))
+    return Response.json(result)
+
+
+def register(router, routes, services):
+    for route in routes:
+        router.add_regex(route.method, route.router_pattern(), handler_for(route, services))
+
+
+def rules(routes):
+    """The guard's rules for every declared route, in declaration order."""
+    return tuple(route.rule() for route in routes)
+
+
+def check_unique(routes):
+    """Each (method, path) once; two paths that would match the same URL are a mistake too."""
+    seen = {}
+    for route in routes:
+        key = (route.method, _PARAM.sub("{}", route.path))
+        if key in seen:
+            raise ValueError(f"{route.method} {route.path} is declared twice ({seen[key].path})")
+        seen[key] = route
+    return routes
+
+
+# --- OpenAPI -------------------------------------------------------------------------
+
+ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
+_STANDARD_ERRORS = {
+    "400": "bad input", "401": "no or bad login", "403": "not allowed", "404": "no such thing",
+    "409": "in a state that forbids this",
+}
+
+
+def openapi_paths(routes):
+    """(paths, component schemas) of the OpenAPI document for the API routes."""
+    paths, schemas = {}, {"Error": ERROR_SCHEMA}
+    for route in routes:
+        if route.page:
+            continue
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, schemas)
+    return paths, schemas
+
+
+def _operation(route, schemas):
+    permission = {PUBLIC: "none (public)", AUTHENTICATED: "any signed-in user"}.get(route.permission,
+                                                                                   route.permission)
+    operation = {"summary": route.summary or route.handler.__doc__ or route.path,
+                 "description": f"Permission: {permission}.", "responses": {}}
+    parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                  for name in route.parameters]
+    if route.query is not None:
+        schema = _schema(route.query, schemas)
+        required = set(schema.get("required", ()))
+        parameters += [{"name": name, "in": "query", "required": name in required, "schema": prop}
+                       for name, prop in schema.get("properties", {}).items()]
+    if parameters:
+        operation["parameters"] = parameters
+    if route.body is not None:
+        operation["requestBody"] = {"required": True, "content": {
+            "application/json": {"schema": {"$ref": _register(route.body, schemas)}}}}
+    ok = {"description": "OK"}
+    if route.answer is not None:
+        ok["content"] = {"application/json": {"schema": {"$ref": _register(route.answer, schemas)}}}
+    operation["responses"]["200"] = ok
+    for status, text in _STANDARD_ERRORS.items():
+        operation["responses"][status] = {"description": text, "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return operation
+
+
+def _schema(model, schemas):
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(schema.pop("$defs", {}))
+    return schema
+
+
+def _register(model, schemas):
+    schemas[model.__name__] = _schema(model, schemas)
+    return f"#/components/schemas/{model.__name__}"
