@@ -189,7 +189,7 @@ class App:
             return Response.redirect("/pacs/login?next=" + quote(wanted, safe=""))
         if wants_page:
             message = _("There is no such page.", request) if decision.reason == NO_SUCH_PAGE else decision.reason
-            return error_page(decision.status, message, request)
+            return error_page(decision.status, message, request, **auth_pages.signed_in(request))
         headers = {"WWW-Authenticate": 'Bearer realm="pacs"'} if decision.status == 401 else {}
         return Response.error(decision.status, decision.reason, headers)
 

@@ -7,7 +7,7 @@ import secrets
 from types import SimpleNamespace
 
 from plugin.auth.accounts import AccountError
-from plugin.auth.models import ROLES
+from plugin.auth.models import ROLES, User
 from plugin.auth.routes import audit_filters, is_https, session_cookie
 from plugin.auth.guard import SESSION_COOKIE, cookie
 from plugin.http import HttpError, Response, int_param
@@ -39,9 +39,16 @@ def page(handler):
         try:
             return handler(request, **params)
         except (HttpError, AccountError) as error:
-            return error_page(error.status, error.message, request)
+            return error_page(error.status, error.message, request, **signed_in(request))
     wrapped.__name__ = handler.__name__
     return wrapped
+
+
+def signed_in(request):
+    """base.html's user and CSRF token for whoever asks (the navigation of an error page)."""
+    principal = request.principal
+    user = User.get_or_none(User.id == principal.user_id) if principal is not None else None
+    return {"user": user, "csrf_token": principal.csrf or None} if user is not None else {}
 
 
 def with_cookie(response, value):
@@ -269,11 +276,16 @@ def audit_entry(entry, study, labels):
     patient_id = study.patient_dicom_id if study else (details.get("patient_id", "")
                                                        if isinstance(details, dict) else "")
     return SimpleNamespace(
-        id=entry["id"], timestamp=entry["at"], username=entry["username"], action=entry["action"],
+        id=entry["id"], timestamp=_shown_time(entry["at"]), username=entry["username"], action=entry["action"],
         action_label=labels.get(entry["action"], entry["action"]), study_uid=entry["study_uid"],
         study_known=study is not None, patient_name=study.patient_name if study else "", patient_id=patient_id,
         accession_number=study.accession_number if study else "", outcome=entry["outcome"],
         ip_address=entry["address"], detail=_detail_text(details))
+
+
+def _shown_time(iso):
+    """"2026-12-05T07:42:46.656288Z" -> "2026-12-05 07:42:46 UTC"."""
+    return f"{iso[:19].replace('T', ' ')} UTC" if isinstance(iso, str) and len(iso) >= 19 else iso
 
 
 def _detail_text(details):

@@ -212,6 +212,7 @@
       var action = control.getAttribute("data-action");
       if (action === "priority") {
         control.disabled = !shown.priority || control.dataset.editing !== "on";
+        control.toggleAttribute("data-fixed", !shown.priority);  /* read: it no longer changes */
         control.dataset.priority = item.priority;
         if (document.activeElement !== control) {
           control.value = item.priority;
