@@ -19,6 +19,7 @@ from plugin.auth.passwords import Hasher
 from plugin.auth.permissions import permissions_of
 from plugin.auth.scope import ReferrerScope
 from plugin.auth.tokens import TokenCodec, load_or_create_secret
+from plugin.clock import Clock
 from plugin.config import Settings
 from plugin.dicomservices import order_pages, order_routes, remote_pages, remote_routes
 from plugin.dicomservices.mpps import KnownNodes, MppsServer, PerformedSteps
@@ -49,9 +50,10 @@ CANNOT_UNDERSTAND = 0xC000  # DIMSE: "Error: Cannot understand" (PS3.7 C.4.2)
 
 
 class App:
-    def __init__(self, host, settings):
+    def __init__(self, host, settings, clock):
         self.host = host
         self.settings = settings
+        self.clock = clock  # the clinic's time zone: every local date and time
         self.router = Router()
         self.ingest = Ingest(host, settings.reconcile_interval, settings.stable_age)
         self.audit = AuditLog(window_seconds=settings.image_audit_window)
@@ -71,11 +73,11 @@ class App:
         auth_routes.register(self.router, self.accounts, self.apikeys, self.audit, settings, time.time)
         auth_pages.register(self.router, self.accounts, self.apikeys, self.audit, settings)
         self.worklist = Worklist(self.audit, settings.claim_minutes)
-        worklist_routes.register(self.router, self.worklist, self.scope, host, self.audit)
-        worklist_pages.register(self.router, self.accounts, self.worklist, self.scope, self.audit)
+        worklist_routes.register(self.router, self.worklist, self.scope, host, self.audit, clock.today)
+        worklist_pages.register(self.router, self.accounts, self.worklist, self.scope, self.audit, clock.today)
         self.viewer_assets = viewer.register(self.router, host, self.audit, self.scope)
-        self.reports = Reports(self.audit, self.worklist, lambda document: DicomCopies(host, document),
-                               settings.institution_name, settings.logo_path or None)
+        self.reports = Reports(self.audit, self.worklist, lambda document: DicomCopies(host, document, clock),
+                               clock, settings.institution_name, settings.logo_path or None)
         reports_routes.register(self.router, self.reports)
         reports_pages.register(self.router, self.accounts, self.reports, self.worklist)
         self.nodes = RemoteNodes(host, self.audit, host.configuration().get("DicomAet", "PACS"),
@@ -83,12 +85,12 @@ class App:
         remote_routes.register(self.router, self.nodes, self.worklist)
         remote_pages.register(self.router, self.nodes, self.accounts)
         self.ingest.study_removed_listeners.append(self.reports.study_removed)
-        self.orders = Orders(self.audit, generate_uid)
+        self.orders = Orders(self.audit, generate_uid, clock)
         order_routes.register(self.router, self.orders, self.audit)
         order_pages.register(self.router, self.orders, self.accounts, self.audit)
         self.modality_worklist = ModalityWorklist(self.orders.worklist_candidates, settings.case_sensitive_pn,
                                                   settings.mwl_max_answers)
-        self.mpps = MppsServer(PerformedSteps(), KnownNodes(host, settings.strict_aet), settings)
+        self.mpps = MppsServer(PerformedSteps(clock), KnownNodes(host, settings.strict_aet), settings)
         self._warming = None  # the viewer's warm-up thread
         self._stop_lock = threading.Lock()
         self._stopped = False
@@ -289,7 +291,11 @@ def plugin_threads():
 
 
 def create_app(host, environ=None):
-    settings = Settings.from_configuration(host.configuration(), environ)
+    try:
+        settings = Settings.from_configuration(host.configuration(), environ)
+        clock = Clock.named(settings.time_zone)
+    except ValueError as error:  # a setting that cannot work: say which, and do not start
+        raise SystemExit(f"PACS cannot start: {error}") from None
     logs.configure(settings.log_level)
     try:
         database = db.open_database(settings.database_url)
@@ -298,7 +304,7 @@ def create_app(host, environ=None):
         LOGGER.error("event=database_unavailable url=%s error=%s",
                      db.redact(settings.database_url), str(error).strip().replace("\n", " "))
         raise
-    app = App(host, settings)
+    app = App(host, settings, clock)
     try:
         with db.connection_scope():
             password_file = app.accounts.ensure_first_admin(settings.data_dir, settings.admin_password)
@@ -308,6 +314,6 @@ def create_app(host, environ=None):
     if password_file:
         LOGGER.warning("event=first_admin_password_written file=%s (read it, log in as admin, "
                        "change it, then delete the file)", password_file)
-    LOGGER.info("event=plugin_ready database=%s data_dir=%s",
-                settings.database_url.split("://", 1)[0], settings.data_dir)
+    LOGGER.info("event=plugin_ready database=%s data_dir=%s time_zone=%s",
+                settings.database_url.split("://", 1)[0], settings.data_dir, clock.name)
     return app

@@ -5,6 +5,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from plugin.clock import zone_name
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -40,6 +42,7 @@ class Settings:
     dicom_threads: int = 4  # DicomThreadsCount: associations served at once
     dicom_scp_timeout: float = 30  # DicomScpTimeout: seconds an idle association lives
     strict_aet: bool = False  # StrictAetComparison: AE titles compared case-sensitively
+    time_zone: str = ""  # TimeZone, else TZ: the clinic's IANA zone ("": the machine's), see plugin/clock
 
     @classmethod
     def from_configuration(cls, configuration, environ=None):
@@ -57,7 +60,7 @@ class Settings:
             stable_age=float(configuration.get("StableAge", 60)),
             min_free_disk_mb=int(pacs.get("MinFreeDiskMB", 500)),
             log_level=str(pacs.get("LogLevel", "INFO")),
-            admin_password=environ.get("PACS_ADMIN_PASSWORD", ""),
+            admin_password=admin_password(environ),
             bcrypt_cost=int(pacs.get("BcryptCost", 12)),
             jwt_secret=environ.get("PACS_JWT_SECRET") or pacs.get("JwtSecret", ""),
             access_token_minutes=float(pacs.get("AccessTokenMinutes", 15)),
@@ -80,4 +83,22 @@ class Settings:
             dicom_threads=int(configuration.get("DicomThreadsCount", 4)),
             dicom_scp_timeout=float(configuration.get("DicomScpTimeout", 30)),
             strict_aet=bool(configuration.get("StrictAetComparison", False)),
+            time_zone=zone_name(str(pacs.get("TimeZone", "")), environ),
         )
+
+
+def admin_password(environ):
+    """The first admin's password: PACS_ADMIN_PASSWORD, or what the file named by
+    PACS_ADMIN_PASSWORD_FILE holds (a Docker secret: unlike an environment variable,
+    `docker inspect` does not show it), its final line break dropped. ValueError for
+    both at once or a file that cannot be read."""
+    value, path = environ.get("PACS_ADMIN_PASSWORD", ""), environ.get("PACS_ADMIN_PASSWORD_FILE", "")
+    if not path:
+        return value
+    if value:
+        raise ValueError("set PACS_ADMIN_PASSWORD or PACS_ADMIN_PASSWORD_FILE, not both")
+    try:
+        return Path(path).read_text(encoding="utf-8").removesuffix("\n").removesuffix("\r")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"PACS_ADMIN_PASSWORD_FILE: cannot read {path}: "
+                         f"{getattr(error, 'strerror', None) or error}") from None

@@ -5,7 +5,10 @@ is what a clinic runs. The committed ``orthanc.json`` holds every static
 setting; this module only fills in what depends on the environment (ports,
 data folder, absolute paths), writes the result into the data folder and
 starts Debian's Orthanc with ``TCP_NODELAY=1`` (without it DCMTK leaves Nagle
-on and a stock modality stores about 17 images/s).
+on and a stock modality stores about 17 images/s). A site's own settings can
+live in a JSON file named by ``PACS_CONFIG_FILE`` (a container mounts it),
+merged over the result: only what the site changes, so an upgrade brings the
+new defaults of everything else.
 
 Standard library only: it runs before the virtual environment exists.
 """
@@ -14,6 +17,8 @@ import copy
 import json
 import os
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -89,6 +94,37 @@ def settings_from_environment(environ):
     }
 
 
+def site_config(environ):
+    """The site's settings from the JSON file named by PACS_CONFIG_FILE ({} when unset)."""
+    name = environ.get("PACS_CONFIG_FILE", "")
+    if not name:
+        return {}
+    try:
+        with open(name, encoding="utf-8") as handle:
+            config = json.load(handle)
+    except OSError as error:
+        raise SystemExit(f"PACS_CONFIG_FILE: cannot read {name}: {error.strerror}") from None
+    except ValueError as error:
+        raise SystemExit(f"PACS_CONFIG_FILE: {name} is not valid JSON: {error}") from None
+    if not isinstance(config, dict):
+        raise SystemExit(f"PACS_CONFIG_FILE: {name} must hold a JSON object")
+    return config
+
+
+def health(environ, timeout=4):
+    """The container's health check: 0 when /pacs/health answers 200 on this machine."""
+    url = f"http://127.0.0.1:{_port(environ, 'PACS_HTTP_PORT', 8042)}/pacs/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
+            print(answer.read(500).decode("utf-8", "replace"))
+            return 0
+    except urllib.error.HTTPError as error:  # 503 names the failing part
+        print(f"{error.code} {error.read(500).decode('utf-8', 'replace')}")
+    except OSError as error:
+        print(f"no answer from {url}: {error}")
+    return 1
+
+
 def _port(environ, name, default):
     raw = environ.get(name, "")
     if not raw:
@@ -99,9 +135,11 @@ def _port(environ, name, default):
 
 
 def main(argv):
+    if argv[1:2] == ["health"]:
+        return health(os.environ)
     settings = settings_from_environment(os.environ)
     Path(settings["data_dir"]).mkdir(parents=True, exist_ok=True)
-    config = build_config(**settings)
+    config = build_config(**settings, overrides=site_config(os.environ))
     path = write_config(config, settings["data_dir"])
     if argv[1:2] == ["config"]:
         print(path)

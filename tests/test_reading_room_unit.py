@@ -9,6 +9,7 @@ import pytest
 from plugin import audit as audit_module
 from plugin.auth.accounts import Principal
 from plugin.auth.pages import AUDIT_ACTIONS, _detail_text
+from plugin.clock import Clock
 from plugin.dicomnames import display_name, name_parts, pn_from_parts, pn_from_text
 from plugin.models import Series, Study, StudyTerm
 from plugin.reports.pdf import file_name
@@ -111,4 +112,5 @@ def test_the_migration_recounts_studies_and_adds_descriptions_to_the_search(inde
      None, "O-NEILL_Mary-Ann_2026-12-06_A-1-x_report.pdf"),
 ])
 def test_the_pdf_is_named_for_filing(study, signed_at, name):
-    assert file_name({"study": study, "signed_at": signed_at}, datetime.date(2026, 12, 6)) == name
+    noon = datetime.datetime(2026, 12, 6, 12, tzinfo=datetime.timezone.utc).timestamp()
+    assert file_name({"study": study, "signed_at": signed_at}, Clock(datetime.timezone.utc, lambda: noon)) == name

@@ -7,6 +7,7 @@ import pydicom
 import pytest
 
 from plugin import db, migrations
+from plugin.clock import Clock
 from plugin.models import Study
 from plugin.reports.copies import DicomCopies
 from plugin.reports.models import Report, ReportDicom
@@ -44,7 +45,7 @@ def report(tmp_path):
 
 def copies(host, attempts=3):
     return DicomCopies(host, lambda report_id, addendum_id: (b"%PDF-1.4 test", STUDY_UID, "Radiology report"),
-                       retry_seconds=0.0, max_attempts=attempts)
+                       Clock.named("UTC"), retry_seconds=0.0, max_attempts=attempts)
 
 
 def test_failed_copy_is_retried_with_the_same_instance(report):

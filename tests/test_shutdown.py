@@ -22,6 +22,7 @@ from pynetdicom.sop_class import ModalityPerformedProcedureStep
 from pacs_server import PacsServer, free_port
 from plugin import db, migrations
 from plugin.app import App, plugin_threads
+from plugin.clock import Clock
 from plugin.config import Settings
 
 ORDER = ["mpps", "report_copies", "ingest", "viewer_warm", "audit", "http_session", "database"]
@@ -56,7 +57,7 @@ def app(tmp_path):
     migrations.migrate(handle)
     host = FakeHost({"Pacs": {"DataDir": str(tmp_path), "BcryptCost": 4, "MppsPort": free_port(),
                               "MppsBind": "127.0.0.1"}})
-    application = App(host, Settings.from_configuration(host.configuration(), {}))
+    application = App(host, Settings.from_configuration(host.configuration(), {}), Clock.named("UTC"))
     try:
         yield application
     finally:

@@ -21,8 +21,10 @@ Its associations follow Orthanc's own DICOM server settings: at most
 DicomThreadsCount at once, each aborted after DicomScpTimeout idle seconds.
 """
 
+import datetime
 import json
 import logging
+import re
 
 from peewee import IntegrityError
 from pydicom.uid import generate_uid
@@ -59,6 +61,9 @@ NODES_TIMEOUT = 5  # seconds one reload of the node list may wait on Orthanc
 
 
 class PerformedSteps:
+    def __init__(self, clock):
+        self._clock = clock  # the clinic's: a step's start and end are kept in its zone
+
     def create(self, sop_instance_uid, attributes, calling_aet=""):
         """N-CREATE: a new step, IN PROGRESS. Returns a DIMSE status."""
         status = _text(attributes, "PerformedProcedureStepStatus")
@@ -71,7 +76,7 @@ class PerformedSteps:
                                 f"a step starts IN PROGRESS, not {status!r}")
         now = utcnow()
         try:
-            order = self._create(sop_instance_uid, attributes, calling_aet, now)
+            order = self._create(sop_instance_uid, attributes, calling_aet, now, self._clock)
         except IntegrityError:  # the same N-CREATE on two associations at once
             return self._refuse(DUPLICATE_SOP_INSTANCE, sop_instance_uid, "exists already")
         if order is DUPLICATE_SOP_INSTANCE:
@@ -81,7 +86,7 @@ class PerformedSteps:
         return SUCCESS
 
     @staticmethod
-    def _create(sop_instance_uid, attributes, calling_aet, now):
+    def _create(sop_instance_uid, attributes, calling_aet, now, clock):
         """Insert the step and move its order; the order (or None), or
         DUPLICATE_SOP_INSTANCE when the step exists already."""
         with database.atomic():
@@ -92,7 +97,7 @@ class PerformedSteps:
                 sop_instance_uid=sop_instance_uid, order=order, status=IN_PROGRESS, calling_aet=calling_aet,
                 study_instance_uid=_scheduled_value(attributes, "StudyInstanceUID"),
                 patient_id=_text(attributes, "PatientID"), patient_name=_text(attributes, "PatientName"),
-                started_at=_moment(attributes, "PerformedProcedureStepStart"), ended_at="",
+                started_at=_moment(attributes, "PerformedProcedureStepStart", clock), ended_at="",
                 performed_series=json.dumps(performed_series(attributes)), created_at=now, updated_at=now)
             if order is not None:
                 _move_order(order, IN_PROGRESS, now)
@@ -114,7 +119,7 @@ class PerformedSteps:
             changes = {"status": status, "updated_at": now}
             if "PerformedSeriesSequence" in modifications:
                 changes["performed_series"] = json.dumps(performed_series(modifications))
-            ended = _moment(modifications, "PerformedProcedureStepEnd")
+            ended = _moment(modifications, "PerformedProcedureStepEnd", self._clock)
             if ended:
                 changes["ended_at"] = ended
             updated = (PerformedStep.update(**changes)
@@ -179,9 +184,26 @@ def _text(dataset, keyword):
     return "" if value is None else str(value).strip()
 
 
-def _moment(attributes, prefix):
+def _moment(attributes, prefix, clock):
+    """A step's start or end as DICOM DA+TM in the clinic's zone. DICOM dates and times
+    are the sender's local time, taken as the clinic's, unless the message gives its
+    Timezone Offset From UTC: then they are converted to the clinic's zone."""
     date, time = _text(attributes, prefix + "Date"), _text(attributes, prefix + "Time")
-    return f"{date}{time}" if date else ""
+    if not date:
+        return ""
+    offset = _text(attributes, "TimezoneOffsetFromUTC")
+    if not (re.fullmatch(r"[+-]\d{4}", offset) and re.fullmatch(r"\d{8}", date)
+            and re.fullmatch(r"\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?", time or "00")):
+        return f"{date}{time}"
+    digits = (time or "").split(".")[0].ljust(6, "0")
+    sign = -1 if offset[0] == "-" else 1
+    try:
+        zone = datetime.timezone(sign * datetime.timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5])))
+        moment = datetime.datetime(int(date[:4]), int(date[4:6]), int(date[6:8]), int(digits[:2]),
+                                   int(digits[2:4]), int(digits[4:6]), tzinfo=zone)
+        return clock.local(moment).strftime("%Y%m%d%H%M%S")
+    except (ValueError, OverflowError):  # 20261332, 256000, +2500: kept as sent
+        return f"{date}{time}"
 
 
 class KnownNodes:

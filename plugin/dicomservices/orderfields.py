@@ -107,7 +107,8 @@ def station_aets(data, name):
     return "\\".join(values)
 
 
-def iso_date(data, name):
+def past_date(data, name, clock):
+    """A date YYYY-MM-DD, not after the clinic's today."""
     value = _string(data, name)
     if not value:
         return None
@@ -117,16 +118,17 @@ def iso_date(data, name):
         raise HttpError(400, f"{name} must be a date YYYY-MM-DD") from None
     if len(value) != 10:
         raise HttpError(400, f"{name} must be a date YYYY-MM-DD")
-    if date > datetime.date.today():
+    if date > clock.today():
         raise HttpError(400, f"{name} is in the future")
     return date
 
 
-def scheduled_at(data, name):
-    """ISO 8601 date and time -> (DA, TM) in the server's local time.
+def scheduled_at(data, name, clock):
+    """ISO 8601 date and time -> (DA, TM) in the clinic's time zone.
 
     Modalities compare worklist dates and times with their own clock, which
-    DICOM takes as local: a time with an offset is converted to ours.
+    DICOM takes as local: a time with an offset is converted to the clinic's
+    (09:00+01:00 is 09:00 in Paris, 08:00 in London); one without is the clinic's.
     """
     value = _string(data, name)
     try:
@@ -137,7 +139,7 @@ def scheduled_at(data, name):
         raise HttpError(400, f"{name} needs a time as well as a date, e.g. 2026-11-23T09:30")
     try:
         if moment.tzinfo is not None:
-            moment = moment.astimezone().replace(tzinfo=None)
+            moment = clock.local(moment).replace(tzinfo=None)
     except OverflowError:  # 0001-01-01T00:00+14:00 has no local time
         moment = None
     if moment is None or not 1900 <= moment.year <= 9999:  # DA is YYYYMMDD
@@ -157,7 +159,7 @@ def uid(data, name):
 FIELDS = {
     "patient_id": short_string(64),
     "patient_name": person_name,
-    "patient_birth_date": iso_date,
+    "patient_birth_date": past_date,
     "patient_sex": code_string(SEXES),
     "modality": modality,
     "scheduled_station_aet": station_aets,
@@ -182,17 +184,20 @@ FIELDS = {
     "comments": long_text,
 }
 REQUIRED = ("patient_id", "modality", "scheduled_at", "procedure")
+CLOCKED = frozenset({"patient_birth_date", "scheduled_at"})  # parsers that read the clinic's clock
 
 
-def parse(data, creating):
-    """Checked values of the fields present in ``data`` (all of REQUIRED when creating)."""
+def parse(data, creating, clock):
+    """Checked values of the fields present in ``data`` (all of REQUIRED when creating);
+    dates and times in the clinic's zone (``clock``: plugin/clock.Clock)."""
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:
         raise HttpError(400, f"unknown field(s): {', '.join(unknown)}")
     missing = [name for name in REQUIRED if creating and not _present(data.get(name))]
     if missing:
         raise HttpError(400, f"missing field(s): {', '.join(missing)}")
-    values = {name: FIELDS[name](data, name) for name in FIELDS if name in data}
+    values = {name: FIELDS[name](data, name, clock) if name in CLOCKED else FIELDS[name](data, name)
+              for name in FIELDS if name in data}
     for name in REQUIRED:
         if name in values and not values[name]:
             raise HttpError(400, f"{name} must not be empty")

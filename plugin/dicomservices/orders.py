@@ -34,10 +34,10 @@ PATIENT_FIELDS = ("patient_name", "patient_birth_date", "patient_sex")
 
 
 class Orders:
-    def __init__(self, audit, uid_factory, today=datetime.date.today):
+    def __init__(self, audit, uid_factory, clock):
         self._audit = audit
         self._new_uid = uid_factory
-        self._today = today
+        self._clock = clock  # the clinic's: scheduled times, birth dates, accession numbers
 
     # --- reading -------------------------------------------------------------
 
@@ -77,7 +77,7 @@ class Orders:
     # --- changes from users ----------------------------------------------------
 
     def create(self, data, principal):
-        values = orderfields.parse(data, creating=True)
+        values = orderfields.parse(data, True, self._clock)
         self._complete_patient(values)
         values["study_instance_uid"] = values.get("study_instance_uid") or self._new_uid()
         self._refuse_known_study(values["study_instance_uid"])
@@ -93,7 +93,7 @@ class Orders:
 
     def update(self, order_id, data, principal):
         order = self.get(order_id)
-        values = orderfields.parse(data, creating=False)
+        values = orderfields.parse(data, False, self._clock)
         if order.status not in EDITABLE:
             raise HttpError(409, f"an order that is {order.status} cannot be changed")
         if "study_instance_uid" in values and values["study_instance_uid"] != order.study_instance_uid:
@@ -193,7 +193,7 @@ class Orders:
             self._refuse_duplicates(wanted, None)
             return wanted
         for _ in range(ACCESSION_ATTEMPTS):
-            candidate = f"A{self._today():%y%m%d}{secrets.randbelow(100000):05d}"
+            candidate = f"A{self._clock.today():%y%m%d}{secrets.randbelow(100000):05d}"
             if not Order.select().where(Order.accession_number == candidate).exists():
                 return candidate
         raise HttpError(503, "no free accession number today: give one")

@@ -25,10 +25,12 @@ LOGGER = logging.getLogger(__name__)
 
 
 class DicomCopies:
-    def __init__(self, host, document, retry_seconds=30.0, max_attempts=10):
-        """``document(report_id, addendum_id)`` -> (PDF bytes, study UID, title)."""
+    def __init__(self, host, document, clock, retry_seconds=30.0, max_attempts=10):
+        """``document(report_id, addendum_id)`` -> (PDF bytes, study UID, title); ``clock``
+        the clinic's (the copy's content date and time are local, as DICOM's are)."""
         self._host = host
         self._document = document
+        self._clock = clock
         self._retry = retry_seconds
         self._max_attempts = max_attempts
         self._wake = threading.Event()
@@ -74,7 +76,7 @@ class DicomCopies:
         number = 1 + ReportDicom.select().where(ReportDicom.report_id == row.report_id,
                                                 ReportDicom.id < row.id).count()
         data = encapsulated_pdf(pdf, tags, row.sop_instance_uid, row.series_instance_uid, number,
-                                title, _signed_at(row))
+                                title, self._clock.local(_signed_at(row)))
         self._host.post_instance(data)
 
     def states(self, report_id):

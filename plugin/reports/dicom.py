@@ -13,7 +13,9 @@ SERIES_NUMBER_BASE = 9000  # report series sort after the images
 
 
 def encapsulated_pdf(pdf, study, sop_uid, series_uid, series_number, title, signed_at):
-    """Part-10 bytes of an Encapsulated PDF for ``study`` (Orthanc's study JSON tags)."""
+    """Part-10 bytes of an Encapsulated PDF for ``study`` (Orthanc's study JSON tags),
+    signed at ``signed_at``: an aware time in the clinic's zone, written as DICOM's
+    local date and time with its offset."""
     tags, patient = study.get("MainDicomTags", {}), study.get("PatientMainDicomTags", {})
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 192"
@@ -34,6 +36,7 @@ def encapsulated_pdf(pdf, study, sop_uid, series_uid, series_number, title, sign
     ds.ContentDate = signed_at.strftime("%Y%m%d")
     ds.ContentTime = signed_at.strftime("%H%M%S")
     ds.AcquisitionDateTime = signed_at.strftime("%Y%m%d%H%M%S")
+    ds.TimezoneOffsetFromUTC = signed_at.strftime("%z")
     ds.BurnedInAnnotation = "YES"
     ds.DocumentTitle = title
     ds.ConceptNameCodeSequence = Sequence([_code("18748-4", "LN", "Diagnostic imaging report")])

@@ -3,6 +3,7 @@ sections, signature, addenda, page numbers, and a PRELIMINARY watermark on
 drafts. Text is laid out as plain text (markup in a report prints as typed);
 DejaVu Sans with Droid Sans Fallback covers Latin, Greek, Cyrillic and CJK."""
 
+import datetime
 import functools
 import re
 import unicodedata
@@ -20,16 +21,17 @@ SECTION_TITLES = (("clinical_information", "Clinical information"), ("technique"
                   ("comparison", "Comparison"), ("findings", "Findings"), ("impression", "Impression"))
 
 
-def file_name(view, today):
+def file_name(view, clock):
     """A name to file the report under: patient, date, accession, e.g.
     ``MULLER_Anna_2026-12-04_ACC-200_report.pdf``. ASCII letters, digits, "-" and "_"
     only (accents dropped; a name with no Latin letters gives way to the patient ID),
     so every browser and file system keeps it as it is. The date is the study's; a
-    study without one takes the signature's date, else ``today`` (dates in UTC)."""
+    study without one takes the signature's date, else today (the clinic's dates)."""
     study = view["study"]
     family, given = name_parts(study.get("patient_name") or "")
     who = "_".join(part for part in (_safe(family).upper(), _safe(given)) if part) or _safe(study.get("patient_id"))
-    when = study.get("study_date") or (view.get("signed_at") or "")[:10] or today.isoformat()
+    signed = _moment(view.get("signed_at"))
+    when = study.get("study_date") or (clock.local(signed) if signed else clock.now()).date().isoformat()
     parts = [who[:60], _safe(when), _safe(study.get("accession_number"))[:32], "report"]
     return "_".join(part for part in parts if part) + ".pdf"
 
@@ -87,8 +89,14 @@ class _Document(FPDF):
         self.cell(0, 8, f"Page {self.page_no()} of {{nb}}", align="C")
 
 
-def render(view, institution, logo=None):
-    """PDF bytes of a report view (see plugin/reports/service.py: ``view``)."""
+def _moment(stamp):
+    """A time as the report view gives it ("2026-12-04T16:26:11Z": UTC), aware; None for none."""
+    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
+
+
+def render(view, institution, logo, clock):
+    """PDF bytes of a report view (see plugin/reports/service.py: ``view``); its times
+    in the clinic's zone (``clock``: plugin/clock.Clock), naming it."""
     watermark = "PRELIMINARY" if view["status"] == "draft" else ""
     logo = logo if logo and Path(logo).is_file() else None
     institution = institution or "Radiology report"
@@ -98,9 +106,10 @@ def render(view, institution, logo=None):
     for key, title in SECTION_TITLES:
         if view["sections"].get(key, "").strip():
             _section(pdf, title, view["sections"][key])
-    _signature(pdf, view)
+    _signature(pdf, view, clock)
     for addendum in view["addenda"]:
-        _section(pdf, f"Addendum — {addendum['author_name']}, {addendum['signed_at']}", addendum["text"])
+        signed = clock.text(_moment(addendum["signed_at"]))
+        _section(pdf, f"Addendum — {addendum['author_name']}, {signed}", addendum["text"])
     return bytes(pdf.output())
 
 
@@ -140,12 +149,13 @@ def _section(pdf, title, text):
     pdf.ln(3)
 
 
-def _signature(pdf, view):
+def _signature(pdf, view, clock):
     pdf.ln(2)
     pdf.set_font("DejaVu", "B", 10)
     if view["status"] == "draft":
         pdf.multi_cell(0, 6, "Preliminary report — not signed.", new_x="LMARGIN", new_y="NEXT")
     else:
-        pdf.multi_cell(0, 6, f"Electronically signed by {view['signer_name']} on {view['signed_at']}",
+        signed = clock.text(_moment(view["signed_at"]))
+        pdf.multi_cell(0, 6, f"Electronically signed by {view['signer_name']} on {signed}",
                        new_x="LMARGIN", new_y="NEXT")
     pdf.ln(3)

@@ -36,9 +36,10 @@ WRITERS = ("radiologist", "admin")
 
 
 class Reports:
-    def __init__(self, audit, worklist, copies_factory, institution="", logo=None):
+    def __init__(self, audit, worklist, copies_factory, clock, institution="", logo=None):
         self._audit = audit
         self._worklist = worklist
+        self._clock = clock  # the clinic's: the PDF's times and file name
         self._institution = institution
         self._logo = logo
         self.copies = copies_factory(self.document)
@@ -69,14 +70,14 @@ class Reports:
             raise HttpError(404, "this study has no report yet")
         self._record(principal, "report_printed", uid)
         view = self.view(report)
-        return pdf.render(view, self._institution, self._logo), pdf.file_name(view, utcnow().date())
+        return pdf.render(view, self._institution, self._logo, self._clock), pdf.file_name(view, self._clock)
 
     def document(self, report_id, addendum_id):
         """(PDF, study UID, title) of a signature: the report with the addenda up to ``addendum_id``."""
         report = Report.get_by_id(report_id)
         view = self.view(report, upto_addendum=addendum_id or 0)
         title = "Radiology report" + (f" - addendum {len(view['addenda'])}" if addendum_id else "")
-        return pdf.render(view, self._institution, self._logo), report.study_instance_uid, title
+        return pdf.render(view, self._institution, self._logo, self._clock), report.study_instance_uid, title
 
     def view(self, report, upto_addendum=None):
         addenda = ReportAddendum.select().where(ReportAddendum.report_id == report.id)
