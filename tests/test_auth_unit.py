@@ -10,10 +10,10 @@ import jwt
 import pytest
 
 from plugin.auth import permissions
-from plugin.auth.accounts import Principal
+from plugin.auth.accounts import AccountError, Principal
 from plugin.auth.guard import Guard, SESSION_COOKIE
 from plugin.auth.passwords import Hasher, PasswordRejected, check_policy
-from plugin.auth.tokens import TokenCodec, TokenError
+from plugin.auth.tokens import Claims, TokenCodec, TokenError
 from plugin.http import MAX_JSON_DEPTH, HttpError, Request, json_nesting_ok
 from plugin.auth.routes import int_param
 
@@ -231,6 +231,50 @@ def test_referrer_sees_only_studies_in_scope(guard, path, query, allowed):
 def test_image_requests_are_audited_per_study(guard):
     check(guard, "GET", f"/dicom-web/studies/{IN_SCOPE}/metadata", "radiologist")
     assert ("images_retrieved", {"username": "user-radiologist", "study_uid": IN_SCOPE}) in guard.audit.entries
+
+
+class RenewingAccounts(FakeAccounts):
+    """Also "old-<role>": an expired token whose session is still open (renewed as
+    "tok-<role>"), and "old-gone": an expired token whose session has ended."""
+
+    def __init__(self):
+        super().__init__()
+        self.renewals = []
+
+    def principal_from_token(self, token, via):
+        if token.startswith("old-"):
+            raise TokenError("expired", expired=True)
+        return super().principal_from_token(token, via)
+
+    def renew(self, token, address=""):
+        self.renewals.append((token, address))
+        if token == "old-gone":
+            raise AccountError(401, "session ended; please log in again")
+        role = token[4:]
+        return f"tok-{role}", Claims(7, f"user-{role}", role, f"sid-{role}", f"csrf-{role}", int(time.time()) + 60)
+
+
+def test_an_expired_session_cookie_is_renewed_from_its_session_once():
+    guard = Guard(RenewingAccounts(), FakeApiKeys(), FakeScope(), FakeAudit())
+    cookie = {"cookie": f"{SESSION_COOKIE}=old-radiologist", "accept": "text/html"}
+    decision = guard.check("GET", "/pacs/", cookie, {}, "10.0.0.1")
+    assert (decision.allowed, decision.renewed, decision.principal.role) == (True, "tok-radiologist", "radiologist")
+    for path in ("/pacs/api/studies", "/dicom-web/studies/1.2/series"):  # pages, API, the viewer's data
+        again = guard.check("GET", path, cookie, {}, "10.0.0.1")
+        assert (again.allowed, again.renewed) == (True, "tok-radiologist")
+    assert guard._accounts.renewals == [("old-radiologist", "10.0.0.1")]  # one look-up per token lifetime
+    assert guard.check("GET", "/pacs/static/pacs.css", cookie, {}, "").renewed == ""  # public answers: no cookie
+    # A bearer token is never renewed behind its client's back: it refreshes explicitly.
+    assert guard.check("GET", "/pacs/api/studies", {"authorization": "Bearer old-radiologist"}, {}, "").status == 401
+
+
+def test_an_ended_session_says_it_expired_and_is_not_looked_up_again():
+    guard = Guard(RenewingAccounts(), FakeApiKeys(), FakeScope(), FakeAudit())
+    cookie = {"cookie": f"{SESSION_COOKIE}=old-gone"}
+    for _ in range(3):
+        decision = guard.check("GET", "/pacs/", cookie, {}, "")
+        assert (decision.status, decision.reason) == (401, "your session expired; please sign in again")
+    assert len(guard._accounts.renewals) == 1
 
 
 def cookie_headers(role, **extra):

@@ -7,6 +7,7 @@ from the database every few seconds (so a logout on another node counts
 too). A still-open session renews its token through `refresh`.
 """
 
+import contextlib
 import datetime
 import logging
 import os
@@ -237,6 +238,13 @@ class Accounts:
             raise AccountError(401, "session ended; please log in again")
         Session.update(last_seen_at=now).where(Session.id == session.id).execute()
         return self._issue(user, session.id, claims.csrf, session.expires_at)
+
+    def renew(self, token, address=""):
+        """``refresh`` for the guard, which may run in the HTTP filter, where the thread
+        holds no database connection of its own: it borrows one when it must."""
+        scope = db.connection_scope() if db.database.is_closed() else contextlib.nullcontext()
+        with scope:
+            return self.refresh(token, address)
 
     def logout(self, principal, address=""):
         if principal.session_id:

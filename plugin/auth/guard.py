@@ -7,13 +7,11 @@ queues a record.
 """
 
 import base64
-import contextlib
 import hmac
 import logging
 import time
 from dataclasses import dataclass
 
-from plugin import db
 from plugin.auth import permissions
 from plugin.auth.accounts import AccountError, Principal
 from plugin.auth.apikeys import looks_like_key
@@ -77,7 +75,7 @@ class Guard:
         if rule is None:  # every route of ours is in the table: an unknown one is not there
             return deny(404, NO_SUCH_PAGE, principal, renewed)
         if rule.permission == permissions.PUBLIC:
-            return allow(principal, renewed=renewed)
+            return allow(principal)  # no new cookie on public answers: static files may be cached
         if principal is None:
             return deny(401, problem or "login required")
         csrf = self._csrf(method, path, headers, principal)
@@ -194,9 +192,7 @@ class Guard:
         """(Principal, expiry, new token) of a session cookie whose token expired while
         its session is still open (AccountError when it has ended): once per token
         lifetime per cookie, since the answer is kept in the token cache."""
-        scope = db.connection_scope() if db.database.is_closed() else contextlib.nullcontext()
-        with scope:  # the HTTP filter (viewer data, say) holds no connection of its own
-            renewed, claims = self._accounts.refresh(token, address)
+        renewed, claims = self._accounts.renew(token, address)
         LOGGER.debug("event=session_renewed user=%s", claims.username)
         principal = Principal(claims.user_id, claims.username, claims.role, claims.session_id, claims.csrf,
                               "cookie")
