@@ -34,8 +34,9 @@ def zone_named(name, localtime=LOCALTIME):
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {name!r}: use an IANA name such as Europe/Paris "
-                         "(Debian's tzdata package holds them)") from None
+        raise ValueError(
+            f"unknown time zone {name!r}: use an IANA name such as Europe/Paris (Debian's tzdata package holds them)"
+        ) from None
 
 
 def _machine_zone(localtime):

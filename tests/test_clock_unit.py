@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo
 
 import pypdf
 import pytest
+from test_report_copies_unit import STUDY_UID, FlakyOrthanc, report  # noqa: F401 (fixture)
+from test_shutdown import FakeHost
 
 from plugin import app as app_module
 from plugin import db, migrations
@@ -24,8 +26,6 @@ from plugin.http import HttpError, Request
 from plugin.reports import pdf
 from plugin.reports.copies import DicomCopies
 from plugin.reports.models import ReportDicom
-from test_report_copies_unit import STUDY_UID, FlakyOrthanc, report  # noqa: F401 (fixture)
-from test_shutdown import FakeHost
 
 PARIS, AUCKLAND = ZoneInfo("Europe/Paris"), ZoneInfo("Pacific/Auckland")
 # 20:00 UTC on 23 November 2026: still the 23rd in Paris (21:00), already the 24th in Auckland (09:00).
@@ -38,12 +38,16 @@ def clock(zone, moment=EVENING_UTC):
 
 # --- the setting ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("configured, environ, name", [
-    ("Europe/Paris", {"TZ": "America/New_York"}, "Europe/Paris"),  # Pacs.TimeZone first
-    ("", {"TZ": "America/New_York"}, "America/New_York"),
-    ("", {"TZ": ":Europe/Berlin"}, "Europe/Berlin"),  # glibc's form
-    ("", {}, ""),  # the machine's own zone
-])
+
+@pytest.mark.parametrize(
+    "configured, environ, name",
+    [
+        ("Europe/Paris", {"TZ": "America/New_York"}, "Europe/Paris"),  # Pacs.TimeZone first
+        ("", {"TZ": "America/New_York"}, "America/New_York"),
+        ("", {"TZ": ":Europe/Berlin"}, "Europe/Berlin"),  # glibc's form
+        ("", {}, ""),  # the machine's own zone
+    ],
+)
 def test_the_zone_is_the_setting_else_tz_else_the_machines(configured, environ, name):
     assert zone_name(configured, environ) == name
     settings = Settings.from_configuration({"Pacs": {"TimeZone": configured}}, environ)
@@ -80,15 +84,19 @@ def test_now_today_and_conversions_in_the_clinics_zone():
 
 # --- orders and the modality worklist's dates and times --------------------------------------
 
-@pytest.mark.parametrize("posted, zone, answered", [
-    ("2026-11-23T09:00+01:00", "Europe/Paris", ("20261123", "090000")),
-    ("2026-11-23T09:00+01:00", "Europe/London", ("20261123", "080000")),
-    ("2026-11-23T09:00+01:00", "America/New_York", ("20261123", "030000")),
-    ("2026-11-23T08:00:00Z", "Europe/Paris", ("20261123", "090000")),
-    ("2026-07-01T09:00+02:00", "Europe/Paris", ("20260701", "090000")),  # summer time
-    ("2026-11-23T23:30-05:00", "Europe/Paris", ("20261124", "053000")),  # the date moves too
-    ("2026-11-23T09:00", "America/New_York", ("20261123", "090000")),  # no offset: the clinic's own time
-])
+
+@pytest.mark.parametrize(
+    "posted, zone, answered",
+    [
+        ("2026-11-23T09:00+01:00", "Europe/Paris", ("20261123", "090000")),
+        ("2026-11-23T09:00+01:00", "Europe/London", ("20261123", "080000")),
+        ("2026-11-23T09:00+01:00", "America/New_York", ("20261123", "030000")),
+        ("2026-11-23T08:00:00Z", "Europe/Paris", ("20261123", "090000")),
+        ("2026-07-01T09:00+02:00", "Europe/Paris", ("20260701", "090000")),  # summer time
+        ("2026-11-23T23:30-05:00", "Europe/Paris", ("20261124", "053000")),  # the date moves too
+        ("2026-11-23T09:00", "America/New_York", ("20261123", "090000")),  # no offset: the clinic's own time
+    ],
+)
 def test_a_scheduled_time_with_an_offset_is_kept_in_the_clinics_zone(posted, zone, answered):
     values = orderfields.parse({"scheduled_at": posted}, False, Clock.named(zone))
     assert (values["scheduled_date"], values["scheduled_time"]) == answered
@@ -97,8 +105,9 @@ def test_a_scheduled_time_with_an_offset_is_kept_in_the_clinics_zone(posted, zon
 def test_a_birth_date_may_be_the_clinics_today_not_its_tomorrow():
     """At 20:00 UTC it is already the 24th in Auckland: a baby born there that day exists."""
     parse = orderfields.parse
-    assert parse({"patient_birth_date": "2026-11-24"}, False, clock(AUCKLAND))["patient_birth_date"] \
-        == datetime.date(2026, 11, 24)
+    assert parse({"patient_birth_date": "2026-11-24"}, False, clock(AUCKLAND))["patient_birth_date"] == datetime.date(
+        2026, 11, 24
+    )
     with pytest.raises(HttpError, match="in the future"):
         parse({"patient_birth_date": "2026-11-24"}, False, clock(PARIS))
 
@@ -115,13 +124,19 @@ def test_the_app_gives_its_clock_to_orders_worklist_dashboard_reports_and_mpps(t
     migrations.migrate(handle)
     application = App(host, Settings.from_configuration(host.configuration(), {}), clock(AUCKLAND))
     try:
-        order = application.orders.create({"patient_id": "TZ1", "patient_name": "Kiwi^Kim", "modality": "CT",
-                                           "scheduled_at": "2026-11-24T09:00+13:00", "procedure": "CT HEAD"},
-                                          admin())
+        order = application.orders.create(
+            {
+                "patient_id": "TZ1",
+                "patient_name": "Kiwi^Kim",
+                "modality": "CT",
+                "scheduled_at": "2026-11-24T09:00+13:00",
+                "procedure": "CT HEAD",
+            },
+            admin(),
+        )
         assert order.accession_number.startswith("A261124")
         assert (order.scheduled_date, order.scheduled_time) == ("20261124", "090000")
-        listed = application.router.dispatch(
-            Request("GET", "/pacs/api/studies", {"date": "today"}, principal=admin()))
+        listed = application.router.dispatch(Request("GET", "/pacs/api/studies", {"date": "today"}, principal=admin()))
         assert [item["accession_number"] for item in json.loads(listed.body)["items"]] == [order.accession_number]
         figures = application.router.dispatch(Request("GET", "/pacs/api/dashboard", principal=admin()))
         assert json.loads(figures.body)["per_day"]["days"][-1] == "2026-11-24"
@@ -133,30 +148,68 @@ def test_the_app_gives_its_clock_to_orders_worklist_dashboard_reports_and_mpps(t
 
 # --- MPPS ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("attributes, kept", [
-    ({"PerformedProcedureStepStartDate": "20261123", "PerformedProcedureStepStartTime": "083000"},
-     "20261123083000"),  # no offset: the modality's clock is the clinic's
-    ({"PerformedProcedureStepStartDate": "20261123", "PerformedProcedureStepStartTime": "073000",
-      "TimezoneOffsetFromUTC": "+0000"}, "20261123083000"),
-    ({"PerformedProcedureStepStartDate": "20261123", "PerformedProcedureStepStartTime": "2330",
-      "TimezoneOffsetFromUTC": "-0500"}, "20261124053000"),
-    ({"PerformedProcedureStepStartDate": "20261123", "PerformedProcedureStepStartTime": "0730",
-      "TimezoneOffsetFromUTC": "+2500"}, "202611230730"),  # an impossible offset: kept as sent
-    ({"PerformedProcedureStepStartDate": "", "PerformedProcedureStepStartTime": "0730"}, ""),
-])
+
+@pytest.mark.parametrize(
+    "attributes, kept",
+    [
+        (
+            {"PerformedProcedureStepStartDate": "20261123", "PerformedProcedureStepStartTime": "083000"},
+            "20261123083000",
+        ),  # no offset: the modality's clock is the clinic's
+        (
+            {
+                "PerformedProcedureStepStartDate": "20261123",
+                "PerformedProcedureStepStartTime": "073000",
+                "TimezoneOffsetFromUTC": "+0000",
+            },
+            "20261123083000",
+        ),
+        (
+            {
+                "PerformedProcedureStepStartDate": "20261123",
+                "PerformedProcedureStepStartTime": "2330",
+                "TimezoneOffsetFromUTC": "-0500",
+            },
+            "20261124053000",
+        ),
+        (
+            {
+                "PerformedProcedureStepStartDate": "20261123",
+                "PerformedProcedureStepStartTime": "0730",
+                "TimezoneOffsetFromUTC": "+2500",
+            },
+            "202611230730",
+        ),  # an impossible offset: kept as sent
+        ({"PerformedProcedureStepStartDate": "", "PerformedProcedureStepStartTime": "0730"}, ""),
+    ],
+)
 def test_mpps_times_are_kept_in_the_clinics_zone(attributes, kept):
     assert _moment(attributes, "PerformedProcedureStepStart", Clock.named("Europe/Paris")) == kept
 
 
 # --- the report: PDF and DICOM copy ----------------------------------------------------------
 
+
 def view(signed_at="2026-12-04T16:26:11Z", addendum_at="2026-12-04T23:30:00Z"):
-    study = {"patient_name": "Doe^Jane", "patient_id": "P1", "patient_birth_date": "1970-01-01",
-             "patient_sex": "F", "accession_number": "A1", "study_date": None, "description": "CT HEAD",
-             "modalities": ["CT"], "referring_physician": ""}
-    return {"status": "amended", "study": study, "sections": {"findings": "Normal."}, "signer_name": "Dr Rad",
-            "signed_at": signed_at, "addenda": [{"id": 1, "text": "Also normal.", "author_name": "Dr Rad",
-                                                 "signed_at": addendum_at}]}
+    study = {
+        "patient_name": "Doe^Jane",
+        "patient_id": "P1",
+        "patient_birth_date": "1970-01-01",
+        "patient_sex": "F",
+        "accession_number": "A1",
+        "study_date": None,
+        "description": "CT HEAD",
+        "modalities": ["CT"],
+        "referring_physician": "",
+    }
+    return {
+        "status": "amended",
+        "study": study,
+        "sections": {"findings": "Normal."},
+        "signer_name": "Dr Rad",
+        "signed_at": signed_at,
+        "addenda": [{"id": 1, "text": "Also normal.", "author_name": "Dr Rad", "signed_at": addendum_at}],
+    }
 
 
 def test_the_pdf_shows_local_times_naming_the_zone():
@@ -177,10 +230,14 @@ def test_the_pdf_file_name_takes_the_clinics_date():
 def test_the_dicom_copy_carries_local_date_time_and_offset(report):  # noqa: F811 (fixture)
     host = FlakyOrthanc(failures=0)
     paris = Clock.named("Europe/Paris")
-    DicomCopies(host, lambda report_id, addendum_id: (b"%PDF-1.4 test", STUDY_UID, "Radiology report"),
-                paris).add(report.id)
+    DicomCopies(host, lambda report_id, addendum_id: (b"%PDF-1.4 test", STUDY_UID, "Radiology report"), paris).add(
+        report.id
+    )
     [instance] = host.stored
     signed = paris.local(ReportDicom.get().created_at)  # stored in UTC
-    assert (instance.ContentDate, instance.ContentTime, instance.TimezoneOffsetFromUTC) == \
-        (f"{signed:%Y%m%d}", f"{signed:%H%M%S}", f"{signed:%z}")
+    assert (instance.ContentDate, instance.ContentTime, instance.TimezoneOffsetFromUTC) == (
+        f"{signed:%Y%m%d}",
+        f"{signed:%H%M%S}",
+        f"{signed:%z}",
+    )
     assert instance.TimezoneOffsetFromUTC in ("+0100", "+0200")

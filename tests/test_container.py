@@ -39,7 +39,9 @@ BUILD_TIMEOUT = 1200
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 SECRET_CA = "/run/secrets/ca-certificates"
 # The variables .ci/other-release passes into its root for the same reason.
-REGISTRY_VARIABLES = re.compile(r"^((PIP|NPM_CONFIG)_[A-Z0-9_]+|npm_config_[a-z0-9_]+|(https?|no)_proxy|(HTTPS?|NO)_PROXY)$")
+REGISTRY_VARIABLES = re.compile(
+    r"^((PIP|NPM_CONFIG)_[A-Z0-9_]+|npm_config_[a-z0-9_]+|(https?|no)_proxy|(HTTPS?|NO)_PROXY)$"
+)
 TIMINGS = REPO / "build" / "container-test.txt"
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(BUILD_TIMEOUT * 2)]
@@ -67,8 +69,9 @@ class Engine:
     def __call__(self, *args, check=True, timeout=120):
         result = subprocess.run([self.command, *args], capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
-            raise AssertionError(f"{self.command} {' '.join(args[:3])} ... failed ({result.returncode}):\n"
-                                 f"{result.stderr[-3000:]}")
+            raise AssertionError(
+                f"{self.command} {' '.join(args[:3])} ... failed ({result.returncode}):\n{result.stderr[-3000:]}"
+            )
         return result
 
     def inspect(self, name, template):
@@ -97,8 +100,9 @@ def ensure_base(engine, release):
         return
     if os.geteuid() != 0 or shutil.which("debootstrap") is None:
         pytest.skip(f"{image} cannot be pulled and cannot be made here (.ci/base-image needs root and debootstrap)")
-    made = subprocess.run([str(REPO / ".ci" / "base-image"), release, engine.command], capture_output=True,
-                          text=True, timeout=900)
+    made = subprocess.run(
+        [str(REPO / ".ci" / "base-image"), release, engine.command], capture_output=True, text=True, timeout=900
+    )
     if made.returncode != 0:
         pytest.skip(f"{image} cannot be pulled, and .ci/base-image failed: {made.stderr[-500:]}")
 
@@ -122,17 +126,24 @@ def build_secrets(folder):
     """--secret arguments giving the build this machine's certificate authorities and
     pip/npm/proxy settings, as .ci/other-release gives them to its root."""
     exports = {name: value for name, value in os.environ.items() if REGISTRY_VARIABLES.match(name)}
-    exports = {name: value for name, value in exports.items()
-               if not value.startswith("/") or value == str(CA_BUNDLE)}  # host folders mean nothing inside
+    exports = {
+        name: value for name, value in exports.items() if not value.startswith("/") or value == str(CA_BUNDLE)
+    }  # host folders mean nothing inside
     arguments = []
     if CA_BUNDLE.is_file():
         exports = {name: SECRET_CA if value == str(CA_BUNDLE) else value for name, value in exports.items()}
-        exports.update(PIP_CERT=SECRET_CA, SSL_CERT_FILE=SECRET_CA, REQUESTS_CA_BUNDLE=SECRET_CA,
-                       NODE_EXTRA_CA_CERTS=SECRET_CA, npm_config_cafile=SECRET_CA)
+        exports.update(
+            PIP_CERT=SECRET_CA,
+            SSL_CERT_FILE=SECRET_CA,
+            REQUESTS_CA_BUNDLE=SECRET_CA,
+            NODE_EXTRA_CA_CERTS=SECRET_CA,
+            npm_config_cafile=SECRET_CA,
+        )
         arguments += ["--secret", f"id=ca-certificates,src={CA_BUNDLE}"]
     environment = folder / "build-env"
-    environment.write_text("".join(f"export {name}='{value}'\n" for name, value in sorted(exports.items())
-                                   if "'" not in value))
+    environment.write_text(
+        "".join(f"export {name}='{value}'\n" for name, value in sorted(exports.items()) if "'" not in value)
+    )
     environment.chmod(0o600)
     return arguments + ["--secret", f"id=build-env,src={environment}"]
 
@@ -151,11 +162,22 @@ def images(engine, tmp_path_factory):
         ensure_base(engine, release)
         tag = f"localhost/pacs-test:{release}"
         started = time.monotonic()
-        engine("build", *(["--format", "docker"] if engine.podman else []), "--build-arg",
-               f"DEBIAN_RELEASE={release}", *secrets, "-t", tag, str(REPO), timeout=BUILD_TIMEOUT)
+        engine(
+            "build",
+            *(["--format", "docker"] if engine.podman else []),
+            "--build-arg",
+            f"DEBIAN_RELEASE={release}",
+            *secrets,
+            "-t",
+            tag,
+            str(REPO),
+            timeout=BUILD_TIMEOUT,
+        )
         size = int(engine("image", "inspect", "--format", "{{.Size}}", tag).stdout.strip())
-        note(f"container-test: {engine.command} build {release} took {time.monotonic() - started:.0f} s, "
-             f"image {size / 1e6:.0f} MB")
+        note(
+            f"container-test: {engine.command} build {release} took {time.monotonic() - started:.0f} s, "
+            f"image {size / 1e6:.0f} MB"
+        )
         tags[release] = tag
     settle_run_flags(engine, RELEASES[0])
     return tags
@@ -174,8 +196,9 @@ class Container:
         published = [argument for port in (8042, 4242, 4243) for argument in ("-p", f"127.0.0.1::{port}")]
         environment = [argument for pair in self.environment for argument in ("-e", pair)]
         mounts = [argument for mount in [f"{self.volume}:/var/lib/pacs", *self.mounts] for argument in ("-v", mount)]
-        self.engine("run", "-d", "--name", self.name, *self.engine.run_flags, *published, *environment, *mounts,
-                    self.image)
+        self.engine(
+            "run", "-d", "--name", self.name, *self.engine.run_flags, *published, *environment, *mounts, self.image
+        )
         for line in self.engine("port", self.name).stdout.splitlines():
             inside, outside = line.split(" -> ")
             self.ports[int(inside.split("/")[0])] = int(outside.rsplit(":", 1)[1])
@@ -211,7 +234,7 @@ class Container:
         return answer.stdout + answer.stderr
 
     def remove(self):
-        self.engine("rm", "-f", self.name, check=False)
+        self.engine("rm", "-f", "-v", self.name, check=False)
 
 
 @pytest.fixture
@@ -256,8 +279,9 @@ def echo(port, called_aet):
 
 
 def login(container):
-    return requests.post(container.url("/pacs/api/auth/login"), timeout=30,
-                         json={"username": "admin", "password": PASSWORD})
+    return requests.post(
+        container.url("/pacs/api/auth/login"), timeout=30, json={"username": "admin", "password": PASSWORD}
+    )
 
 
 def test_the_image_as_a_clinic_runs_it(engine, images, volume, password_file, containers):
@@ -266,8 +290,13 @@ def test_the_image_as_a_clinic_runs_it(engine, images, volume, password_file, co
     assert set(exposed) == {"4242/tcp", "4243/tcp", "8042/tcp"}
     assert engine.inspect(image, "{{.Config.User}}") == "orthanc"
 
-    first = Container(engine, image, volume, ["TZ=Europe/Paris", "PACS_ADMIN_PASSWORD_FILE=/run/secrets/admin_password"],
-                      [f"{password_file}:/run/secrets/admin_password:ro"]).start()
+    first = Container(
+        engine,
+        image,
+        volume,
+        ["TZ=Europe/Paris", "PACS_ADMIN_PASSWORD_FILE=/run/secrets/admin_password"],
+        [f"{password_file}:/run/secrets/admin_password:ro"],
+    ).start()
     containers.append(first)
     started = time.monotonic()
     healthy_at = first.wait_healthy()
@@ -279,26 +308,36 @@ def test_the_image_as_a_clinic_runs_it(engine, images, volume, password_file, co
     assert "time_zone=Europe/Paris" in first.logs()
     uids = first.engine("exec", first.name, "sh", "-c", "cat /proc/[0-9]*/status | grep ^Uid:").stdout.split()
     assert {value for value in uids if value.isdigit()} == {"999"}  # every process, PID 1 included
-    order = requests.post(first.url("/pacs/api/orders"), timeout=30,
-                          headers={"Authorization": f"Bearer {token.json()['access_token']}"},
-                          json={"patient_id": "VOL-1", "patient_name": "Keep^Me", "modality": "CT",
-                                "scheduled_at": "2026-11-23T09:00+01:00", "procedure": "CT HEAD"})
+    order = requests.post(
+        first.url("/pacs/api/orders"),
+        timeout=30,
+        headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+        json={
+            "patient_id": "VOL-1",
+            "patient_name": "Keep^Me",
+            "modality": "CT",
+            "scheduled_at": "2026-11-23T09:00+01:00",
+            "procedure": "CT HEAD",
+        },
+    )
     assert order.status_code == 201 and order.json()["scheduled_at"] == "2026-11-23T09:00:00"
 
     code, took = first.stop()
     note(f"container-test: {engine.command} stop of a running trixie container: exit {code} in {took:.1f} s")
     assert code == 0, first.logs()[-3000:]
     log = first.logs()
-    assert log.index("event=plugin_stopped") < log.index("Python plugin is finalizing") < \
-        log.index("Orthanc has stopped")
+    assert (
+        log.index("event=plugin_stopped") < log.index("Python plugin is finalizing") < log.index("Orthanc has stopped")
+    )
 
     second = Container(engine, image, volume).start()  # the same volume, no password given
     containers.append(second)
     second.wait_healthy()
     token = login(second)
     assert token.status_code == 200, token.text
-    orders = requests.get(second.url("/pacs/api/orders"), timeout=30,
-                          headers={"Authorization": f"Bearer {token.json()['access_token']}"}).json()
+    orders = requests.get(
+        second.url("/pacs/api/orders"), timeout=30, headers={"Authorization": f"Bearer {token.json()['access_token']}"}
+    ).json()
     assert [item["patient_id"] for item in orders["items"]] == ["VOL-1"]
     code, _took = second.stop()
     assert code == 0
@@ -325,17 +364,32 @@ def test_a_stop_once_running_exits_0_on_each_release(engine, images, volume, con
 
 
 def test_the_image_holds_no_build_tools_caches_or_source_maps(engine, images):
-    listing = engine("run", "--rm", *engine.run_flags, "--entrypoint", "sh", images["trixie"], "-c",
-                     "command -v node nodejs npm gcc; ls -d /root/.npm /root/.cache 2>/dev/null; "
-                     "find /opt/pacs/build/vendor -name '*.map' | head -3; "
-                     "/opt/pacs/.venv/bin/python -c 'import zoneinfo; print(zoneinfo.ZoneInfo(\"Europe/Paris\"))'")
+    listing = engine(
+        "run",
+        "--rm",
+        *engine.run_flags,
+        "--entrypoint",
+        "sh",
+        images["trixie"],
+        "-c",
+        "command -v node nodejs npm gcc; ls -d /root/.npm /root/.cache 2>/dev/null; "
+        "find /opt/pacs/build/vendor -name '*.map' | head -3; "
+        "/opt/pacs/.venv/bin/python -c 'import zoneinfo; print(zoneinfo.ZoneInfo(\"Europe/Paris\"))'",
+    )
     assert listing.stdout.split() == ["Europe/Paris"], listing.stdout
 
 
 def test_a_build_secret_never_reaches_the_image(engine, images):
     history = engine("history", "--no-trunc", images["trixie"]).stdout
     assert "BEGIN CERTIFICATE" not in history and "PIP_CERT" not in history
-    files = engine("run", "--rm", *engine.run_flags, "--entrypoint", "sh", images["trixie"], "-c",
-                   "ls /run/secrets 2>/dev/null; env | grep -c -E '^(PIP|npm_config)_' || true").stdout.split()
+    files = engine(
+        "run",
+        "--rm",
+        *engine.run_flags,
+        "--entrypoint",
+        "sh",
+        images["trixie"],
+        "-c",
+        "ls /run/secrets 2>/dev/null; env | grep -c -E '^(PIP|npm_config)_' || true",
+    ).stdout.split()
     assert files == ["0"]
-

@@ -19,6 +19,7 @@ PASSWORD = "Harbour-lantern-47-quietly"
 
 # --- PACS_ADMIN_PASSWORD_FILE ------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("content", [PASSWORD, PASSWORD + "\n", PASSWORD + "\r\n"])
 def test_the_first_admin_password_may_come_from_a_file(tmp_path, content):
     secret = tmp_path / "admin_password"
@@ -47,10 +48,12 @@ def test_both_or_an_unreadable_file_are_clear_errors(tmp_path):
 
 # --- PACS_CONFIG_FILE ----------------------------------------------------------------------------
 
+
 def test_a_sites_config_file_is_merged_over_ours(tmp_path):
     site = tmp_path / "orthanc.json"
-    site.write_text(json.dumps({"DicomAet": "CLINIC", "Pacs": {"InstitutionName": "Clinique du Lac",
-                                                                "TimeZone": "Europe/Paris"}}))
+    site.write_text(
+        json.dumps({"DicomAet": "CLINIC", "Pacs": {"InstitutionName": "Clinique du Lac", "TimeZone": "Europe/Paris"}})
+    )
     overrides = launcher.site_config({"PACS_CONFIG_FILE": str(site)})
     config = launcher.build_config(tmp_path / "data", 8042, 4242, overrides)
     assert config["DicomAet"] == "CLINIC"
@@ -60,8 +63,9 @@ def test_a_sites_config_file_is_merged_over_ours(tmp_path):
     assert launcher.site_config({}) == {}
 
 
-@pytest.mark.parametrize("content, message", [(None, "cannot read"), ("{", "not valid JSON"),
-                                              ("[1]", "must hold a JSON object")])
+@pytest.mark.parametrize(
+    "content, message", [(None, "cannot read"), ("{", "not valid JSON"), ("[1]", "must hold a JSON object")]
+)
 def test_a_bad_config_file_stops_the_start_with_a_message(tmp_path, content, message):
     site = tmp_path / "orthanc.json"
     if content is not None:
@@ -71,6 +75,7 @@ def test_a_bad_config_file_stops_the_start_with_a_message(tmp_path, content, mes
 
 
 # --- the health check command -------------------------------------------------------------------
+
 
 class Health(http.server.BaseHTTPRequestHandler):
     status = 200
@@ -114,6 +119,7 @@ def test_the_health_command_is_0_only_for_a_200(health_server, capsys):
 
 
 # --- what the Dockerfile and compose file promise ---------------------------------------------------
+
 
 def dockerfile():
     return (REPO / "Dockerfile").read_text()

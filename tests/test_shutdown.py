@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
+from pacs_server import PacsServer, free_port
 from pynetdicom import AE
 from pynetdicom.sop_class import ModalityPerformedProcedureStep
 
-from pacs_server import PacsServer, free_port
 from plugin import db, migrations
 from plugin.app import App, plugin_threads
 from plugin.clock import Clock
@@ -55,8 +55,9 @@ class FakeHost:
 def app(tmp_path):
     handle = db.open_database(f"sqlite:///{tmp_path / 'pacs.sqlite'}")
     migrations.migrate(handle)
-    host = FakeHost({"Pacs": {"DataDir": str(tmp_path), "BcryptCost": 4, "MppsPort": free_port(),
-                              "MppsBind": "127.0.0.1"}})
+    host = FakeHost(
+        {"Pacs": {"DataDir": str(tmp_path), "BcryptCost": 4, "MppsPort": free_port(), "MppsBind": "127.0.0.1"}}
+    )
     application = App(host, Settings.from_configuration(host.configuration(), {}), Clock.named("UTC"))
     try:
         yield application
