@@ -16,7 +16,7 @@ VENDOR := build/vendor
 CHARTJS := chart.js@4.6.1
 OHIF := @ohif/app@3.13.2
 
-.PHONY: install install-test run test test-other-release bench clean-data
+.PHONY: install install-test run test lint test-other-release bench clean-data
 
 install: apt-runtime $(VENV)/.installed $(VENDOR)/.installed
 
@@ -67,6 +67,12 @@ run: install
 
 test: install-test
 	$(PY) -m pytest tests
+
+# ruff (lint and format, settings in pyproject.toml) and mypy on the typed modules.
+lint: install-test
+	$(PY) -m ruff check plugin tests bench
+	$(PY) -m ruff format --check plugin tests bench
+	$(PY) -m mypy
 
 # The same `make test` on a clean clone of HEAD, in a cached debootstrap root of
 # the other Debian release (bookworm <-> trixie). Needs root.

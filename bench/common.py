@@ -21,6 +21,7 @@ for _path in (REPO, REPO / "tests"):
         sys.path.insert(0, str(_path))
 
 import dicomgen  # noqa: E402
+
 from plugin import launcher  # noqa: E402
 from plugin.config import Settings  # noqa: E402
 
@@ -31,6 +32,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 # --- servers -----------------------------------------------------------------------
 
+
 def production_overrides():
     """Overrides for PacsServer that undo the test harness's (tests/pacs_server.TEST_OVERRIDES):
     production StableAge, disk guard, log level and bcrypt cost. MppsPort 0: no MPPS
@@ -39,10 +41,13 @@ def production_overrides():
     base = launcher.load_base_config()
     return {
         "StableAge": base["StableAge"],
-        "Pacs": {"MinFreeDiskMB": base["Pacs"]["MinFreeDiskMB"], "LogLevel": base["Pacs"]["LogLevel"],
-                 # orthanc.json leaves BcryptCost to the plugin's default: ask the plugin.
-                 "BcryptCost": Settings.from_configuration(base, environ={}).bcrypt_cost,
-                 "MppsPort": 0},
+        "Pacs": {
+            "MinFreeDiskMB": base["Pacs"]["MinFreeDiskMB"],
+            "LogLevel": base["Pacs"]["LogLevel"],
+            # orthanc.json leaves BcryptCost to the plugin's default: ask the plugin.
+            "BcryptCost": Settings.from_configuration(base, environ={}).bcrypt_cost,
+            "MppsPort": 0,
+        },
     }
 
 
@@ -60,6 +65,7 @@ def process_cpu_seconds(pid):
 
 
 # --- data folder -------------------------------------------------------------------
+
 
 def choose_root(requested, needed_bytes, name):
     """A fresh folder pacs-bench-<name>-* under --data-dir, else under /dev/shm if it has
@@ -89,6 +95,7 @@ def kept_on_failure(root):
 
 # --- synthetic CT studies ------------------------------------------------------------
 
+
 @dataclass
 class Study:
     study_uid: str
@@ -98,8 +105,7 @@ class Study:
     frame_bytes: int  # pixel bytes of one frame (16-bit)
 
     def frame_path(self, sop_uid):
-        return (f"/dicom-web/studies/{self.study_uid}/series/{self.series_uid}"
-                f"/instances/{sop_uid}/frames/1")
+        return f"/dicom-web/studies/{self.study_uid}/series/{self.series_uid}/instances/{sop_uid}/frames/1"
 
 
 def pixel_buffer(size):
@@ -116,13 +122,15 @@ def write_ct_study(folder, slices, size, description, pixels=None):
     spec = dicomgen.StudySpec(description=description)
     datasets = dicomgen.ct_series(spec, slices=slices, rows=size, cols=size, pixels=pixels)
     paths = dicomgen.write(datasets, folder)
-    return Study(spec.study_uid, datasets[0].SeriesInstanceUID, [ds.SOPInstanceUID for ds in datasets],
-                 paths, size * size * 2)
+    return Study(
+        spec.study_uid, datasets[0].SeriesInstanceUID, [ds.SOPInstanceUID for ds in datasets], paths, size * size * 2
+    )
 
 
 # --- statistics and report lines ------------------------------------------------------
 # Three percentile definitions are in use; each bench keeps the one its published
 # figures were taken with.
+
 
 def percentile(values, fraction):
     """The sorted value at index int(fraction * n) (guard, viewer); NaN for no values."""

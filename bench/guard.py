@@ -74,9 +74,18 @@ from types import SimpleNamespace
 import requests
 
 # bench/ is sys.path[0]; importing common puts the repository root and tests/ on it.
-from common import (FRAME_ACCEPT, choose_root, kept_on_failure, percentile, process_cpu_seconds,
-                    production_overrides, verdict, write_ct_study)
+from common import (
+    FRAME_ACCEPT,
+    choose_root,
+    kept_on_failure,
+    percentile,
+    process_cpu_seconds,
+    production_overrides,
+    verdict,
+    write_ct_study,
+)
 from pacs_server import PacsServer
+
 from plugin import db, launcher, migrations
 from plugin.app import App
 from plugin.audit import AuditLog
@@ -106,12 +115,14 @@ BROWSER_PASSWORD = "Browsing-Client-pw-3358"
 
 # --- servers -----------------------------------------------------------------
 
+
 def own_cpu_seconds():
     times = os.times()
     return times.user + times.system
 
 
 # --- data ----------------------------------------------------------------------
+
 
 def store(server, study):
     """storescu the study, then wait until Orthanc lists every instance."""
@@ -128,6 +139,7 @@ def store(server, study):
 
 
 # --- accounts on the PACS ------------------------------------------------------
+
 
 def create_user(pacs, username, password):
     answer = pacs.post("/pacs/api/users", json={"username": username, "password": password, "role": ROLE})
@@ -157,6 +169,7 @@ def create_api_key(pacs, user_id):
 
 # --- (1) the decision in-process ---------------------------------------------------
 
+
 def per_call_microseconds(function, calls):
     """(p50, mean) microseconds of ``function()``."""
     clock = time.perf_counter_ns
@@ -182,8 +195,9 @@ def build_guard(data_dir):
     database = db.open_database(settings.database_url)
     migrations.migrate(database)
     audit = AuditLog(window_seconds=settings.image_audit_window)
-    codec = TokenCodec(load_or_create_secret(settings.data_dir, settings.jwt_secret),
-                       int(settings.access_token_minutes * 60))
+    codec = TokenCodec(
+        load_or_create_secret(settings.data_dir, settings.jwt_secret), int(settings.access_token_minutes * 60)
+    )
     accounts = Accounts(Hasher(settings.bcrypt_cost), codec, audit, settings.session_hours, settings.idle_hours)
     apikeys = ApiKeys(audit, permissions_of)
     guard = Guard(accounts, apikeys, ReferrerScope(), audit, settings.trusted_proxies)
@@ -201,9 +215,14 @@ def micro_bench(root, study, calls):
         key, _ = apikeys.create("bench", user.id, None, None, accounts.get_user(user.id))
     app = SimpleNamespace(guard=guard)  # App.allows uses nothing else of the App
     path = study.frame_path(study.sop_uids[0])
-    browser = {"host": "127.0.0.1:8042", "accept": FRAME_ACCEPT, "connection": "keep-alive",
-               "user-agent": "Mozilla/5.0 (X11; Linux x86_64) bench", "accept-encoding": "gzip, deflate",
-               "cookie": f"other=1; {SESSION_COOKIE}={token}"}
+    browser = {
+        "host": "127.0.0.1:8042",
+        "accept": FRAME_ACCEPT,
+        "connection": "keep-alive",
+        "user-agent": "Mozilla/5.0 (X11; Linux x86_64) bench",
+        "accept-encoding": "gzip, deflate",
+        "cookie": f"other=1; {SESSION_COOKIE}={token}",
+    }
     keyed = {k: v for k, v in browser.items() if k != "cookie"}
     keyed["authorization"] = f"Bearer {key}"
     for headers in (browser, keyed):
@@ -221,6 +240,7 @@ def micro_bench(root, study, calls):
 
 
 # --- (2) frames per second -----------------------------------------------------------
+
 
 @dataclass
 class Config:
@@ -315,8 +335,13 @@ def measure_slice(config, study, seconds):
     if errors or any(r is None for r in results):
         raise RuntimeError(f"({config.key}) frame client failed: {errors[:1] or 'a thread hung'}")
     latencies = [x for r in results for x in r[1]]
-    return Tally(len(latencies), max(r[0] for r in results) - start_at[0], cpu_after - cpu_before,
-                 client_after - client_before, latencies)
+    return Tally(
+        len(latencies),
+        max(r[0] for r in results) - start_at[0],
+        cpu_after - cpu_before,
+        client_after - client_before,
+        latencies,
+    )
 
 
 def run_frames(configs, study, args):
@@ -331,7 +356,7 @@ def run_frames(configs, study, args):
         tallies = {config.key: Tally() for config in configs}
         order = configs if number % 2 else list(reversed(configs))
         for index in range(slices):
-            for config in (order if index % 2 == 0 else list(reversed(order))):
+            for config in order if index % 2 == 0 else list(reversed(order)):
                 tally = measure_slice(config, study, slice_seconds)
                 config.slice_rates.append(tally.frames / tally.seconds)
                 tallies[config.key].add(tally)
@@ -343,17 +368,21 @@ def run_frames(configs, study, args):
             config.latencies.extend(tally.latencies)
             config.cpu_ms.append(1000 * tally.server_cpu / tally.frames)
             config.client_cpu.append(100 * tally.client_cpu / tally.seconds)
-            print(f"round {number}  {config.key:<9} {config.label:<34} {rate:7.1f} frames/s  "
-                  f"p50 {1000 * percentile(tally.latencies, 0.5):5.1f} ms  "
-                  f"p95 {1000 * percentile(tally.latencies, 0.95):5.1f} ms  "
-                  f"Orthanc CPU {config.cpu_ms[-1]:5.2f} ms/frame  client CPU {config.client_cpu[-1]:3.0f}%  "
-                  f"(load avg {load:.1f})", flush=True)
+            print(
+                f"round {number}  {config.key:<9} {config.label:<34} {rate:7.1f} frames/s  "
+                f"p50 {1000 * percentile(tally.latencies, 0.5):5.1f} ms  "
+                f"p95 {1000 * percentile(tally.latencies, 0.95):5.1f} ms  "
+                f"Orthanc CPU {config.cpu_ms[-1]:5.2f} ms/frame  client CPU {config.client_cpu[-1]:3.0f}%  "
+                f"(load avg {load:.1f})",
+                flush=True,
+            )
     for config in configs:
         for session in config.sessions:
             session.close()
 
 
 # --- (3) a login under load --------------------------------------------------------
+
 
 @dataclass
 class Window:
@@ -369,8 +398,11 @@ def browse_requests(pacs, study):
     return [
         ("me", "/pacs/api/me", {}),
         ("qido", f"/dicom-web/studies?StudyInstanceUID={study.study_uid}", {"Accept": "application/dicom+json"}),
-        ("metadata", f"/dicom-web/studies/{study.study_uid}/series/{study.series_uid}/metadata",
-         {"Accept": "application/dicom+json"}),
+        (
+            "metadata",
+            f"/dicom-web/studies/{study.study_uid}/series/{study.series_uid}/metadata",
+            {"Accept": "application/dicom+json"},
+        ),
         ("frame", study.frame_path(middle), {"Accept": FRAME_ACCEPT}),
     ]
 
@@ -402,10 +434,14 @@ def run_login_load(pacs, study, tokens, args):
     records, errors, windows, logins = [], [], [], []
     stop = threading.Event()
     hard_deadline = time.monotonic() + args.rounds * (args.seconds + 60 + 5 * args.logins) + 60
-    threads = [threading.Thread(target=browser, daemon=True,
-                                args=(pacs, token, plan, i, args.think_ms / 1000, stop, hard_deadline,
-                                      records, errors))
-               for i, token in enumerate(tokens)]
+    threads = [
+        threading.Thread(
+            target=browser,
+            daemon=True,
+            args=(pacs, token, plan, i, args.think_ms / 1000, stop, hard_deadline, records, errors),
+        )
+        for i, token in enumerate(tokens)
+    ]
     for thread in threads:
         thread.start()
     pid = pacs.process.pid
@@ -431,10 +467,13 @@ def run_login_load(pacs, study, tokens, args):
                 during = [r for r in records if start <= r[1] < end]
                 extra = ""
                 if kind == "login":
-                    extra = f"  logins p50 {1000 * percentile(logins[-args.logins:], 0.5):6.0f} ms"
-                print(f"round {number}  {kind:<8} {end - start:5.1f} s  {len(during):5d} browse requests  "
-                      f"p95 {1000 * percentile([r[2] for r in during], 0.95):6.1f} ms  "
-                      f"Orthanc CPU {window.server_cpu:4.0f}% (of {os.cpu_count()} cores){extra}", flush=True)
+                    extra = f"  logins p50 {1000 * percentile(logins[-args.logins :], 0.5):6.0f} ms"
+                print(
+                    f"round {number}  {kind:<8} {end - start:5.1f} s  {len(during):5d} browse requests  "
+                    f"p95 {1000 * percentile([r[2] for r in during], 0.95):6.1f} ms  "
+                    f"Orthanc CPU {window.server_cpu:4.0f}% (of {os.cpu_count()} cores){extra}",
+                    flush=True,
+                )
                 time.sleep(SETTLE_SECONDS)
     finally:
         stop.set()
@@ -446,91 +485,126 @@ def run_login_load(pacs, study, tokens, args):
 
 
 def latencies_in(records, windows, kind, request_kind=None):
-    return [took for k, start, took in records
-            if (request_kind is None or k == request_kind)
-            and any(w.kind == kind and w.start <= start < w.end for w in windows)]
+    return [
+        took
+        for k, start, took in records
+        if (request_kind is None or k == request_kind)
+        and any(w.kind == kind and w.start <= start < w.end for w in windows)
+    ]
 
 
 # --- report --------------------------------------------------------------------
 
+
 def print_summary(micro, configs, study, args, load):
     print()
-    print(f"(1) the guard's decision in-process, {args.micro_calls} calls each, frame path "
-          f"(python {sys.version.split()[0]}):")
+    print(
+        f"(1) the guard's decision in-process, {args.micro_calls} calls each, frame path "
+        f"(python {sys.version.split()[0]}):"
+    )
     for label, p50, mean in micro:
         print(f"    {label:<42} p50 {p50:6.1f} us   mean {mean:6.1f} us")
 
     print()
-    print(f"(2) DICOMweb frames, {len(study.sop_uids)} slices {args.size}x{args.size} 16-bit "
-          f"({study.frame_bytes // 1024} KiB/frame), {args.threads} client threads, {args.seconds:g} s x "
-          f"{args.rounds} rounds:")
-    print(f"    {'configuration':<44} {'median':>7} {'min':>7} {'max':>7} frames/s"
-          f" {'p50':>6} {'p95':>6} ms   Orthanc CPU ms/frame")
+    print(
+        f"(2) DICOMweb frames, {len(study.sop_uids)} slices {args.size}x{args.size} 16-bit "
+        f"({study.frame_bytes // 1024} KiB/frame), {args.threads} client threads, {args.seconds:g} s x "
+        f"{args.rounds} rounds:"
+    )
+    print(
+        f"    {'configuration':<44} {'median':>7} {'min':>7} {'max':>7} frames/s"
+        f" {'p50':>6} {'p95':>6} ms   Orthanc CPU ms/frame"
+    )
     for config in configs:
-        print(f"    {config.key:<9} {config.label:<34} {statistics.median(config.rates):7.1f} "
-              f"{min(config.rates):7.1f} {max(config.rates):7.1f}         "
-              f"{1000 * percentile(config.latencies, 0.5):6.1f} {1000 * percentile(config.latencies, 0.95):6.1f}"
-              f"      {statistics.median(config.cpu_ms):5.2f}")
+        print(
+            f"    {config.key:<9} {config.label:<34} {statistics.median(config.rates):7.1f} "
+            f"{min(config.rates):7.1f} {max(config.rates):7.1f}         "
+            f"{1000 * percentile(config.latencies, 0.5):6.1f} {1000 * percentile(config.latencies, 0.95):6.1f}"
+            f"      {statistics.median(config.cpu_ms):5.2f}"
+        )
     off = configs[0]
     for config in configs[1:]:
         paired = [on / base for on, base in zip(config.slice_rates, off.slice_rates)]
         ratio = statistics.median(paired)
         rounds = " ".join(f"{on / base:.2f}" for on, base in zip(config.rates, off.rates))
         extra = statistics.median(config.cpu_ms) - statistics.median(off.cpu_ms)
-        print(f"    ratio {config.key}/off = {ratio:.3f}  (target >= {RATIO_TARGET})  {verdict(ratio >= RATIO_TARGET)}"
-              f"   [median of {len(paired)} paired slices, quartiles {percentile(paired, 0.25):.2f}-"
-              f"{percentile(paired, 0.75):.2f}]")
-        print(f"        ratio of the medians above {statistics.median(config.rates) / statistics.median(off.rates):.3f};"
-              f" per round {rounds}; Orthanc CPU per frame {extra:+.2f} ms vs off")
-    print(f"    client CPU (this process, % of one core): median "
-          f"{statistics.median(c for config in configs for c in config.client_cpu):.0f}%")
+        print(
+            f"    ratio {config.key}/off = {ratio:.3f}  (target >= {RATIO_TARGET})  {verdict(ratio >= RATIO_TARGET)}"
+            f"   [median of {len(paired)} paired slices, quartiles {percentile(paired, 0.25):.2f}-"
+            f"{percentile(paired, 0.75):.2f}]"
+        )
+        print(
+            f"        ratio of the medians above {statistics.median(config.rates) / statistics.median(off.rates):.3f};"
+            f" per round {rounds}; Orthanc CPU per frame {extra:+.2f} ms vs off"
+        )
+    print(
+        f"    client CPU (this process, % of one core): median "
+        f"{statistics.median(c for config in configs for c in config.client_cpu):.0f}%"
+    )
 
     records, windows, logins = load
     print()
-    print(f"(3) login under load: BcryptCost {BCRYPT_COST}, {args.browsers} browsing clients "
-          f"(think {args.think_ms:g} ms), {args.rounds} x ({args.seconds:g} s baseline, then "
-          f"{args.logins} logins in a row):")
-    print(f"    logins: n={len(logins)}  p50 {1000 * percentile(logins, 0.5):.0f} ms  "
-          f"p95 {1000 * percentile(logins, 0.95):.0f} ms  max {1000 * max(logins):.0f} ms")
-    print(f"    {'browse request':<10} {'n base':>7} {'n login':>8} {'p95 base':>9} {'p95 login':>10} {'ratio':>6}"
-          f"   (ms; p50 base -> login)")
+    print(
+        f"(3) login under load: BcryptCost {BCRYPT_COST}, {args.browsers} browsing clients "
+        f"(think {args.think_ms:g} ms), {args.rounds} x ({args.seconds:g} s baseline, then "
+        f"{args.logins} logins in a row):"
+    )
+    print(
+        f"    logins: n={len(logins)}  p50 {1000 * percentile(logins, 0.5):.0f} ms  "
+        f"p95 {1000 * percentile(logins, 0.95):.0f} ms  max {1000 * max(logins):.0f} ms"
+    )
+    print(
+        f"    {'browse request':<10} {'n base':>7} {'n login':>8} {'p95 base':>9} {'p95 login':>10} {'ratio':>6}"
+        f"   (ms; p50 base -> login)"
+    )
     for request_kind in ("me", "qido", "metadata", "frame", None):
         base = latencies_in(records, windows, "baseline", request_kind)
         during = latencies_in(records, windows, "login", request_kind)
         ratio = percentile(during, 0.95) / percentile(base, 0.95)
-        print(f"    {request_kind or 'all':<10} {len(base):7d} {len(during):8d} {1000 * percentile(base, 0.95):9.1f} "
-              f"{1000 * percentile(during, 0.95):10.1f} {ratio:6.2f}   "
-              f"({1000 * percentile(base, 0.5):.1f} -> {1000 * percentile(during, 0.5):.1f})")
+        print(
+            f"    {request_kind or 'all':<10} {len(base):7d} {len(during):8d} {1000 * percentile(base, 0.95):9.1f} "
+            f"{1000 * percentile(during, 0.95):10.1f} {ratio:6.2f}   "
+            f"({1000 * percentile(base, 0.5):.1f} -> {1000 * percentile(during, 0.5):.1f})"
+        )
     base_cpu = statistics.median(w.server_cpu for w in windows if w.kind == "baseline")
     login_cpu = statistics.median(w.server_cpu for w in windows if w.kind == "login")
-    print(f"    Orthanc CPU: baseline {base_cpu:.0f}%, during logins {login_cpu:.0f}% "
-          f"(100% = one core; {os.cpu_count()} cores)")
+    print(
+        f"    Orthanc CPU: baseline {base_cpu:.0f}%, during logins {login_cpu:.0f}% "
+        f"(100% = one core; {os.cpu_count()} cores)"
+    )
     base = latencies_in(records, windows, "baseline")
     during = latencies_in(records, windows, "login")
     pooled = percentile(during, 0.95) / percentile(base, 0.95)
-    rounds = [percentile(latencies_in(records, [login], "login"), 0.95)
-              / percentile(latencies_in(records, [baseline], "baseline"), 0.95)
-              for baseline, login in zip(windows[0::2], windows[1::2])]
+    rounds = [
+        percentile(latencies_in(records, [login], "login"), 0.95)
+        / percentile(latencies_in(records, [baseline], "baseline"), 0.95)
+        for baseline, login in zip(windows[0::2], windows[1::2])
+    ]
     ratio = statistics.median(rounds)
-    print(f"    others' p95 during logins / baseline = {ratio:.2f}  (target <= {P95_RISE_TARGET:g})  "
-          f"{verdict(ratio <= P95_RISE_TARGET)}   [median of the rounds, each login window against "
-          f"the baseline just before it: {' '.join(f'{r:.2f}' for r in rounds)}; all windows pooled {pooled:.2f}]")
+    print(
+        f"    others' p95 during logins / baseline = {ratio:.2f}  (target <= {P95_RISE_TARGET:g})  "
+        f"{verdict(ratio <= P95_RISE_TARGET)}   [median of the rounds, each login window against "
+        f"the baseline just before it: {' '.join(f'{r:.2f}' for r in rounds)}; all windows pooled {pooled:.2f}]"
+    )
 
 
 # --- main ----------------------------------------------------------------------
+
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--slices", type=int, default=100, help="CT slices in the study")
     parser.add_argument("--size", type=int, default=512, help="rows = columns of each slice")
     parser.add_argument("--threads", type=int, default=8, help="frame client threads")
-    parser.add_argument("--seconds", type=float, default=10.0,
-                        help="length of each frame measurement and of each baseline window")
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="length of each frame measurement and of each baseline window"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="rounds (frames and login under load)")
     parser.add_argument("--browsers", type=int, default=20, help="browsing clients during the logins")
     parser.add_argument("--logins", type=int, default=20, help="logins in a row per round")
-    parser.add_argument("--think-ms", type=float, default=500.0,
-                        help="pause of each browsing client between two requests")
+    parser.add_argument(
+        "--think-ms", type=float, default=500.0, help="pause of each browsing client between two requests"
+    )
     parser.add_argument("--micro-calls", type=int, default=MICRO_CALLS, help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", help="parent folder for the servers' data (default: /dev/shm if it has room)")
     args = parser.parse_args(argv)
@@ -565,8 +639,7 @@ def run(args, root):
             Config("on-cookie", "PACS, session cookie (browser)", pacs, cookies={SESSION_COOKIE: reader_cookie}),
             Config("on-apikey", "PACS, API key (Bearer)", pacs, headers={"Authorization": f"Bearer {reader_key}"}),
         ]
-        print(f"servers up (loopback only), study stored in both; BcryptCost {BCRYPT_COST} on the PACS",
-              flush=True)
+        print(f"servers up (loopback only), study stored in both; BcryptCost {BCRYPT_COST} on the PACS", flush=True)
         run_frames(configs, study, args)
         plain.stop()
 
@@ -576,8 +649,7 @@ def run(args, root):
             username = f"bench-browser-{number:02d}"
             create_user(pacs, username, BROWSER_PASSWORD)
             tokens.append(login_cookie(pacs, username, BROWSER_PASSWORD))
-        print(f"{args.browsers} browsing users created and logged in ({time.monotonic() - started:.1f} s)",
-              flush=True)
+        print(f"{args.browsers} browsing users created and logged in ({time.monotonic() - started:.1f} s)", flush=True)
         load = run_login_load(pacs, study, tokens, args)
     finally:
         for server in (pacs, plain):
@@ -585,19 +657,25 @@ def run(args, root):
     print_summary(micro, configs, study, args, load)
     print()
     load_after = os.getloadavg()[0]
-    print(f"machine load average (1 min): {load_before:.1f} at the start, {load_after:.1f} at the end "
-          f"({os.cpu_count()} cores; anything else running shares them with Orthanc and this client)")
+    print(
+        f"machine load average (1 min): {load_before:.1f} at the start, {load_after:.1f} at the end "
+        f"({os.cpu_count()} cores; anything else running shares them with Orthanc and this client)"
+    )
     if max(load_before, load_after) > os.cpu_count():
-        print("WARNING: other work kept the machine busy during this run: the figures above carry "
-              "its noise (compare the per-round and paired values, or run again on a quiet machine)")
+        print(
+            "WARNING: other work kept the machine busy during this run: the figures above carry "
+            "its noise (compare the per-round and paired values, or run again on a quiet machine)"
+        )
 
 
 def main(argv):
     args = parse_args(argv)
     needed = args.slices * (args.size * args.size * 2 + 4096) * 3
     root, why = choose_root(args.data_dir, needed, "guard")
-    print(f"data folder: {root} ({why}); {args.slices} CT slices {args.size}x{args.size}; "
-          f"{os.cpu_count()} cores", flush=True)
+    print(
+        f"data folder: {root} ({why}); {args.slices} CT slices {args.size}x{args.size}; {os.cpu_count()} cores",
+        flush=True,
+    )
     with kept_on_failure(root):
         run(args, root)
     return 0

@@ -44,9 +44,18 @@ from dataclasses import dataclass, field
 import requests
 
 # bench/ is sys.path[0]; importing common puts the repository root and tests/ on it.
-from common import (choose_root, kept_on_failure, pixel_buffer, process_cpu_seconds, production_overrides,
-                    verdict, without_tcp_nodelay, write_ct_study)
+from common import (
+    choose_root,
+    kept_on_failure,
+    pixel_buffer,
+    process_cpu_seconds,
+    production_overrides,
+    verdict,
+    without_tcp_nodelay,
+    write_ct_study,
+)
 from pacs_server import PacsServer
+
 from plugin import launcher
 
 ROWS = COLS = 512
@@ -60,6 +69,7 @@ NOISY_SPREAD = 1.5
 
 
 # --- servers -----------------------------------------------------------------
+
 
 class NagleOrthanc(PacsServer):
     """Plain Orthanc started as Debian's package starts it: without the
@@ -75,8 +85,12 @@ class NagleOrthanc(PacsServer):
         path = launcher.write_config(config, self.data_dir)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                launcher.orthanc_command(path), env=without_tcp_nodelay(self.environ),
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                launcher.orthanc_command(path),
+                env=without_tcp_nodelay(self.environ),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self._wait_ready(timeout)
         return self
 
@@ -115,16 +129,24 @@ class Target:
 def make_targets(root, images, slow_images):
     overrides = production_overrides()
     return [
-        Target("a", "plain Orthanc, TCP_NODELAY=1",
-               PacsServer(root / "a", overrides, plugin=False), images, indexed=False),
-        Target("b", "PACS (Python plugin), TCP_NODELAY=1",
-               PacsServer(root / "b", overrides, plugin=True), images, indexed=True),
-        Target("c", "plain Debian Orthanc, no TCP_NODELAY",
-               NagleOrthanc(root / "c", overrides), slow_images, indexed=False),
+        Target(
+            "a", "plain Orthanc, TCP_NODELAY=1", PacsServer(root / "a", overrides, plugin=False), images, indexed=False
+        ),
+        Target(
+            "b",
+            "PACS (Python plugin), TCP_NODELAY=1",
+            PacsServer(root / "b", overrides, plugin=True),
+            images,
+            indexed=True,
+        ),
+        Target(
+            "c", "plain Debian Orthanc, no TCP_NODELAY", NagleOrthanc(root / "c", overrides), slow_images, indexed=False
+        ),
     ]
 
 
 # --- data ----------------------------------------------------------------------
+
 
 def write_study(folder, images, pixels):
     """A new CT study (new UIDs) as files; returns (StudyInstanceUID, paths)."""
@@ -134,13 +156,20 @@ def write_study(folder, images, pixels):
 
 # --- one round -----------------------------------------------------------------
 
+
 def storescu(server, paths):
     """Send with a stock storescu over one association; returns (seconds, exit time)."""
-    command = ["storescu", "-aet", "MODALITY", "-aec", server.aet, "127.0.0.1",
-               str(server.dicom_port)] + [str(p) for p in paths]
+    command = ["storescu", "-aet", "MODALITY", "-aec", server.aet, "127.0.0.1", str(server.dicom_port)] + [
+        str(p) for p in paths
+    ]
     started = time.monotonic()
-    result = subprocess.run(command, capture_output=True, text=True, env=without_tcp_nodelay(os.environ),
-                            timeout=WAIT_MARGIN_SECONDS + len(paths))
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        env=without_tcp_nodelay(os.environ),
+        timeout=WAIT_MARGIN_SECONDS + len(paths),
+    )
     finished = time.monotonic()
     if result.returncode != 0:
         raise RuntimeError(f"storescu failed ({result.returncode}): {result.stderr[-2000:]}")
@@ -159,15 +188,18 @@ def poll_until(condition, timeout, what, server):
         except requests.ConnectionError as error:
             last_error = error
         time.sleep(POLL_SECONDS)
-    raise RuntimeError(f"timed out after {timeout}s waiting for {what} (last connection error: "
-                       f"{last_error})\n{server.log_tail()}")
+    raise RuntimeError(
+        f"timed out after {timeout}s waiting for {what} (last connection error: {last_error})\n{server.log_tail()}"
+    )
 
 
 def wait_indexed(target, study_uid, timeout):
     """The moment the plugin's index holds the study with every image."""
+
     def indexed():
         row = target.server.indexed_study(study_uid)
         return row is not None and row["instance_count"] == target.images
+
     return poll_until(indexed, timeout, f"study {study_uid} in the index of ({target.key})", target.server)
 
 
@@ -185,8 +217,12 @@ def wait_stable(target, study_uid, timeout):
     if not found:
         raise RuntimeError(f"({target.key}) does not hold study {study_uid} after storescu")
     study_id = found[0]["ID"]
-    stable_at = poll_until(lambda: rest_json(server, "GET", f"/studies/{study_id}")["IsStable"], timeout,
-                           f"study {study_uid} stable on ({target.key})", server)
+    stable_at = poll_until(
+        lambda: rest_json(server, "GET", f"/studies/{study_id}")["IsStable"],
+        timeout,
+        f"study {study_uid} stable on ({target.key})",
+        server,
+    )
     stored = rest_json(server, "GET", f"/studies/{study_id}/statistics")["CountInstances"]
     if stored != target.images:
         raise RuntimeError(f"({target.key}) holds {stored} of the {target.images} images sent")
@@ -224,12 +260,16 @@ def round_order(targets, number):
 
 # --- report --------------------------------------------------------------------
 
+
 def print_round(target, number, seconds, result):
     what = "indexed" if target.indexed else "stable "
     share = f" (plugin {result.plugin_ms:.0f} ms)" if result.plugin_ms is not None else ""
-    print(f"round {number} ({target.key}) {target.label:<37} {target.images:>4} images {seconds:6.2f} s "
-          f"{result.rate:6.1f} images/s {result.cpu_ms:5.2f} CPU ms/image  "
-          f"{what} {result.delay:4.2f} s after the last C-STORE{share}", flush=True)
+    print(
+        f"round {number} ({target.key}) {target.label:<37} {target.images:>4} images {seconds:6.2f} s "
+        f"{result.rate:6.1f} images/s {result.cpu_ms:5.2f} CPU ms/image  "
+        f"{what} {result.delay:4.2f} s after the last C-STORE{share}",
+        flush=True,
+    )
 
 
 def load_text():
@@ -237,12 +277,16 @@ def load_text():
 
 
 def print_table(targets):
-    print(f"{'configuration':<41} {'images':>6} {'rounds':>6}   images/s: {'median':>6} {'min':>6} {'max':>6}"
-          f"   CPU ms/image")
+    print(
+        f"{'configuration':<41} {'images':>6} {'rounds':>6}   images/s: {'median':>6} {'min':>6} {'max':>6}"
+        f"   CPU ms/image"
+    )
     for t in targets:
         rates = [r.rate for r in t.rounds]
-        print(f"({t.key}) {t.label:<37} {t.images:>6} {len(rates):>6}             {t.median('rate'):6.1f} "
-              f"{min(rates):6.1f} {max(rates):6.1f}   {t.median('cpu_ms'):6.2f}")
+        print(
+            f"({t.key}) {t.label:<37} {t.images:>6} {len(rates):>6}             {t.median('rate'):6.1f} "
+            f"{min(rates):6.1f} {max(rates):6.1f}   {t.median('cpu_ms'):6.2f}"
+        )
 
 
 def print_summary(targets, stable_age, load_before):
@@ -251,31 +295,42 @@ def print_summary(targets, stable_age, load_before):
     print_table(targets)
     print()
     ratio, speedup = b.median("rate") / a.median("rate"), b.median("rate") / c.median("rate")
-    print(f"ratio b/a = {ratio:.3f}  (target >= {RATIO_TARGET})  {verdict(ratio >= RATIO_TARGET)}   "
-          f"CPU per image b/a = {b.median('cpu_ms') / a.median('cpu_ms'):.3f}")
+    print(
+        f"ratio b/a = {ratio:.3f}  (target >= {RATIO_TARGET})  {verdict(ratio >= RATIO_TARGET)}   "
+        f"CPU per image b/a = {b.median('cpu_ms') / a.median('cpu_ms'):.3f}"
+    )
     if max(a.spread(), b.spread()) > NOISY_SPREAD:
-        print(f"  caution: rounds of (a) and (b) differ up to {max(a.spread(), b.spread()):.1f}x (a stock "
-              f"sender's Nagle stalls, other load): b/a is not resolved to 5%; compare CPU per image, "
-              f"or run more --rounds on an idle machine")
-    print(f"ratio b/c = {speedup:.2f}   (target >= {NAGLE_SPEEDUP_TARGET:g})  "
-          f"{verdict(speedup >= NAGLE_SPEEDUP_TARGET)}")
+        print(
+            f"  caution: rounds of (a) and (b) differ up to {max(a.spread(), b.spread()):.1f}x (a stock "
+            f"sender's Nagle stalls, other load): b/a is not resolved to 5%; compare CPU per image, "
+            f"or run more --rounds on an idle machine"
+        )
+    print(
+        f"ratio b/c = {speedup:.2f}   (target >= {NAGLE_SPEEDUP_TARGET:g})  {verdict(speedup >= NAGLE_SPEEDUP_TARGET)}"
+    )
     delays, limit = [r.delay for r in b.rounds], stable_age + INDEX_DELAY_MARGIN_SECONDS
-    print(f"index delay (b), last C-STORE -> indexed: median {statistics.median(delays):.2f} s, "
-          f"max {max(delays):.2f} s  (StableAge {stable_age} s, target <= {limit:g} s)  "
-          f"{verdict(max(delays) <= limit)}")
-    print(f"  for reference, plain Orthanc (a) reported the study stable after: median "
-          f"{a.median('delay'):.2f} s, max {max(r.delay for r in a.rounds):.2f} s")
+    print(
+        f"index delay (b), last C-STORE -> indexed: median {statistics.median(delays):.2f} s, "
+        f"max {max(delays):.2f} s  (StableAge {stable_age} s, target <= {limit:g} s)  "
+        f"{verdict(max(delays) <= limit)}"
+    )
+    print(
+        f"  for reference, plain Orthanc (a) reported the study stable after: median "
+        f"{a.median('delay'):.2f} s, max {max(r.delay for r in a.rounds):.2f} s"
+    )
     print(f"load average (1 min): {load_before} before, {load_text()} after")
 
 
 # --- main ----------------------------------------------------------------------
 
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=500, help="CT images per round for (a) and (b)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per configuration")
-    parser.add_argument("--slow-images", type=int, default=100,
-                        help="images per round for (c), plain Orthanc without TCP_NODELAY")
+    parser.add_argument(
+        "--slow-images", type=int, default=100, help="images per round for (c), plain Orthanc without TCP_NODELAY"
+    )
     parser.add_argument("--data-dir", help="parent folder for the servers' data (default: /dev/shm if it has room)")
     args = parser.parse_args(argv)
     if min(args.images, args.rounds, args.slow_images) < 1:
@@ -296,8 +351,11 @@ def run(args, root):
     try:
         for target in targets:
             target.server.start()
-        print(f"servers up (loopback clients only); StableAge {stable_age} s; "
-              f"storescu: stock dcmtk, no TCP_NODELAY in its environment", flush=True)
+        print(
+            f"servers up (loopback clients only); StableAge {stable_age} s; "
+            f"storescu: stock dcmtk, no TCP_NODELAY in its environment",
+            flush=True,
+        )
         for number in range(1, args.rounds + 1):
             for target in round_order(targets, number):
                 run_round(target, number, source_root, pixels, stable_age)
@@ -310,8 +368,11 @@ def run(args, root):
 def main(argv):
     args = parse_args(argv)
     root, why = choose_root(args.data_dir, needed_bytes(args), "ingest")
-    print(f"data folder: {root} ({why}); {args.images} images x {args.rounds} rounds for (a) and (b), "
-          f"{args.slow_images} for (c); 512x512 16-bit CT", flush=True)
+    print(
+        f"data folder: {root} ({why}); {args.images} images x {args.rounds} rounds for (a) and (b), "
+        f"{args.slow_images} for (c); 512x512 16-bit CT",
+        flush=True,
+    )
     with kept_on_failure(root):
         run(args, root)
     return 0

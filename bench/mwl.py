@@ -57,8 +57,10 @@ for _path in (REPO, REPO / "tests"):
 
 import mwlfiles  # noqa: E402
 from pacs_server import PacsServer  # noqa: E402
+
 from plugin import db  # noqa: E402
-from plugin.dicomservices import mwl, orders as order_service  # noqa: E402
+from plugin.dicomservices import mwl  # noqa: E402
+from plugin.dicomservices import orders as order_service  # noqa: E402
 from plugin.dicomservices.models import Order  # noqa: E402
 from plugin.models import Study  # noqa: E402
 from plugin.studyindex import save_search_terms  # noqa: E402
@@ -69,25 +71,95 @@ BYTES_PER_ORDER = 6 * 1024  # a worklist file, its rows and indexes, generous
 INSERT_BATCH = 2000
 WARMUP = 3
 SEED = 20261123
-STATIONS = [(f"{modality}_ROOM{n}", modality) for modality, rooms in
-            (("CT", 4), ("MR", 4), ("CR", 3), ("US", 3), ("DX", 3), ("MG", 2), ("NM", 1)) for n in range(1, rooms + 1)]
-FAMILY = ["SMITH", "SMYTHE", "JOHNSON", "BROWN", "TAYLOR", "MULLER", "MULDER", "SCHMIDT", "SCHNEIDER",
-          "GARCIA", "LOPEZ", "NOWAK", "KOWALSKI", "MARTIN", "BERNARD", "DUBOIS", "ROSSI", "RUSSO",
-          "HANSEN", "JENSEN", "COHEN", "HADDAD", "NGUYEN", "KIM", "LEE", "IVANOV", "OBRIEN", "PETIT"]
-GIVEN = ["ANNA", "JOHN", "MARIA", "JOSE", "SEAN", "ZOE", "BJORN", "CHLOE", "AHMED", "FATIMA", "LI",
-         "OLGA", "JAN", "EVA", "LUCAS", "EMMA", "NOAH", "MIA"]
-PROCEDURES = {"CT": ["CT HEAD", "CT CHEST", "CT ABDOMEN"], "MR": ["MR BRAIN", "MR KNEE", "MR SPINE"],
-              "CR": ["CHEST PA", "HAND"], "US": ["US ABDOMEN", "US THYROID"], "DX": ["KNEE", "CHEST"],
-              "MG": ["MAMMOGRAPHY"], "NM": ["BONE SCAN"]}
-RETURN_KEYS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber",
-               "StudyInstanceUID", "RequestedProcedureID", "RequestedProcedureDescription",
-               "ReferringPhysicianName", "RequestedProcedurePriority")
-STEP_RETURN_KEYS = ("Modality", "ScheduledStationAETitle", "ScheduledProcedureStepStartDate",
-                    "ScheduledProcedureStepStartTime", "ScheduledProcedureStepID",
-                    "ScheduledProcedureStepDescription", "ScheduledPerformingPhysicianName")
+STATIONS = [
+    (f"{modality}_ROOM{n}", modality)
+    for modality, rooms in (("CT", 4), ("MR", 4), ("CR", 3), ("US", 3), ("DX", 3), ("MG", 2), ("NM", 1))
+    for n in range(1, rooms + 1)
+]
+FAMILY = [
+    "SMITH",
+    "SMYTHE",
+    "JOHNSON",
+    "BROWN",
+    "TAYLOR",
+    "MULLER",
+    "MULDER",
+    "SCHMIDT",
+    "SCHNEIDER",
+    "GARCIA",
+    "LOPEZ",
+    "NOWAK",
+    "KOWALSKI",
+    "MARTIN",
+    "BERNARD",
+    "DUBOIS",
+    "ROSSI",
+    "RUSSO",
+    "HANSEN",
+    "JENSEN",
+    "COHEN",
+    "HADDAD",
+    "NGUYEN",
+    "KIM",
+    "LEE",
+    "IVANOV",
+    "OBRIEN",
+    "PETIT",
+]
+GIVEN = [
+    "ANNA",
+    "JOHN",
+    "MARIA",
+    "JOSE",
+    "SEAN",
+    "ZOE",
+    "BJORN",
+    "CHLOE",
+    "AHMED",
+    "FATIMA",
+    "LI",
+    "OLGA",
+    "JAN",
+    "EVA",
+    "LUCAS",
+    "EMMA",
+    "NOAH",
+    "MIA",
+]
+PROCEDURES = {
+    "CT": ["CT HEAD", "CT CHEST", "CT ABDOMEN"],
+    "MR": ["MR BRAIN", "MR KNEE", "MR SPINE"],
+    "CR": ["CHEST PA", "HAND"],
+    "US": ["US ABDOMEN", "US THYROID"],
+    "DX": ["KNEE", "CHEST"],
+    "MG": ["MAMMOGRAPHY"],
+    "NM": ["BONE SCAN"],
+}
+RETURN_KEYS = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "AccessionNumber",
+    "StudyInstanceUID",
+    "RequestedProcedureID",
+    "RequestedProcedureDescription",
+    "ReferringPhysicianName",
+    "RequestedProcedurePriority",
+)
+STEP_RETURN_KEYS = (
+    "Modality",
+    "ScheduledStationAETitle",
+    "ScheduledProcedureStepStartDate",
+    "ScheduledProcedureStepStartTime",
+    "ScheduledProcedureStepID",
+    "ScheduledProcedureStepDescription",
+    "ScheduledPerformingPhysicianName",
+)
 
 
 # --- data ----------------------------------------------------------------------------
+
 
 def order_values(count, today, rng):
     """API-like values of `count` orders (what orders.Orders.create would have checked)."""
@@ -96,17 +168,23 @@ def order_values(count, today, rng):
         station, modality = rng.choice(STATIONS)
         day = today + datetime.timedelta(days=rng.randrange(-2, 28))
         minute = rng.randrange(7 * 60, 19 * 60)
-        values.append({
-            "patient_id": f"BP{rng.randrange(10**7):07d}",
-            "patient_name": f"{rng.choice(FAMILY)}^{rng.choice(GIVEN)}",
-            "patient_birth_date": datetime.date(1930, 1, 1) + datetime.timedelta(days=rng.randrange(30000)),
-            "patient_sex": rng.choice("MF"), "modality": modality, "scheduled_station_aet": station,
-            "scheduled_date": day.strftime("%Y%m%d"), "scheduled_time": f"{minute // 60:02d}{minute % 60:02d}00",
-            "procedure": rng.choice(PROCEDURES[modality]), "accession_number": f"B{index:08d}",
-            "referring_physician": rng.choice(["WHO^DR", "SMITH^JOHN", "JONES^AMY", ""]),
-            "priority": rng.choice(["routine"] * 8 + ["urgent", "stat"]),
-            "study_instance_uid": f"2.25.{SEED}{index:08d}",
-        })
+        values.append(
+            {
+                "patient_id": f"BP{rng.randrange(10**7):07d}",
+                "patient_name": f"{rng.choice(FAMILY)}^{rng.choice(GIVEN)}",
+                "patient_birth_date": datetime.date(1930, 1, 1) + datetime.timedelta(days=rng.randrange(30000)),
+                "patient_sex": rng.choice("MF"),
+                "modality": modality,
+                "scheduled_station_aet": station,
+                "scheduled_date": day.strftime("%Y%m%d"),
+                "scheduled_time": f"{minute // 60:02d}{minute % 60:02d}00",
+                "procedure": rng.choice(PROCEDURES[modality]),
+                "accession_number": f"B{index:08d}",
+                "referring_physician": rng.choice(["WHO^DR", "SMITH^JOHN", "JONES^AMY", ""]),
+                "priority": rng.choice(["routine"] * 8 + ["urgent", "stat"]),
+                "study_instance_uid": f"2.25.{SEED}{index:08d}",
+            }
+        )
     return values
 
 
@@ -119,14 +197,29 @@ def insert_orders(database_path, values):
         for start in range(0, len(values), INSERT_BATCH):
             with database.atomic():
                 rows = []
-                for value in values[start:start + INSERT_BATCH]:
+                for value in values[start : start + INSERT_BATCH]:
                     columns = order_service.study_columns(value, now)
-                    study_id = Study.insert(status="scheduled", orthanc_id=None, institution_name="", body_parts="",
-                                            orthanc_last_update="", indexed_at=now, arrived_at=None,
-                                            **columns).execute()
+                    study_id = Study.insert(
+                        status="scheduled",
+                        orthanc_id=None,
+                        institution_name="",
+                        body_parts="",
+                        orthanc_last_update="",
+                        indexed_at=now,
+                        arrived_at=None,
+                        **columns,
+                    ).execute()
                     save_search_terms(study_id, columns["search_text"])
-                    rows.append(dict(order_service.order_defaults(value), study=study_id, status="scheduled",
-                                     created_by="bench", created_at=now, updated_at=now))
+                    rows.append(
+                        dict(
+                            order_service.order_defaults(value),
+                            study=study_id,
+                            status="scheduled",
+                            created_by="bench",
+                            created_at=now,
+                            updated_at=now,
+                        )
+                    )
                 Order.insert_many(rows).execute()
         stored = list(Order.select())
     database.close()
@@ -152,6 +245,7 @@ def write_worklists(folder, stored):
 
 # --- queries -----------------------------------------------------------------------
 
+
 def worklist_query(keys=None, step=None):
     query = Dataset()
     for keyword in RETURN_KEYS:
@@ -171,14 +265,17 @@ def query_plan(stored, count, today, rng):
     """(kind, dataset) x count, round-robin over the kinds a modality sends."""
     day, tomorrow = today.strftime("%Y%m%d"), (today + datetime.timedelta(days=1)).strftime("%Y%m%d")
     kinds = {
-        "station + today": lambda o: worklist_query(step={"ScheduledStationAETitle": rng.choice(STATIONS)[0],
-                                                          "ScheduledProcedureStepStartDate": day}),
-        "modality + today..tomorrow": lambda o: worklist_query(step={
-            "Modality": rng.choice(STATIONS)[1], "ScheduledProcedureStepStartDate": f"{day}-{tomorrow}"}),
+        "station + today": lambda o: worklist_query(
+            step={"ScheduledStationAETitle": rng.choice(STATIONS)[0], "ScheduledProcedureStepStartDate": day}
+        ),
+        "modality + today..tomorrow": lambda o: worklist_query(
+            step={"Modality": rng.choice(STATIONS)[1], "ScheduledProcedureStepStartDate": f"{day}-{tomorrow}"}
+        ),
         "patient ID": lambda o: worklist_query({"PatientID": o.patient_id}),
         "accession number": lambda o: worklist_query({"AccessionNumber": o.accession_number}),
-        "name prefix + today": lambda o: worklist_query({"PatientName": o.patient_name[:3] + "*"},
-                                                        {"ScheduledProcedureStepStartDate": day}),
+        "name prefix + today": lambda o: worklist_query(
+            {"PatientName": o.patient_name[:3] + "*"}, {"ScheduledProcedureStepStartDate": day}
+        ),
     }
     names = list(kinds)
     return [(names[i % len(names)], kinds[names[i % len(names)]](rng.choice(stored))) for i in range(count)]
@@ -211,7 +308,7 @@ class Modality:
         if not assoc.is_established:
             raise RuntimeError(f"association to {called_aet} on {port} refused")
         answers, final = 0, None
-        for status, identifier in assoc.send_c_find(query, ModalityWorklistInformationFind):
+        for status, _identifier in assoc.send_c_find(query, ModalityWorklistInformationFind):
             if status and status.Status in (0xFF00, 0xFF01):
                 answers += 1
             elif status:
@@ -221,6 +318,7 @@ class Modality:
 
 
 # --- report ------------------------------------------------------------------------
+
 
 def percentile(samples, fraction):
     ordered = sorted(samples)
@@ -258,10 +356,13 @@ def main(argv=None):
     rng = random.Random(SEED)
     today = datetime.date.today()
     root = choose_root(args.data_dir, args.orders * BYTES_PER_ORDER)
-    print(f"MWL bench: {args.orders} orders, {args.queries} C-FINDs per server, data in {root}, "
-          f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores")
-    server = PacsServer(root / "pacs", overrides={"DicomAlwaysAllowFindWorklist": True,
-                                                  "Pacs": {"LogLevel": "INFO", "MppsPort": 0}})
+    print(
+        f"MWL bench: {args.orders} orders, {args.queries} C-FINDs per server, data in {root}, "
+        f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores"
+    )
+    server = PacsServer(
+        root / "pacs", overrides={"DicomAlwaysAllowFindWorklist": True, "Pacs": {"LogLevel": "INFO", "MppsPort": 0}}
+    )
     try:
         server.start()
         server.stop()
@@ -302,20 +403,25 @@ def run(server, wlm, plan):
         for bucket, value in zip(by_kind[kind], (our_time, their_time, our_count)):
             bucket.append(value)
     inside = plugin_times(server.log_text(), log_mark)
-    print(f"C-FIND, new association per query ({len(plan)} per server, answers per query: "
-          f"median {statistics.median(answers)}, max {max(answers)})")
-    print(f"  ours       {figures(ours)}   target p95 <= {TARGET_P95_MS:.0f} ms: "
-          f"{'MET' if percentile(ours, 0.95) * 1000 <= TARGET_P95_MS else 'MISSED'}")
+    print(
+        f"C-FIND, new association per query ({len(plan)} per server, answers per query: "
+        f"median {statistics.median(answers)}, max {max(answers)})"
+    )
+    print(
+        f"  ours       {figures(ours)}   target p95 <= {TARGET_P95_MS:.0f} ms: "
+        f"{'MET' if percentile(ours, 0.95) * 1000 <= TARGET_P95_MS else 'MISSED'}"
+    )
     print(f"  wlmscpfs   {figures(theirs)}")
     if inside:
         print(f"  ours, inside the plugin (orders query + matching + answers): {figures(inside)}")
     print("\n  by kind                          ours p50/p95 ms     wlmscpfs p50/p95 ms   answers (median)")
     for kind, (mine, reference, counts) in by_kind.items():
-        print(f"  {kind:30s} {statistics.median(mine) * 1000:7.1f} / {percentile(mine, .95) * 1000:6.1f}"
-              f"   {statistics.median(reference) * 1000:7.1f} / {percentile(reference, .95) * 1000:6.1f}"
-              f"   {statistics.median(counts)}")
-    print(f"\n  same number of answers and status from both servers: "
-          f"{len(plan) - len(mismatches)}/{len(plan)} queries")
+        print(
+            f"  {kind:30s} {statistics.median(mine) * 1000:7.1f} / {percentile(mine, 0.95) * 1000:6.1f}"
+            f"   {statistics.median(reference) * 1000:7.1f} / {percentile(reference, 0.95) * 1000:6.1f}"
+            f"   {statistics.median(counts)}"
+        )
+    print(f"\n  same number of answers and status from both servers: {len(plan) - len(mismatches)}/{len(plan)} queries")
     for mismatch in mismatches[:10]:
         print(f"    differs: {mismatch}")
 

@@ -40,11 +40,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import dicomgen
 import requests
 
 # bench/ is sys.path[0]; importing common puts the repository root and tests/ on it.
 from common import choose_root, load_averages, percentile_nearest, pixel_buffer, production_overrides
-import dicomgen
 from ingest import ROWS, storescu, write_study
 from pacs_server import PacsServer
 
@@ -53,13 +53,16 @@ FINALIZE_TARGET_MS = 300.0
 PASSWORD = "Bench-reports-2026!"
 HTTP_TIMEOUT_SECONDS = 30
 BYTES_PER_STORED_IMAGE = 600 * 1024
-PARAGRAPH = ("Liver: normal size and echotexture, no focal lesion. Gallbladder: no stones. "
-             "Kidneys: normal size, no hydronephrosis. ")
+PARAGRAPH = (
+    "Liver: normal size and echotexture, no focal lesion. Gallbladder: no stones. "
+    "Kidneys: normal size, no hydronephrosis. "
+)
 
 
 @dataclass
 class Timings:
     """(start, milliseconds) of successful requests, and the failures' statuses."""
+
     samples: list = field(default_factory=list)
     errors: list = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -77,6 +80,7 @@ class Timings:
 
 
 # --- the PACS and its data ---------------------------------------------------------
+
 
 def start_server(root):
     server = PacsServer(root / "pacs", overrides=production_overrides()).start()
@@ -101,8 +105,15 @@ def radiologists(server, count):
     sessions = []
     for number in range(count):
         username = f"bench-rad-{number:02d}"
-        server.post("/pacs/api/users", json={"username": username, "password": PASSWORD, "role": "radiologist",
-                                             "display_name": f"Dr Bench {number}"}).raise_for_status()
+        server.post(
+            "/pacs/api/users",
+            json={
+                "username": username,
+                "password": PASSWORD,
+                "role": "radiologist",
+                "display_name": f"Dr Bench {number}",
+            },
+        ).raise_for_status()
         session = requests.Session()
         token = server.login(username, PASSWORD).json()["access_token"]
         session.headers["Authorization"] = f"Bearer {token}"
@@ -111,6 +122,7 @@ def radiologists(server, count):
 
 
 # --- load: images arriving -------------------------------------------------------------
+
 
 class Storer(multiprocessing.Process):
     """New CT studies over stock storescu, one association each, until
@@ -142,11 +154,16 @@ class Storer(multiprocessing.Process):
 
 # --- the radiologists ---------------------------------------------------------------
 
+
 def report_text(round_number):
     """The five sections of a draft that grows with every save."""
-    return {"clinical_information": "Abdominal pain, fever.", "technique": "CT abdomen with contrast.",
-            "comparison": "None.", "findings": PARAGRAPH * (1 + round_number),
-            "impression": f"No acute abnormality (draft {round_number})."}
+    return {
+        "clinical_information": "Abdominal pain, fever.",
+        "technique": "CT abdomen with contrast.",
+        "comparison": "None.",
+        "findings": PARAGRAPH * (1 + round_number),
+        "impression": f"No acute abnormality (draft {round_number}).",
+    }
 
 
 def radiologist(server, session, uid, start_at, interval, stop_at, saves, signatures):
@@ -182,10 +199,23 @@ def run_clients(server, sessions, uids, args):
     saves, signatures = Timings(), Timings()
     start = time.monotonic() + 0.5
     count = len(sessions)
-    threads = [threading.Thread(target=radiologist, daemon=True, args=(
-        server, session, uid, start + number * args.interval / count, args.interval,
-        start + args.seconds + number * args.sign_spacing, saves, signatures))
-        for number, (session, uid) in enumerate(zip(sessions, uids))]
+    threads = [
+        threading.Thread(
+            target=radiologist,
+            daemon=True,
+            args=(
+                server,
+                session,
+                uid,
+                start + number * args.interval / count,
+                args.interval,
+                start + args.seconds + number * args.sign_spacing,
+                saves,
+                signatures,
+            ),
+        )
+        for number, (session, uid) in enumerate(zip(sessions, uids))
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -195,10 +225,13 @@ def run_clients(server, sessions, uids, args):
 
 # --- output ------------------------------------------------------------------------
 
+
 def print_line(name, values, suffix=""):
     if values:
-        print(f"{name:<34} n={len(values):<4} p50 {statistics.median(values):7.1f} ms   "
-              f"p95 {percentile_nearest(values, 0.95):7.1f} ms   max {max(values):7.1f} ms{suffix}")
+        print(
+            f"{name:<34} n={len(values):<4} p50 {statistics.median(values):7.1f} ms   "
+            f"p95 {percentile_nearest(values, 0.95):7.1f} ms   max {max(values):7.1f} ms{suffix}"
+        )
     else:
         print(f"{name:<34} n=0")
 
@@ -207,8 +240,9 @@ def print_verdict(name, timings, target_ms):
     """The line of all requests with the target; errors listed."""
     values = timings.ms()
     ok = bool(values) and percentile_nearest(values, 0.95) <= target_ms and not timings.errors
-    print_line(name, values, f"   errors {len(timings.errors)}   target p95 <= {target_ms:.0f} ms: "
-                             f"{'met' if ok else 'MISSED'}")
+    print_line(
+        name, values, f"   errors {len(timings.errors)}   target p95 <= {target_ms:.0f} ms: {'met' if ok else 'MISSED'}"
+    )
     for error in timings.errors[:5]:
         print(f"    error: {error}")
     return ok
@@ -220,23 +254,32 @@ def parse_args(argv):
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between a client's saves")
     parser.add_argument("--seconds", type=float, default=30.0, help="how long the clients save")
     parser.add_argument("--sign-spacing", type=float, default=0.5, help="seconds between two clients' signatures")
-    parser.add_argument("--store-images", type=int, default=50,
-                        help="images per storescu association (0: no images stored, a baseline)")
+    parser.add_argument(
+        "--store-images", type=int, default=50, help="images per storescu association (0: no images stored, a baseline)"
+    )
     parser.add_argument("--data-dir", help="parent folder for the server's data (default: /dev/shm if it has room)")
     args = parser.parse_args(argv)
-    if not (1 <= args.clients <= 100 and 0.2 <= args.interval <= 60 and 1 <= args.seconds <= 180
-            and 0 <= args.sign_spacing <= 5 and 0 <= args.store_images <= 500):
-        parser.error("keep to 1-100 clients, 0.2-60 s interval, 1-180 s, 0-5 s between signatures, "
-                     "0-500 images per association")
+    if not (
+        1 <= args.clients <= 100
+        and 0.2 <= args.interval <= 60
+        and 1 <= args.seconds <= 180
+        and 0 <= args.sign_spacing <= 5
+        and 0 <= args.store_images <= 500
+    ):
+        parser.error(
+            "keep to 1-100 clients, 0.2-60 s interval, 1-180 s, 0-5 s between signatures, 0-500 images per association"
+        )
     return args
 
 
 def main(argv):
     args = parse_args(argv)
     root, why = choose_root(args.data_dir, 4 * args.store_images * BYTES_PER_STORED_IMAGE, "reports")
-    print(f"reports bench: {args.clients} radiologists saving every {args.interval:g} s for {args.seconds:g} s, "
-          f"then signing {args.sign_spacing:g} s apart; storescu storing {args.store_images}-image CT studies "
-          f"meanwhile (data: {why})")
+    print(
+        f"reports bench: {args.clients} radiologists saving every {args.interval:g} s for {args.seconds:g} s, "
+        f"then signing {args.sign_spacing:g} s apart; storescu storing {args.store_images}-image CT studies "
+        f"meanwhile (data: {why})"
+    )
     print(f"load average before: {load_averages()}", flush=True)
     server = start_server(root)
     try:

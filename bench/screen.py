@@ -56,11 +56,17 @@ def main():
     parser.add_argument("--runs", type=int, default=3000)
     runs = parser.parse_args().runs
     ct = microseconds(ct_image(), runs)
-    print(f"512x512 CT image:                          {ct:8.1f} us median  {verdict(ct < BUDGET_US)}"
-          f" (budget {BUDGET_US} us)")
-    print(f"512x512 with 300 per-frame groups:         {microseconds(ct_image(300), max(1, runs // 10)):8.1f} us median")
-    print(f"512x512 CT, deflated:                      "
-          f"{microseconds(ct_image(syntax=DeflatedExplicitVRLittleEndian), max(1, runs // 10)):8.1f} us median")
+    print(
+        f"512x512 CT image:                          {ct:8.1f} us median  {verdict(ct < BUDGET_US)}"
+        f" (budget {BUDGET_US} us)"
+    )
+    print(
+        f"512x512 with 300 per-frame groups:         {microseconds(ct_image(300), max(1, runs // 10)):8.1f} us median"
+    )
+    print(
+        f"512x512 CT, deflated:                      "
+        f"{microseconds(ct_image(syntax=DeflatedExplicitVRLittleEndian), max(1, runs // 10)):8.1f} us median"
+    )
 
 
 if __name__ == "__main__":

@@ -62,15 +62,16 @@ import time
 from dataclasses import dataclass, field
 
 import requests
-from PIL import Image
-from playwright.sync_api import sync_playwright
 
 # bench/ is sys.path[0]; importing common puts the repository root and tests/ on it.
 from common import FRAME_ACCEPT, choose_root, percentile, process_cpu_seconds, production_overrides, write_ct_study
 from conftest import CHROMIUM, CHROMIUM_ARGS
 from pacs_server import PacsServer
-from plugin.auth.guard import SESSION_COOKIE
+from PIL import Image
+from playwright.sync_api import sync_playwright
 from test_viewer_ui import CANVAS, FIRST_IMAGE, VIEWPORT, is_real_image
+
+from plugin.auth.guard import SESSION_COOKIE
 
 SIZE = 512
 FIRST_IMAGE_TARGET = 2.0
@@ -87,40 +88,49 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--slices", type=int, default=100, help="CT slices (default 100)")
     parser.add_argument("--rounds", type=int, default=3, help="cold/warm opens and frame rounds (default 3)")
-    parser.add_argument("--threads", type=int, default=6,
-                        help="frame client threads (default 6, the connections a browser opens to one host)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=6,
+        help="frame client threads (default 6, the connections a browser opens to one host)",
+    )
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds per server per frame round (default 5)")
     args = parser.parse_args(argv)
-    if not (1 <= args.slices <= 500 and 1 <= args.rounds <= 10 and 1 <= args.threads <= 32
-            and 1 <= args.seconds <= 30):
+    if not (1 <= args.slices <= 500 and 1 <= args.rounds <= 10 and 1 <= args.threads <= 32 and 1 <= args.seconds <= 30):
         parser.error("bounds: --slices 1-500, --rounds 1-10, --threads 1-32, --seconds 1-30")
     return args
 
 
 # --- data and servers ------------------------------------------------------------
 
+
 def wait_complete(server, study, timeout=120):
     """Until Orthanc lists every instance (and, on the PACS, the index has the study)."""
     if server.plugin:
         server.wait_indexed(study.study_uid, instances=len(study.sop_uids), timeout=timeout)
         return
+
     def complete():
         found = server.post("/tools/lookup", data=study.study_uid).json()
-        return found and server.get(f"/studies/{found[0]['ID']}/statistics").json()["CountInstances"] \
-            == len(study.sop_uids)
+        return found and server.get(f"/studies/{found[0]['ID']}/statistics").json()["CountInstances"] == len(
+            study.sop_uids
+        )
+
     server.wait_for(complete, timeout, what="every instance in plain Orthanc")
 
 
 def reader_cookie(pacs):
     """A radiologist logged in through the login API: the pacs_session cookie's value."""
-    pacs.post("/pacs/api/users", json={"username": READER[0], "password": READER[1],
-                                       "role": "radiologist"}).raise_for_status()
+    pacs.post(
+        "/pacs/api/users", json={"username": READER[0], "password": READER[1], "role": "radiologist"}
+    ).raise_for_status()
     session = requests.Session()
     pacs.login(*READER, session=session).raise_for_status()
     return session.cookies[SESSION_COOKIE]
 
 
 # --- (1) the viewer in chromium ------------------------------------------------------
+
 
 @dataclass
 class Opening:
@@ -213,11 +223,19 @@ def open_viewer(label, page, recorder, navigate, frames):
     first, study_ms = recorder.marks[FIRST_IMAGE]
     scripts = page.evaluate("() => performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd") / 1000
     done = recorder.done
-    return Opening(label, first - started, canvas, scripts, first - started - study_ms / 1000, study_ms / 1000,
-                   app_bytes=sum(n for _, url, n in done if "/pacs/viewer/" in url),
-                   dicom_bytes_first=sum(n for at, url, n in done if is_dicom(url) and at <= first),
-                   dicom_bytes=sum(n for _, url, n in done if is_dicom(url)),
-                   requests=len(done), frames=recorder.frames())
+    return Opening(
+        label,
+        first - started,
+        canvas,
+        scripts,
+        first - started - study_ms / 1000,
+        study_ms / 1000,
+        app_bytes=sum(n for _, url, n in done if "/pacs/viewer/" in url),
+        dicom_bytes_first=sum(n for at, url, n in done if is_dicom(url) and at <= first),
+        dicom_bytes=sum(n for _, url, n in done if is_dicom(url)),
+        requests=len(done),
+        frames=recorder.frames(),
+    )
 
 
 def fresh_profile(playwright, profile_dir, pacs, cookie):
@@ -228,7 +246,8 @@ def fresh_profile(playwright, profile_dir, pacs, cookie):
     OHIF's own bundles out of it, so a "warm" reload fetched them again; a
     person's browser caches on disk."""
     context = playwright.chromium.launch_persistent_context(
-        profile_dir, executable_path=CHROMIUM, args=CHROMIUM_ARGS, viewport=VIEWPORT)
+        profile_dir, executable_path=CHROMIUM, args=CHROMIUM_ARGS, viewport=VIEWPORT
+    )
     context.add_cookies([{"name": SESSION_COOKIE, "value": cookie, "url": pacs.url("/")}])
     page = context.pages[0] if context.pages else context.new_page()
     return context, page, PageRecorder(page)
@@ -243,17 +262,22 @@ def run_viewer(pacs, cookie, study, rounds, profiles):
             context, page, recorder = fresh_profile(playwright, profiles / str(number), pacs, cookie)
             try:
                 label = "first open" if number == 0 else f"cold {number}"
-                openings.append(open_viewer(label, page, recorder,
-                                            lambda: page.goto(url, wait_until="commit"), frames))
+                openings.append(
+                    open_viewer(label, page, recorder, lambda page=page: page.goto(url, wait_until="commit"), frames)
+                )
                 if number:
-                    openings.append(open_viewer(f"warm {number}", page, recorder,
-                                                lambda: page.reload(wait_until="commit"), frames))
+                    openings.append(
+                        open_viewer(
+                            f"warm {number}", page, recorder, lambda page=page: page.reload(wait_until="commit"), frames
+                        )
+                    )
             finally:
                 context.close()
     return openings
 
 
 # --- (2) frames per second -----------------------------------------------------------
+
 
 @dataclass
 class Tally:
@@ -265,8 +289,13 @@ class Tally:
 
     @classmethod
     def joined(cls, tallies):
-        return cls(sum(t.frames for t in tallies), sum(t.bytes for t in tallies), sum(t.seconds for t in tallies),
-                   sum(t.server_cpu for t in tallies), [x for t in tallies for x in t.latencies])
+        return cls(
+            sum(t.frames for t in tallies),
+            sum(t.bytes for t in tallies),
+            sum(t.seconds for t in tallies),
+            sum(t.server_cpu for t in tallies),
+            [x for t in tallies for x in t.latencies],
+        )
 
     def rate(self):
         return self.frames / self.seconds
@@ -328,9 +357,13 @@ def fetch_frames(target, study, seconds):
     elapsed = time.perf_counter() - began
     if errors or len(results) != len(workers):
         raise RuntimeError(f"frame clients failed: {errors[:1] or 'a client hung'}")
-    return Tally(sum(r[0] for r in results), sum(r[1] for r in results), elapsed,
-                 process_cpu_seconds(target.server.process.pid) - cpu_before,
-                 [x for r in results for x in r[2]])
+    return Tally(
+        sum(r[0] for r in results),
+        sum(r[1] for r in results),
+        elapsed,
+        process_cpu_seconds(target.server.process.pid) - cpu_before,
+        [x for r in results for x in r[2]],
+    )
 
 
 def run_frames(targets, study, rounds, seconds):
@@ -349,6 +382,7 @@ def run_frames(targets, study, rounds, seconds):
 
 # --- report --------------------------------------------------------------------------
 
+
 def megabytes(count):
     return count / 1e6
 
@@ -359,12 +393,17 @@ def verdict(met):
 
 def print_openings(openings):
     print("\n(1) OHIF, navigation -> first image of the CT = boot + study->image")
-    print(f"  {'open':<11} {'image':>7} {'canvas':>7} {'scripts':>7} {'boot':>7} {'study->image':>12} {'app MB':>7} "
-          f"{'DICOM MB first/all':>18} {'requests':>8} {'frames':>6}")
+    print(
+        f"  {'open':<11} {'image':>7} {'canvas':>7} {'scripts':>7} {'boot':>7} {'study->image':>12} {'app MB':>7} "
+        f"{'DICOM MB first/all':>18} {'requests':>8} {'frames':>6}"
+    )
     for o in openings:
-        print(f"  {o.label:<11} {o.image:>6.2f}s {o.canvas:>6.2f}s {o.scripts:>6.2f}s {o.boot:>6.2f}s {o.study_to_image:>11.2f}s "
-              f"{megabytes(o.app_bytes):>7.2f} {megabytes(o.dicom_bytes_first):>8.2f}/{megabytes(o.dicom_bytes):<9.2f} "
-              f"{o.requests:>8} {o.frames:>6}")
+        print(
+            f"  {o.label:<11} {o.image:>6.2f}s {o.canvas:>6.2f}s {o.scripts:>6.2f}s {o.boot:>6.2f}s "
+            f"{o.study_to_image:>11.2f}s "
+            f"{megabytes(o.app_bytes):>7.2f} {megabytes(o.dicom_bytes_first):>8.2f}/{megabytes(o.dicom_bytes):<9.2f} "
+            f"{o.requests:>8} {o.frames:>6}"
+        )
 
 
 def print_frames(targets, threads):
@@ -373,9 +412,11 @@ def print_frames(targets, threads):
     for number in range(len(targets[0].tallies)):
         for target in targets:
             tally = target.tallies[number]
-            print(f"  {number + 1:<6} {target.label:<22} {tally.rate():>9.1f} "
-                  f"{megabytes(tally.bytes) / tally.seconds:>7.1f} {tally.percentile(0.5) * 1000:>7.1f} "
-                  f"{tally.percentile(0.95) * 1000:>7.1f} {tally.server_cpu * 1000 / tally.frames:>12.2f}")
+            print(
+                f"  {number + 1:<6} {target.label:<22} {tally.rate():>9.1f} "
+                f"{megabytes(tally.bytes) / tally.seconds:>7.1f} {tally.percentile(0.5) * 1000:>7.1f} "
+                f"{tally.percentile(0.95) * 1000:>7.1f} {tally.server_cpu * 1000 / tally.frames:>12.2f}"
+            )
 
 
 def summary(openings, targets):
@@ -385,13 +426,17 @@ def summary(openings, targets):
     ratios = [a.rate() / b.rate() for a, b in zip(targets[0].tallies, targets[1].tallies)]
     ratio = statistics.median(ratios)
     print("\nSummary")
-    print(f"  first image, cold browser (median):  {cold:.2f} s   target <= {FIRST_IMAGE_TARGET:.1f} s: "
-          f"{verdict(cold <= FIRST_IMAGE_TARGET)}")
+    print(
+        f"  first image, cold browser (median):  {cold:.2f} s   target <= {FIRST_IMAGE_TARGET:.1f} s: "
+        f"{verdict(cold <= FIRST_IMAGE_TARGET)}"
+    )
     print(f"  first image, warm reload (median):   {warm:.2f} s")
     print(f"  first image, first open after start: {openings[0].image:.2f} s")
     print(f"  frames/s (median): PACS {pacs:.1f}, plain Orthanc {plain:.1f}")
-    print(f"  PACS/plain per round {', '.join(f'{r:.3f}' for r in ratios)}, median {ratio:.3f}   "
-          f"target >= {RATIO_TARGET}: {verdict(ratio >= RATIO_TARGET)}")
+    print(
+        f"  PACS/plain per round {', '.join(f'{r:.3f}' for r in ratios)}, median {ratio:.3f}   "
+        f"target >= {RATIO_TARGET}: {verdict(ratio >= RATIO_TARGET)}"
+    )
 
 
 def main(argv):
@@ -412,12 +457,16 @@ def main(argv):
         for server in servers:
             wait_complete(server, study)
         cookie = reader_cookie(pacs)
-        print(f"Viewer bench: {args.slices}-slice CT {SIZE}x{SIZE} ({megabytes(args.slices * SIZE * SIZE * 2):.1f} MB "
-              f"of pixels), data in {root}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
+        print(
+            f"Viewer bench: {args.slices}-slice CT {SIZE}x{SIZE} ({megabytes(args.slices * SIZE * SIZE * 2):.1f} MB "
+            f"of pixels), data in {root}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}"
+        )
         openings = run_viewer(pacs, cookie, study, args.rounds, root / "profiles")
         print_openings(openings)
-        targets = [Target("PACS (guard, cookie)", pacs, frame_sessions(args.threads, {SESSION_COOKIE: cookie})),
-                   Target("plain Orthanc", plain, frame_sessions(args.threads, {}))]
+        targets = [
+            Target("PACS (guard, cookie)", pacs, frame_sessions(args.threads, {SESSION_COOKIE: cookie})),
+            Target("plain Orthanc", plain, frame_sessions(args.threads, {})),
+        ]
         run_frames(targets, study, args.rounds, args.seconds)
         print_frames(targets, args.threads)
         summary(openings, targets)

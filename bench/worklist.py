@@ -81,11 +81,21 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from urllib.parse import urlencode
 
-# bench/ is sys.path[0]; importing common puts the repository root and tests/ on it.
-from common import (choose_root, kept_on_failure, load_averages, percentile_interpolated, pixel_buffer,
-                    production_overrides, verdict, without_tcp_nodelay)
 import dicomgen
+
+# bench/ is sys.path[0]; importing common puts the repository root and tests/ on it.
+from common import (
+    choose_root,
+    kept_on_failure,
+    load_averages,
+    percentile_interpolated,
+    pixel_buffer,
+    production_overrides,
+    verdict,
+    without_tcp_nodelay,
+)
 from pacs_server import PacsServer
+
 from plugin import launcher
 from plugin.dicomnames import pn_key, search_text
 
@@ -107,28 +117,115 @@ BYTES_PER_DICOM = 16 * 1024
 PASSWORD = "Reading-room-2026!"
 SEED = 20261123
 
-FAMILY = ["Müller", "Muller", "Mullins", "Mulligan", "Mulder", "Schmidt", "Schneider", "Fischer",
-          "García", "Núñez", "Fernández", "López", "O'Brien", "Dvořák", "Nowak", "Kowalski", "Øster",
-          "Åberg", "Söderström", "Smith", "Johnson", "Brown", "Taylor", "Lee", "Nguyen", "Kim",
-          "Martin", "Bernard", "Dubois", "Lefèvre", "Rossi", "Russo", "Ferrari", "Andersson",
-          "Hansen", "Jensen", "Papadopoulos", "Özdemir", "Yılmaz", "Cohen", "Haddad", "Ivanova",
-          "Иванов^Пётр", "Ωμέγα^Άλφα", "Yamada^Taro=山田^太郎=やまだ^たろう", "Wang^Wei=王^伟",
-          "Kim^Minjun=김^민준", "Tanaka^Yuki=田中^由紀"]
-GIVEN = ["Anna", "John", "Maria", "José", "Seán", "Zoë", "Björn", "Chloé", "Ahmed", "Fatima", "Li",
-         "Olga", "Jan", "Eva", "Lucas", "Emma", "Noah", "Mia", "Élodie", "Jürgen", "Ana", "Pedro"]
-REFERRING = ["Smith^John", "SMITH^JOHN^^Dr.", "Jones^Amy", "Who^Dr", "Berg^Karin", "Lambert^Paul",
-             "Costa^Inês", "Ng^Helen", "Okafor^Chidi", "Weiß^Ulrich", "Petit^Claire", "Rao^Anil",
-             "Hughes^Sarah", "Moreau^Luc", "Sato^Ken=佐藤^健", ""]
+FAMILY = [
+    "Müller",
+    "Muller",
+    "Mullins",
+    "Mulligan",
+    "Mulder",
+    "Schmidt",
+    "Schneider",
+    "Fischer",
+    "García",
+    "Núñez",
+    "Fernández",
+    "López",
+    "O'Brien",
+    "Dvořák",
+    "Nowak",
+    "Kowalski",
+    "Øster",
+    "Åberg",
+    "Söderström",
+    "Smith",
+    "Johnson",
+    "Brown",
+    "Taylor",
+    "Lee",
+    "Nguyen",
+    "Kim",
+    "Martin",
+    "Bernard",
+    "Dubois",
+    "Lefèvre",
+    "Rossi",
+    "Russo",
+    "Ferrari",
+    "Andersson",
+    "Hansen",
+    "Jensen",
+    "Papadopoulos",
+    "Özdemir",
+    "Yılmaz",
+    "Cohen",
+    "Haddad",
+    "Ivanova",
+    "Иванов^Пётр",
+    "Ωμέγα^Άλφα",
+    "Yamada^Taro=山田^太郎=やまだ^たろう",
+    "Wang^Wei=王^伟",
+    "Kim^Minjun=김^민준",
+    "Tanaka^Yuki=田中^由紀",
+]
+GIVEN = [
+    "Anna",
+    "John",
+    "Maria",
+    "José",
+    "Seán",
+    "Zoë",
+    "Björn",
+    "Chloé",
+    "Ahmed",
+    "Fatima",
+    "Li",
+    "Olga",
+    "Jan",
+    "Eva",
+    "Lucas",
+    "Emma",
+    "Noah",
+    "Mia",
+    "Élodie",
+    "Jürgen",
+    "Ana",
+    "Pedro",
+]
+REFERRING = [
+    "Smith^John",
+    "SMITH^JOHN^^Dr.",
+    "Jones^Amy",
+    "Who^Dr",
+    "Berg^Karin",
+    "Lambert^Paul",
+    "Costa^Inês",
+    "Ng^Helen",
+    "Okafor^Chidi",
+    "Weiß^Ulrich",
+    "Petit^Claire",
+    "Rao^Anil",
+    "Hughes^Sarah",
+    "Moreau^Luc",
+    "Sato^Ken=佐藤^健",
+    "",
+]
 MODALITIES = [("CT", 30), ("MR", 20), ("CR", 20), ("US", 12), ("DX", 12), ("MG", 6)]
 MULTI = ["PT\\CT", "CT\\MR", "CR\\DX", "US\\MG"]
-BODY = {"CT": ["HEAD", "CHEST", "ABDOMEN", "PELVIS"], "MR": ["BRAIN", "KNEE", "SPINE", "SHOULDER"],
-        "CR": ["CHEST", "HAND", "FOOT"], "US": ["ABDOMEN", "THYROID"], "DX": ["CHEST", "KNEE"],
-        "MG": ["BREAST"], "PT": ["WHOLEBODY"]}
+BODY = {
+    "CT": ["HEAD", "CHEST", "ABDOMEN", "PELVIS"],
+    "MR": ["BRAIN", "KNEE", "SPINE", "SHOULDER"],
+    "CR": ["CHEST", "HAND", "FOOT"],
+    "US": ["ABDOMEN", "THYROID"],
+    "DX": ["CHEST", "KNEE"],
+    "MG": ["BREAST"],
+    "PT": ["WHOLEBODY"],
+}
 INSTITUTIONS = ["Central Hospital", "Clinique Saint-Luc", "Nordklinik", "Imaging Partners"]
 YEARS = 5
 
 
 # --- servers and folders -----------------------------------------------------------
+
 
 def storescu(server, folder, nodelay=False):
     """Send every file of a folder with storescu over one association; returns its exit time.
@@ -136,13 +233,21 @@ def storescu(server, folder, nodelay=False):
     Stock (Nagle on, as a modality) unless `nodelay`: with Nagle on both sides
     small images go at ~22/s (delayed ACKs), which only slows the loading.
     """
-    command = ["storescu", "-aet", "MODALITY", "-aec", server.aet, "+sd", "127.0.0.1",
-               str(server.dicom_port), str(folder)]
+    command = [
+        "storescu",
+        "-aet",
+        "MODALITY",
+        "-aec",
+        server.aet,
+        "+sd",
+        "127.0.0.1",
+        str(server.dicom_port),
+        str(folder),
+    ]
     env = without_tcp_nodelay(os.environ)
     if nodelay:
         env["TCP_NODELAY"] = "1"
-    result = subprocess.run(command, capture_output=True, text=True, env=env,
-                            timeout=STORESCU_TIMEOUT_SECONDS)
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=STORESCU_TIMEOUT_SECONDS)
     finished = time.monotonic()
     if result.returncode != 0:
         raise RuntimeError(f"storescu failed ({result.returncode}): {result.stderr[-2000:]}")
@@ -162,6 +267,7 @@ def count_indexed(server):
 
 
 # --- timing -----------------------------------------------------------------------
+
 
 @dataclass
 class Timings:
@@ -228,6 +334,7 @@ class Case:
 
 # --- (1) the big synthetic index -------------------------------------------------
 
+
 def person_name(rng, family):
     if "^" in family:  # already a full (multi-group) name
         return family
@@ -238,14 +345,16 @@ def make_patients(rng, count, today):
     patients = []
     for number in range(count):
         birth = today - datetime.timedelta(days=rng.randrange(365, 95 * 365))
-        patients.append({
-            "orthanc_id": f"bench-patient-{number:08d}",
-            "patient_id": f"P{1000000 + number}",
-            "name": person_name(rng, rng.choice(FAMILY)),
-            "birth_date": birth,
-            "sex": rng.choice("FFMMO"),
-            "updated_at": datetime.datetime.now(datetime.timezone.utc),
-        })
+        patients.append(
+            {
+                "orthanc_id": f"bench-patient-{number:08d}",
+                "patient_id": f"P{1000000 + number}",
+                "name": person_name(rng, rng.choice(FAMILY)),
+                "birth_date": birth,
+                "sex": rng.choice("FFMMO"),
+                "updated_at": datetime.datetime.now(datetime.timezone.utc),
+            }
+        )
     return patients
 
 
@@ -278,8 +387,9 @@ def make_study(rng, number, patient, today, radiologists):
     body_parts = "\\".join(dict.fromkeys(rng.choice(BODY[m]) for m in parts))
     series_count = rng.randrange(1, 6) * len(parts)
     instance_count = series_count * rng.choice([1, 2, 4, 30, 120, 300])
-    arrived = (datetime.datetime.combine(study_date, datetime.time(hour, minute), datetime.timezone.utc)
-               + datetime.timedelta(minutes=rng.randrange(2, 40)))
+    arrived = datetime.datetime.combine(
+        study_date, datetime.time(hour, minute), datetime.timezone.utc
+    ) + datetime.timedelta(minutes=rng.randrange(2, 40))
     status, priority, assignee = pick_workflow(rng, age_days, radiologists)
     final_at = arrived + datetime.timedelta(hours=rng.randrange(1, 48)) if status in ("final", "amended") else None
     referring = rng.choice(REFERRING)
@@ -336,11 +446,14 @@ def insert_search_terms(database):
     """The study_term rows that plugin/studyindex.save_search_terms keeps for each study."""
     from plugin.models import Study, StudyTerm
 
-    rows = [{"study": study.id, "term": term} for study in Study.select(Study.id, Study.search_text)
-            for term in sorted(set(study.search_text.split()))]
+    rows = [
+        {"study": study.id, "term": term}
+        for study in Study.select(Study.id, Study.search_text)
+        for term in sorted(set(study.search_text.split()))
+    ]
     with database.atomic():
         for start in range(0, len(rows), INSERT_BATCH * 5):
-            insert_rows(database, StudyTerm, rows[start:start + INSERT_BATCH * 5])
+            insert_rows(database, StudyTerm, rows[start : start + INSERT_BATCH * 5])
 
 
 def bulk_insert(path, count, today):
@@ -358,7 +471,7 @@ def bulk_insert(path, count, today):
             patients = make_patients(rng, max(1, min(30000, count * 3 // 10)), today)
             with database.atomic():
                 for start in range(0, len(patients), INSERT_BATCH):
-                    insert_rows(database, Patient, patients[start:start + INSERT_BATCH])
+                    insert_rows(database, Patient, patients[start : start + INSERT_BATCH])
             ids = {row.orthanc_id: row.id for row in Patient.select(Patient.id, Patient.orthanc_id)}
             for patient in patients:
                 patient["id"] = ids[patient["orthanc_id"]]
@@ -391,8 +504,7 @@ def big_queries(sample, today, count):
         ("default view", {}),
         ("name prefix q=mul", {"q": "mul"}),
         ("exact accession", {"q": chosen["accession_number"]}),
-        ("CT + one month", {"modality": "CT", "date_from": month_start.isoformat(),
-                            "date_to": month_end.isoformat()}),
+        ("CT + one month", {"modality": "CT", "date_from": month_start.isoformat(), "date_to": month_end.isoformat()}),
         ("sort by date", {"sort": "study_date"}),
         (f"deep page {deep} by -date", {"sort": "-study_date", "page": str(deep)}),
         ("arrived + stat", {"status": "arrived", "priority": "stat"}),
@@ -408,9 +520,16 @@ def prepare_big_server(root, overrides):
     server.start()
     try:
         for number in range(1, 4):
-            server.post("/pacs/api/users", json={
-                "username": f"rad{number}", "password": PASSWORD, "role": "radiologist",
-                "display_name": f"Radiologist {number}", "referring_names": []}).raise_for_status()
+            server.post(
+                "/pacs/api/users",
+                json={
+                    "username": f"rad{number}",
+                    "password": PASSWORD,
+                    "role": "radiologist",
+                    "display_name": f"Radiologist {number}",
+                    "referring_names": [],
+                },
+            ).raise_for_status()
     finally:
         server.stop()
     return server
@@ -420,14 +539,20 @@ def run_big(args, root, overrides, today):
     server = prepare_big_server(root, overrides)
     seconds, sample = bulk_insert(sqlite_path(server), args.studies, today)
     size = sqlite_path(server).stat().st_size / 1e6
-    print(f"(1) bulk insert: {args.studies} studies in {seconds:.1f} s "
-          f"({args.studies / seconds:.0f}/s); pacs.sqlite {size:.0f} MB", flush=True)
+    print(
+        f"(1) bulk insert: {args.studies} studies in {seconds:.1f} s "
+        f"({args.studies / seconds:.0f}/s); pacs.sqlite {size:.0f} MB",
+        flush=True,
+    )
     queries = big_queries(sample, today, args.studies)
     server.start(timeout=60)
     try:
         indexed = server.get("/pacs/api/studies").json()["total"]
-        kept = ("the start-up reconcile kept the rows with no orthanc_id" if indexed == args.studies
-                else f"WARNING: {args.studies} were inserted")
+        kept = (
+            "the start-up reconcile kept the rows with no orthanc_id"
+            if indexed == args.studies
+            else f"WARNING: {args.studies} were inserted"
+        )
         print(f"    PACS restarted on that folder: the API lists {indexed} studies ({kept})", flush=True)
         cases = [Case(Timings(label, params), ours_url(server, params), ours_total) for label, params in queries]
         measure(server, cases, args.runs)
@@ -442,18 +567,25 @@ def run_big(args, root, overrides, today):
 
 def print_big(cases, args):
     print()
-    print(f"(1) GET /pacs/api/studies over {args.studies} studies, {args.runs} runs each, "
-          f"page size {PAGE_SIZE} (client wall time, loopback keep-alive)")
-    print(f"    {'query':<26} {'total':>7} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}  target p95 <= "
-          f"{TARGET_P95_MS:g} ms   parameters")
+    print(
+        f"(1) GET /pacs/api/studies over {args.studies} studies, {args.runs} runs each, "
+        f"page size {PAGE_SIZE} (client wall time, loopback keep-alive)"
+    )
+    print(
+        f"    {'query':<26} {'total':>7} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}  target p95 <= "
+        f"{TARGET_P95_MS:g} ms   parameters"
+    )
     for case in cases:
         t = case.timings
-        print(f"    {t.label:<26} {t.total:>7} {t.p50:8.1f} {t.p95:8.1f} {max(t.samples):8.1f}  "
-              f"{verdict(t.p95 <= TARGET_P95_MS):<26} {urlencode(t.params) or '(none)'}")
+        print(
+            f"    {t.label:<26} {t.total:>7} {t.p50:8.1f} {t.p95:8.1f} {max(t.samples):8.1f}  "
+            f"{verdict(t.p95 <= TARGET_P95_MS):<26} {urlencode(t.params) or '(none)'}"
+        )
     print(flush=True)
 
 
 # --- SQL analysis (server stopped) ------------------------------------------------------
+
 
 def analyse_sql(path, queries, cases, today):
     """Time each query's COUNT(*) and page SQL in-process; EXPLAIN the ones over target."""
@@ -464,8 +596,7 @@ def analyse_sql(path, queries, cases, today):
     database = db.open_database(f"sqlite:///{path}")
     principal = SimpleNamespace(user_id=1, username="admin", role="admin")
     slow = {case.timings.label for case in cases if case.timings.p95 > TARGET_P95_MS}
-    print(f"    the same queries' SQL in-process (SQLite {sqlite3.sqlite_version}, no HTTP), "
-          f"median of {SQL_RUNS}:")
+    print(f"    the same queries' SQL in-process (SQLite {sqlite3.sqlite_version}, no HTTP), median of {SQL_RUNS}:")
     print(f"    {'query':<26} {'COUNT(*) ms':>11} {'page ms':>8}")
     plans = []
     try:
@@ -479,8 +610,8 @@ def analyse_sql(path, queries, cases, today):
                     order.extend(c.desc() if descending else c.asc() for c in worklist_query.SORTS[name])
                 order.append(Study.id.desc())
                 page = selection.order_by(*order).paginate(filters.page, filters.page_size)
-                count_ms = _median_ms(lambda: selection.count(clear_limit=True))
-                page_ms = _median_ms(lambda: list(page.tuples()))
+                count_ms = _median_ms(lambda selection=selection: selection.count(clear_limit=True))
+                page_ms = _median_ms(lambda page=page: list(page.tuples()))
                 print(f"    {label:<26} {count_ms:11.1f} {page_ms:8.1f}")
                 if label in slow:
                     plans.append((label, "COUNT", selection.select(Study.id)))
@@ -514,6 +645,7 @@ def _shorten(sql, values):
 
 # --- (3) live row latency --------------------------------------------------------------
 
+
 @dataclass
 class LiveRound:
     to_row: float
@@ -528,9 +660,13 @@ def run_live(server, folder):
     pixels = pixel_buffer(32)
     rounds = []
     for number in range(LIVE_ROUNDS):
-        spec = dicomgen.StudySpec(patient_name="Live^Latency", accession=f"LIVE{number:04d}{SEED}",
-                                  description="BENCH LIVE ROW", charset="ISO_IR 192",
-                                  study_date=datetime.date.today().strftime("%Y%m%d"))
+        spec = dicomgen.StudySpec(
+            patient_name="Live^Latency",
+            accession=f"LIVE{number:04d}{SEED}",
+            description="BENCH LIVE ROW",
+            charset="ISO_IR 192",
+            study_date=datetime.date.today().strftime("%Y%m%d"),
+        )
         round_folder = folder / str(number)
         dicomgen.write(dicomgen.ct_series(spec, slices=1, rows=32, cols=32, pixels=pixels), round_folder)
         finished = storescu(server, round_folder)
@@ -548,8 +684,10 @@ def run_live(server, folder):
                     stable_at = time.monotonic()
             time.sleep(max(0.0, LIVE_POLL_SECONDS - (time.monotonic() - tick)))
         if row_at is None or stable_at is None:
-            raise RuntimeError(f"study {spec.study_uid}: row or stability not seen within "
-                               f"{LIVE_TIMEOUT_SECONDS} s\n{server.log_tail()}")
+            raise RuntimeError(
+                f"study {spec.study_uid}: row or stability not seen within "
+                f"{LIVE_TIMEOUT_SECONDS} s\n{server.log_tail()}"
+            )
         rounds.append(LiveRound(row_at - finished, stable_at - finished, _index_log(server, spec.study_uid)))
         shutil.rmtree(round_folder)
     return rounds
@@ -562,57 +700,84 @@ def _lookup(server, study_uid):
 
 def _index_log(server, study_uid):
     """took_ms/waited_ms of the study's first event=study_indexed line in the plugin's log."""
-    match = re.search(rf"event=study_indexed .*study_uid={re.escape(study_uid)} .*took_ms=([\d.]+) "
-                      rf"waited_ms=([\d.]+)", server.log_text())
+    match = re.search(
+        rf"event=study_indexed .*study_uid={re.escape(study_uid)} .*took_ms=([\d.]+) "
+        rf"waited_ms=([\d.]+)",
+        server.log_text(),
+    )
     return f"{float(match.group(1)):.0f} / {float(match.group(2)):.0f}" if match else "n/a"
 
 
 def print_live(rounds, stable_age):
-    print(f"(3) live row latency on the big index: one-image studies sent by a stock storescu, production "
-          f"StableAge {stable_age} s; every {LIVE_POLL_SECONDS * 1000:.0f} ms the bench asks "
-          f"GET /pacs/api/studies?q=<accession> and Orthanc's GET /studies/<id> (IsStable)")
-    print(f"    {'round':>5} {'exit -> row s':>13} {'exit -> stable s':>16} {'row - stable s':>14}  "
-          f"first study_indexed log line: took ms / waited ms")
+    print(
+        f"(3) live row latency on the big index: one-image studies sent by a stock storescu, production "
+        f"StableAge {stable_age} s; every {LIVE_POLL_SECONDS * 1000:.0f} ms the bench asks "
+        f"GET /pacs/api/studies?q=<accession> and Orthanc's GET /studies/<id> (IsStable)"
+    )
+    print(
+        f"    {'round':>5} {'exit -> row s':>13} {'exit -> stable s':>16} {'row - stable s':>14}  "
+        f"first study_indexed log line: took ms / waited ms"
+    )
     for number, r in enumerate(rounds, start=1):
         print(f"    {number:>5} {r.to_row:13.2f} {r.to_stable:16.2f} {r.to_row - r.to_stable:14.2f}  {r.index_log}")
     to_row = [r.to_row for r in rounds]
     after_stable = [r.to_row - r.to_stable for r in rounds]
-    print(f"    storescu exit -> row served: median {statistics.median(to_row):.2f} s, max {max(to_row):.2f} s; "
-          f"StableAge ({stable_age} s, the quiet time the plugin waits after the last image) is "
-          f"{stable_age / statistics.median(to_row):.0%} of the median, the rest is the plugin's quiet-time "
-          f"check, indexing, and the {LIVE_POLL_SECONDS:g} s poll")
-    print(f"    row served relative to Orthanc reporting the study stable (STABLE_STUDY): median "
-          f"{statistics.median(after_stable):+.2f} s, worst {max(after_stable):+.2f} s (negative: before); "
-          f"target 3 s from STABLE_STUDY to the row in an open browser: API part "
-          f"{verdict(max(after_stable) < TARGET_BROWSER_SECONDS)}; the browser's own refresh on top is "
-          f"measured by the separate browser test, not here")
+    print(
+        f"    storescu exit -> row served: median {statistics.median(to_row):.2f} s, max {max(to_row):.2f} s; "
+        f"StableAge ({stable_age} s, the quiet time the plugin waits after the last image) is "
+        f"{stable_age / statistics.median(to_row):.0%} of the median, the rest is the plugin's quiet-time "
+        f"check, indexing, and the {LIVE_POLL_SECONDS:g} s poll"
+    )
+    print(
+        f"    row served relative to Orthanc reporting the study stable (STABLE_STUDY): median "
+        f"{statistics.median(after_stable):+.2f} s, worst {max(after_stable):+.2f} s (negative: before); "
+        f"target 3 s from STABLE_STUDY to the row in an open browser: API part "
+        f"{verdict(max(after_stable) < TARGET_BROWSER_SECONDS)}; the browser's own refresh on top is "
+        f"measured by the separate browser test, not here"
+    )
     print(flush=True)
 
 
 # --- (2) QIDO comparison on a real archive -------------------------------------------
 
+
 def write_archive(folder, count, today):
     """`count` one-instance studies (32x32) with varied names, dates, modalities; returns their specs."""
     rng = random.Random(SEED + 1)
     pixels = pixel_buffer(32)
-    patients = [(person_name(rng, rng.choice(FAMILY)), f"Q{500000 + n}",
-                 (today - datetime.timedelta(days=rng.randrange(365, 90 * 365))).strftime("%Y%m%d"),
-                 rng.choice("FM")) for n in range(max(1, count * 3 // 10))]
+    patients = [
+        (
+            person_name(rng, rng.choice(FAMILY)),
+            f"Q{500000 + n}",
+            (today - datetime.timedelta(days=rng.randrange(365, 90 * 365))).strftime("%Y%m%d"),
+            rng.choice("FM"),
+        )
+        for n in range(max(1, count * 3 // 10))
+    ]
     specs = []
     for number in range(count):
         name, pid, birth, sex = patients[int(len(patients) * rng.random() ** 1.5)]
         modality = rng.choices([m for m, _ in MODALITIES], [w for _, w in MODALITIES])[0]
         study_date = today - datetime.timedelta(days=rng.randrange(0, YEARS * 365))
-        spec = dicomgen.StudySpec(patient_name=name, patient_id=pid, birth_date=birth, sex=sex,
-                                  accession=f"Q{30000000 + number}", study_date=study_date.strftime("%Y%m%d"),
-                                  study_time=f"{rng.randrange(7, 20):02d}{rng.randrange(60):02d}00",
-                                  description=f"{modality} BENCH", referring_physician=rng.choice(REFERRING),
-                                  institution=rng.choice(INSTITUTIONS), charset="ISO_IR 192")
+        spec = dicomgen.StudySpec(
+            patient_name=name,
+            patient_id=pid,
+            birth_date=birth,
+            sex=sex,
+            accession=f"Q{30000000 + number}",
+            study_date=study_date.strftime("%Y%m%d"),
+            study_time=f"{rng.randrange(7, 20):02d}{rng.randrange(60):02d}00",
+            description=f"{modality} BENCH",
+            referring_physician=rng.choice(REFERRING),
+            institution=rng.choice(INSTITUTIONS),
+            charset="ISO_IR 192",
+        )
         if modality == "MR":
             datasets = dicomgen.mr_series(spec, slices=1, rows=32, cols=32, body_part=rng.choice(BODY["MR"]))
         else:
-            datasets = dicomgen.ct_series(spec, slices=1, rows=32, cols=32, pixels=pixels,
-                                          body_part=rng.choice(BODY[modality]))
+            datasets = dicomgen.ct_series(
+                spec, slices=1, rows=32, cols=32, pixels=pixels, body_part=rng.choice(BODY[modality])
+            )
             for ds in datasets:
                 ds.Modality = modality
         dicomgen.write(datasets, folder)
@@ -637,11 +802,17 @@ def comparable_queries(specs, today, find_limit):
         ("name prefix mul", {"q": "mul"}, f"PatientName=mul*&{limit}"),
         ("exact accession", {"q": chosen.accession}, f"AccessionNumber={chosen.accession}&{limit}"),
         ("patient ID", {"q": chosen.patient_id}, f"PatientID={chosen.patient_id}&{limit}"),
-        ("CT + one month", {"modality": "CT", "date_from": start.isoformat(), "date_to": end.isoformat()},
-         f"ModalitiesInStudy=CT&StudyDate={start:%Y%m%d}-{end:%Y%m%d}&{limit}"),
+        (
+            "CT + one month",
+            {"modality": "CT", "date_from": start.isoformat(), "date_to": end.isoformat()},
+            f"ModalitiesInStudy=CT&StudyDate={start:%Y%m%d}-{end:%Y%m%d}&{limit}",
+        ),
         ("referring SMITH", {"referring": "Smith"}, f"ReferringPhysicianName=SMITH*&{limit}"),
-        (f"deep page ({last_page}/{qido_page})", {"sort": "-study_date", "page": str(last_page)},
-         f"{limit}&offset={(qido_page - 1) * PAGE_SIZE}"),
+        (
+            f"deep page ({last_page}/{qido_page})",
+            {"sort": "-study_date", "page": str(last_page)},
+            f"{limit}&offset={(qido_page - 1) * PAGE_SIZE}",
+        ),
     ]
 
 
@@ -659,18 +830,27 @@ def run_qido(args, root, overrides, today):
         deadline = finished + INDEX_TIMEOUT_SECONDS
         while count_indexed(server) < len(specs):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"only {count_indexed(server)} of {len(specs)} studies indexed "
-                                   f"after {INDEX_TIMEOUT_SECONDS} s\n{server.log_tail()}")
+                raise RuntimeError(
+                    f"only {count_indexed(server)} of {len(specs)} studies indexed "
+                    f"after {INDEX_TIMEOUT_SECONDS} s\n{server.log_tail()}"
+                )
             time.sleep(0.5)
         indexed = time.monotonic() - finished
         shutil.rmtree(folder)
-        print(f"(2) archive: {len(specs)} one-instance studies written in {written:.1f} s, sent by one "
-              f"storescu association in {sent:.1f} s, all indexed {indexed:.1f} s after its exit", flush=True)
+        print(
+            f"(2) archive: {len(specs)} one-instance studies written in {written:.1f} s, sent by one "
+            f"storescu association in {sent:.1f} s, all indexed {indexed:.1f} s after its exit",
+            flush=True,
+        )
         pairs = []
         find_limit = launcher.load_base_config().get("LimitFindResults", 0)
         for label, params, raw in comparable_queries(specs, today, find_limit):
-            pairs.append((Case(Timings(label, params), ours_url(server, params), ours_total),
-                          Case(Timings(label, raw), qido_url(server, raw), qido_total)))
+            pairs.append(
+                (
+                    Case(Timings(label, params), ours_url(server, params), ours_total),
+                    Case(Timings(label, raw), qido_url(server, raw), qido_total),
+                )
+            )
         floor = Case(Timings("GET /system", {}), server.url("/system"), lambda answer: "-")
         measure(server, [case for pair in pairs for case in pair] + [floor], args.runs)
     finally:
@@ -681,31 +861,45 @@ def run_qido(args, root, overrides, today):
 
 def print_qido(pairs, floor, args, find_limit):
     print()
-    print(f"(2) the same filter through our API and Orthanc's QIDO over {args.qido_studies} real studies, "
-          f"{args.runs} runs each (page of {PAGE_SIZE}; QIDO ignores ordering, pages by offset)")
-    print(f"    {'filter':<22} {'ours total':>10} {'p50':>6} {'p95':>6} | {'QIDO answer':>13} {'p50':>6} "
-          f"{'p95':>6} | {'p50 x':>6} {'p95 x':>6}  target >= {TARGET_QIDO_RATIO:g}x   QIDO query")
+    print(
+        f"(2) the same filter through our API and Orthanc's QIDO over {args.qido_studies} real studies, "
+        f"{args.runs} runs each (page of {PAGE_SIZE}; QIDO ignores ordering, pages by offset)"
+    )
+    print(
+        f"    {'filter':<22} {'ours total':>10} {'p50':>6} {'p95':>6} | {'QIDO answer':>13} {'p50':>6} "
+        f"{'p95':>6} | {'p50 x':>6} {'p95 x':>6}  target >= {TARGET_QIDO_RATIO:g}x   QIDO query"
+    )
     for ours, qido in pairs:
         o, q = ours.timings, qido.timings
         r50, r95 = q.p50 / o.p50, q.p95 / o.p95
-        print(f"    {o.label:<22} {o.total:>10} {o.p50:6.1f} {o.p95:6.1f} | {q.total:>13} {q.p50:6.1f} "
-              f"{q.p95:6.1f} | {r50:6.1f} {r95:6.1f}  {verdict(r50 >= TARGET_QIDO_RATIO):<13} {q.params}")
-    print(f"    HTTP floor, GET /system (guard filter + Orthanc, no plugin route): p50 {floor.timings.p50:.1f} ms, "
-          f"p95 {floor.timings.p95:.1f} ms")
-    print(f"    (ms; ratio = QIDO / ours. QIDO's deep page is the deepest full page it can serve: Orthanc "
-          f"answers at most LimitFindResults+1 = {find_limit + 1} studies, later offsets get an empty page.")
-    print("    Our q= matches the accent-folded name, patient ID and accession "
-          "anywhere (LIKE '%mul%'); QIDO's PatientName=mul* only the start of the name: counts differ.)")
+        print(
+            f"    {o.label:<22} {o.total:>10} {o.p50:6.1f} {o.p95:6.1f} | {q.total:>13} {q.p50:6.1f} "
+            f"{q.p95:6.1f} | {r50:6.1f} {r95:6.1f}  {verdict(r50 >= TARGET_QIDO_RATIO):<13} {q.params}"
+        )
+    print(
+        f"    HTTP floor, GET /system (guard filter + Orthanc, no plugin route): p50 {floor.timings.p50:.1f} ms, "
+        f"p95 {floor.timings.p95:.1f} ms"
+    )
+    print(
+        f"    (ms; ratio = QIDO / ours. QIDO's deep page is the deepest full page it can serve: Orthanc "
+        f"answers at most LimitFindResults+1 = {find_limit + 1} studies, later offsets get an empty page."
+    )
+    print(
+        "    Our q= matches the accent-folded name, patient ID and accession "
+        "anywhere (LIKE '%mul%'); QIDO's PatientName=mul* only the start of the name: counts differ.)"
+    )
     print(flush=True)
 
 
 # --- main ---------------------------------------------------------------------------
 
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--studies", type=int, default=100000, help="synthetic studies in the big index")
-    parser.add_argument("--qido-studies", type=int, default=2000,
-                        help="real one-instance studies for the QIDO comparison")
+    parser.add_argument(
+        "--qido-studies", type=int, default=2000, help="real one-instance studies for the QIDO comparison"
+    )
     parser.add_argument("--runs", type=int, default=50, help="timed runs per query")
     parser.add_argument("--data-dir", help="parent folder for the servers' data (default: /dev/shm if it has room)")
     args = parser.parse_args(argv)
@@ -717,14 +911,20 @@ def parse_args(argv):
 def summary(big, live, pairs):
     print("summary")
     over = [c.timings.label for c in big if c.timings.p95 > TARGET_P95_MS]
-    print(f"    p95 <= {TARGET_P95_MS:g} ms for all ten queries: {verdict(not over)}"
-          + (f" (over: {', '.join(over)})" if over else ""))
+    print(
+        f"    p95 <= {TARGET_P95_MS:g} ms for all ten queries: {verdict(not over)}"
+        + (f" (over: {', '.join(over)})" if over else "")
+    )
     slow = [o.timings.label for o, q in pairs if q.timings.p50 / o.timings.p50 < TARGET_QIDO_RATIO]
-    print(f"    >= {TARGET_QIDO_RATIO:g}x faster than QIDO (p50) for every filter: {verdict(not slow)}"
-          + (f" (below: {', '.join(slow)})" if slow else ""))
+    print(
+        f"    >= {TARGET_QIDO_RATIO:g}x faster than QIDO (p50) for every filter: {verdict(not slow)}"
+        + (f" (below: {', '.join(slow)})" if slow else "")
+    )
     after = max(r.to_row - r.to_stable for r in live)
-    print(f"    row served by the API after STABLE_STUDY, worst {after:+.2f} s (< {TARGET_BROWSER_SECONDS:g} s): "
-          f"{verdict(after < TARGET_BROWSER_SECONDS)}; browser part: separate browser test")
+    print(
+        f"    row served by the API after STABLE_STUDY, worst {after:+.2f} s (< {TARGET_BROWSER_SECONDS:g} s): "
+        f"{verdict(after < TARGET_BROWSER_SECONDS)}; browser part: separate browser test"
+    )
 
 
 def main(argv):
@@ -733,9 +933,11 @@ def main(argv):
     root, why = choose_root(args.data_dir, needed, "worklist")
     today = datetime.date.today()
     overrides = production_overrides()
-    print(f"data folder: {root} ({why}); {args.studies} synthetic studies, {args.qido_studies} real ones "
-          f"for QIDO, {args.runs} runs per query; StableAge {overrides['StableAge']} s; loopback only",
-          flush=True)
+    print(
+        f"data folder: {root} ({why}); {args.studies} synthetic studies, {args.qido_studies} real ones "
+        f"for QIDO, {args.runs} runs per query; StableAge {overrides['StableAge']} s; loopback only",
+        flush=True,
+    )
     print(f"machine: {os.cpu_count()} CPUs, load average {load_averages()} at the start", flush=True)
     started = time.monotonic()
     with kept_on_failure(root):

@@ -28,17 +28,18 @@ from plugin.dicomservices.orders import Orders
 from plugin.dicomservices.remote import RemoteNodes
 from plugin.gateway import Gateway
 from plugin.http import HttpError, Response, Router
-from plugin.ingest_screen import Examination, examine
 from plugin.ingest import Ingest
+from plugin.ingest_screen import Examination, examine
 from plugin.reports import pages as reports_pages
 from plugin.reports import routes as reports_routes
 from plugin.reports.copies import DicomCopies
 from plugin.reports.service import Reports
+from plugin.viewer_ready import make_viewer_ready
+from plugin.webui import error_page, register_static
+from plugin.webui import gettext as _
 from plugin.worklist import pages as worklist_pages
 from plugin.worklist import routes as worklist_routes
-from plugin.viewer_ready import make_viewer_ready
 from plugin.worklist.actions import Worklist
-from plugin.webui import error_page, gettext as _, register_static
 
 LOGGER = logging.getLogger(__name__)
 
@@ -58,14 +59,22 @@ class App:
         self.ingest = Ingest(host, settings.reconcile_interval, settings.stable_age)
         self.audit = AuditLog(window_seconds=settings.image_audit_window)
         self.audit.set_resolver(orthanc_resolver(host))  # patient and study of an Orthanc resource
-        codec = TokenCodec(load_or_create_secret(settings.data_dir, settings.jwt_secret),
-                           int(settings.access_token_minutes * 60))
-        self.accounts = Accounts(Hasher(settings.bcrypt_cost), codec, self.audit,
-                                 settings.session_hours, settings.idle_hours)
+        codec = TokenCodec(
+            load_or_create_secret(settings.data_dir, settings.jwt_secret), int(settings.access_token_minutes * 60)
+        )
+        self.accounts = Accounts(
+            Hasher(settings.bcrypt_cost), codec, self.audit, settings.session_hours, settings.idle_hours
+        )
         self.apikeys = ApiKeys(self.audit, permissions_of)
         self.scope = ReferrerScope()
-        self.guard = Guard(self.accounts, self.apikeys, self.scope, self.audit, settings.trusted_proxies,
-                           {"upload": settings.max_upload_mb * 1024 * 1024})
+        self.guard = Guard(
+            self.accounts,
+            self.apikeys,
+            self.scope,
+            self.audit,
+            settings.trusted_proxies,
+            {"upload": settings.max_upload_mb * 1024 * 1024},
+        )
         self.gateway = Gateway(host, self._screen_reason, settings.max_upload_mb * 1024 * 1024)
         health.register(self.router, host, settings)
         openapi.register(self.router)
@@ -76,20 +85,28 @@ class App:
         worklist_routes.register(self.router, self.worklist, self.scope, host, self.audit, clock.today)
         worklist_pages.register(self.router, self.accounts, self.worklist, self.scope, self.audit, clock.today)
         self.viewer_assets = viewer.register(self.router, host, self.audit, self.scope)
-        self.reports = Reports(self.audit, self.worklist, lambda document: DicomCopies(host, document, clock),
-                               clock, settings.institution_name, settings.logo_path or None)
+        self.reports = Reports(
+            self.audit,
+            self.worklist,
+            lambda document: DicomCopies(host, document, clock),
+            clock,
+            settings.institution_name,
+            settings.logo_path or None,
+        )
         reports_routes.register(self.router, self.reports)
         reports_pages.register(self.router, self.accounts, self.reports, self.worklist)
-        self.nodes = RemoteNodes(host, self.audit, host.configuration().get("DicomAet", "PACS"),
-                                 settings.remote_timeout)
+        self.nodes = RemoteNodes(
+            host, self.audit, host.configuration().get("DicomAet", "PACS"), settings.remote_timeout
+        )
         remote_routes.register(self.router, self.nodes, self.worklist)
         remote_pages.register(self.router, self.nodes, self.accounts)
         self.ingest.study_removed_listeners.append(self.reports.study_removed)
         self.orders = Orders(self.audit, generate_uid, clock)
         order_routes.register(self.router, self.orders, self.audit)
         order_pages.register(self.router, self.orders, self.accounts, self.audit)
-        self.modality_worklist = ModalityWorklist(self.orders.worklist_candidates, settings.case_sensitive_pn,
-                                                  settings.mwl_max_answers)
+        self.modality_worklist = ModalityWorklist(
+            self.orders.worklist_candidates, settings.case_sensitive_pn, settings.mwl_max_answers
+        )
         self.mpps = MppsServer(PerformedSteps(clock), KnownNodes(host, settings.strict_aet), settings)
         self._warming = None  # the viewer's warm-up thread
         self._stop_lock = threading.Lock()
@@ -118,18 +135,26 @@ class App:
                 return
             self._stopped = True
         started = time.monotonic()
-        steps = (("mpps", self.mpps.stop), ("report_copies", self.reports.copies.stop),
-                 ("ingest", self.ingest.stop), ("viewer_warm", self._stop_warming),
-                 ("audit", self.audit.stop), ("http_session", self.host.close),
-                 ("database", db.close_connections))
+        steps = (
+            ("mpps", self.mpps.stop),
+            ("report_copies", self.reports.copies.stop),
+            ("ingest", self.ingest.stop),
+            ("viewer_warm", self._stop_warming),
+            ("audit", self.audit.stop),
+            ("http_session", self.host.close),
+            ("database", db.close_connections),
+        )
         for name, step in steps:
             try:
                 step()
             except Exception:  # the other steps still run
                 LOGGER.exception("event=plugin_stop_failed step=%s", name)
         left = sorted(thread.name for thread in plugin_threads())
-        LOGGER.info("event=plugin_stopped took_ms=%.1f threads_left=%s",
-                    (time.monotonic() - started) * 1000, ",".join(left) or "none")
+        LOGGER.info(
+            "event=plugin_stopped took_ms=%.1f threads_left=%s",
+            (time.monotonic() - started) * 1000,
+            ",".join(left) or "none",
+        )
 
     def _stop_warming(self, timeout=STOP_TIMEOUT):
         if self._warming is not None:
@@ -160,8 +185,9 @@ class App:
         address = request_address.set(request.client_ip)
         try:
             with db.connection_scope():
-                decision = self.guard.check(request.method, request.path, request.headers,
-                                            request.query, request.client_ip)
+                decision = self.guard.check(
+                    request.method, request.path, request.headers, request.query, request.client_ip
+                )
                 if not decision.allowed:
                     return self._renewing(request, decision, self.refusal(request, decision))
                 request.principal = decision.principal
@@ -175,14 +201,18 @@ class App:
         renewed it (unless the answer sets the cookie itself: a login, a logout)."""
         if decision.renewed and "Set-Cookie" not in response.headers:
             response.headers["Set-Cookie"] = auth_routes.session_cookie(
-                decision.renewed, self.settings.session_hours * 3600, auth_routes.is_https(request, self.settings))
+                decision.renewed, self.settings.session_hours * 3600, auth_routes.is_https(request, self.settings)
+            )
         return response
 
     @staticmethod
     def refusal(request, decision):
         request.principal = decision.principal  # an error page shows the navigation of who is asking
-        wants_page = request.method == "GET" and not request.path.startswith("/pacs/api/") \
+        wants_page = (
+            request.method == "GET"
+            and not request.path.startswith("/pacs/api/")
             and "text/html" in request.headers.get("accept", "")
+        )
         if wants_page and decision.reason == PASSWORD_CHANGE_FIRST:
             return Response.redirect("/pacs/account")
         if decision.status == 401 and wants_page:  # back to the same view, filters included
@@ -263,11 +293,23 @@ class App:
         started = time.perf_counter()
         with db.connection_scope():
             answers, complete = self.modality_worklist.find(query)
-        LOGGER.info("event=mwl_find issuer=%s called=%s answers=%d complete=%s took_ms=%.1f", issuer_aet,
-                    called_aet, len(answers), complete, (time.perf_counter() - started) * 1000)
+        LOGGER.info(
+            "event=mwl_find issuer=%s called=%s answers=%d complete=%s took_ms=%.1f",
+            issuer_aet,
+            called_aet,
+            len(answers),
+            complete,
+            (time.perf_counter() - started) * 1000,
+        )
         # Orthanc's worklist callback names the calling AE but not its address.
-        self.audit.record_access("dicom_query", username=f"dicom:{issuer_aet}", role="node", address="",
-                                 path="MWL C-FIND", query={"called_aet": called_aet, "answers": str(len(answers))})
+        self.audit.record_access(
+            "dicom_query",
+            username=f"dicom:{issuer_aet}",
+            role="node",
+            address="",
+            path="MWL C-FIND",
+            query={"called_aet": called_aet, "answers": str(len(answers))},
+        )
         return answers, complete
 
     def on_change(self, change, level, resource_id):
@@ -285,9 +327,14 @@ def plugin_threads():
     plugin (or a library it uses) started. Orthanc's own threads that run our callbacks
     are not among them (`threading` sees them only as dummies)."""
     current = threading.current_thread()
-    return [thread for thread in threading.enumerate()
-            if thread is not current and thread is not threading.main_thread()
-            and not isinstance(thread, threading._DummyThread) and thread.is_alive()]
+    return [
+        thread
+        for thread in threading.enumerate()
+        if thread is not current
+        and thread is not threading.main_thread()
+        and not isinstance(thread, threading._DummyThread)
+        and thread.is_alive()
+    ]
 
 
 def create_app(host, environ=None):
@@ -301,8 +348,11 @@ def create_app(host, environ=None):
         database = db.open_database(settings.database_url)
         migrations.migrate(database)
     except Exception as error:
-        LOGGER.error("event=database_unavailable url=%s error=%s",
-                     db.redact(settings.database_url), str(error).strip().replace("\n", " "))
+        LOGGER.error(
+            "event=database_unavailable url=%s error=%s",
+            db.redact(settings.database_url),
+            str(error).strip().replace("\n", " "),
+        )
         raise
     app = App(host, settings, clock)
     try:
@@ -312,8 +362,14 @@ def create_app(host, environ=None):
         LOGGER.error("event=first_admin_refused reason=%r", error.message)
         raise SystemExit(f"PACS cannot start: {error.message}") from None
     if password_file:
-        LOGGER.warning("event=first_admin_password_written file=%s (read it, log in as admin, "
-                       "change it, then delete the file)", password_file)
-    LOGGER.info("event=plugin_ready database=%s data_dir=%s time_zone=%s",
-                settings.database_url.split("://", 1)[0], settings.data_dir, clock.name)
+        LOGGER.warning(
+            "event=first_admin_password_written file=%s (read it, log in as admin, change it, then delete the file)",
+            password_file,
+        )
+    LOGGER.info(
+        "event=plugin_ready database=%s data_dir=%s time_zone=%s",
+        settings.database_url.split("://", 1)[0],
+        settings.data_dir,
+        clock.name,
+    )
     return app

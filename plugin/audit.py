@@ -35,8 +35,8 @@ Command line: ``python -m plugin.audit verify [--database-url URL]``.
 
 import argparse
 import collections
-import contextvars
 import contextlib
+import contextvars
 import csv
 import datetime
 import hashlib
@@ -57,7 +57,6 @@ from peewee import BigAutoField, DateTimeField, SqliteDatabase, TextField
 from plugin import db
 from plugin.db import BaseModel, database
 
-
 # The client address of the HTTP request being answered, set by the app for
 # the length of a request: entries recorded deep inside a service get it
 # without every call passing it along.
@@ -65,24 +64,59 @@ request_address = contextvars.ContextVar("request_address", default="")
 
 LOGGER = logging.getLogger(__name__)
 
-ACTIONS = frozenset({
-    # sign-in and accounts
-    "login", "logout", "login_failed", "lockout", "access_denied",
-    "password_changed", "password_reset", "user_created", "user_updated",
-    "user_disabled", "user_enabled", "user_unlocked", "apikey_created", "apikey_revoked",
-    # studies and reports
-    "study_viewed", "images_retrieved", "report_saved", "report_finalized",
-    "report_addended", "report_printed", "export", "send", "delete",
-    "study_claimed", "study_released", "study_assigned", "priority_changed", "report_viewed",
-    "node_saved", "node_deleted", "node_queried", "retrieve",
-    # reading patient data (record_access): Orthanc's REST and DICOMweb, our searches, DICOM nodes
-    "resource_read", "archive_downloaded", "media_downloaded", "search", "thumbnail_viewed",
-    "dicom_query", "dicom_retrieve",
-    # orders (the modality worklist)
-    "order_created", "order_updated", "order_cancelled",
-    # the audit trail itself
-    "audit_exported", "audit_verified",
-})
+ACTIONS = frozenset(
+    {
+        # sign-in and accounts
+        "login",
+        "logout",
+        "login_failed",
+        "lockout",
+        "access_denied",
+        "password_changed",
+        "password_reset",
+        "user_created",
+        "user_updated",
+        "user_disabled",
+        "user_enabled",
+        "user_unlocked",
+        "apikey_created",
+        "apikey_revoked",
+        # studies and reports
+        "study_viewed",
+        "images_retrieved",
+        "report_saved",
+        "report_finalized",
+        "report_addended",
+        "report_printed",
+        "export",
+        "send",
+        "delete",
+        "study_claimed",
+        "study_released",
+        "study_assigned",
+        "priority_changed",
+        "report_viewed",
+        "node_saved",
+        "node_deleted",
+        "node_queried",
+        "retrieve",
+        # reading patient data (record_access): Orthanc's REST and DICOMweb, our searches, DICOM nodes
+        "resource_read",
+        "archive_downloaded",
+        "media_downloaded",
+        "search",
+        "thumbnail_viewed",
+        "dicom_query",
+        "dicom_retrieve",
+        # orders (the modality worklist)
+        "order_created",
+        "order_updated",
+        "order_cancelled",
+        # the audit trail itself
+        "audit_exported",
+        "audit_verified",
+    }
+)
 OUTCOMES = frozenset({"success", "failure", "denied", "error"})
 HASHED_FIELDS = ("at", "username", "role", "address", "action", "study_uid", "outcome", "details")
 CSV_COLUMNS = ("id",) + HASHED_FIELDS + ("prev_hash", "hash")
@@ -154,8 +188,7 @@ class AuditLog:
 
     # --- appending ---------------------------------------------------------
 
-    def record(self, action, *, username="", role="", address="", study_uid="",
-               outcome="success", details=None):
+    def record(self, action, *, username="", role="", address="", study_uid="", outcome="success", details=None):
         """Append one entry now and return it.
 
         Inside a caller's transaction the entry commits or rolls back with
@@ -172,8 +205,7 @@ class AuditLog:
             with _APPEND_LOCK:
                 return _append([content])[0]
 
-    def record_async(self, action, *, username="", role="", address="", study_uid="",
-                     outcome="success", details=None):
+    def record_async(self, action, *, username="", role="", address="", study_uid="", outcome="success", details=None):
         """Queue one entry for the writer thread; never touches the database.
 
         Returns False when the queue is full: the entry is dropped, and the
@@ -205,8 +237,9 @@ class AuditLog:
             target += "?" + _query_text(query, drop=PAGING_PARAMS)
         if not self._first_in_window((username, action, target)):
             return False
-        details = {key: value for key, value in (("path", _clean(path, 512)),
-                                                 ("query", _query_text(query, drop=()))) if value}
+        details = {
+            key: value for key, value in (("path", _clean(path, 512)), ("query", _query_text(query, drop=()))) if value
+        }
         content = self._content(action, username, role, address, study_uid, "success", details)
         content["resolve"] = resource or (("study", study_uid) if study_uid else None)
         return self._enqueue(content)
@@ -214,9 +247,15 @@ class AuditLog:
     def record_request(self, action, request, study_uid=""):
         """`record_access` for one of our own routes' requests (plugin.http.Request)."""
         principal = request.principal
-        return self.record_access(action, username=principal.username, role=principal.role,
-                                  address=request.client_ip, path=request.path, study_uid=study_uid,
-                                  query=request.query)
+        return self.record_access(
+            action,
+            username=principal.username,
+            role=principal.role,
+            address=request.client_ip,
+            path=request.path,
+            study_uid=study_uid,
+            query=request.query,
+        )
 
     def record_node_access(self, report):
         """Audit a DICOM node's query or retrieve as Orthanc reports it (plugin/dicom_audit.lua):
@@ -226,15 +265,24 @@ class AuditLog:
         a service that is not one of NODE_SERVICES."""
         origin = report.get("origin") if isinstance(report.get("origin"), dict) else {}
         query = report.get("query") if isinstance(report.get("query"), dict) else {}
-        matching = {str(tag).lower(): value for tag, value in query.items()
-                    if isinstance(value, str) and value.strip() not in ("", "*")}
+        matching = {
+            str(tag).lower(): value
+            for tag, value in query.items()
+            if isinstance(value, str) and value.strip() not in ("", "*")
+        }
         study_uid = matching.get(STUDY_UID_TAG, "")
         action = NODE_SERVICES.get(report.get("service"))
         if action is None:
             raise ValueError(f"unknown DICOM service: {str(report.get('service'))[:32]!r}")
-        return self.record_access(action, username=f"dicom:{origin.get('RemoteAet', '')}", role="node",
-                                  address=str(origin.get("RemoteIp", "")), path=str(report.get("service", "")),
-                                  study_uid=study_uid if "\\" not in study_uid else "", query=matching)
+        return self.record_access(
+            action,
+            username=f"dicom:{origin.get('RemoteAet', '')}",
+            role="node",
+            address=str(origin.get("RemoteIp", "")),
+            path=str(report.get("service", "")),
+            study_uid=study_uid if "\\" not in study_uid else "",
+            query=matching,
+        )
 
     def set_resolver(self, resolver):
         """``resolver(level, key)``: (patient ID, study UID) of an Orthanc resource
@@ -335,14 +383,18 @@ class AuditLog:
                     _append(contents)
                 return
             except Exception:
-                LOGGER.exception("event=audit_write_failed entries=%d attempt=%d",
-                                 len(contents), attempt)
+                LOGGER.exception("event=audit_write_failed entries=%d attempt=%d", len(contents), attempt)
                 if attempt < WRITE_ATTEMPTS:
                     time.sleep(RETRY_DELAY * attempt)
         for content in contents:  # details may hold patient data: left out
-            LOGGER.error("event=audit_entry_lost at=%s action=%s username=%r study_uid=%s outcome=%s",
-                         format_at(content["at"]), content["action"], content["username"],
-                         content["study_uid"], content["outcome"])
+            LOGGER.error(
+                "event=audit_entry_lost at=%s action=%s username=%r study_uid=%s outcome=%s",
+                format_at(content["at"]),
+                content["action"],
+                content["username"],
+                content["study_uid"],
+                content["outcome"],
+            )
 
     def _completed(self, content):
         """An access entry with its patient and study filled in (writer thread), or
@@ -366,8 +418,9 @@ class AuditLog:
             return None
         self._written[key] = now
         self._written.move_to_end(key)
-        while len(self._written) > MAX_THROTTLE_KEYS or \
-                (self._written and next(iter(self._written.values())) <= now - self._window):
+        while len(self._written) > MAX_THROTTLE_KEYS or (
+            self._written and next(iter(self._written.values())) <= now - self._window
+        ):
             self._written.popitem(last=False)
         return content
 
@@ -403,15 +456,32 @@ class AuditLog:
             result = _verify_chain(max(1, int(batch)))
         took_ms = (time.monotonic() - started) * 1000
         if result.ok:
-            LOGGER.info("event=audit_verified ok=true checked=%d last_hash=%s took_ms=%.1f",
-                        result.checked, result.last_hash, took_ms)
+            LOGGER.info(
+                "event=audit_verified ok=true checked=%d last_hash=%s took_ms=%.1f",
+                result.checked,
+                result.last_hash,
+                took_ms,
+            )
         else:
-            LOGGER.error("event=audit_verified ok=false checked=%d first_bad_id=%s took_ms=%.1f",
-                         result.checked, result.first_bad_id, took_ms)
+            LOGGER.error(
+                "event=audit_verified ok=false checked=%d first_bad_id=%s took_ms=%.1f",
+                result.checked,
+                result.first_bad_id,
+                took_ms,
+            )
         return result
 
-    def query(self, username=None, action=None, study_uid=None, outcome=None,
-              date_from=None, date_to=None, page=1, page_size=50):
+    def query(
+        self,
+        username=None,
+        action=None,
+        study_uid=None,
+        outcome=None,
+        date_from=None,
+        date_to=None,
+        page=1,
+        page_size=50,
+    ):
         """(entries as dicts, total matching), newest first.
 
         Dates are UTC datetimes, dates or their ISO text; a bare date covers
@@ -422,12 +492,10 @@ class AuditLog:
         with _connection():
             selected = _filtered(username, action, study_uid, outcome, date_from, date_to)
             total = selected.count()
-            rows = selected.order_by(AuditEntry.at.desc(), AuditEntry.id.desc()) \
-                .paginate(page, page_size).dicts()
+            rows = selected.order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).paginate(page, page_size).dicts()
             return [_public(row) for row in rows], total
 
-    def export_csv(self, username=None, action=None, study_uid=None, outcome=None,
-                   date_from=None, date_to=None):
+    def export_csv(self, username=None, action=None, study_uid=None, outcome=None, date_from=None, date_to=None):
         """Every matching entry as CSV text (header first, newest first).
 
         Cells that a spreadsheet would run as a formula get a leading quote.
@@ -447,6 +515,7 @@ class AuditLog:
 
 # --- where an Orthanc resource is -----------------------------------------------
 
+
 def orthanc_resolver(host):
     """A resolver for `AuditLog.set_resolver`: our study index first, then Orthanc
     (short SDK calls of small JSON, in the writer thread)."""
@@ -464,8 +533,10 @@ def orthanc_resolver(host):
             if found:
                 return found
             study = host.get_json(f"/studies/{key}") or {}
-            return (study.get("PatientMainDicomTags", {}).get("PatientID", ""),
-                    study.get("MainDicomTags", {}).get("StudyInstanceUID", ""))
+            return (
+                study.get("PatientMainDicomTags", {}).get("PatientID", ""),
+                study.get("MainDicomTags", {}).get("StudyInstanceUID", ""),
+            )
         if level == "series":
             series = Series.get_or_none(Series.orthanc_id == key)
             if series is not None:
@@ -482,6 +553,7 @@ def orthanc_resolver(host):
 
 
 # --- the chain ----------------------------------------------------------------
+
 
 def chain_hash(prev_hash, content):
     """The hash of an entry whose HASHED_FIELDS are ``content`` (see the module doc)."""
@@ -505,8 +577,7 @@ def _append(contents):
     with database.atomic():  # BEGIN IMMEDIATE on SQLite (plugin/db.py)
         if not sqlite:
             database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK_KEY,))
-        prev = (AuditEntry.select(AuditEntry.hash).order_by(AuditEntry.id.desc())
-                .limit(1).scalar()) or GENESIS_HASH
+        prev = (AuditEntry.select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1).scalar()) or GENESIS_HASH
         entries = []
         for content in contents:
             digest = chain_hash(prev, content)
@@ -518,8 +589,7 @@ def _append(contents):
 def _verify_chain(batch):
     prev, checked, after_id = GENESIS_HASH, 0, 0
     while True:
-        rows = list(AuditEntry.select().where(AuditEntry.id > after_id)
-                    .order_by(AuditEntry.id).limit(batch).dicts())
+        rows = list(AuditEntry.select().where(AuditEntry.id > after_id).order_by(AuditEntry.id).limit(batch).dicts())
         for row in rows:
             checked += 1
             problem = _chain_problem(row, prev)
@@ -542,6 +612,7 @@ def _chain_problem(row, prev):
 
 
 # --- helpers ------------------------------------------------------------------
+
 
 def _connection():
     """A pooled connection for this unit of work, unless the caller has one."""
@@ -566,14 +637,16 @@ def _query_text(query, drop):
     if not query:
         return ""
     pairs = query.items() if isinstance(query, dict) else query
-    kept = sorted((str(key), "" if value is None else str(value)) for key, value in pairs
-                  if str(key).lower() not in drop and not _SECRET_PARAM.search(str(key)))
+    kept = sorted(
+        (str(key), "" if value is None else str(value))
+        for key, value in pairs
+        if str(key).lower() not in drop and not _SECRET_PARAM.search(str(key))
+    )
     return _clean("&".join(f"{key}={value}" for key, value in kept), MAX_QUERY_TEXT)
 
 
 def _details_text(details):
-    text = json.dumps(details or {}, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False, default=str)
+    text = json.dumps(details or {}, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     if len(text) > MAX_DETAILS:
         text = json.dumps({"truncated": text[:MAX_DETAILS]}, ensure_ascii=False)
     return _clean(text, limit=None)
@@ -586,8 +659,12 @@ def _filtered(username, action, study_uid, outcome, date_from, date_to):
     selected = AuditEntry.select()
     if isinstance(study_uid, (list, tuple, set, frozenset)):
         selected, study_uid = selected.where(AuditEntry.study_uid.in_(list(study_uid))), None
-    for column, value in ((AuditEntry.username, username), (AuditEntry.action, action),
-                          (AuditEntry.study_uid, study_uid), (AuditEntry.outcome, outcome)):
+    for column, value in (
+        (AuditEntry.username, username),
+        (AuditEntry.action, action),
+        (AuditEntry.study_uid, study_uid),
+        (AuditEntry.outcome, outcome),
+    ):
         if value:
             selected = selected.where(column == value)
     if date_from:
@@ -610,8 +687,7 @@ def _bound_or_overflow(value, end):
     if isinstance(value, str):
         text = value.strip()
         try:
-            value = (datetime.date.fromisoformat(text) if len(text) == 10
-                     else datetime.datetime.fromisoformat(text))
+            value = datetime.date.fromisoformat(text) if len(text) == 10 else datetime.datetime.fromisoformat(text)
         except ValueError:
             raise ValueError(f"not an ISO date or date-time: {value!r}") from None
     if isinstance(value, datetime.datetime):
@@ -640,25 +716,26 @@ def _csv_cell(value):
 
 # --- command line -------------------------------------------------------------
 
+
 def _default_database_url():
     """The database `make run` uses: PACS_DATABASE_URL, else <data>/pacs.sqlite."""
     from plugin import launcher
     from plugin.config import Settings
+
     config = launcher.build_config(**launcher.settings_from_environment(os.environ))
     return Settings.from_configuration(config).database_url
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m plugin.audit",
-                                     description="Check the audit trail's hash chain.")
+    parser = argparse.ArgumentParser(prog="python -m plugin.audit", description="Check the audit trail's hash chain.")
     commands = parser.add_subparsers(dest="command", required=True)
-    verify = commands.add_parser("verify", help="exit 0 if the chain holds, 1 if not, "
-                                 "2 if there is no audit log to check")
-    verify.add_argument("--database-url", help="default: PACS_DATABASE_URL, else "
-                        "pacs.sqlite in PACS_DATA_DIR (./data)")
+    verify = commands.add_parser(
+        "verify", help="exit 0 if the chain holds, 1 if not, 2 if there is no audit log to check"
+    )
+    verify.add_argument("--database-url", help="default: PACS_DATABASE_URL, else pacs.sqlite in PACS_DATA_DIR (./data)")
     args = parser.parse_args(argv)
     url = args.database_url or _default_database_url()
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
         print(f"no database at {url}", file=sys.stderr)
         return 2
     try:

@@ -50,8 +50,9 @@ class Settings:
         pacs = configuration.get("Pacs", {})
         data_dir = Path(pacs.get("DataDir") or environ.get("PACS_DATA_DIR") or "data").resolve()
         storage = Path(configuration.get("StorageDirectory") or data_dir / "orthanc")
-        database_url = (environ.get("PACS_DATABASE_URL") or pacs.get("DatabaseUrl")
-                        or f"sqlite:///{data_dir / 'pacs.sqlite'}")
+        database_url = (
+            environ.get("PACS_DATABASE_URL") or pacs.get("DatabaseUrl") or f"sqlite:///{data_dir / 'pacs.sqlite'}"
+        )
         return cls(
             data_dir=data_dir,
             storage_dir=storage,
@@ -100,5 +101,6 @@ def admin_password(environ):
     try:
         return Path(path).read_text(encoding="utf-8").removesuffix("\n").removesuffix("\r")
     except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"PACS_ADMIN_PASSWORD_FILE: cannot read {path}: "
-                         f"{getattr(error, 'strerror', None) or error}") from None
+        raise ValueError(
+            f"PACS_ADMIN_PASSWORD_FILE: cannot read {path}: {getattr(error, 'strerror', None) or error}"
+        ) from None

@@ -44,13 +44,12 @@ class BaseModel(Model):
 def open_database(url):
     """Open the database named by ``url`` and bind the models to it."""
     if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///"):])
+        path = Path(url[len("sqlite:///") :])
         path.parent.mkdir(parents=True, exist_ok=True)
         db = _SqliteDatabase(str(path), pragmas=SQLITE_PRAGMAS)
     elif url.startswith(("postgresql://", "postgres://")):
         scheme, rest = url.split("://", 1)
-        db = db_url.connect(f"{scheme}+pool://{rest}", max_connections=POOL_SIZE,
-                            stale_timeout=300, timeout=10)
+        db = db_url.connect(f"{scheme}+pool://{rest}", max_connections=POOL_SIZE, stale_timeout=300, timeout=10)
     else:
         raise ValueError("database URL must start with sqlite:/// or postgresql://")
     database.initialize(db)

@@ -78,8 +78,10 @@ def name_parts(value):
 def pn_from_parts(family, given):
     """The PN of a form's family and given name fields ("Doe", "Jane" -> "Doe^Jane").
     A caret or "=" typed in a field would change the name's structure: they become spaces."""
+
     def clean(text):
         return " ".join((text or "").replace("^", " ").replace("=", " ").split())
+
     family, given = clean(family), clean(given)
     return f"{family}^{given}" if given else family
 

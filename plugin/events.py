@@ -60,8 +60,11 @@ class Events:
                 listener(**payload)
                 done += 1
             except Exception:
-                LOGGER.exception("event=event_listener_failed name=%s listener=%s", name,
-                                 getattr(listener, "__qualname__", repr(listener)))
+                LOGGER.exception(
+                    "event=event_listener_failed name=%s listener=%s",
+                    name,
+                    getattr(listener, "__qualname__", repr(listener)),
+                )
         return done
 
     def _check(self, name):

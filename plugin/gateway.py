@@ -35,8 +35,16 @@ ZIP_MAGIC = b"PK\x03\x04"
 # A body that is not JSON is one short value (an id, a UID, "0"/"1", a log level).
 _TEXT_BODY = re.compile(r"[\x20-\x7e\t\r\n]*")
 # What a damaged or hostile ZIP makes zipfile raise (encrypted members: RuntimeError).
-_UNREADABLE_ZIP = (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError,
-                   OSError, ValueError, zlib.error)
+_UNREADABLE_ZIP = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    NotImplementedError,
+    RuntimeError,
+    EOFError,
+    OSError,
+    ValueError,
+    zlib.error,
+)
 
 
 def check_body(body):
@@ -89,8 +97,7 @@ class Gateway:
         for name, data in files:
             reason = self._screen(data)
             if reason:
-                LOGGER.warning("event=instance_refused source=http address=%s reason=%s",
-                               request.client_ip, reason)
+                LOGGER.warning("event=instance_refused source=http address=%s reason=%s", request.client_ip, reason)
                 refused.append({"Path": name, "Status": "Refused", "Reason": reason})
                 continue
             try:

@@ -33,8 +33,9 @@ _CHANGES = {
 }
 # Statuses Orthanc 1.10.1 can send: with any other (429, say) it drops the
 # connection without an answer.
-_ORTHANC_STATUSES = frozenset({201, 202, 204, 302, 303, 304, 307, 400, 401, 403, 404, 406, 409, 410, 413,
-                               415, 422, 423, 500, 501, 502, 503, 504})
+_ORTHANC_STATUSES = frozenset(
+    {201, 202, 204, 302, 303, 304, 307, 400, 401, 403, 404, 406, 409, 410, 413, 415, 422, 423, 500, 501, 502, 503, 504}
+)
 
 # /system's "Capabilities" (Orthanc 1.12.5+) -> our names for them.
 _CAPABILITIES = {"HasLabels": "labels", "HasExtendedFind": "extended_find"}
@@ -68,8 +69,11 @@ class OrthancHost:
             system = self.get_json("/system") or {}
             offered = {**system, **(system.get("Capabilities") or {})}  # HasLabels is top-level (1.12.0)
             self._capabilities = frozenset(name for key, name in _CAPABILITIES.items() if offered.get(key))
-            LOGGER.info("event=orthanc_capabilities version=%s capabilities=%s", system.get("Version", "?"),
-                        ",".join(sorted(self._capabilities)) or "none")
+            LOGGER.info(
+                "event=orthanc_capabilities version=%s capabilities=%s",
+                system.get("Version", "?"),
+                ",".join(sorted(self._capabilities)) or "none",
+            )
         return self._capabilities
 
     def configuration(self):
@@ -98,9 +102,13 @@ class OrthancHost:
         if self._token is None:
             self._token = orthanc.GenerateRestApiAuthorizationToken()
             self._base = f"http://127.0.0.1:{self.configuration().get('HttpPort', 8042)}"
-        answer = self._http.request(method, self._base + path, timeout=timeout,
-                                    data=raw if raw is not None else None if body is None else json.dumps(body),
-                                    headers={"Authorization": self._token})
+        answer = self._http.request(
+            method,
+            self._base + path,
+            timeout=timeout,
+            data=raw if raw is not None else None if body is None else json.dumps(body),
+            headers={"Authorization": self._token},
+        )
         try:
             return answer.status_code, (answer.json() if answer.content else None)
         except ValueError:
@@ -135,8 +143,10 @@ class OrthancHost:
             return b""
         except orthanc.OrthancException as error:
             code = error.args[0] if error.args else None
-            raise HttpError(404 if code in _NOT_FOUND else 400,
-                            f"Orthanc refused the request: {error.args[-1] if error.args else error}") from None
+            raise HttpError(
+                404 if code in _NOT_FOUND else 400,
+                f"Orthanc refused the request: {error.args[-1] if error.args else error}",
+            ) from None
 
     def get_after_plugins(self, path):
         """GET a route of another plugin (e.g. DICOMweb) as bytes; None if unknown.
@@ -159,10 +169,21 @@ def _unless_unknown(call, path):
         raise
 
 
-_ORIGINS = {orthanc.InstanceOrigin.DICOM_PROTOCOL: "dicom", orthanc.InstanceOrigin.REST_API: "rest", orthanc.InstanceOrigin.PLUGIN: "plugin",
-            orthanc.InstanceOrigin.LUA: "lua", orthanc.InstanceOrigin.WEB_DAV: "webdav"}
-_NOT_FOUND = frozenset({orthanc.ErrorCode.UNKNOWN_RESOURCE, orthanc.ErrorCode.INEXISTENT_ITEM,
-                        orthanc.ErrorCode.INEXISTENT_FILE, orthanc.ErrorCode.INEXISTENT_TAG})
+_ORIGINS = {
+    orthanc.InstanceOrigin.DICOM_PROTOCOL: "dicom",
+    orthanc.InstanceOrigin.REST_API: "rest",
+    orthanc.InstanceOrigin.PLUGIN: "plugin",
+    orthanc.InstanceOrigin.LUA: "lua",
+    orthanc.InstanceOrigin.WEB_DAV: "webdav",
+}
+_NOT_FOUND = frozenset(
+    {
+        orthanc.ErrorCode.UNKNOWN_RESOURCE,
+        orthanc.ErrorCode.INEXISTENT_ITEM,
+        orthanc.ErrorCode.INEXISTENT_FILE,
+        orthanc.ErrorCode.INEXISTENT_TAG,
+    }
+)
 
 
 # Orthanc gives the client's address to the filter only; the REST callback
@@ -173,8 +194,9 @@ _client_ip = {}
 
 
 def _request_from(method, uri, req):
-    return Request.from_orthanc(method, uri, req.get("get"), req.get("headers"), req.get("body"),
-                                _client_ip.get(threading.get_ident(), ""))
+    return Request.from_orthanc(
+        method, uri, req.get("get"), req.get("headers"), req.get("body"), _client_ip.get(threading.get_ident(), "")
+    )
 
 
 def _send(output, response: Response):

@@ -12,8 +12,18 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote_plus
 
-from plugin.errors import (Conflict, DomainError, Forbidden, Invalid, Locked, NotFound, TooLarge,
-                           Unauthenticated, Unavailable, Unsupported)
+from plugin.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    Invalid,
+    Locked,
+    NotFound,
+    TooLarge,
+    Unauthenticated,
+    Unavailable,
+    Unsupported,
+)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -41,7 +51,7 @@ def json_nesting_ok(text, limit=MAX_JSON_DEPTH):
 
 
 NUL_MESSAGE = "text must not contain NUL characters or invalid Unicode"
-DB_INT = 2 ** 63  # the database's integers: larger numbers overflow the driver
+DB_INT = 2**63  # the database's integers: larger numbers overflow the driver
 
 
 def path_id(value):
@@ -97,8 +107,17 @@ def decode_query(raw_query):
 
 
 # The one place where a domain error becomes an HTTP status.
-HTTP_STATUS = {Invalid: 400, Unauthenticated: 401, Forbidden: 403, NotFound: 404, Conflict: 409,
-               TooLarge: 413, Unsupported: 415, Locked: 423, Unavailable: 503}
+HTTP_STATUS = {
+    Invalid: 400,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    TooLarge: 413,
+    Unsupported: 415,
+    Locked: 423,
+    Unavailable: 503,
+}
 
 
 def http_status(error):
@@ -129,8 +148,7 @@ class Request:
 
     @classmethod
     def from_orthanc(cls, method, path, raw_query, headers, body, client_ip=""):
-        return cls(method.upper(), path, decode_query(raw_query), dict(headers or {}), body or b"",
-                   client_ip)
+        return cls(method.upper(), path, decode_query(raw_query), dict(headers or {}), body or b"", client_ip)
 
     def form(self):
         """An application/x-www-form-urlencoded body as a dict (last value wins)."""
@@ -206,6 +224,7 @@ class Router:
         def register(handler):
             self.add(method, pattern, handler)
             return handler
+
         return register
 
     def dispatch(self, request):
@@ -220,8 +239,7 @@ class Router:
         except DomainError as error:
             return Response.error(http_status(error), error.message, error.headers)
         except Exception:  # a bug must not take the worker thread down
-            LOGGER.exception("event=http_handler_failed method=%s path=%s",
-                             request.method, request.path)
+            LOGGER.exception("event=http_handler_failed method=%s path=%s", request.method, request.path)
             return Response.error(500, "internal error")
 
     def _match(self, request):
@@ -235,6 +253,5 @@ class Router:
             allowed.append(method)
         if allowed:
             methods = ", ".join(sorted(set(allowed)))
-            raise HttpError(405, f"method {request.method} not allowed here; use {methods}",
-                            {"Allow": methods})
+            raise HttpError(405, f"method {request.method} not allowed here; use {methods}", {"Allow": methods})
         raise HttpError(404, f"no such route: {request.path}")

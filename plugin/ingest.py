@@ -152,10 +152,15 @@ class Ingest:
         summary = studyindex.summarise(study, series)
         row = studyindex.store(summary)
         done = self._clock()
-        LOGGER.info("event=study_indexed orthanc_id=%s study_uid=%s series=%d instances=%d "
-                    "took_ms=%.1f waited_ms=%.1f", orthanc_id, summary.study_instance_uid,
-                    len(summary.series), summary.instance_count, (done - started) * 1000,
-                    (started - (queued_at or started)) * 1000)
+        LOGGER.info(
+            "event=study_indexed orthanc_id=%s study_uid=%s series=%d instances=%d took_ms=%.1f waited_ms=%.1f",
+            orthanc_id,
+            summary.study_instance_uid,
+            len(summary.series),
+            summary.instance_count,
+            (done - started) * 1000,
+            (started - (queued_at or started)) * 1000,
+        )
         return row
 
     def remove_study(self, orthanc_id):
@@ -193,8 +198,13 @@ class Ingest:
                 break
             since += len(page)
         removed = sum(self._remove_if_gone(orthanc_id) for orthanc_id in set(known) - seen)
-        LOGGER.info("event=reconcile_done studies=%d indexed=%d removed=%d took_ms=%.1f",
-                    len(seen), indexed, removed, (self._clock() - started) * 1000)
+        LOGGER.info(
+            "event=reconcile_done studies=%d indexed=%d removed=%d took_ms=%.1f",
+            len(seen),
+            indexed,
+            removed,
+            (self._clock() - started) * 1000,
+        )
         return {"studies": len(seen), "indexed": indexed, "removed": removed}
 
     def _remove_if_gone(self, orthanc_id):
@@ -220,11 +230,22 @@ class Ingest:
         reconcile compares, and the few studies that changed are read afterwards;
         1.10.1 can only list whole studies (every main tag of every study)."""
         if "extended_find" in self._host.capabilities():
-            page = json.loads(self._host.builtin("POST", "/tools/find", json.dumps({
-                "Level": "Study", "Query": {}, "ResponseContent": ["Metadata", "IsStable"],
-                "Since": since, "Limit": RECONCILE_PAGE}).encode()))
-            return [(s["ID"], s.get("Metadata", {}).get("LastUpdate"), s.get("IsStable", True), None)
-                    for s in page]
+            page = json.loads(
+                self._host.builtin(
+                    "POST",
+                    "/tools/find",
+                    json.dumps(
+                        {
+                            "Level": "Study",
+                            "Query": {},
+                            "ResponseContent": ["Metadata", "IsStable"],
+                            "Since": since,
+                            "Limit": RECONCILE_PAGE,
+                        }
+                    ).encode(),
+                )
+            )
+            return [(s["ID"], s.get("Metadata", {}).get("LastUpdate"), s.get("IsStable", True), None) for s in page]
         page = self._host.get_json(f"/studies?expand&since={since}&limit={RECONCILE_PAGE}") or []
         return [(s["ID"], s.get("LastUpdate"), s.get("IsStable", True), s) for s in page]
 

@@ -58,10 +58,34 @@ TRANSFER_SYNTAXES = {
 
 # VRs whose explicit header has 2 reserved bytes and a 4-byte length; all others a 2-byte length.
 _LONG_VRS = frozenset(
-    vr.encode() for vr in ("OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"))
+    vr.encode() for vr in ("OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV")
+)
 _SHORT_VRS = frozenset(
-    vr.encode() for vr in ("AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "PN",
-                           "SH", "SL", "SS", "ST", "TM", "UI", "UL", "US"))
+    vr.encode()
+    for vr in (
+        "AE",
+        "AS",
+        "AT",
+        "CS",
+        "DA",
+        "DS",
+        "DT",
+        "FD",
+        "FL",
+        "IS",
+        "LO",
+        "LT",
+        "PN",
+        "SH",
+        "SL",
+        "SS",
+        "ST",
+        "TM",
+        "UI",
+        "UL",
+        "US",
+    )
+)
 _UNDEFINED = 0xFFFFFFFF
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xE000, 0xE00D, 0xE0DD  # elements of group FFFE
 _ITEM_TAG_LE = b"\xfe\xff\x00\xe0"
@@ -135,6 +159,7 @@ def examine(data):
 
 def _viewer_fixes(buffer, attributes, syntax):
     """The lossless changes OHIF needs, from the top-level data set's SOP class and group 0028."""
+
     def text(tag):
         return _text(buffer, attributes, tag)
 
@@ -185,7 +210,7 @@ def _meta(buffer):
                 raise Refused("malformed file meta group length")
             group_end = value + 4 + _META_U32.unpack_from(buffer, value)[0]
         elif element == 0x0010:
-            syntax = bytes(buffer[value:value + length]).rstrip(b"\0 ").decode("ascii", "replace")
+            syntax = bytes(buffer[value : value + length]).rstrip(b"\0 ").decode("ascii", "replace")
         position = value + length
     if group_end is not None and group_end != position:
         raise Refused("file meta group length disagrees with the meta elements")
@@ -313,8 +338,12 @@ def _walk(buffer, position, explicit, little, encapsulated_syntax):
         else:
             if position + length > end:
                 raise Refused(f"({group:04X},{element:04X}) runs past the end of the data")
-            if vr != b"SQ" and not (vr in (None, b"UN") and tag != _PIXEL_DATA and length >= 8
-                                     and buffer[position:position + 4] == _ITEM_TAG_LE):
+            if vr != b"SQ" and not (
+                vr in (None, b"UN")
+                and tag != _PIXEL_DATA
+                and length >= 8
+                and buffer[position : position + 4] == _ITEM_TAG_LE
+            ):
                 if group == 0x0028 or group == 0x7FE0 or tag == _SOP_CLASS:
                     attributes[tag] = (position, length)
                 position += length
@@ -402,7 +431,7 @@ def _check_image(buffer, attributes, little, encapsulated_syntax):
 def _text(buffer, attributes, tag):
     """A short text value of a recorded attribute ('' if absent), never more than 64 bytes."""
     position, length = attributes.get(tag, (0, 0))
-    return bytes(buffer[position:position + min(length, 64)]).strip(b"\0 ").decode("ascii", "replace")
+    return bytes(buffer[position : position + min(length, 64)]).strip(b"\0 ").decode("ascii", "replace")
 
 
 def _check_palette(buffer, attributes, little, palette_image):

@@ -144,9 +144,12 @@ def main(argv):
     if argv[1:2] == ["config"]:
         print(path)
         return 0
-    print(f"PACS: HTTP on port {settings['http_port']}, DICOM on port "
-          f"{settings['dicom_port']} (AE {config['DicomAet']}), data in "
-          f"{Path(settings['data_dir']).resolve()}", flush=True)
+    print(
+        f"PACS: HTTP on port {settings['http_port']}, DICOM on port "
+        f"{settings['dicom_port']} (AE {config['DicomAet']}), data in "
+        f"{Path(settings['data_dir']).resolve()}",
+        flush=True,
+    )
     command = orthanc_command(path, verbose="--verbose" in argv)
     os.execve(command[0], command, orthanc_environment())
     return 1

@@ -1,8 +1,7 @@
 """The study index as the plugin uses it today (the schema itself is built by
 plugin/migrations)."""
 
-from peewee import (CharField, DateField, DateTimeField, ForeignKeyField,
-                    IntegerField, TextField)
+from peewee import CharField, DateField, DateTimeField, ForeignKeyField, IntegerField, TextField
 
 from plugin.db import BaseModel
 
@@ -79,6 +78,7 @@ class Series(BaseModel):
 
 class StudyTerm(BaseModel):
     """One word of a study's folded search text (see studyindex.save_search_terms)."""
+
     study = ForeignKeyField(Study, backref="terms", on_delete="CASCADE")
     term = TextField()
 

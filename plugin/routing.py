@@ -16,8 +16,9 @@ to HTTP in one place.
 """
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -64,11 +65,18 @@ class Route:
 
     def rule(self):
         """The guard's rule: the study parameter, if any, is the group named ``study``."""
+
         def group(match):
             return r"(?P<study>[^/]+)" if match.group(1) == self.study else r"[^/]+"
+
         pattern = re.compile("^(?:" + _PARAM.sub(group, _escaped(self.path)) + ")$")
-        return Rule(frozenset({self.method}), pattern, self.permission, "path" if self.study else "",
-                    body="none" if self.method in ("GET", "DELETE") else self.body_limit)
+        return Rule(
+            frozenset({self.method}),
+            pattern,
+            self.permission,
+            "path" if self.study else "",
+            body="none" if self.method in ("GET", "DELETE") else self.body_limit,
+        )
 
 
 def _escaped(path):
@@ -79,6 +87,7 @@ def _escaped(path):
 def handler_for(route, services):
     """The router's callable for ``route``: validates query and body, calls the
     handler, turns what it returns into a Response."""
+
     def handle(request, **params):
         kwargs = dict(params)
         if route.query is not None:
@@ -86,11 +95,12 @@ def handler_for(route, services):
         if route.body is not None:
             kwargs["body"] = validate(route.body, request.json(), "body")
         return as_response(route.handler(services, request, **kwargs))
+
     handle.__name__ = getattr(route.handler, "__name__", "handler")
     return handle
 
 
-def validate(model, data, where):
+def validate(model: type[BaseModel], data: Any, where: str) -> BaseModel:
     """``data`` as ``model``, or Invalid naming the first field that is wrong."""
     try:
         return model.model_validate(data)
@@ -100,7 +110,7 @@ def validate(model, data, where):
         raise Invalid(f"{location}: {first.get('msg', 'invalid value')}") from None
 
 
-def as_response(result):
+def as_response(result: Any) -> Response:
     if isinstance(result, Response):
         return result
     if isinstance(result, BaseModel):
@@ -113,14 +123,14 @@ def register(router, routes, services):
         router.add_regex(route.method, route.router_pattern(), handler_for(route, services))
 
 
-def rules(routes):
+def rules(routes: tuple[Route, ...]) -> tuple[Rule, ...]:
     """The guard's rules for every declared route, in declaration order."""
     return tuple(route.rule() for route in routes)
 
 
-def check_unique(routes):
+def check_unique(routes: tuple[Route, ...]) -> tuple[Route, ...]:
     """Each (method, path) once; two paths that would match the same URL are a mistake too."""
-    seen = {}
+    seen: dict[tuple[str, str], Route] = {}
     for route in routes:
         key = (route.method, _PARAM.sub("{}", route.path))
         if key in seen:
@@ -133,14 +143,18 @@ def check_unique(routes):
 
 ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
 _STANDARD_ERRORS = {
-    "400": "bad input", "401": "no or bad login", "403": "not allowed", "404": "no such thing",
+    "400": "bad input",
+    "401": "no or bad login",
+    "403": "not allowed",
+    "404": "no such thing",
     "409": "in a state that forbids this",
 }
 
 
-def openapi_paths(routes):
+def openapi_paths(routes: tuple[Route, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(paths, component schemas) of the OpenAPI document for the API routes."""
-    paths, schemas = {}, {"Error": ERROR_SCHEMA}
+    paths: dict[str, dict[str, Any]] = {}
+    schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
     for route in routes:
         if route.page:
             continue
@@ -148,30 +162,39 @@ def openapi_paths(routes):
     return paths, schemas
 
 
-def _operation(route, schemas):
-    permission = {PUBLIC: "none (public)", AUTHENTICATED: "any signed-in user"}.get(route.permission,
-                                                                                   route.permission)
-    operation = {"summary": route.summary or route.handler.__doc__ or route.path,
-                 "description": f"Permission: {permission}.", "responses": {}}
-    parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-                  for name in route.parameters]
+def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
+    permission = {PUBLIC: "none (public)", AUTHENTICATED: "any signed-in user"}.get(route.permission, route.permission)
+    operation: dict[str, Any] = {
+        "summary": route.summary or route.handler.__doc__ or route.path,
+        "description": f"Permission: {permission}.",
+        "responses": {},
+    }
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in route.parameters
+    ]
     if route.query is not None:
         schema = _schema(route.query, schemas)
         required = set(schema.get("required", ()))
-        parameters += [{"name": name, "in": "query", "required": name in required, "schema": prop}
-                       for name, prop in schema.get("properties", {}).items()]
+        parameters += [
+            {"name": name, "in": "query", "required": name in required, "schema": prop}
+            for name, prop in schema.get("properties", {}).items()
+        ]
     if parameters:
         operation["parameters"] = parameters
     if route.body is not None:
-        operation["requestBody"] = {"required": True, "content": {
-            "application/json": {"schema": {"$ref": _register(route.body, schemas)}}}}
-    ok = {"description": "OK"}
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": _register(route.body, schemas)}}},
+        }
+    ok: dict[str, Any] = {"description": "OK"}
     if route.answer is not None:
         ok["content"] = {"application/json": {"schema": {"$ref": _register(route.answer, schemas)}}}
     operation["responses"]["200"] = ok
     for status, text in _STANDARD_ERRORS.items():
-        operation["responses"][status] = {"description": text, "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        operation["responses"][status] = {
+            "description": text,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
     return operation
 
 

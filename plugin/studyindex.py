@@ -21,7 +21,7 @@ from plugin.models import DOCUMENT_MODALITIES, Patient, Series, Study, StudyTerm
 LOGGER = logging.getLogger(__name__)
 
 # The range of the DICOM IS value representation (PS3.5 6.2).
-IS_MIN, IS_MAX = -2**31, 2**31 - 1
+IS_MIN, IS_MAX = -(2**31), 2**31 - 1
 
 
 @dataclass
@@ -114,8 +114,10 @@ def summarise(study, series):
         description=tags.get("StudyDescription", ""),
         referring_physician=tags.get("ReferringPhysicianName", ""),
         institution_name=tags.get("InstitutionName", ""),
-        series=sorted((_summarise_series(s) for s in series),
-                      key=lambda s: (s.number is None, s.number or 0, s.series_instance_uid)),
+        series=sorted(
+            (_summarise_series(s) for s in series),
+            key=lambda s: (s.number is None, s.number or 0, s.series_instance_uid),
+        ),
     )
 
 
@@ -156,8 +158,7 @@ def store(summary, now=None):
 def _store(summary, now):
     with database.atomic():
         patient = _store_patient(summary, now)
-        study = (Study.get_or_none(Study.orthanc_id == summary.orthanc_id)
-                 or _scheduled_study(summary))
+        study = Study.get_or_none(Study.orthanc_id == summary.orthanc_id) or _scheduled_study(summary)
         order = arrivals.order_of_study(study) if study is not None else None
         if study is None:
             study = Study(status="arrived", arrived_at=now)
@@ -171,8 +172,9 @@ def _store(summary, now):
         study.study_time = summary.study_time
         study.description = summary.description
         # An order's referring physician wins: it decides which referrer sees the study.
-        study.referring_physician = (order.referring_physician if order and order.referring_physician
-                                     else summary.referring_physician)
+        study.referring_physician = (
+            order.referring_physician if order and order.referring_physician else summary.referring_physician
+        )
         study.referring_key = pn_key(study.referring_physician)
         study.institution_name = summary.institution_name
         study.modalities = summary.modalities
@@ -184,8 +186,9 @@ def _store(summary, now):
         study.patient_dicom_id = summary.patient_id
         study.patient_sex = summary.sex
         study.patient_birth_date = summary.birth_date
-        study.search_text = search_text(summary.patient_name, summary.patient_id, summary.accession_number,
-                                        summary.description)
+        study.search_text = search_text(
+            summary.patient_name, summary.patient_id, summary.accession_number, summary.description
+        )
         study.indexed_at = study.updated_at = now
         study.save()
         save_search_terms(study.id, study.search_text)
@@ -204,20 +207,19 @@ def save_search_terms(study_id, text):
     StudyTerm.delete().where(StudyTerm.study == study_id).execute()
     terms = sorted(set(text.split()))
     if terms:
-        StudyTerm.insert_many([(study_id, term) for term in terms],
-                              fields=[StudyTerm.study, StudyTerm.term]).execute()
+        StudyTerm.insert_many([(study_id, term) for term in terms], fields=[StudyTerm.study, StudyTerm.term]).execute()
 
 
 def _scheduled_study(summary):
     """The row of an order (scheduled, no images yet) waiting for this study, if
     any: by StudyInstanceUID, else by accession number. The order's priority
     is already on that row."""
-    for column, value in ((Study.study_instance_uid, summary.study_instance_uid),
-                          (Study.accession_number, summary.accession_number)):
+    for column, value in (
+        (Study.study_instance_uid, summary.study_instance_uid),
+        (Study.accession_number, summary.accession_number),
+    ):
         if value:
-            row = (Study.select()
-                   .where(column == value, Study.orthanc_id.is_null(), Study.status == "scheduled")
-                   .first())
+            row = Study.select().where(column == value, Study.orthanc_id.is_null(), Study.status == "scheduled").first()
             if row is not None:
                 return row
     return None
@@ -271,8 +273,7 @@ def remove(orthanc_id):
 
 def study_of_series(series_orthanc_id):
     """The Orthanc ID of the indexed study holding this series, or None."""
-    row = (Study.select(Study.orthanc_id).join(Series)
-           .where(Series.orthanc_id == series_orthanc_id).first())
+    row = Study.select(Study.orthanc_id).join(Series).where(Series.orthanc_id == series_orthanc_id).first()
     return row.orthanc_id if row else None
 
 

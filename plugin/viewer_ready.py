@@ -27,17 +27,28 @@ import numpy
 import pydicom
 from pydicom.pixels import apply_color_lut
 
-from plugin.ingest_screen import (CURRENT_SOP_CLASS, DROP_PIXEL_SPACING, EXPLICIT_LITTLE_ENDIAN, PALETTE_TO_RGB,
-                                  RETIRED_SOP_CLASSES, TRANSCODE)
+from plugin.ingest_screen import (
+    CURRENT_SOP_CLASS,
+    DROP_PIXEL_SPACING,
+    EXPLICIT_LITTLE_ENDIAN,
+    PALETTE_TO_RGB,
+    RETIRED_SOP_CLASSES,
+    TRANSCODE,
+)
 
 LOGGER = logging.getLogger(__name__)
 
 _PALETTE_ELEMENTS = (
-    "RedPaletteColorLookupTableDescriptor", "GreenPaletteColorLookupTableDescriptor",
-    "BluePaletteColorLookupTableDescriptor", "RedPaletteColorLookupTableData",
-    "GreenPaletteColorLookupTableData", "BluePaletteColorLookupTableData",
-    "SegmentedRedPaletteColorLookupTableData", "SegmentedGreenPaletteColorLookupTableData",
-    "SegmentedBluePaletteColorLookupTableData", "PaletteColorLookupTableUID",
+    "RedPaletteColorLookupTableDescriptor",
+    "GreenPaletteColorLookupTableDescriptor",
+    "BluePaletteColorLookupTableDescriptor",
+    "RedPaletteColorLookupTableData",
+    "GreenPaletteColorLookupTableData",
+    "BluePaletteColorLookupTableData",
+    "SegmentedRedPaletteColorLookupTableData",
+    "SegmentedGreenPaletteColorLookupTableData",
+    "SegmentedBluePaletteColorLookupTableData",
+    "PaletteColorLookupTableUID",
 )
 
 

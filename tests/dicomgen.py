@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import (ExplicitVRLittleEndian, MRImageStorage, CTImageStorage,
-                         PYDICOM_IMPLEMENTATION_UID, generate_uid)
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 
 @dataclass
@@ -95,8 +94,9 @@ def _image(ds, rows, cols, spacing, thickness, z, pixels, signed):
     return _file_meta(ds)
 
 
-def ct_series(spec, slices=10, rows=64, cols=64, series_number=1, body_part="HEAD",
-              description="AXIAL 5mm", pixels=None):
+def ct_series(
+    spec, slices=10, rows=64, cols=64, series_number=1, body_part="HEAD", description="AXIAL 5mm", pixels=None
+):
     """A CT series; pass ``pixels`` (bytes) to reuse one image for speed."""
     series_uid = generate_uid()
     out = []
@@ -110,8 +110,7 @@ def ct_series(spec, slices=10, rows=64, cols=64, series_number=1, body_part="HEA
     return out
 
 
-def mr_series(spec, slices=10, rows=64, cols=64, series_number=1, body_part="KNEE",
-              description="T1 SAG"):
+def mr_series(spec, slices=10, rows=64, cols=64, series_number=1, body_part="KNEE", description="T1 SAG"):
     series_uid = generate_uid()
     out = []
     for i in range(slices):

@@ -36,8 +36,10 @@ def example_queries(folder):
     """{name: query file} of dcmtk's example queries."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    return {dump.stem: dump2dcm(dump, folder / (dump.stem + ".dcm"), worklist=False)
-            for dump in sorted(EXAMPLE_QUERIES.glob("*.dump"), key=lambda p: int(re.sub(r"\D", "", p.stem)))}
+    return {
+        dump.stem: dump2dcm(dump, folder / (dump.stem + ".dcm"), worklist=False)
+        for dump in sorted(EXAMPLE_QUERIES.glob("*.dump"), key=lambda p: int(re.sub(r"\D", "", p.stem)))
+    }
 
 
 def order_from_worklist(path):
@@ -49,10 +51,12 @@ def order_from_worklist(path):
     date, time_ = text(step, "ScheduledProcedureStepStartDate"), text(step, "ScheduledProcedureStepStartTime")
     return {
         "accession_number": text(ds, "AccessionNumber"),
-        "patient_id": text(ds, "PatientID"), "patient_name": text(ds, "PatientName"),
+        "patient_id": text(ds, "PatientID"),
+        "patient_name": text(ds, "PatientName"),
         "patient_birth_date": f"{birth[:4]}-{birth[4:6]}-{birth[6:]}" if birth else None,
         "patient_sex": text(ds, "PatientSex"),
-        "medical_alerts": text(ds, "MedicalAlerts"), "allergies": text(ds, "Allergies"),
+        "medical_alerts": text(ds, "MedicalAlerts"),
+        "allergies": text(ds, "Allergies"),
         "study_instance_uid": text(ds, "StudyInstanceUID"),
         "requesting_physician": text(ds, "RequestingPhysician"),
         "referring_physician": text(ds, "ReferringPhysicianName"),
@@ -98,8 +102,11 @@ class Wlmscpfs:
         self.process = None
 
     def __enter__(self):
-        self.process = subprocess.Popen(["wlmscpfs", "--single-process", "-dfp", str(self.folder), str(self.port)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            ["wlmscpfs", "--single-process", "-dfp", str(self.folder), str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -121,8 +128,20 @@ class Wlmscpfs:
 def findscu(port, called_aet, query=None, keys=(), calling_aet="MODALITY"):
     """Run `findscu -W`; (final status text, answers as plain data)."""
     with tempfile.TemporaryDirectory() as out:
-        command = ["findscu", "-v", "-W", "-aet", calling_aet, "-aec", called_aet, "-od", out, "-X",
-                   "127.0.0.1", str(port)]
+        command = [
+            "findscu",
+            "-v",
+            "-W",
+            "-aet",
+            calling_aet,
+            "-aec",
+            called_aet,
+            "-od",
+            out,
+            "-X",
+            "127.0.0.1",
+            str(port),
+        ]
         for key in keys:
             command += ["-k", key]
         if query is not None:
@@ -145,6 +164,9 @@ def plain(dataset):
             found[element.keyword] = [plain(item) for item in element.value]
         else:
             value = element.value
-            found[element.keyword] = "\\".join(str(v) for v in value) \
-                if type(value).__name__ == "MultiValue" else ("" if value is None else str(value))
+            found[element.keyword] = (
+                "\\".join(str(v) for v in value)
+                if type(value).__name__ == "MultiValue"
+                else ("" if value is None else str(value))
+            )
     return found

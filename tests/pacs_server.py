@@ -54,8 +54,12 @@ class PacsServer:
         path = launcher.write_config(config, self.data_dir)
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            launcher.orthanc_command(path), env=launcher.orthanc_environment(self.environ),
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            launcher.orthanc_command(path),
+            env=launcher.orthanc_environment(self.environ),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
         try:
             self._wait_ready(timeout)
@@ -71,16 +75,20 @@ class PacsServer:
         if "Authorization" in self.http.headers:
             return
         token = self.login("admin", ADMIN_PASSWORD).json()["access_token"]
-        answer = requests.post(self.url("/pacs/api/apikeys"), timeout=30,
-                               headers={"Authorization": f"Bearer {token}"},
-                               json={"name": "tests", "user_id": 1})
+        answer = requests.post(
+            self.url("/pacs/api/apikeys"),
+            timeout=30,
+            headers={"Authorization": f"Bearer {token}"},
+            json={"name": "tests", "user_id": 1},
+        )
         answer.raise_for_status()
         self.http.headers["Authorization"] = f"Bearer {answer.json()['key']}"
 
     def login(self, username, password, session=None):
         """POST the login API (with a fresh session unless one is given)."""
-        return (session or requests).post(self.url("/pacs/api/auth/login"), timeout=30,
-                                          json={"username": username, "password": password})
+        return (session or requests).post(
+            self.url("/pacs/api/auth/login"), timeout=30, json={"username": username, "password": password}
+        )
 
     def _wait_ready(self, timeout):
         probe = "/pacs/health" if self.plugin else "/system"
@@ -135,8 +143,9 @@ class PacsServer:
 
     def add_node(self, name, aet, port, **permissions):
         """Register a DICOM node (a known AE) through the PACS API."""
-        answer = self.put(f"/pacs/api/nodes/{name}",
-                          json=dict({"aet": aet, "host": "127.0.0.1", "port": port}, **permissions))
+        answer = self.put(
+            f"/pacs/api/nodes/{name}", json=dict({"aet": aet, "host": "127.0.0.1", "port": port}, **permissions)
+        )
         answer.raise_for_status()
         return answer.json()
 
@@ -162,7 +171,8 @@ class PacsServer:
             "SELECT s.*, p.patient_id AS patient_dicom_id, p.name AS patient_name, "
             "p.birth_date AS patient_birth_date, p.sex AS patient_sex "
             "FROM study s LEFT JOIN patient p ON p.id = s.patient_id WHERE s.study_instance_uid = ?",
-            (study_uid,))
+            (study_uid,),
+        )
         return rows[0] if rows else None
 
     def wait_for(self, condition, timeout=20, interval=0.1, what="condition"):
@@ -180,6 +190,7 @@ class PacsServer:
             if row and (instances is None or row["instance_count"] == instances):
                 return row
             return None
+
         return self.wait_for(ready, timeout, what=f"study {study_uid} in the index")
 
     def log_tail(self, lines=60):
@@ -195,8 +206,9 @@ class PacsServer:
 
     def storescu(self, paths, calling_aet="MODALITY", check=True):
         """Send files with dcmtk's stock storescu (as a modality would)."""
-        command = ["storescu", "-aet", calling_aet, "-aec", self.aet, "127.0.0.1",
-                   str(self.dicom_port)] + [str(p) for p in paths]
+        command = ["storescu", "-aet", calling_aet, "-aec", self.aet, "127.0.0.1", str(self.dicom_port)] + [
+            str(p) for p in paths
+        ]
         result = subprocess.run(command, capture_output=True, text=True, timeout=300)
         if check and result.returncode != 0:
             raise AssertionError(f"storescu failed ({result.returncode}): {result.stderr}")

@@ -35,6 +35,7 @@ def session_cookie(server, username, password):
 @dataclass
 class StoredStudy:
     """What one stored study is known by: every identifier that must not leak."""
+
     spec: dicomgen.StudySpec
     series: dict = field(default_factory=dict)  # SeriesInstanceUID -> [SOPInstanceUID, ...]
     pixel_marker: bytes = b""
@@ -61,11 +62,13 @@ def store_study(server, folder, patient_name, referring, marker=b"", patient_id=
     the patient with ``patient_id``) with storescu and wait until the plugin indexed it.
     ``marker``: the pixel data is this text repeated, so a frame of it is recognisable in
     any uncompressed answer."""
-    spec = dicomgen.StudySpec(patient_name=patient_name, referring_physician=referring,
-                              patient_id=patient_id or "PID" + generate_uid()[-10:])
-    pixels = (marker * (64 * 64 * 2 // len(marker) + 1))[:64 * 64 * 2] if marker else None
-    datasets = (dicomgen.ct_series(spec, slices=3, series_number=1, pixels=pixels)
-                + dicomgen.ct_series(spec, slices=2, series_number=2, pixels=pixels))
+    spec = dicomgen.StudySpec(
+        patient_name=patient_name, referring_physician=referring, patient_id=patient_id or "PID" + generate_uid()[-10:]
+    )
+    pixels = (marker * (64 * 64 * 2 // len(marker) + 1))[: 64 * 64 * 2] if marker else None
+    datasets = dicomgen.ct_series(spec, slices=3, series_number=1, pixels=pixels) + dicomgen.ct_series(
+        spec, slices=2, series_number=2, pixels=pixels
+    )
     study = StoredStudy(spec, pixel_marker=marker)
     for ds in datasets:
         study.series.setdefault(ds.SeriesInstanceUID, []).append(ds.SOPInstanceUID)

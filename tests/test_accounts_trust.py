@@ -11,8 +11,8 @@ import time
 
 import pytest
 import requests
-
 from pacs_server import ADMIN_PASSWORD, PacsServer
+
 from plugin.auth.accounts import LOCKED, REVOCATION_TTL
 
 PASSWORD = "Trusted-Session-{}-Lantern"
@@ -45,9 +45,12 @@ def make_user(server, username, role="radiologist"):
 
 
 def log_in(server, username, password, address=None, session=None):
-    return (session or requests).post(server.url("/pacs/api/auth/login"), timeout=30,
-                                      headers=client(address or unique_address()),
-                                      json={"username": username, "password": password})
+    return (session or requests).post(
+        server.url("/pacs/api/auth/login"),
+        timeout=30,
+        headers=client(address or unique_address()),
+        json={"username": username, "password": password},
+    )
 
 
 def token(server, username, password):
@@ -57,8 +60,9 @@ def token(server, username, password):
 
 
 def as_bearer(server, credential, path="/pacs/api/me", method="GET", **kwargs):
-    return requests.request(method, server.url(path), timeout=30,
-                            headers={"Authorization": f"Bearer {credential}"}, **kwargs)
+    return requests.request(
+        method, server.url(path), timeout=30, headers={"Authorization": f"Bearer {credential}"}, **kwargs
+    )
 
 
 def api_key_of(server, user_id):
@@ -86,6 +90,7 @@ def assert_error(answer, status, *words):
 
 # --- a password change ends the other sessions -----------------------------------------
 
+
 def test_changing_the_password_ends_the_other_sessions_but_not_this_one_nor_api_keys(server):
     user, password = make_user(server, "changer")
     keeper, other = token(server, "changer", password), token(server, "changer", password)
@@ -95,8 +100,13 @@ def test_changing_the_password_ends_the_other_sessions_but_not_this_one_nor_api_
     others = [lambda: as_bearer(server, other), lambda: browser.get(server.url("/pacs/api/me"), timeout=30)]
     assert all(check().status_code == 200 for check in others)
 
-    changed = as_bearer(server, keeper, "/pacs/api/me/password", "POST",
-                        json={"current_password": password, "new_password": NEW_PASSWORD.format(1)})
+    changed = as_bearer(
+        server,
+        keeper,
+        "/pacs/api/me/password",
+        "POST",
+        json={"current_password": password, "new_password": NEW_PASSWORD.format(1)},
+    )
     assert changed.status_code == 200, changed.text
 
     for check in others:
@@ -116,9 +126,17 @@ def test_the_account_page_form_ends_the_other_sessions_too(server):
     other = token(server, "form-changer", password)
     browser = requests.Session()
     csrf = log_in(server, "form-changer", password, session=browser).json()["csrf_token"]
-    page = browser.post(server.url("/pacs/account/password"), timeout=30, allow_redirects=False,
-                        data={"csrf_token": csrf, "current_password": password,
-                              "new_password": NEW_PASSWORD.format(2), "confirm_password": NEW_PASSWORD.format(2)})
+    page = browser.post(
+        server.url("/pacs/account/password"),
+        timeout=30,
+        allow_redirects=False,
+        data={
+            "csrf_token": csrf,
+            "current_password": password,
+            "new_password": NEW_PASSWORD.format(2),
+            "confirm_password": NEW_PASSWORD.format(2),
+        },
+    )
     assert page.status_code == 200, page.text
     waited = seconds_until_refused(lambda: as_bearer(server, other), REVOCATION_TTL + 1)
     assert waited is not None and waited <= REVOCATION_TTL + 0.5
@@ -128,8 +146,13 @@ def test_the_account_page_form_ends_the_other_sessions_too(server):
 def test_a_wrong_current_password_ends_nothing(server):
     _, password = make_user(server, "wrong-current")
     keeper, other = token(server, "wrong-current", password), token(server, "wrong-current", password)
-    refused = as_bearer(server, keeper, "/pacs/api/me/password", "POST",
-                        json={"current_password": "Not-The-Password-77", "new_password": NEW_PASSWORD.format(3)})
+    refused = as_bearer(
+        server,
+        keeper,
+        "/pacs/api/me/password",
+        "POST",
+        json={"current_password": "Not-The-Password-77", "new_password": NEW_PASSWORD.format(3)},
+    )
     assert_error(refused, 403, "current password")
     time.sleep(REVOCATION_TTL + 0.2)
     assert as_bearer(server, other).status_code == 200 and as_bearer(server, keeper).status_code == 200
@@ -139,12 +162,21 @@ def test_a_stolen_session_cannot_guess_the_current_password_faster_than_the_logi
     _, password = make_user(server, "guessed-current")
     stolen = token(server, "guessed-current", password)
     for attempt in range(5):
-        refused = as_bearer(server, stolen, "/pacs/api/me/password", "POST",
-                            json={"current_password": f"Guess-{attempt}-Lantern",
-                                  "new_password": NEW_PASSWORD.format(7)})
+        refused = as_bearer(
+            server,
+            stolen,
+            "/pacs/api/me/password",
+            "POST",
+            json={"current_password": f"Guess-{attempt}-Lantern", "new_password": NEW_PASSWORD.format(7)},
+        )
         assert_error(refused, 403, "current password")
-    locked = as_bearer(server, stolen, "/pacs/api/me/password", "POST",
-                       json={"current_password": password, "new_password": NEW_PASSWORD.format(7)})
+    locked = as_bearer(
+        server,
+        stolen,
+        "/pacs/api/me/password",
+        "POST",
+        json={"current_password": password, "new_password": NEW_PASSWORD.format(7)},
+    )
     assert_error(locked, LOCKED, "account", "15 minutes")
     assert_error(log_in(server, "guessed-current", password), LOCKED, "account")
 
@@ -157,7 +189,7 @@ def test_an_admin_reset_ends_every_session_of_the_user(server):
     reset = server.post(f"/pacs/api/users/{user['id']}/password", json={"password": NEW_PASSWORD.format(4)})
     assert reset.status_code == 200, reset.text
     for each in sessions:
-        waited = seconds_until_refused(lambda: as_bearer(server, each), REVOCATION_TTL + 1)
+        waited = seconds_until_refused(lambda each=each: as_bearer(server, each), REVOCATION_TTL + 1)
         assert waited is not None and waited <= REVOCATION_TTL + 0.5
         assert as_bearer(server, each, "/pacs/api/auth/refresh", "POST").status_code == 401
     assert as_bearer(server, bystander).status_code == 200  # another user's session is untouched
@@ -171,8 +203,10 @@ HELD_BACK = ("/pacs/api/studies", "/dicom-web/studies", "/studies")
 def test_must_change_password_holds_back_everything_until_the_password_is_changed(server):
     user, _ = make_user(server, "must-change")
     key = api_key_of(server, user["id"])
-    assert server.post(f"/pacs/api/users/{user['id']}/password",
-                       json={"password": NEW_PASSWORD.format(5)}).status_code == 200
+    assert (
+        server.post(f"/pacs/api/users/{user['id']}/password", json={"password": NEW_PASSWORD.format(5)}).status_code
+        == 200
+    )
     login = log_in(server, "must-change", NEW_PASSWORD.format(5))
     assert login.status_code == 200 and login.json()["user"]["must_change_password"] is True
     pending = login.json()["access_token"]
@@ -190,9 +224,12 @@ def test_must_change_password_holds_back_everything_until_the_password_is_change
     assert page.status_code in (302, 303, 307) and page.headers["Location"].endswith("/pacs/account")
     assert browser.get(server.url("/pacs/account"), timeout=30).status_code == 200
 
-    changed = browser.post(server.url("/pacs/api/me/password"), timeout=30, headers={"X-CSRF-Token": csrf},
-                           json={"current_password": NEW_PASSWORD.format(5),
-                                 "new_password": NEW_PASSWORD.format(6)})
+    changed = browser.post(
+        server.url("/pacs/api/me/password"),
+        timeout=30,
+        headers={"X-CSRF-Token": csrf},
+        json={"current_password": NEW_PASSWORD.format(5), "new_password": NEW_PASSWORD.format(6)},
+    )
     assert changed.status_code == 200, changed.text
     for path in HELD_BACK:
         assert browser.get(server.url(path), timeout=30, headers={"Accept": "application/json"}).status_code == 200
@@ -202,22 +239,25 @@ def test_must_change_password_holds_back_everything_until_the_password_is_change
 
 # --- the password policy through the API ---------------------------------------------------
 
-@pytest.mark.parametrize("weak", ["aaaaaaaaaa", "1111111111", "abcdefghij", "clinic2026", "Password2026",
-                                  "qwertyuiop"])
+
+@pytest.mark.parametrize("weak", ["aaaaaaaaaa", "1111111111", "abcdefghij", "clinic2026", "Password2026", "qwertyuiop"])
 def test_weak_passwords_are_refused_with_the_reason(server, weak):
-    answer = server.post("/pacs/api/users", json={"username": f"weak-{secrets.token_hex(3)}", "password": weak,
-                                                 "role": "technologist"})
+    answer = server.post(
+        "/pacs/api/users", json={"username": f"weak-{secrets.token_hex(3)}", "password": weak, "role": "technologist"}
+    )
     message = assert_error(answer, 400, "too common or easy to guess", "3 needed")
     assert message.split(": ", 1)[1].strip()  # zxcvbn's warning or suggestion says why
 
 
 # --- lockout: accounts and addresses apart ----------------------------------------------------
 
+
 def test_random_names_from_one_address_lock_out_no_real_account(server):
     address = unique_address()
     _, password = make_user(server, "sprayed-bystander")
-    answers = [log_in(server, f"nobody-{secrets.token_hex(4)}", "Wrong-Guess-xyz-1", address).status_code
-               for _ in range(25)]
+    answers = [
+        log_in(server, f"nobody-{secrets.token_hex(4)}", "Wrong-Guess-xyz-1", address).status_code for _ in range(25)
+    ]
     assert answers[:20] == [401] * 20 and set(answers[20:]) == {LOCKED}
     assert_error(log_in(server, "sprayed-bystander", "Wrong-Guess-xyz-2", address), LOCKED, "address")
     assert log_in(server, "admin", ADMIN_PASSWORD, address).status_code == 200  # the right password gets in
@@ -250,8 +290,7 @@ def test_without_a_trusted_proxy_x_forwarded_for_is_ignored(tmp_path):
     """Forged X-Forwarded-For values do not get a client past its address's count."""
     plain = PacsServer(tmp_path / "plain").start()
     try:
-        answers = [log_in(plain, f"nobody-{n}", "Wrong-Guess-xyz-6", unique_address()).status_code
-                   for n in range(21)]
+        answers = [log_in(plain, f"nobody-{n}", "Wrong-Guess-xyz-6", unique_address()).status_code for n in range(21)]
         assert answers[:20] == [401] * 20 and answers[20] == LOCKED
         assert log_in(plain, "admin", ADMIN_PASSWORD, unique_address()).status_code == 200
     finally:

@@ -8,10 +8,9 @@ import subprocess
 import time
 
 import pytest
+from pacs_server import PacsServer, free_port
 from pynetdicom import AE
 from pynetdicom.sop_class import ModalityPerformedProcedureStep, Verification
-
-from pacs_server import PacsServer, free_port
 
 IDLE_ASSOCIATIONS = 20
 ECHO_WITHIN = 2.0  # seconds
@@ -76,8 +75,12 @@ def idle_associations(port, aet, count):
 def echo_seconds(port, aet):
     """Seconds a stock dcmtk echoscu takes, from process start to its exit; fails on a failed echo."""
     began = time.monotonic()
-    subprocess.run(["echoscu", "-to", "10", "-aet", "ECHO_PROBE", "-aec", aet, "127.0.0.1", str(port)],
-                   check=True, capture_output=True, timeout=30)
+    subprocess.run(
+        ["echoscu", "-to", "10", "-aet", "ECHO_PROBE", "-aec", aet, "127.0.0.1", str(port)],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
     return time.monotonic() - began
 
 

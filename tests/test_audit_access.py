@@ -14,13 +14,13 @@ import subprocess
 import time
 from dataclasses import dataclass
 
+import dicomgen
 import pytest
 import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import dicomgen
 from pacs_server import free_port
+
 from plugin import db, launcher, migrations
 from plugin.audit import AuditLog
 from plugin.auth import permissions
@@ -58,29 +58,73 @@ def kinds(data):
         Kind("orthanc_file", "radiologist", "", f"GET /instances/{iid}/file"),
         Kind("orthanc_archive", "radiologist", "", f"GET /studies/{sid}/archive"),
         Kind("orthanc_media", "radiologist", "", f"GET /studies/{sid}/media"),
-        Kind("tools_find", "radiologist", "", "POST /tools/find", study=False, patient=False,
-             body={"Level": "Study", "Query": {"PatientID": data.patient}}),
+        Kind(
+            "tools_find",
+            "radiologist",
+            "",
+            "POST /tools/find",
+            study=False,
+            patient=False,
+            body={"Level": "Study", "Query": {"PatientID": data.patient}},
+        ),
         Kind("tools_lookup", "technologist", "", "POST /tools/lookup", study=False, patient=False, body=uid),
-        Kind("qido_dicomweb", "radiologist", "", f"GET /dicom-web/studies?PatientID={data.patient}",
-             study=False, patient=False, marker=data.patient),
+        Kind(
+            "qido_dicomweb",
+            "radiologist",
+            "",
+            f"GET /dicom-web/studies?PatientID={data.patient}",
+            study=False,
+            patient=False,
+            marker=data.patient,
+        ),
         Kind("qido_referrer", "referrer", "", f"GET /dicom-web/studies/{uid}/series"),
         Kind("wado_rs_metadata", "referrer", "", f"GET /dicom-web/studies/{uid}/metadata"),
-        Kind("wado_rs_frame", "referrer", "",
-             f"GET /dicom-web/studies/{uid}/series/{suid}/instances/{iuid}/frames/1"),
-        Kind("wado_uri", "referrer", "",
-             f"GET /wado?requestType=WADO&studyUID={uid}&seriesUID={suid}&objectUID={iuid}"),
+        Kind("wado_rs_frame", "referrer", "", f"GET /dicom-web/studies/{uid}/series/{suid}/instances/{iuid}/frames/1"),
+        Kind(
+            "wado_uri", "referrer", "", f"GET /wado?requestType=WADO&studyUID={uid}&seriesUID={suid}&objectUID={iuid}"
+        ),
     ]
-    orthanc = [dataclasses.replace(k, action=permissions.access_action(k.trigger.split(" ", 1)[1].split("?")[0]))
-               for k in orthanc]
+    orthanc = [
+        dataclasses.replace(k, action=permissions.access_action(k.trigger.split(" ", 1)[1].split("?")[0]))
+        for k in orthanc
+    ]
     ours = [  # the plugin's own routes
-        Kind("qido_pacs", "radiologist", "search", f"GET /pacs/dicom-web/studies?PatientID={data.patient}",
-             study=False, patient=False, marker=data.patient),
-        Kind("worklist_search", "radiologist", "search", f"GET /pacs/api/studies?q={data.patient}",
-             study=False, patient=False, marker=data.patient),
-        Kind("orders_list", "technologist", "search", "GET /pacs/api/orders?q=AUDIT",
-             study=False, patient=False, marker="AUDIT"),
-        Kind("orders_page", "technologist", "search", "GET /pacs/orders?q=AUDIT",
-             study=False, patient=False, marker="AUDIT"),
+        Kind(
+            "qido_pacs",
+            "radiologist",
+            "search",
+            f"GET /pacs/dicom-web/studies?PatientID={data.patient}",
+            study=False,
+            patient=False,
+            marker=data.patient,
+        ),
+        Kind(
+            "worklist_search",
+            "radiologist",
+            "search",
+            f"GET /pacs/api/studies?q={data.patient}",
+            study=False,
+            patient=False,
+            marker=data.patient,
+        ),
+        Kind(
+            "orders_list",
+            "technologist",
+            "search",
+            "GET /pacs/api/orders?q=AUDIT",
+            study=False,
+            patient=False,
+            marker="AUDIT",
+        ),
+        Kind(
+            "orders_page",
+            "technologist",
+            "search",
+            "GET /pacs/orders?q=AUDIT",
+            study=False,
+            patient=False,
+            marker="AUDIT",
+        ),
         Kind("thumbnail", "radiologist", "thumbnail_viewed", f"GET /pacs/api/studies/{uid}/series/{suid}/thumbnail"),
         Kind("study_viewed", "referrer", "study_viewed", f"GET /pacs/api/studies/{uid}", patient=False, path=False),
     ]
@@ -127,9 +171,17 @@ def audited(pacs, tmp_path_factory):
     data.instance_id = pacs.post("/tools/lookup", data=data.sop_uid).json()[0]["ID"]
     node_port = free_port()
     pacs.add_node("auditws", NODE_AET, node_port, allow_find=True, allow_move=True, allow_get=True)
-    answer = pacs.post("/pacs/api/orders", json={
-        "patient_id": "AUDIT-ORDER", "patient_name": "Order^Audit", "modality": "CT",
-        "scheduled_station_aet": "CT1", "scheduled_at": "2026-12-01T09:00:00", "procedure": "CT AUDIT"})
+    answer = pacs.post(
+        "/pacs/api/orders",
+        json={
+            "patient_id": "AUDIT-ORDER",
+            "patient_name": "Order^Audit",
+            "modality": "CT",
+            "scheduled_station_aet": "CT1",
+            "scheduled_at": "2026-12-01T09:00:00",
+            "procedure": "CT AUDIT",
+        },
+    )
     assert answer.status_code == 201, answer.text
     return pacs, data, node_port, folder
 
@@ -140,9 +192,15 @@ _TOKENS = {}
 def user_headers(server, name, role):
     """A bearer token of a user made for one kind (the referrer sees our study)."""
     if (server.http_port, name) not in _TOKENS:
-        answer = server.post("/pacs/api/users", json={
-            "username": name, "password": PASSWORD, "role": role,
-            "referring_names": ["Ref^Audit"] if role == "referrer" else []})
+        answer = server.post(
+            "/pacs/api/users",
+            json={
+                "username": name,
+                "password": PASSWORD,
+                "role": role,
+                "referring_names": ["Ref^Audit"] if role == "referrer" else [],
+            },
+        )
         assert answer.status_code == 201, answer.text
         token = server.login(name, PASSWORD).json()["access_token"]
         _TOKENS[(server.http_port, name)] = {"Authorization": f"Bearer {token}"}
@@ -152,29 +210,27 @@ def user_headers(server, name, role):
 def trigger(server, data, kind, node_port, folder):
     """Do the access; fail if the PACS does not serve it (then no entry is expected)."""
     if kind.trigger.startswith("dicom:"):
-        return dicom(server, data, kind.trigger[len("dicom:"):], node_port, folder)
+        return dicom(server, data, kind.trigger[len("dicom:") :], node_port, folder)
     method, path = kind.trigger.split(" ", 1)
     headers = dict(user_headers(server, f"aud-{kind.name}", kind.role))
     if "/frames/1" in path:
         headers["Accept"] = FRAME_ACCEPT
     kwargs = {"json": kind.body} if isinstance(kind.body, dict) else {"data": kind.body}
-    answer = requests.request(method, server.url(path), headers=headers, timeout=60,
-                              **(kwargs if kind.body else {}))
-    assert answer.status_code == 200, f"{kind.name}: {kind.trigger} answered {answer.status_code}: " \
-                                      f"{answer.text[:200]}"
+    answer = requests.request(method, server.url(path), headers=headers, timeout=60, **(kwargs if kind.body else {}))
+    assert answer.status_code == 200, f"{kind.name}: {kind.trigger} answered {answer.status_code}: {answer.text[:200]}"
 
 
 def dicom(server, data, service, node_port, folder):
     common = ["-aet", NODE_AET, "-aec", server.aet, "127.0.0.1", str(server.dicom_port)]
-    keys = ["-k", "QueryRetrieveLevel=SERIES", "-k", f"StudyInstanceUID={data.study_uid}",
-            "-k", "SeriesInstanceUID"]
+    keys = ["-k", "QueryRetrieveLevel=SERIES", "-k", f"StudyInstanceUID={data.study_uid}", "-k", "SeriesInstanceUID"]
     out = folder / service
     out.mkdir(exist_ok=True)
     study = ["-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={data.study_uid}"]
-    command = {"C-FIND": ["findscu", "-S"] + common + keys,
-               "C-GET": ["getscu", "-S", "-od", str(out)] + common + study,
-               "C-MOVE": ["movescu", "-S", "--port", str(node_port), "-aem", NODE_AET, "-od", str(out)]
-               + common + study}[service]
+    command = {
+        "C-FIND": ["findscu", "-S"] + common + keys,
+        "C-GET": ["getscu", "-S", "-od", str(out)] + common + study,
+        "C-MOVE": ["movescu", "-S", "--port", str(node_port), "-aem", NODE_AET, "-od", str(out)] + common + study,
+    }[service]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, f"{service} failed: {result.stderr[-500:]}"
     if service != "C-FIND":
@@ -206,8 +262,16 @@ def test_the_table_covers_every_access_action():
     data = Data("1.2.3", "1.2.3.4", "1.2.3.4.5", "P")
     data.study_id = data.series_id = data.instance_id = data.patient_id = "x" * 8
     table = kinds(data)
-    assert {"resource_read", "images_retrieved", "archive_downloaded", "media_downloaded", "search",
-            "thumbnail_viewed", "dicom_query", "dicom_retrieve"} <= {kind.action for kind in table}
+    assert {
+        "resource_read",
+        "images_retrieved",
+        "archive_downloaded",
+        "media_downloaded",
+        "search",
+        "thumbnail_viewed",
+        "dicom_query",
+        "dicom_retrieve",
+    } <= {kind.action for kind in table}
     assert all(kind.action for kind in table), [kind.name for kind in table if not kind.action]
 
 
@@ -222,8 +286,10 @@ def test_every_kind_of_access_is_audited(audited):
         problem = entry_problem(kind, found[kind.name], data)
         if problem and kind.name not in NO_HOOK:
             problems.append(f"{kind.name} ({kind.trigger} as {kind.role}): {problem}")
-    assert not problems, "accesses without a complete audit entry (the HTTP filter's record_access " \
-                         "call in plugin/auth/guard.py covers Orthanc's routes):\n" + "\n".join(problems)
+    assert not problems, (
+        "accesses without a complete audit entry (the HTTP filter's record_access "
+        "call in plugin/auth/guard.py covers Orthanc's routes):\n" + "\n".join(problems)
+    )
     gaps = [kind.name for kind in table if kind.name in NO_HOOK and not entry_problem(kind, found[kind.name], data)]
     assert not gaps, f"{gaps} are audited now: take them out of NO_HOOK and update the README"
 
@@ -234,8 +300,7 @@ def entry_problem(kind, found, data):
         return f"no {kind.action!r} entry"
     entry = found[-1]  # the oldest: the first access
     details = entry["details"]
-    expected = {"username": username_of(kind), "role": kind.role, "address": "127.0.0.1",
-                "outcome": "success"}
+    expected = {"username": username_of(kind), "role": kind.role, "address": "127.0.0.1", "outcome": "success"}
     wrong = {key: entry[key] for key, value in expected.items() if entry[key] != value}
     if wrong:
         return f"entry has {wrong}, expected {expected}"
@@ -282,16 +347,24 @@ def test_internal_route_is_refused_to_http_clients(audited):
     write a node's entry, not even the admin."""
     server, data, _, _ = audited
     before = server.get("/pacs/api/audit", params={"user": "dicom:FORGED"}).json()["total"]
-    report = {"service": "C-FIND", "origin": {"RemoteAet": "FORGED", "RemoteIp": "10.9.9.9"},
-              "query": {"0020,000d": data.study_uid}}
+    report = {
+        "service": "C-FIND",
+        "origin": {"RemoteAet": "FORGED", "RemoteIp": "10.9.9.9"},
+        "query": {"0020,000d": data.study_uid},
+    }
     for headers in ({}, server.http.headers):
-        assert requests.post(server.url("/pacs-internal/dicom-access"), json=report, headers=headers,
-                             timeout=10).status_code == 403
+        assert (
+            requests.post(
+                server.url("/pacs-internal/dicom-access"), json=report, headers=headers, timeout=10
+            ).status_code
+            == 403
+        )
     time.sleep(0.5)
     assert server.get("/pacs/api/audit", params={"user": "dicom:FORGED"}).json()["total"] == before
 
 
 # --- the audit's own logic in isolation (no Orthanc) ------------------------------
+
 
 class Clock:
     def __init__(self):
@@ -309,14 +382,33 @@ def database(tmp_path):
     handle.close()
 
 
-_NAMES = st.sampled_from(["PatientID", "StudyDate", "q", "status", "limit", "offset", "page", "page_size",
-                          "access_token", "api_key", "password", "0010,0020"])
+_NAMES = st.sampled_from(
+    [
+        "PatientID",
+        "StudyDate",
+        "q",
+        "status",
+        "limit",
+        "offset",
+        "page",
+        "page_size",
+        "access_token",
+        "api_key",
+        "password",
+        "0010,0020",
+    ]
+)
 _QUERIES = st.dictionaries(_NAMES, st.text("ABC*?01 %", max_size=6), max_size=6)
 
 
 @settings(max_examples=300, deadline=None)
-@given(query=_QUERIES, shuffled=st.randoms(use_true_random=False), paging=st.dictionaries(
-    st.sampled_from(["limit", "offset", "page", "page_size"]), st.text("0123456789", min_size=1, max_size=3)))
+@given(
+    query=_QUERIES,
+    shuffled=st.randoms(use_true_random=False),
+    paging=st.dictionaries(
+        st.sampled_from(["limit", "offset", "page", "page_size"]), st.text("0123456789", min_size=1, max_size=3)
+    ),
+)
 def test_a_search_is_one_entry_whatever_its_order_and_paging(query, shuffled, paging):
     """The same search in another parameter order or on another page is throttled; what is
     queued never holds a secret-looking parameter; another search is a new entry."""
@@ -325,11 +417,9 @@ def test_a_search_is_one_entry_whatever_its_order_and_paging(query, shuffled, pa
     items = list(query.items())
     shuffled.shuffle(items)
     again = dict(items, **paging)
-    assert not log.record_access("search", username="u", role="r", address="a", path="/dicom-web/studies",
-                                 query=again)
+    assert not log.record_access("search", username="u", role="r", address="a", path="/dicom-web/studies", query=again)
     other = dict(query, PatientID=query.get("PatientID", "") + "X")
-    assert log.record_access("search", username="u", role="r", address="a", path="/dicom-web/studies",
-                             query=other)
+    assert log.record_access("search", username="u", role="r", address="a", path="/dicom-web/studies", query=other)
     for content in list(log._queue.queue):
         text = content["details"].lower()
         assert "access_token" not in text and "api_key" not in text and "password" not in text
@@ -348,12 +438,28 @@ def test_the_writer_fills_in_patient_and_study_once_per_study(database):
     log = AuditLog(window_seconds=60, clock=clock)
     log.set_resolver(resolver)
     for i in range(50):
-        log.record_access("images_retrieved", username="anna", role="radiologist", address="10.0.0.1",
-                          path=f"/instances/in-study-{i}/frames/0/raw")
-    log.record_access("images_retrieved", username="anna", role="radiologist", address="10.0.0.1",
-                      path="/instances/in-study-0/frames/0/raw")  # throttled by the filter
-    log.record_access("resource_read", username="anna", role="radiologist", address="10.0.0.1",
-                      path="/patients/nobody", query={"token": "s3cret", "expand": ""})
+        log.record_access(
+            "images_retrieved",
+            username="anna",
+            role="radiologist",
+            address="10.0.0.1",
+            path=f"/instances/in-study-{i}/frames/0/raw",
+        )
+    log.record_access(
+        "images_retrieved",
+        username="anna",
+        role="radiologist",
+        address="10.0.0.1",
+        path="/instances/in-study-0/frames/0/raw",
+    )  # throttled by the filter
+    log.record_access(
+        "resource_read",
+        username="anna",
+        role="radiologist",
+        address="10.0.0.1",
+        path="/patients/nobody",
+        query={"token": "s3cret", "expand": ""},
+    )
     log.start()
     try:
         log.flush()
@@ -372,13 +478,20 @@ def test_the_writer_fills_in_patient_and_study_once_per_study(database):
 
 def test_a_node_report_is_recorded_as_the_node():
     log = AuditLog(clock=Clock())
-    report = {"service": "C-FIND", "origin": {"RemoteAet": "WS1", "RemoteIp": "10.1.2.3"},
-              "query": {"0008,0052": "STUDY", "0020,000D": "1.2.3", "0010,0010": "", "0010,0020": "*"}}
+    report = {
+        "service": "C-FIND",
+        "origin": {"RemoteAet": "WS1", "RemoteIp": "10.1.2.3"},
+        "query": {"0008,0052": "STUDY", "0020,000D": "1.2.3", "0010,0010": "", "0010,0020": "*"},
+    }
     assert log.record_node_access(report)
     assert not log.record_node_access(report)
     content = log._queue.get_nowait()
-    assert (content["username"], content["role"], content["address"], content["study_uid"]) == \
-        ("dicom:WS1", "node", "10.1.2.3", "1.2.3")
+    assert (content["username"], content["role"], content["address"], content["study_uid"]) == (
+        "dicom:WS1",
+        "node",
+        "10.1.2.3",
+        "1.2.3",
+    )
     assert json.loads(content["details"]) == {"path": "C-FIND", "query": "0008,0052=STUDY&0020,000d=1.2.3"}
     assert log.record_node_access({"service": "C-FIND", "origin": "junk", "query": ["junk"]})  # still an entry
     with pytest.raises(ValueError):

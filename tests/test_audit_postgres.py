@@ -62,22 +62,33 @@ def _raw(url, statement):
 def test_entries_verify_after_the_round_trip_and_edits_are_found(pg_url):
     log = AuditLog(clock=lambda: 1_700_000_000.000001)
     with db.connection_scope():
-        log.record("login", username="Ωμέγα 山田\x00", address="2001:db8::1",
-                   details={"note": "=1+1", "ok": True})
+        log.record("login", username="Ωμέγα 山田\x00", address="2001:db8::1", details={"note": "=1+1", "ok": True})
         AuditLog().record("report_finalized", username="anna", study_uid="1.2.3")
         assert log.verify().ok
-    assert subprocess.run([sys.executable, "-m", "plugin.audit", "verify", "--database-url", pg_url],
-                          cwd=REPO, timeout=60).returncode == 0
+    assert (
+        subprocess.run(
+            [sys.executable, "-m", "plugin.audit", "verify", "--database-url", pg_url], cwd=REPO, timeout=60
+        ).returncode
+        == 0
+    )
     _raw(pg_url, "UPDATE audit_log SET address = '2001:db8::2' WHERE id = 1")
     with db.connection_scope():
         assert log.verify().first_bad_id == 1
-    assert subprocess.run([sys.executable, "-m", "plugin.audit", "verify", "--database-url", pg_url],
-                          cwd=REPO, timeout=60, capture_output=True).returncode == 1
+    assert (
+        subprocess.run(
+            [sys.executable, "-m", "plugin.audit", "verify", "--database-url", pg_url],
+            cwd=REPO,
+            timeout=60,
+            capture_output=True,
+        ).returncode
+        == 1
+    )
 
 
 def test_appends_from_two_processes_keep_one_chain(pg_url):
-    workers = [subprocess.Popen([sys.executable, "-c", APPENDER, pg_url, "100", "4", f"node{n}"],
-                                cwd=REPO) for n in range(2)]
+    workers = [
+        subprocess.Popen([sys.executable, "-c", APPENDER, pg_url, "100", "4", f"node{n}"], cwd=REPO) for n in range(2)
+    ]
     assert [worker.wait(timeout=120) for worker in workers] == [0, 0]
     with db.connection_scope():
         result = AuditLog().verify(batch=128)

@@ -69,18 +69,34 @@ def sql(database, statement, params=()):
 
 def test_entries_chain_as_documented_and_verify(database, log):
     for i in range(1205):  # more than one verify batch
-        log.record("study_viewed", username=f"user{i % 7}", role="radiologist",
-                   address="10.0.0.5", study_uid=f"1.2.840.{i}", details={"n": i})
+        log.record(
+            "study_viewed",
+            username=f"user{i % 7}",
+            role="radiologist",
+            address="10.0.0.5",
+            study_uid=f"1.2.840.{i}",
+            details={"n": i},
+        )
     result = log.verify(batch=500)
     assert (result.ok, result.checked, result.first_bad_id) == (True, 1205, None)
 
     first, second = AuditEntry.select().order_by(AuditEntry.id).limit(2)
     assert first.prev_hash == GENESIS_HASH and second.prev_hash == first.hash
-    canonical = json.dumps({
-        "action": "study_viewed", "address": "10.0.0.5",
-        "at": first.at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "details": '{"n":0}',
-        "outcome": "success", "role": "radiologist", "study_uid": "1.2.840.0",
-        "username": "user0"}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    canonical = json.dumps(
+        {
+            "action": "study_viewed",
+            "address": "10.0.0.5",
+            "at": first.at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "details": '{"n":0}',
+            "outcome": "success",
+            "role": "radiologist",
+            "study_uid": "1.2.840.0",
+            "username": "user0",
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
     assert first.hash == hashlib.sha256((GENESIS_HASH + canonical).encode()).hexdigest()
     assert result.last_hash == AuditEntry.select().order_by(AuditEntry.id.desc()).get().hash
 
@@ -91,18 +107,25 @@ def test_empty_log_verifies(database, log):
 
 def test_record_returns_the_stored_entry_with_microseconds(database):
     entry = AuditLog(clock=FakeClock(1_700_000_000.123456)).record(
-        "login", username="anna", role="admin", address="192.0.2.1")
+        "login", username="anna", role="admin", address="192.0.2.1"
+    )
     stored = AuditEntry.get_by_id(entry.id)
     assert stored.at == datetime.datetime(2023, 11, 14, 22, 13, 20, 123456)
-    assert (stored.username, stored.outcome, stored.details, stored.hash) == \
-        ("anna", "success", "{}", entry.hash)
+    assert (stored.username, stored.outcome, stored.details, stored.hash) == ("anna", "success", "{}", entry.hash)
 
 
-@pytest.mark.parametrize("column, value", [
-    ("username", "mallory"), ("outcome", "failure"), ("study_uid", "9.9.9"),
-    ("details", '{"n":99}'), ("at", "2020-01-01 00:00:00.000000"),
-    ("hash", "f" * 64), ("action", "login"),
-])
+@pytest.mark.parametrize(
+    "column, value",
+    [
+        ("username", "mallory"),
+        ("outcome", "failure"),
+        ("study_uid", "9.9.9"),
+        ("details", '{"n":99}'),
+        ("at", "2020-01-01 00:00:00.000000"),
+        ("hash", "f" * 64),
+        ("action", "login"),
+    ],
+)
 def test_an_edited_entry_is_found_by_its_id(database, log, column, value):
     for i in range(20):
         log.record("report_saved", username="bob", study_uid=f"1.2.{i}", details={"n": i})
@@ -144,8 +167,7 @@ def test_an_inserted_entry_is_found(database, log):
     before = AuditEntry.get_by_id(5)
     forged = {name: getattr(before, name) for name in audit.HASHED_FIELDS}
     forged["username"] = "someone-else"
-    AuditEntry.insert(id=6, prev_hash=before.hash, hash=audit.chain_hash(before.hash, forged),
-                      **forged).execute()
+    AuditEntry.insert(id=6, prev_hash=before.hash, hash=audit.chain_hash(before.hash, forged), **forged).execute()
     assert log.verify().first_bad_id == 7  # the forged row itself hashes right
 
 
@@ -168,13 +190,13 @@ def test_concurrent_appends_from_threads_stay_linear(database, log):
     rows = list(AuditEntry.select(AuditEntry.prev_hash, AuditEntry.hash).order_by(AuditEntry.id))
     assert len(rows) == 400
     assert len({row.prev_hash for row in rows}) == 400  # no fork: every hash has one successor
-    assert log.verify() == audit.VerifyResult(True, 400, None, "chain intact: 400 entries",
-                                              rows[-1].hash)
+    assert log.verify() == audit.VerifyResult(True, 400, None, "chain intact: 400 entries", rows[-1].hash)
 
 
 def test_concurrent_appends_from_two_processes_stay_linear(database, log):
-    workers = [subprocess.Popen([sys.executable, "-c", APPENDER, database.url, "60", "3", str(n)],
-                                cwd=REPO) for n in range(2)]
+    workers = [
+        subprocess.Popen([sys.executable, "-c", APPENDER, database.url, "60", "3", str(n)], cwd=REPO) for n in range(2)
+    ]
     log.record("login", username="main")
     assert [worker.wait(timeout=120) for worker in workers] == [0, 0]
     result = log.verify()
@@ -206,8 +228,13 @@ def test_unknown_action_or_outcome_is_rejected(database, log):
 
 
 def test_hostile_text_is_stored_so_that_it_verifies(database, log):
-    entry = log.record("login_failed", outcome="failure", username="a\x00b" + "x" * 5000,
-                       address="\ud800", details={"why": "\x00" * 3, "big": "y" * 100_000})
+    entry = log.record(
+        "login_failed",
+        outcome="failure",
+        username="a\x00b" + "x" * 5000,
+        address="\ud800",
+        details={"why": "\x00" * 3, "big": "y" * 100_000},
+    )
     stored = AuditEntry.get_by_id(entry.id)
     assert stored.username.startswith("a\ufffdb") and len(stored.username) == audit.MAX_TEXT
     assert stored.address == "?"
@@ -218,14 +245,26 @@ def test_hostile_text_is_stored_so_that_it_verifies(database, log):
 def test_image_access_is_recorded_once_per_user_study_and_window():
     clock = FakeClock()
     log = AuditLog(window_seconds=300, clock=clock)
-    assert log.record_access("images_retrieved", username="anna", role="radiologist", address="10.0.0.1", path="", study_uid="1.2.3")
-    assert not log.record_access("images_retrieved", username="anna", role="radiologist", address="10.0.0.1", path="", study_uid="1.2.3")
-    assert log.record_access("images_retrieved", username="anna", role="radiologist", address="10.0.0.1", path="", study_uid="1.2.4")
-    assert log.record_access("images_retrieved", username="bob", role="referrer", address="10.0.0.2", path="", study_uid="1.2.3")
+    assert log.record_access(
+        "images_retrieved", username="anna", role="radiologist", address="10.0.0.1", path="", study_uid="1.2.3"
+    )
+    assert not log.record_access(
+        "images_retrieved", username="anna", role="radiologist", address="10.0.0.1", path="", study_uid="1.2.3"
+    )
+    assert log.record_access(
+        "images_retrieved", username="anna", role="radiologist", address="10.0.0.1", path="", study_uid="1.2.4"
+    )
+    assert log.record_access(
+        "images_retrieved", username="bob", role="referrer", address="10.0.0.2", path="", study_uid="1.2.3"
+    )
     clock.now += 299.9
-    assert not log.record_access("images_retrieved", username="anna", role="radiologist", address="10.0.0.1", path="", study_uid="1.2.3")
+    assert not log.record_access(
+        "images_retrieved", username="anna", role="radiologist", address="10.0.0.1", path="", study_uid="1.2.3"
+    )
     clock.now += 0.1
-    assert log.record_access("images_retrieved", username="anna", role="radiologist", address="10.0.0.1", path="", study_uid="1.2.3")
+    assert log.record_access(
+        "images_retrieved", username="anna", role="radiologist", address="10.0.0.1", path="", study_uid="1.2.3"
+    )
     assert log._queue.qsize() == 4  # queued only: no database was opened for this test
 
 
@@ -233,20 +272,28 @@ def test_image_access_is_written_by_the_writer_thread(database):
     clock = FakeClock()
     log = AuditLog(window_seconds=60, clock=clock)
     for _ in range(1000):  # a viewer fetching 1000 frames
-        log.record_access("images_retrieved", username="anna", role="radiologist", address="10.0.0.1", path="", study_uid="1.2.3")
+        log.record_access(
+            "images_retrieved", username="anna", role="radiologist", address="10.0.0.1", path="", study_uid="1.2.3"
+        )
     assert AuditEntry.select().count() == 0
     log.start()
     try:
         log.flush()
         clock.now += 61
-        log.record_access("images_retrieved", username="anna", role="radiologist", address="10.0.0.1", path="", study_uid="1.2.3")
+        log.record_access(
+            "images_retrieved", username="anna", role="radiologist", address="10.0.0.1", path="", study_uid="1.2.3"
+        )
     finally:
         log.stop()  # drains what is still queued
     rows, total = log.query(action="images_retrieved")
     assert total == 2
     assert rows[0]["at"] == "2023-11-14T22:14:21.000000Z"
-    assert (rows[1]["username"], rows[1]["role"], rows[1]["address"], rows[1]["study_uid"]) == \
-        ("anna", "radiologist", "10.0.0.1", "1.2.3")
+    assert (rows[1]["username"], rows[1]["role"], rows[1]["address"], rows[1]["study_uid"]) == (
+        "anna",
+        "radiologist",
+        "10.0.0.1",
+        "1.2.3",
+    )
     assert log.verify().ok
 
 
@@ -265,15 +312,20 @@ def test_image_access_throttle_memory_is_bounded(monkeypatch):
 
 def test_image_access_stays_in_microseconds():
     log = AuditLog()
-    log.record_access("images_retrieved", username="anna", role="radiologist", address="10.0.0.1", path="", study_uid="1.2.3")
+    log.record_access(
+        "images_retrieved", username="anna", role="radiologist", address="10.0.0.1", path="", study_uid="1.2.3"
+    )
     started = time.perf_counter()
     for _ in range(100_000):
-        log.record_access("images_retrieved", username="anna", role="radiologist", address="10.0.0.1", path="", study_uid="1.2.3")
+        log.record_access(
+            "images_retrieved", username="anna", role="radiologist", address="10.0.0.1", path="", study_uid="1.2.3"
+        )
     throttled_us = (time.perf_counter() - started) * 10
     started = time.perf_counter()
     for i in range(2_000):
-        log.record_access("images_retrieved", username="anna", role="radiologist", address="10.0.0.1", path="",
-                          study_uid=f"1.2.{i}")
+        log.record_access(
+            "images_retrieved", username="anna", role="radiologist", address="10.0.0.1", path="", study_uid=f"1.2.{i}"
+        )
     queued_us = (time.perf_counter() - started) * 500
     print(f"record_access: throttled {throttled_us:.2f} us, queued {queued_us:.2f} us")
     assert throttled_us < 20 and queued_us < 100
@@ -282,8 +334,7 @@ def test_image_access_stays_in_microseconds():
 def test_a_full_queue_drops_and_is_reported(database, monkeypatch, caplog):
     monkeypatch.setattr(audit, "QUEUE_LIMIT", 3)
     log = AuditLog()
-    assert [log.record_async("study_viewed", username=f"u{i}") for i in range(5)] == \
-        [True, True, True, False, False]
+    assert [log.record_async("study_viewed", username=f"u{i}") for i in range(5)] == [True, True, True, False, False]
     log.start()
     with caplog.at_level(logging.ERROR, logger="plugin.audit"):
         log.stop()
@@ -297,13 +348,14 @@ def test_entries_the_writer_cannot_store_are_logged(database, monkeypatch, caplo
     log = AuditLog(clock=FakeClock())
     log.start()
     with caplog.at_level(logging.ERROR, logger="plugin.audit"):
-        log.record_async("report_finalized", username="anna", study_uid="1.2.3",
-                         details={"patient": "secret name"})
+        log.record_async("report_finalized", username="anna", study_uid="1.2.3", details={"patient": "secret name"})
         log.flush()
     log.stop()
     assert caplog.text.count("event=audit_write_failed entries=1") == audit.WRITE_ATTEMPTS
-    assert ("event=audit_entry_lost at=2023-11-14T22:13:20.000000Z action=report_finalized "
-            "username='anna' study_uid=1.2.3 outcome=success") in caplog.text
+    assert (
+        "event=audit_entry_lost at=2023-11-14T22:13:20.000000Z action=report_finalized "
+        "username='anna' study_uid=1.2.3 outcome=success"
+    ) in caplog.text
     assert "secret name" not in caplog.text
 
 
@@ -311,8 +363,12 @@ def _seed_for_queries(log, clock):
     day = datetime.datetime(2024, 3, 1, 8, 0, tzinfo=datetime.timezone.utc).timestamp()
     for i in range(30):
         clock.now = day + i * 3600  # one per hour: 1 March 08:00 to 2 March 13:00
-        log.record("study_viewed" if i % 3 else "report_saved", username=("anna", "bob")[i % 2],
-                   study_uid=f"1.2.{i % 5}", outcome="denied" if i == 29 else "success")
+        log.record(
+            "study_viewed" if i % 3 else "report_saved",
+            username=("anna", "bob")[i % 2],
+            study_uid=f"1.2.{i % 5}",
+            outcome="denied" if i == 29 else "success",
+        )
 
 
 def test_query_filters_and_pages_newest_first(database):
@@ -336,8 +392,7 @@ def test_query_filters_and_pages_newest_first(database):
     assert log.query(date_to="2024-03-01")[1] == 16  # the whole day, 08:00 to 23:00
     assert log.query(date_from=datetime.date(2024, 3, 1), date_to=datetime.date(2024, 3, 1))[1] == 16
     assert log.query(date_from="2024-03-01T10:00:00", date_to="2024-03-01T12:00:00")[1] == 3
-    assert log.query(date_from="2024-03-01T11:00:00+01:00",
-                     date_to=datetime.datetime(2024, 3, 1, 12, 0))[1] == 3
+    assert log.query(date_from="2024-03-01T11:00:00+01:00", date_to=datetime.datetime(2024, 3, 1, 12, 0))[1] == 3
     with pytest.raises(ValueError, match="not an ISO date"):
         log.query(date_from="yesterday")
 
@@ -357,7 +412,7 @@ def test_query_returns_details_as_json(database, log):
 
 
 def test_csv_export_has_every_match_neutralises_formulas_and_keeps_unicode(database, log):
-    log.record("login", username="=HYPERLINK(\"http://evil\")", address="+1", role="-x")
+    log.record("login", username='=HYPERLINK("http://evil")', address="+1", role="-x")
     log.record("report_printed", username="Ωμέγα 山田", study_uid="@1.2", details={"note": "=1+1"})
     for i in range(600):
         log.record_async("study_viewed", username="bulk", study_uid=f"1.2.{i}")
@@ -369,8 +424,7 @@ def test_csv_export_has_every_match_neutralises_formulas_and_keeps_unicode(datab
     assert len(rows) == 1 + 602
     by_action = {row[5]: dict(zip(rows[0], row)) for row in rows[1:]}
     login = by_action["login"]
-    assert (login["username"], login["address"], login["role"]) == \
-        ("'=HYPERLINK(\"http://evil\")", "'+1", "'-x")
+    assert (login["username"], login["address"], login["role"]) == ('\'=HYPERLINK("http://evil")', "'+1", "'-x")
     printed = by_action["report_printed"]
     assert (printed["username"], printed["study_uid"]) == ("Ωμέγα 山田", "'@1.2")
     assert json.loads(printed["details"]) == {"note": "=1+1"}
@@ -381,8 +435,14 @@ def test_csv_export_has_every_match_neutralises_formulas_and_keeps_unicode(datab
 
 
 def _verify_command(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "plugin.audit", "verify", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=60, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "plugin.audit", "verify", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
 
 
 def test_verify_command_exits_0_then_1_after_tampering(database, log):
@@ -399,7 +459,7 @@ def test_verify_command_exits_0_then_1_after_tampering(database, log):
 
 def test_verify_command_finds_the_data_folder_and_says_when_there_is_nothing(tmp_path, database, log):
     log.record("login", username="anna")
-    env = {"PATH": "/usr/bin:/bin", "PACS_DATA_DIR": str(Path(database.url[len("sqlite:///"):]).parent)}
+    env = {"PATH": "/usr/bin:/bin", "PACS_DATA_DIR": str(Path(database.url[len("sqlite:///") :]).parent)}
     done = _verify_command(env=env)
     assert done.returncode == 0, done.stderr
     env["PACS_DATA_DIR"] = str(tmp_path / "empty")

@@ -8,15 +8,15 @@ import base64
 import json
 import os
 import sqlite3
-import statistics
 import stat
+import statistics
 import time
 
 import jwt
 import pytest
 import requests
-
 from pacs_server import ADMIN_PASSWORD, PacsServer
+
 from plugin.auth.accounts import LOCKED  # 423: Orthanc 1.10.1 cannot send 429
 
 PASSWORD = "Attack-Surface-9-{}"
@@ -24,11 +24,11 @@ SQL_AND_SCRIPT = (
     "' OR '1'='1",
     "admin'--",
     "'; DROP TABLE user_account; --",
-    "\" OR 1=1 --",
+    '" OR 1=1 --',
     "1; UPDATE user_account SET role='admin'",
     "' UNION SELECT password_hash FROM user_account --",
     "<script>alert(1)</script>",
-    "\"><img src=x onerror=alert(1)>",
+    '"><img src=x onerror=alert(1)>',
     "{{7*7}}${7*7}",
     "../../../etc/passwd",
     "%00%27",
@@ -37,6 +37,7 @@ SQL_AND_SCRIPT = (
 
 
 # --- helpers ------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
@@ -124,6 +125,7 @@ def wait_until(condition, timeout=8.0, what="condition"):
 
 # --- tokens -------------------------------------------------------------------------
 
+
 def test_forged_expired_and_tampered_tokens_are_refused(server):
     _, password = make_user(server, "token-target")
     real = token_of(server, "token-target", password)
@@ -180,13 +182,15 @@ def test_a_logged_out_session_cookie_stops_working(server):
     cookie = browser.cookies.get("pacs_session")
     assert cookie and "HttpOnly" in login.headers["Set-Cookie"] and "SameSite=Lax" in login.headers["Set-Cookie"]
     assert browser.get(server.url("/pacs/api/me"), timeout=30).status_code == 200
-    out = browser.post(server.url("/pacs/api/auth/logout"), timeout=30,
-                       headers={"X-CSRF-Token": login.json()["csrf_token"]})
+    out = browser.post(
+        server.url("/pacs/api/auth/logout"), timeout=30, headers={"X-CSRF-Token": login.json()["csrf_token"]}
+    )
     assert out.status_code == 200, out.text
     replay = requests.get(server.url("/pacs/api/me"), cookies={"pacs_session": cookie}, timeout=30)
     assert replay.status_code == 401
-    assert requests.get(server.url("/dicom-web/studies"), cookies={"pacs_session": cookie},
-                        timeout=30).status_code == 403
+    assert (
+        requests.get(server.url("/dicom-web/studies"), cookies={"pacs_session": cookie}, timeout=30).status_code == 403
+    )
 
 
 def test_refresh_renews_an_open_session_only(server):
@@ -213,6 +217,7 @@ def test_refresh_renews_an_open_session_only(server):
 
 
 # --- password guessing ----------------------------------------------------------------
+
 
 def test_wrong_passwords_lock_the_account_then_the_address(unlocked):
     server = unlocked
@@ -256,11 +261,11 @@ def test_a_login_takes_as_long_for_an_unknown_user_as_for_a_wrong_password(unloc
             times.append(time.perf_counter() - started)
     unknown, known_median = statistics.median(unknown_times), statistics.median(known_times)
     # One bcrypt either way (cost 4 here: ~1 ms); loosely equal, whatever the machine's load.
-    assert abs(unknown - known_median) < max(0.5 * max(unknown, known_median), 0.005), \
-        (unknown_times, known_times)
+    assert abs(unknown - known_median) < max(0.5 * max(unknown, known_median), 0.005), (unknown_times, known_times)
 
 
 # --- injection ------------------------------------------------------------------------
+
 
 def test_sql_and_script_injection_in_every_text_field_is_inert(unlocked):
     server = unlocked
@@ -274,23 +279,39 @@ def test_sql_and_script_injection_in_every_text_field_is_inert(unlocked):
     forget_login_failures(server)
     for n, text in enumerate(SQL_AND_SCRIPT):
         # a user name is refused (letters, digits, . _ - @ only)
-        assert_json_error(server.post("/pacs/api/users", json={
-            "username": text, "password": PASSWORD.format(n), "role": "radiologist"}), 400)
+        assert_json_error(
+            server.post(
+                "/pacs/api/users", json={"username": text, "password": PASSWORD.format(n), "role": "radiologist"}
+            ),
+            400,
+        )
         # a role must be one of four
-        assert_json_error(server.post("/pacs/api/users", json={
-            "username": f"role-{n}", "password": PASSWORD.format(n), "role": text}), 400)
+        assert_json_error(
+            server.post(
+                "/pacs/api/users", json={"username": f"role-{n}", "password": PASSWORD.format(n), "role": text}
+            ),
+            400,
+        )
         # display name and referring names are stored as they are
-        answer = server.post("/pacs/api/users", json={
-            "username": f"inject-{n}", "password": PASSWORD.format(n), "role": "referrer",
-            "display_name": text, "referring_names": [text, "DOE^JOHN"]})
+        answer = server.post(
+            "/pacs/api/users",
+            json={
+                "username": f"inject-{n}",
+                "password": PASSWORD.format(n),
+                "role": "referrer",
+                "display_name": text,
+                "referring_names": [text, "DOE^JOHN"],
+            },
+        )
         assert answer.status_code == 201, answer.text
         user = answer.json()
         assert user["display_name"] == text.strip() and user["referring_names"] == [text.strip(), "DOE^JOHN"]
         created.append(user)
         fetched = server.get(f"/pacs/api/users/{user['id']}").json()
         assert fetched["display_name"] == text.strip()
-        changed = server.put(f"/pacs/api/users/{user['id']}", json={"display_name": text + "!",
-                                                                     "referring_names": [text]})
+        changed = server.put(
+            f"/pacs/api/users/{user['id']}", json={"display_name": text + "!", "referring_names": [text]}
+        )
         assert changed.status_code == 200 and changed.json()["display_name"] == (text + "!").strip()
         # an API key's name
         key = server.post("/pacs/api/apikeys", json={"name": text, "user_id": user["id"]})
@@ -309,8 +330,10 @@ def test_sql_and_script_injection_in_every_text_field_is_inert(unlocked):
         by_id = server.get(f"/pacs/api/users/{text}")
         assert by_id.status_code in (200, 400, 403, 404), (text, by_id.status_code)
     # A password made of SQL is just a password.
-    server.post("/pacs/api/users", json={"username": "sql-pass", "password": "'; DROP TABLE user_account; --",
-                                         "role": "technologist"}).raise_for_status()
+    server.post(
+        "/pacs/api/users",
+        json={"username": "sql-pass", "password": "'; DROP TABLE user_account; --", "role": "technologist"},
+    ).raise_for_status()
     assert server.login("sql-pass", "'; DROP TABLE user_account; --").status_code == 200
     assert server.login("sql-pass", "' OR '1'='1").status_code == 401
 
@@ -328,7 +351,11 @@ def test_sql_and_script_injection_in_every_text_field_is_inert(unlocked):
     # The admin pages show the script as text.
     browser = requests.Session()
     assert server.login("admin", ADMIN_PASSWORD, session=browser).status_code == 200
-    for page in ("/pacs/admin/users", "/pacs/admin/apikeys", "/pacs/admin/audit?user=%3Cscript%3Ealert(1)%3C/script%3E"):
+    for page in (
+        "/pacs/admin/users",
+        "/pacs/admin/apikeys",
+        "/pacs/admin/audit?user=%3Cscript%3Ealert(1)%3C/script%3E",
+    ):
         answer = browser.get(server.url(page), headers={"Accept": "text/html"}, timeout=30)
         assert answer.status_code == 200, (page, answer.status_code)
         assert "<script>alert(1)</script>" not in answer.text, page
@@ -354,9 +381,14 @@ def test_oversized_and_malformed_json_bodies_get_a_json_4xx(server):
     user, password = make_user(server, "json-target")
     admin = server.http.headers  # the admin's API key
     own = bearer(token_of(server, "json-target", password))
-    targets = [("POST", "/pacs/api/auth/login", {}), ("POST", "/pacs/api/users", admin),
-               ("PUT", f"/pacs/api/users/{user['id']}", admin), ("POST", "/pacs/api/apikeys", admin),
-               ("POST", f"/pacs/api/users/{user['id']}/password", admin), ("POST", "/pacs/api/me/password", own)]
+    targets = [
+        ("POST", "/pacs/api/auth/login", {}),
+        ("POST", "/pacs/api/users", admin),
+        ("PUT", f"/pacs/api/users/{user['id']}", admin),
+        ("POST", "/pacs/api/apikeys", admin),
+        ("POST", f"/pacs/api/users/{user['id']}/password", admin),
+        ("POST", "/pacs/api/me/password", own),
+    ]
     oversized = b'{"username": "' + b"a" * (1024 * 1024 + 10) + b'", "password": "x"}'
     for method, path, headers in targets:
         headers = dict(headers, **{"Content-Type": "application/json"})
@@ -374,18 +406,27 @@ def test_oversized_and_malformed_json_bodies_get_a_json_4xx(server):
         ("/pacs/api/users", admin, {"username": "typed-1", "password": 12345678901234, "role": "radiologist"}),
         ("/pacs/api/users", admin, {"username": 42, "password": PASSWORD.format(1), "role": "radiologist"}),
         ("/pacs/api/users", admin, {"username": "typed-2", "password": PASSWORD.format(1), "role": 1}),
-        ("/pacs/api/users", admin, {"username": "typed-3", "password": PASSWORD.format(1), "role": "radiologist",
-                                    "display_name": {"a": 1}}),
-        ("/pacs/api/users", admin, {"username": "typed-4", "password": PASSWORD.format(1), "role": "referrer",
-                                    "referring_names": [1, 2]}),
-        ("/pacs/api/users", admin, {"username": "typed-5", "password": PASSWORD.format(1), "role": "referrer",
-                                    "display_name": "x" * 201}),
+        (
+            "/pacs/api/users",
+            admin,
+            {"username": "typed-3", "password": PASSWORD.format(1), "role": "radiologist", "display_name": {"a": 1}},
+        ),
+        (
+            "/pacs/api/users",
+            admin,
+            {"username": "typed-4", "password": PASSWORD.format(1), "role": "referrer", "referring_names": [1, 2]},
+        ),
+        (
+            "/pacs/api/users",
+            admin,
+            {"username": "typed-5", "password": PASSWORD.format(1), "role": "referrer", "display_name": "x" * 201},
+        ),
         ("/pacs/api/apikeys", admin, {"name": "k", "user_id": "1; DROP TABLE api_key"}),
         ("/pacs/api/apikeys", admin, {"name": "k", "user_id": 1e308}),
-        ("/pacs/api/apikeys", admin, {"name": "k", "user_id": 10 ** 30}),
+        ("/pacs/api/apikeys", admin, {"name": "k", "user_id": 10**30}),
         ("/pacs/api/apikeys", admin, {"name": "k", "user_id": True}),
         ("/pacs/api/apikeys", admin, {"name": "k", "user_id": 1, "expires_days": "30"}),
-        ("/pacs/api/apikeys", admin, {"name": "k", "user_id": 1, "expires_days": 10 ** 6}),
+        ("/pacs/api/apikeys", admin, {"name": "k", "user_id": 1, "expires_days": 10**6}),
         ("/pacs/api/apikeys", admin, {"name": ["k"], "user_id": 1}),
         ("/pacs/api/apikeys", admin, {"name": "k" * 101, "user_id": 1}),
         ("/pacs/api/me/password", own, {"current_password": 1, "new_password": 2}),
@@ -401,8 +442,9 @@ def test_oversized_and_malformed_json_bodies_get_a_json_4xx(server):
     assert_json_error(server.get("/pacs/api/audit", params={"page": "99999999999999999999"}), 400)
     assert_json_error(server.get("/pacs/api/audit", params={"date_to": "9999-12-31"}), 400)
     # A form-encoded login is refused (a cross-site form cannot send JSON).
-    form = requests.post(server.url("/pacs/api/auth/login"), data={"username": "admin", "password": ADMIN_PASSWORD},
-                         timeout=30)
+    form = requests.post(
+        server.url("/pacs/api/auth/login"), data={"username": "admin", "password": ADMIN_PASSWORD}, timeout=30
+    )
     assert_json_error(form, 415)
     # Deep JSON to one of Orthanc's own routes without a login never reaches its parser.
     assert requests.post(server.url("/tools/find"), data=b"[" * 100_000, timeout=30).status_code == 403
@@ -410,6 +452,7 @@ def test_oversized_and_malformed_json_bodies_get_a_json_4xx(server):
 
 
 # --- CSRF -------------------------------------------------------------------------------
+
 
 def test_state_changes_with_the_session_cookie_need_the_csrf_token(server):
     browser = requests.Session()
@@ -427,8 +470,9 @@ def test_state_changes_with_the_session_cookie_need_the_csrf_token(server):
     assert_json_error(attempt("wrong-token", json=new_user), 403)
     assert_json_error(attempt("", json=new_user), 403)
     # JSON sent as a "form" (what a same-site page can do without a preflight)
-    assert_json_error(attempt(data=json.dumps(new_user),
-                              headers={"Content-Type": "application/x-www-form-urlencoded"}), 403)
+    assert_json_error(
+        attempt(data=json.dumps(new_user), headers={"Content-Type": "application/x-www-form-urlencoded"}), 403
+    )
     assert_json_error(attempt(data=json.dumps(new_user), headers={"Content-Type": "text/plain"}), 403)
     assert not any(u["username"] == "csrf-made" for u in server.get("/pacs/api/users").json()["items"])
     made = attempt(csrf, json=new_user)
@@ -436,13 +480,15 @@ def test_state_changes_with_the_session_cookie_need_the_csrf_token(server):
     user_id = made.json()["id"]
     # Reading needs no token; every other method does, on our routes and Orthanc's.
     assert browser.get(server.url("/pacs/api/users"), timeout=30).status_code == 200
-    assert browser.put(server.url(f"/pacs/api/users/{user_id}"), json={"disabled": True},
-                       timeout=30).status_code == 403
+    assert browser.put(server.url(f"/pacs/api/users/{user_id}"), json={"disabled": True}, timeout=30).status_code == 403
     assert browser.delete(server.url("/pacs/api/apikeys/1"), timeout=30).status_code == 403
-    assert browser.post(server.url("/tools/find"), json={"Level": "Study", "Query": {}},
-                        timeout=30).status_code == 403
-    assert browser.post(server.url("/tools/find"), json={"Level": "Study", "Query": {}}, timeout=30,
-                        headers={"X-CSRF-Token": csrf}).status_code == 200
+    assert browser.post(server.url("/tools/find"), json={"Level": "Study", "Query": {}}, timeout=30).status_code == 403
+    assert (
+        browser.post(
+            server.url("/tools/find"), json={"Level": "Study", "Query": {}}, timeout=30, headers={"X-CSRF-Token": csrf}
+        ).status_code
+        == 200
+    )
     assert server.get(f"/pacs/api/users/{user_id}").json()["disabled"] is False
     # The token of another session does not fit this one.
     other = server.login("admin", ADMIN_PASSWORD).json()["csrf_token"]
@@ -452,6 +498,7 @@ def test_state_changes_with_the_session_cookie_need_the_csrf_token(server):
 
 # --- API keys -----------------------------------------------------------------------------
 
+
 def basic(username, secret):
     return {"Authorization": "Basic " + base64.b64encode(f"{username}:{secret}".encode()).decode()}
 
@@ -459,8 +506,9 @@ def basic(username, secret):
 def test_api_keys_as_bearer_and_basic_never_beyond_their_user(server):
     radiologist, rad_password = make_user(server, "key-owner")
     referrer, _ = make_user(server, "key-referrer", role="referrer")
-    created = server.post("/pacs/api/apikeys", json={"name": "reading station", "user_id": radiologist["id"],
-                                                     "expires_days": 30})
+    created = server.post(
+        "/pacs/api/apikeys", json={"name": "reading station", "user_id": radiologist["id"], "expires_days": 30}
+    )
     assert created.status_code == 201, created.text
     key = created.json()["key"]
     assert key.startswith("pacs_") and created.json()["role"] == "radiologist"
@@ -478,23 +526,32 @@ def test_api_keys_as_bearer_and_basic_never_beyond_their_user(server):
     assert get(server, "/studies", basic("key-owner", key[:-1] + ("A" if key[-1] != "A" else "B"))).status_code == 403
     assert get(server, "/pacs/api/me", basic("key-owner", rad_password)).status_code == 401
 
-    for body in ({"user_id": radiologist["id"], "role": "admin"},
-                 {"user_id": radiologist["id"], "role": "technologist"},  # upload: not the radiologist's
-                 {"user_id": referrer["id"], "role": "radiologist"}):
+    for body in (
+        {"user_id": radiologist["id"], "role": "admin"},
+        {"user_id": radiologist["id"], "role": "technologist"},  # upload: not the radiologist's
+        {"user_id": referrer["id"], "role": "radiologist"},
+    ):
         refused = server.post("/pacs/api/apikeys", json=dict(body, name="too strong"))
         assert_json_error(refused, 400)
         assert "more rights than its user" in refused.json()["error"]
-    weaker = server.post("/pacs/api/apikeys", json={"name": "viewer only", "user_id": radiologist["id"],
-                                                    "role": "referrer"})
+    weaker = server.post(
+        "/pacs/api/apikeys", json={"name": "viewer only", "user_id": radiologist["id"], "role": "referrer"}
+    )
     assert weaker.status_code == 201 and weaker.json()["role"] == "referrer"
     assert get(server, "/studies", bearer(weaker.json()["key"])).status_code == 403
 
     # Only an admin manages keys; nobody ever sees a key again.
     rad_token = token_of(server, "key-owner", rad_password)
-    assert post(server, "/pacs/api/apikeys", bearer(rad_token),
-                json={"name": "mine", "user_id": radiologist["id"]}).status_code == 403
-    assert post(server, "/pacs/api/apikeys", bearer(key),
-                json={"name": "mine", "user_id": radiologist["id"]}).status_code == 403
+    assert (
+        post(
+            server, "/pacs/api/apikeys", bearer(rad_token), json={"name": "mine", "user_id": radiologist["id"]}
+        ).status_code
+        == 403
+    )
+    assert (
+        post(server, "/pacs/api/apikeys", bearer(key), json={"name": "mine", "user_id": radiologist["id"]}).status_code
+        == 403
+    )
     listed = server.get("/pacs/api/apikeys").json()["items"]
     assert listed and all("key" not in k and "key_hash" not in k for k in listed)
     assert key not in json.dumps(listed)
@@ -512,8 +569,15 @@ def test_revoked_expired_demoted_and_disabled_take_effect_within_seconds(server)
         assert answer.status_code == 201, answer.text
         return answer.json()
 
-    keys = {name: new_key(user) for name, user in (("revoked", revoked_user), ("demoted", demoted_user),
-                                                  ("expired", expired_user), ("disabled", disabled_user))}
+    keys = {
+        name: new_key(user)
+        for name, user in (
+            ("revoked", revoked_user),
+            ("demoted", demoted_user),
+            ("expired", expired_user),
+            ("disabled", disabled_user),
+        )
+    }
     for entry in keys.values():
         assert get(server, "/pacs/api/me", bearer(entry["key"])).status_code == 200
     demoted_token = token_of(server, "demoted-user", demoted_password)
@@ -532,8 +596,11 @@ def test_revoked_expired_demoted_and_disabled_take_effect_within_seconds(server)
     assert_json_error(refused, 403)
     assert "disabled" in refused.json()["error"]
     # Keys within the cache's lifetime (a demoted user's key would now exceed its user).
-    wait_until(lambda: all(get(server, "/pacs/api/me", bearer(entry["key"])).status_code == 401
-                           for entry in keys.values()), timeout=8, what="every changed key refused")
+    wait_until(
+        lambda: all(get(server, "/pacs/api/me", bearer(entry["key"])).status_code == 401 for entry in keys.values()),
+        timeout=8,
+        what="every changed key refused",
+    )
     assert get(server, "/studies", bearer(keys["demoted"]["key"])).status_code == 403
 
     assert server.put(f"/pacs/api/users/{disabled_user['id']}", json={"disabled": False}).status_code == 200
@@ -542,12 +609,18 @@ def test_revoked_expired_demoted_and_disabled_take_effect_within_seconds(server)
 
 # --- password policy and the first admin --------------------------------------------------
 
+
 def test_password_policy_for_new_and_changed_passwords(server):
-    for password, why in (("Sh0rt-pw", "at least 10"), ("qwertyuiop", "too common"),
-                          ("password123", "too common"), ("my-policy-person-9", "username"),
-                          ("Ünïcødé-" * 10, "at most 72 bytes")):
-        answer = server.post("/pacs/api/users", json={"username": "policy-person", "password": password,
-                                                      "role": "radiologist"})
+    for password, why in (
+        ("Sh0rt-pw", "at least 10"),
+        ("qwertyuiop", "too common"),
+        ("password123", "too common"),
+        ("my-policy-person-9", "username"),
+        ("Ünïcødé-" * 10, "at most 72 bytes"),
+    ):
+        answer = server.post(
+            "/pacs/api/users", json={"username": "policy-person", "password": password, "role": "radiologist"}
+        )
         assert_json_error(answer, 400)
         assert why in answer.json()["error"], (password, answer.json())
     user, password = make_user(server, "policy-person")
@@ -599,6 +672,7 @@ def test_first_start_without_a_password_writes_a_private_random_one(tmp_path):
 
 # --- the audit chain ---------------------------------------------------------------------
 
+
 def edit_audit(server, sql, *params):
     """What someone with the database file could do behind the PACS's back."""
     with sqlite3.connect(server.data_dir / "pacs.sqlite", timeout=10) as db:
@@ -626,4 +700,6 @@ def test_the_audit_chain_verifies_and_an_edited_row_is_found(throwaway):
     assert deleted["ok"] is False and deleted["first_bad_id"] == rows[len(rows) // 2 + 1]["id"], deleted
     # Only an admin may ask.
     _, password = make_user(server, "not-an-auditor")
-    assert get(server, "/pacs/api/audit/verify", bearer(token_of(server, "not-an-auditor", password))).status_code == 403
+    assert (
+        get(server, "/pacs/api/audit/verify", bearer(token_of(server, "not-an-auditor", password))).status_code == 403
+    )

@@ -11,17 +11,18 @@ import pytest
 
 from plugin.auth import permissions
 from plugin.auth.accounts import AccountError, Principal
-from plugin.auth.guard import Guard, SESSION_COOKIE
+from plugin.auth.guard import SESSION_COOKIE, Guard
 from plugin.auth.passwords import Hasher, PasswordRejected, check_policy
+from plugin.auth.routes import int_param
 from plugin.auth.tokens import Claims, TokenCodec, TokenError
 from plugin.http import MAX_JSON_DEPTH, HttpError, Request, json_nesting_ok
-from plugin.auth.routes import int_param
 
 SECRET = b"s" * 64
 IN_SCOPE, OUT_OF_SCOPE = "1.2.3.4", "1.2.3.5"
 
 
 # --- fakes ----------------------------------------------------------------------
+
 
 class FakeAccounts:
     """Tokens are "tok-<role>" (bearer or cookie); "tok-ended" is a revoked session."""
@@ -83,6 +84,7 @@ def check(guard, method, path, role=None, query=None, headers=None):
 
 # --- the table ------------------------------------------------------------------
 
+
 def test_every_rule_names_a_known_permission():
     special = {permissions.PUBLIC, permissions.AUTHENTICATED, permissions.DENY}
     for rule in permissions.RULES:
@@ -102,60 +104,82 @@ def test_admin_has_every_permission_and_roles_are_nested_as_the_spec_says():
     assert of("nobody") == frozenset()
 
 
-@pytest.mark.parametrize("method, path, permission", [
-    # alternatives are anchored as a whole: "/pacs/?" once matched every /pacs/ path
-    ("GET", "/pacs/api/users", "users.manage"),
-    ("GET", "/pacs/api/apikeys", "users.manage"),
-    ("GET", "/pacs/api/audit", "audit.read"),
-    ("GET", "/pacs/api/me", permissions.AUTHENTICATED),
-    ("POST", "/pacs/api/auth/logout", permissions.AUTHENTICATED),
-    ("GET", "/tools/execute-script", permissions.DENY),
-    # Orthanc ignores a trailing slash and empty segments: so does the table
-    ("POST", "/tools/execute-script/", permissions.DENY),
-    ("POST", "/tools/execute-script//", permissions.DENY),
-    ("POST", "//tools//execute-script", permissions.DENY),
-    ("POST", "/instances/abc/export/", permissions.DENY),
-    ("GET", "/system/", "admin"),
-    ("GET", "/pacs/api/users/", "users.manage"),
-    ("DELETE", "/studies/abc", "images.delete"),
-    ("GET", "/app/explorer.html", "admin"),
-    # decided on purpose (README, Security): named, not left to the default
-    ("DELETE", "/instances/abc/attachments/dicom", permissions.DENY),
-    ("GET", "/dicom-web/servers", permissions.DENY),
-    ("PUT", "/patients/abc/protected", "admin"),
-])
+@pytest.mark.parametrize(
+    "method, path, permission",
+    [
+        # alternatives are anchored as a whole: "/pacs/?" once matched every /pacs/ path
+        ("GET", "/pacs/api/users", "users.manage"),
+        ("GET", "/pacs/api/apikeys", "users.manage"),
+        ("GET", "/pacs/api/audit", "audit.read"),
+        ("GET", "/pacs/api/me", permissions.AUTHENTICATED),
+        ("POST", "/pacs/api/auth/logout", permissions.AUTHENTICATED),
+        ("GET", "/tools/execute-script", permissions.DENY),
+        # Orthanc ignores a trailing slash and empty segments: so does the table
+        ("POST", "/tools/execute-script/", permissions.DENY),
+        ("POST", "/tools/execute-script//", permissions.DENY),
+        ("POST", "//tools//execute-script", permissions.DENY),
+        ("POST", "/instances/abc/export/", permissions.DENY),
+        ("GET", "/system/", "admin"),
+        ("GET", "/pacs/api/users/", "users.manage"),
+        ("DELETE", "/studies/abc", "images.delete"),
+        ("GET", "/app/explorer.html", "admin"),
+        # decided on purpose (README, Security): named, not left to the default
+        ("DELETE", "/instances/abc/attachments/dicom", permissions.DENY),
+        ("GET", "/dicom-web/servers", permissions.DENY),
+        ("PUT", "/patients/abc/protected", "admin"),
+    ],
+)
 def test_match_finds_the_rule_orthanc_would_route_to(method, path, permission):
     rule, _ = permissions.match(method, path)
     assert rule is not None and rule.permission == permission
 
 
-@pytest.mark.parametrize("method, path", [
-    ("GET", "/pacs/api/me/anything"),
-    ("GET", "/pacs/api/unknown"),
-    ("POST", "/pacs/api/auth/logout-everyone"),
-    ("POST", "/pacs/api/me/password/x"),
-    ("GET", "/some/unknown"),
-    ("PUT", "/system"),
-])
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("GET", "/pacs/api/me/anything"),
+        ("GET", "/pacs/api/unknown"),
+        ("POST", "/pacs/api/auth/logout-everyone"),
+        ("POST", "/pacs/api/me/password/x"),
+        ("GET", "/some/unknown"),
+        ("PUT", "/system"),
+    ],
+)
 def test_routes_the_table_does_not_name_match_nothing(method, path):
     assert permissions.match(method, path) == (None, None)
 
 
-@pytest.mark.parametrize("name", [
-    "StudyInstanceUID", "studyinstanceuid", "studyUID", "0020000D", "0020000d", "0020,000D",
-    "0020,000d", "20,d", "0x20,0xD", "+20,d", "10020,d", " 0020,000D", "0020,000Dxyz",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "StudyInstanceUID",
+        "studyinstanceuid",
+        "studyUID",
+        "0020000D",
+        "0020000d",
+        "0020,000D",
+        "0020,000d",
+        "20,d",
+        "0x20,0xD",
+        "+20,d",
+        "10020,d",
+        " 0020,000D",
+        "0020,000Dxyz",
+    ],
+)
 def test_every_spelling_of_the_study_uid_tag_is_recognised(name):
     assert permissions.names_study_uid(name)
 
 
-@pytest.mark.parametrize("name", ["SeriesInstanceUID", "0020000E", "20,e", "PatientID", "includefield",
-                                  "limit", "", "0020", "zz,zz"])
+@pytest.mark.parametrize(
+    "name", ["SeriesInstanceUID", "0020000E", "20,e", "PatientID", "includefield", "limit", "", "0020", "zz,zz"]
+)
 def test_other_parameters_are_not_study_uids(name):
     assert not permissions.names_study_uid(name)
 
 
 # --- the guard's decision -----------------------------------------------------
+
 
 def test_unknown_and_disabled_routes_are_denied_even_to_admin(guard):
     assert check(guard, "GET", "/some/unknown", "admin").status == 403
@@ -194,30 +218,33 @@ def test_logged_out_session_is_refused_even_when_its_token_is_cached(guard):
     assert check(guard, "GET", "/pacs/api/me", "radiologist").status == 401
 
 
-@pytest.mark.parametrize("path, query, allowed", [
-    (f"/dicom-web/studies/{IN_SCOPE}/series", {}, True),
-    (f"/dicom-web/studies/{OUT_OF_SCOPE}/series", {}, False),
-    (f"/dicom-web/studies/{IN_SCOPE}/series", {"StudyInstanceUID": OUT_OF_SCOPE}, False),
-    ("/dicom-web/studies", {}, False),
-    ("/dicom-web/studies", {"StudyInstanceUID": IN_SCOPE}, True),
-    ("/dicom-web/studies", {"StudyInstanceUID": f"{IN_SCOPE}\\{OUT_OF_SCOPE}"}, False),
-    ("/dicom-web/studies", {"StudyInstanceUID": f"{IN_SCOPE},{OUT_OF_SCOPE}"}, False),
-    ("/dicom-web/studies", {"StudyInstanceUID": IN_SCOPE, "0020000d": OUT_OF_SCOPE}, False),
-    ("/dicom-web/studies", {"StudyInstanceUID": IN_SCOPE, "20,d": OUT_OF_SCOPE}, False),
-    ("/dicom-web/series", {"StudyInstanceUID": IN_SCOPE, "SeriesInstanceUID": "9.9"}, True),
-    # the study by its keyword only: a tag number, however spelled, is refused
-    ("/dicom-web/series", {"0020000D": IN_SCOPE, "SeriesInstanceUID": "9.9"}, False),
-    ("/dicom-web/studies", {"StudyInstanceUID": IN_SCOPE, "0020-000D": ""}, False),
-    ("/dicom-web/studies", {"StudyInstanceUID": ""}, False),
-    ("/dicom-web/instances", {"SeriesInstanceUID": "9.9"}, False),
-    ("/wado", {"requestType": "WADO", "studyUID": IN_SCOPE, "objectUID": "9.9"}, True),
-    ("/wado", {"requestType": "WADO", "studyUID": OUT_OF_SCOPE, "objectUID": "9.9"}, False),
-    ("/wado", {"requestType": "WADO", "objectUID": "9.9"}, False),
-    (f"/pacs/api/studies/{IN_SCOPE}", {}, True),
-    (f"/pacs/api/studies/{OUT_OF_SCOPE}", {}, False),
-    ("/studies", {}, False),
-    ("/pacs/api/users", {}, False),
-])
+@pytest.mark.parametrize(
+    "path, query, allowed",
+    [
+        (f"/dicom-web/studies/{IN_SCOPE}/series", {}, True),
+        (f"/dicom-web/studies/{OUT_OF_SCOPE}/series", {}, False),
+        (f"/dicom-web/studies/{IN_SCOPE}/series", {"StudyInstanceUID": OUT_OF_SCOPE}, False),
+        ("/dicom-web/studies", {}, False),
+        ("/dicom-web/studies", {"StudyInstanceUID": IN_SCOPE}, True),
+        ("/dicom-web/studies", {"StudyInstanceUID": f"{IN_SCOPE}\\{OUT_OF_SCOPE}"}, False),
+        ("/dicom-web/studies", {"StudyInstanceUID": f"{IN_SCOPE},{OUT_OF_SCOPE}"}, False),
+        ("/dicom-web/studies", {"StudyInstanceUID": IN_SCOPE, "0020000d": OUT_OF_SCOPE}, False),
+        ("/dicom-web/studies", {"StudyInstanceUID": IN_SCOPE, "20,d": OUT_OF_SCOPE}, False),
+        ("/dicom-web/series", {"StudyInstanceUID": IN_SCOPE, "SeriesInstanceUID": "9.9"}, True),
+        # the study by its keyword only: a tag number, however spelled, is refused
+        ("/dicom-web/series", {"0020000D": IN_SCOPE, "SeriesInstanceUID": "9.9"}, False),
+        ("/dicom-web/studies", {"StudyInstanceUID": IN_SCOPE, "0020-000D": ""}, False),
+        ("/dicom-web/studies", {"StudyInstanceUID": ""}, False),
+        ("/dicom-web/instances", {"SeriesInstanceUID": "9.9"}, False),
+        ("/wado", {"requestType": "WADO", "studyUID": IN_SCOPE, "objectUID": "9.9"}, True),
+        ("/wado", {"requestType": "WADO", "studyUID": OUT_OF_SCOPE, "objectUID": "9.9"}, False),
+        ("/wado", {"requestType": "WADO", "objectUID": "9.9"}, False),
+        (f"/pacs/api/studies/{IN_SCOPE}", {}, True),
+        (f"/pacs/api/studies/{OUT_OF_SCOPE}", {}, False),
+        ("/studies", {}, False),
+        ("/pacs/api/users", {}, False),
+    ],
+)
 def test_referrer_sees_only_studies_in_scope(guard, path, query, allowed):
     decision = check(guard, "GET", path, "referrer", query)
     assert decision.allowed is allowed, decision
@@ -317,11 +344,18 @@ def test_api_keys_as_bearer_and_as_basic_password(guard):
     assert not guard.check("GET", "/studies", {"authorization": "Bearer pacs_wrong"}, {}, "").allowed
 
 
-@pytest.mark.parametrize("headers", [
-    {"authorization": "Bearer"}, {"authorization": "Bearer "}, {"authorization": "Digest x"},
-    {"authorization": "Basic " + base64.b64encode(b"\xff\xfe:\x00").decode()},
-    {"cookie": f"{SESSION_COOKIE}="}, {"cookie": ";;;=;"}, {"authorization": "Bearer " + "x" * 10000},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"authorization": "Bearer"},
+        {"authorization": "Bearer "},
+        {"authorization": "Digest x"},
+        {"authorization": "Basic " + base64.b64encode(b"\xff\xfe:\x00").decode()},
+        {"cookie": f"{SESSION_COOKIE}="},
+        {"cookie": ";;;=;"},
+        {"authorization": "Bearer " + "x" * 10000},
+    ],
+)
 def test_garbage_credentials_are_refused_without_raising(guard, headers):
     decision = guard.check("GET", "/pacs/api/me", headers, {}, "")
     assert (decision.allowed, decision.status) == (False, 401)
@@ -329,10 +363,10 @@ def test_garbage_credentials_are_refused_without_raising(guard, headers):
 
 # --- tokens -------------------------------------------------------------------
 
+
 def claims(**overrides):
     now = int(time.time())
-    data = {"sub": "3", "name": "ann", "role": "radiologist", "sid": "s1", "csrf": "c", "iat": now,
-            "exp": now + 60}
+    data = {"sub": "3", "name": "ann", "role": "radiologist", "sid": "s1", "csrf": "c", "iat": now, "exp": now + 60}
     data.update(overrides)
     return {k: v for k, v in data.items() if v is not None}
 
@@ -379,6 +413,7 @@ def test_expired_token_is_refused_but_refresh_may_read_it():
 
 # --- passwords ----------------------------------------------------------------
 
+
 def test_hasher_verifies_and_pays_one_hash_for_unknown_users():
     hasher = Hasher(cost=4)
     hashed = hasher.hash("Correct-horse-9")
@@ -389,10 +424,19 @@ def test_hasher_verifies_and_pays_one_hash_for_unknown_users():
     assert not hasher.verify("anything", "not a bcrypt hash")
 
 
-@pytest.mark.parametrize("password, username", [
-    ("short1!", "ann"), ("qwertyuiop", "ann"), ("password123", "ann"), ("Password123!", "ann"),
-    ("my-name-is-annabel", "annabel"), ("é" * 40, "ann"), (None, "ann"), (1234567890123, "ann"),
-])
+@pytest.mark.parametrize(
+    "password, username",
+    [
+        ("short1!", "ann"),
+        ("qwertyuiop", "ann"),
+        ("password123", "ann"),
+        ("Password123!", "ann"),
+        ("my-name-is-annabel", "annabel"),
+        ("é" * 40, "ann"),
+        (None, "ann"),
+        (1234567890123, "ann"),
+    ],
+)
 def test_password_policy_rejects(password, username):
     with pytest.raises(PasswordRejected):
         check_policy(password, username)
@@ -404,16 +448,20 @@ def test_password_policy_accepts_a_decent_password():
 
 # --- JSON bodies and numbers --------------------------------------------------
 
-@pytest.mark.parametrize("body, status", [
-    (b"x" * (1024 * 1024 + 1), 413),
-    (b"not json", 400),
-    (b"\xff\xfe", 400),
-    (b"[1, 2]", 400),
-    (b'"text"', 400),
-    (b"null", 400),
-    (b"[" * 100_000, 400),
-    (b'{"a":' * 1000 + b"1" + b"}" * 1000, 400),
-])
+
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        (b"x" * (1024 * 1024 + 1), 413),
+        (b"not json", 400),
+        (b"\xff\xfe", 400),
+        (b"[1, 2]", 400),
+        (b'"text"', 400),
+        (b"null", 400),
+        (b"[" * 100_000, 400),
+        (b'{"a":' * 1000 + b"1" + b"}" * 1000, 400),
+    ],
+)
 def test_bad_json_bodies_are_4xx(body, status):
     with pytest.raises(HttpError) as error:
         Request("POST", "/pacs/api/x", body=body).json()
@@ -427,7 +475,7 @@ def test_json_nesting_limit_is_exact_and_ignores_brackets_in_strings():
     assert Request("POST", "/x", body=json.dumps({"a": {"b": [1, {"c": "[[["}]}}).encode()).json()["a"]["b"][0] == 1
 
 
-@pytest.mark.parametrize("value", ["abc", "1.5", None, 1.5, True, [1], 2 ** 63, "99999999999999999999999"])
+@pytest.mark.parametrize("value", ["abc", "1.5", None, 1.5, True, [1], 2**63, "99999999999999999999999"])
 def test_int_param_refuses_what_is_not_a_64_bit_whole_number(value):
     with pytest.raises(HttpError) as error:
         int_param(value, "id")

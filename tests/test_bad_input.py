@@ -8,6 +8,7 @@ import io
 import warnings
 from pathlib import Path
 
+import dicomgen
 import pytest
 from pydicom import dcmread
 from pydicom.data import get_charset_files, get_testdata_file
@@ -15,14 +16,13 @@ from pydicom.filereader import read_file_meta_info
 from pynetdicom import AE, DEFAULT_TRANSFER_SYNTAXES, _config
 from pynetdicom.sop_class import CTImageStorage
 
-import dicomgen
-
 # Orthanc does not answer a C-STORE whose data set it cannot parse (it waits
 # for the association to time out): give up on an answer after this long.
 NO_ANSWER_SECONDS = 2
 
 
 # --- helpers ------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def lenient():
@@ -93,6 +93,7 @@ def assert_still_serving(pacs, earlier):
 
 # --- fixtures --------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def earlier(pacs, tmp_path_factory):
     """A study stored and indexed before any bad input: (spec, index row)."""
@@ -108,12 +109,13 @@ def valid_file(tmp_path):
 
 # --- HTTP upload -------------------------------------------------------------------
 
+
 def _truncated(data):
-    return data[:len(data) // 2]
+    return data[: len(data) // 2]
 
 
 def _meta_only(data):
-    return data[:data_set_offset(data)]
+    return data[: data_set_offset(data)]
 
 
 def _cut_in_meta(data):
@@ -121,7 +123,7 @@ def _cut_in_meta(data):
 
 
 def _garbage_data_set(data):
-    return data[:data_set_offset(data)] + b"not a DICOM data set " * 20
+    return data[: data_set_offset(data)] + b"not a DICOM data set " * 20
 
 
 BAD_BODIES = {  # each made from the bytes of a valid file
@@ -151,8 +153,10 @@ def test_http_upload_of_bad_bytes_is_a_4xx(pacs, earlier, valid_file, bad):
 
 # --- C-STORE ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("damage", [_truncated, _garbage_data_set, _meta_only],
-                         ids=["truncated", "garbage-data-set", "empty-data-set"])
+
+@pytest.mark.parametrize(
+    "damage", [_truncated, _garbage_data_set, _meta_only], ids=["truncated", "garbage-data-set", "empty-data-set"]
+)
 def test_cstore_of_a_damaged_file_is_refused(pacs, earlier, tmp_path, monkeypatch, damage):
     data, _ = dicom_bytes(tmp_path / "valid")
     damaged = tmp_path / "damaged.dcm"
@@ -165,10 +169,14 @@ def test_cstore_of_a_damaged_file_is_refused(pacs, earlier, tmp_path, monkeypatc
     assert_still_serving(pacs, earlier)
 
 
-@pytest.mark.parametrize("damage", [
-    lambda ds: delattr(ds, "StudyInstanceUID"),
-    lambda ds: setattr(ds, "SeriesInstanceUID", ""),
-], ids=["no-study-uid", "empty-series-uid"])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda ds: delattr(ds, "StudyInstanceUID"),
+        lambda ds: setattr(ds, "SeriesInstanceUID", ""),
+    ],
+    ids=["no-study-uid", "empty-series-uid"],
+)
 def test_cstore_without_a_required_uid_is_refused(pacs, earlier, damage):
     dataset = dicomgen.ct_series(dicomgen.StudySpec(), slices=1)[0]
     damage(dataset)
@@ -205,10 +213,25 @@ def test_cstore_with_too_short_pixel_data_is_refused(pacs, earlier):
 
 # --- odd tags and character sets ---------------------------------------------------------
 
-EMPTY = dict(patient_name="", patient_id="", birth_date="", sex="", accession="", study_date="",
-             study_time="", description="", referring_physician="", institution="")
-LONG = dict(description="D" * 250, patient_name="LONG^" + "N" * 3000, accession="Q" * 300,
-            institution="I" * 5000, study_date="2026-13-45")
+EMPTY = dict(
+    patient_name="",
+    patient_id="",
+    birth_date="",
+    sex="",
+    accession="",
+    study_date="",
+    study_time="",
+    description="",
+    referring_physician="",
+    institution="",
+)
+LONG = dict(
+    description="D" * 250,
+    patient_name="LONG^" + "N" * 3000,
+    accession="Q" * 300,
+    institution="I" * 5000,
+    study_date="2026-13-45",
+)
 CHARSETS = {
     "utf8": ("ISO_IR 192", "Ünal^Özlem=Γιώργος^Παπαδόπουλος", "胸部 CT Αξονική"),
     "latin1": ("ISO_IR 100", "Gärtner^Zoë", "Épaule droite"),
@@ -242,13 +265,17 @@ def odd_studies(pacs, tmp_path_factory):
     specs = {
         "empty": _send_study(pacs, dicomgen.StudySpec(**EMPTY)),
         "long": _send_study(pacs, dicomgen.StudySpec(**LONG)),
-        "bad-numbers": _send_study(pacs, dicomgen.StudySpec(study_date="20261345", birth_date="1970"),
-                                   lambda ds: setattr(ds, "SeriesNumber", "9" * 20)),
+        "bad-numbers": _send_study(
+            pacs,
+            dicomgen.StudySpec(study_date="20261345", birth_date="1970"),
+            lambda ds: setattr(ds, "SeriesNumber", "9" * 20),
+        ),
         "bad-utf8": _utf8_declared_latin1_sent(pacs, tmp_path_factory.mktemp("badutf8")),
     }
     for name, (charset, patient_name, description) in CHARSETS.items():
-        specs[name] = _send_study(pacs, dicomgen.StudySpec(
-            charset=charset, patient_name=patient_name, description=description))
+        specs[name] = _send_study(
+            pacs, dicomgen.StudySpec(charset=charset, patient_name=patient_name, description=description)
+        )
     return specs
 
 
@@ -293,8 +320,7 @@ def test_bytes_invalid_in_the_declared_character_set_do_not_stop_indexing(pacs, 
 # --- real files ----------------------------------------------------------------------------
 
 REAL_FILES = ["CT_small.dcm", "MR_small.dcm", "US1_UNCR.dcm", "RG1_UNCR.dcm"]
-CHARSET_FILES = ["chrH31.dcm", "chrI2.dcm", "chrArab.dcm", "chrHbrw.dcm", "chrGerm.dcm", "chrX1.dcm",
-                 "chrX2.dcm"]
+CHARSET_FILES = ["chrH31.dcm", "chrI2.dcm", "chrArab.dcm", "chrHbrw.dcm", "chrGerm.dcm", "chrX1.dcm", "chrX2.dcm"]
 
 
 def test_real_modality_files_are_indexed(pacs, earlier):

@@ -11,11 +11,11 @@ draft against a model after every step."""
 import json
 import re
 
+import dicomgen
 import pytest
 import requests
-from hypothesis import given, settings, strategies as st
-
-import dicomgen
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pacs_server import PacsServer
 
 PASSWORD = "Claim-drafts-2026!"
@@ -25,8 +25,10 @@ EXAMPLES = 40
 
 def add_readers(server):
     for name in READERS:
-        server.post("/pacs/api/users", json={"username": name, "password": PASSWORD, "role": "radiologist",
-                                             "display_name": f"Dr {name.upper()}"}).raise_for_status()
+        server.post(
+            "/pacs/api/users",
+            json={"username": name, "password": PASSWORD, "role": "radiologist", "display_name": f"Dr {name.upper()}"},
+        ).raise_for_status()
 
 
 def store_studies(server, folder, count):
@@ -67,8 +69,9 @@ class Reader:
         return answer.json()
 
     def save(self, uid, version, findings, **extra):
-        return self.http.put(self.url(uid, "/report"), json=dict(version=version, findings=findings, **extra),
-                             timeout=30)
+        return self.http.put(
+            self.url(uid, "/report"), json=dict(version=version, findings=findings, **extra), timeout=30
+        )
 
     def act(self, uid, action):
         return self.http.post(self.url(uid, "/" + action), timeout=30)
@@ -85,14 +88,14 @@ def readers(server):
 
 
 def saved_audit(server, uid):
-    items = server.get("/pacs/api/audit", params={"study_uid": uid, "action": "report_saved",
-                                                  "page_size": 200}).json()["items"]
+    items = server.get("/pacs/api/audit", params={"study_uid": uid, "action": "report_saved", "page_size": 200}).json()[
+        "items"
+    ]
     return items[::-1]  # the API gives the newest first
 
 
 def page_data(html):
-    return json.loads(re.search(r'<script type="application/json" id="page-data">(.*?)</script>', html,
-                                re.S).group(1))
+    return json.loads(re.search(r'<script type="application/json" id="page-data">(.*?)</script>', html, re.S).group(1))
 
 
 def unchanged(reader, uid, before):
@@ -107,8 +110,12 @@ def test_a_released_draft_is_seen_with_its_author_and_taken_over_only_explicitly
     assert rad1.act(uid, "release").status_code == 200
 
     seen = rad2.report(uid)  # B sees A's draft, with its author
-    assert (seen["status"], seen["author_name"], seen["sections"]["findings"], seen["own_draft"]) == \
-        ("draft", "Dr RAD1", "Rad1's findings.", False)
+    assert (seen["status"], seen["author_name"], seen["sections"]["findings"], seen["own_draft"]) == (
+        "draft",
+        "Dr RAD1",
+        "Rad1's findings.",
+        False,
+    )
     assert rad1.report(uid)["own_draft"] is True
     assert rad2.act(uid, "claim").status_code == 200
 
@@ -123,23 +130,28 @@ def test_a_released_draft_is_seen_with_its_author_and_taken_over_only_explicitly
     assert taken.status_code == 200, taken.text
     assert (taken.json()["author_name"], taken.json()["version"]) == ("Dr RAD2", seen["version"] + 1)
     report = rad1.report(uid)
-    assert (report["author_name"], report["sections"]["findings"], report["own_draft"]) == \
-        ("Dr RAD2", "Rad2 continues.", False)
+    assert (report["author_name"], report["sections"]["findings"], report["own_draft"]) == (
+        "Dr RAD2",
+        "Rad2 continues.",
+        False,
+    )
     history = report["history"]
     assert [(e["kind"], e["username"]) for e in history] == [("saved", "rad1"), ("taken_over", "rad2")]
     assert history[0]["sections"]["findings"] == "Rad1's findings."  # A's text stays in the history
     assert history[1]["sections"]["taken_over_from"] == "rad1"
     audit = saved_audit(server, uid)
-    assert [(e["username"], e["details"].get("taken_over_from")) for e in audit] == \
-        [("rad1", None), ("rad2", "rad1")]
+    assert [(e["username"], e["details"].get("taken_over_from")) for e in audit] == [("rad1", None), ("rad2", "rad1")]
     assert "event=draft_taken_over" in server.log_text()
 
     assert rad2.save(uid, report["version"], "Rad2 again.").status_code == 200  # now rad2's own draft
     assert rad1.act(uid, "release").status_code == 403  # rad2 reads it
-    assert rad1.http.post(rad1.url(uid, "/report/finalize"), json={"version": report["version"] + 1},
-                          timeout=30).status_code == 403  # no longer the author
-    signed = rad2.http.post(rad2.url(uid, "/report/finalize"), json={"version": report["version"] + 1},
-                            timeout=30)
+    assert (
+        rad1.http.post(
+            rad1.url(uid, "/report/finalize"), json={"version": report["version"] + 1}, timeout=30
+        ).status_code
+        == 403
+    )  # no longer the author
+    signed = rad2.http.post(rad2.url(uid, "/report/finalize"), json={"version": report["version"] + 1}, timeout=30)
     assert signed.status_code == 200 and signed.json()["signer_name"] == "Dr RAD2"
 
 
@@ -170,8 +182,9 @@ def test_an_expired_claim_lets_a_colleague_see_the_draft_but_not_overwrite_it_si
         assert rad1.save(uid, 0, "Before lunch.").status_code == 200
         live = rad2.save(uid, 1, "Mine.", take_over=True)
         assert live.status_code == 409 and "being read by Dr RAD1" in live.json()["error"]
-        pacs.wait_for(lambda: rad2.act(uid, "claim").status_code == 200, timeout=15, interval=0.5,
-                      what="rad1's claim to expire")
+        pacs.wait_for(
+            lambda: rad2.act(uid, "claim").status_code == 200, timeout=15, interval=0.5, what="rad1's claim to expire"
+        )
         before = rad2.report(uid)
         assert (before["author_name"], before["sections"]["findings"]) == ("Dr RAD1", "Before lunch.")
         assert rad2.save(uid, 1, "Overwritten?").status_code == 409
@@ -188,8 +201,9 @@ def test_an_expired_claim_lets_a_colleague_see_the_draft_but_not_overwrite_it_si
 # (kind, who, flag): flag is take_over for a save; for a release, "the one holding the claim
 # releases" (else `who` tries), so that hand-overs between the two come up often.
 KINDS = ("save", "release", "save", "release", "claim")
-OPERATIONS = st.lists(st.tuples(st.sampled_from(KINDS), st.sampled_from((0, 1)), st.booleans()),
-                      min_size=2, max_size=10)
+OPERATIONS = st.lists(
+    st.tuples(st.sampled_from(KINDS), st.sampled_from((0, 1)), st.booleans()), min_size=2, max_size=10
+)
 
 
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True)
@@ -221,18 +235,26 @@ def test_the_draft_always_names_its_last_writer_and_every_take_over_is_recorded(
                 expected = 200
                 if colleagues:
                     take_overs.append((reader.name, model["author"]))
-                model.update(author=reader.name, version=model["version"] + 1, findings=findings,
-                             claimed_by=reader.name)
+                model.update(
+                    author=reader.name, version=model["version"] + 1, findings=findings, claimed_by=reader.name
+                )
         assert answer.status_code == expected, (step, kind, reader.name, take_over, answer.text)
         report = readers[0].report(uid)
         if model["author"] is None:
             assert report["status"] == "none"
             continue
         display = f"Dr {model['author'].upper()}"
-        assert (report["author_name"], report["version"], report["sections"]["findings"]) == \
-            (display, model["version"], model["findings"])
+        assert (report["author_name"], report["version"], report["sections"]["findings"]) == (
+            display,
+            model["version"],
+            model["findings"],
+        )
     history = readers[0].report(uid).get("history", [])
-    assert [(e["username"], e["sections"]["taken_over_from"]) for e in history if e["kind"] == "taken_over"] \
-        == take_overs
-    assert [(e["username"], e["details"]["taken_over_from"]) for e in saved_audit(server, uid)
-            if "taken_over_from" in e["details"]] == take_overs
+    assert [
+        (e["username"], e["sections"]["taken_over_from"]) for e in history if e["kind"] == "taken_over"
+    ] == take_overs
+    assert [
+        (e["username"], e["details"]["taken_over_from"])
+        for e in saved_audit(server, uid)
+        if "taken_over_from" in e["details"]
+    ] == take_overs

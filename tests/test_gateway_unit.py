@@ -6,7 +6,8 @@ import json
 import zipfile
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from plugin.auth import permissions
 from plugin.auth.guard import Guard
@@ -25,12 +26,43 @@ def approved(path, query):
 
 
 # Every spelling DICOM and DICOMweb accept for StudyInstanceUID, and the ways to hide one.
-_SPELLINGS = st.sampled_from(["0020000D", "0020000d", "0020,000D", "0020-000D", "(0020,000D)", "0x0020,0x000D",
-                              "20,d", "studyinstanceuid", "STUDYINSTANCEUID", "StudyInstanceUID ",
-                              " StudyInstanceUID", "Study%49nstanceUID", "StudyInstanceUID%00", "studyUID",
-                              "StudyInstanceUID[]", ""])
-_VALUES = st.sampled_from(["", " ", "*", "1.2*", OTHER, f"{MINE}\\{OTHER}", f"{MINE},{OTHER}", f"{MINE}%5C{OTHER}",
-                           f"{MINE}%2C{OTHER}", f"{MINE}+", "%2A", MINE + "\x00", MINE + " "])
+_SPELLINGS = st.sampled_from(
+    [
+        "0020000D",
+        "0020000d",
+        "0020,000D",
+        "0020-000D",
+        "(0020,000D)",
+        "0x0020,0x000D",
+        "20,d",
+        "studyinstanceuid",
+        "STUDYINSTANCEUID",
+        "StudyInstanceUID ",
+        " StudyInstanceUID",
+        "Study%49nstanceUID",
+        "StudyInstanceUID%00",
+        "studyUID",
+        "StudyInstanceUID[]",
+        "",
+    ]
+)
+_VALUES = st.sampled_from(
+    [
+        "",
+        " ",
+        "*",
+        "1.2*",
+        OTHER,
+        f"{MINE}\\{OTHER}",
+        f"{MINE},{OTHER}",
+        f"{MINE}%5C{OTHER}",
+        f"{MINE}%2C{OTHER}",
+        f"{MINE}+",
+        "%2A",
+        MINE + "\x00",
+        MINE + " ",
+    ]
+)
 
 
 @settings(max_examples=400, deadline=None)
@@ -58,35 +90,49 @@ def guard():
     return Guard(None, None, None, None, body_limits={"upload": 1000})
 
 
-@pytest.mark.parametrize("method,path,headers,refused", [
-    ("POST", "/tools/find", {"content-length": "2"}, False),
-    ("POST", "/tools/find", {"content-length": str(2 * 1024 * 1024)}, True),
-    ("POST", "/instances", {"content-length": "999"}, False),
-    ("POST", "/instances", {"content-length": "100000000000"}, True),
-    ("POST", "/instances", {"content-length": "1", "content-encoding": "gzip"}, True),
-    ("POST", "/instances", {"transfer-encoding": "chunked"}, True),
-    ("POST", "/instances", {"content-length": "-1"}, True),
-    ("POST", "/instances", {"content-length": "1e3"}, True),
-    ("POST", "/instances", {"content-length": "٣"}, True),
-    ("GET", "/system", {"content-length": "5"}, False),  # a rule's default: JSON-sized
-    ("POST", "/no/such/route", {"content-length": "1"}, True),
-    ("POST", "/pacs/api/auth/login", {"content-length": "999"}, False),  # our handlers say 413 themselves
-    ("POST", "/pacs/api/auth/login", {"content-length": "1001"}, True),
-])
+@pytest.mark.parametrize(
+    "method,path,headers,refused",
+    [
+        ("POST", "/tools/find", {"content-length": "2"}, False),
+        ("POST", "/tools/find", {"content-length": str(2 * 1024 * 1024)}, True),
+        ("POST", "/instances", {"content-length": "999"}, False),
+        ("POST", "/instances", {"content-length": "100000000000"}, True),
+        ("POST", "/instances", {"content-length": "1", "content-encoding": "gzip"}, True),
+        ("POST", "/instances", {"transfer-encoding": "chunked"}, True),
+        ("POST", "/instances", {"content-length": "-1"}, True),
+        ("POST", "/instances", {"content-length": "1e3"}, True),
+        ("POST", "/instances", {"content-length": "٣"}, True),
+        ("GET", "/system", {"content-length": "5"}, False),  # a rule's default: JSON-sized
+        ("POST", "/no/such/route", {"content-length": "1"}, True),
+        ("POST", "/pacs/api/auth/login", {"content-length": "999"}, False),  # our handlers say 413 themselves
+        ("POST", "/pacs/api/auth/login", {"content-length": "1001"}, True),
+    ],
+)
 def test_bodies_are_refused_on_their_headers_before_orthanc_reads_them(method, path, headers, refused):
     assert bool(guard().body_refusal(method, path, headers)) == refused
 
 
-@pytest.mark.parametrize("body", [b"[" * 5000, b" \n" + b"{\"a\":" * 100 + b"1" + b"}" * 100, b"{\"a\": 1",
-                                  b"\xff\xfe", b"abc\x00def", b"x" + b"[" * 200])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 5000,
+        b" \n" + b'{"a":' * 100 + b"1" + b"}" * 100,
+        b'{"a": 1',
+        b"\xff\xfe",
+        b"abc\x00def",
+        b"x" + b"[" * 200,
+    ],
+)
 def test_bodies_orthanc_would_choke_on_are_refused(body):
     with pytest.raises(HttpError) as refused:
         check_body(body)
     assert refused.value.status == 400
 
 
-@pytest.mark.parametrize("body", [b"", b"{}", b'{"Level": "Study", "Query": {"PatientName": "A*"}}',
-                                  b"1.2.840.10008.1", b"0", b'["a", ["b"]]'])
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"{}", b'{"Level": "Study", "Query": {"PatientName": "A*"}}', b"1.2.840.10008.1", b"0", b'["a", ["b"]]'],
+)
 def test_ordinary_bodies_pass(body):
     check_body(body)
 

@@ -55,8 +55,12 @@ def test_wrong_method_is_405_with_allow():
 
 def test_bad_json_bodies_are_400_or_413():
     router = make_router()
-    for raw, status in [(b"{not json", 400), (b"[1, 2]", 400), (b"\xff\xfe", 400),
-                        (b'{"a": "' + b"x" * (2 * 1024 * 1024) + b'"}', 413)]:
+    for raw, status in [
+        (b"{not json", 400),
+        (b"[1, 2]", 400),
+        (b"\xff\xfe", 400),
+        (b'{"a": "' + b"x" * (2 * 1024 * 1024) + b'"}', 413),
+    ]:
         response = router.dispatch(Request("POST", "/pacs/api/echo", body=raw))
         assert response.status == status, raw[:20]
         assert body(response)["error"]
@@ -82,13 +86,19 @@ def test_http_error_carries_headers():
 
 def test_whole_numbers_are_bounded_and_ascii():
     from plugin.http import int_param, path_id
+
     assert int_param("42", "page", minimum=1) == 42 and int_param(7, "n") == 7
-    for bad, message in [("²", "must be a whole number"), ("1e3", "must be a whole number"), (True, "whole number"),
-                         ("0", "at least 1"), (str(10 ** 20), "at most")]:
+    for bad, message in [
+        ("²", "must be a whole number"),
+        ("1e3", "must be a whole number"),
+        (True, "whole number"),
+        ("0", "at least 1"),
+        (str(10**20), "at most"),
+    ]:
         with pytest.raises(HttpError, match=message):
             int_param(bad, "page", minimum=1)
     assert path_id("12") == 12
-    assert path_id("abc") is path_id("²") is path_id("0") is path_id(str(2 ** 63)) is None
+    assert path_id("abc") is path_id("²") is path_id("0") is path_id(str(2**63)) is None
 
 
 def test_text_no_database_can_store_is_refused_at_the_door():

@@ -3,10 +3,9 @@
 import datetime
 import time
 
+import dicomgen
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage
-
-import dicomgen
 
 
 def send_with_pynetdicom(pacs, datasets, calling_aet="PYNETDICOM"):
@@ -30,13 +29,19 @@ def test_health_reports_every_part(pacs):
 
 
 def test_storescu_study_is_indexed_with_its_summaries(pacs, tmp_path):
-    spec = dicomgen.StudySpec(patient_name="Müller^Anna", sex="F", birth_date="19800215",
-                              description="CT HEAD", referring_physician="WHO^DR",
-                              charset="ISO_IR 100")
+    spec = dicomgen.StudySpec(
+        patient_name="Müller^Anna",
+        sex="F",
+        birth_date="19800215",
+        description="CT HEAD",
+        referring_physician="WHO^DR",
+        charset="ISO_IR 100",
+    )
     files = dicomgen.write(
         dicomgen.ct_series(spec, slices=12, series_number=1, body_part="HEAD", description="AXIAL")
         + dicomgen.ct_series(spec, slices=5, series_number=2, body_part="HEAD", description="CORONAL"),
-        tmp_path)
+        tmp_path,
+    )
     pacs.storescu(files)
 
     row = pacs.wait_indexed(spec.study_uid, instances=17)
@@ -53,8 +58,10 @@ def test_storescu_study_is_indexed_with_its_summaries(pacs, tmp_path):
     assert row["body_parts"] == "HEAD"
     assert (row["series_count"], row["instance_count"]) == (2, 17)
     assert row["status"] == "arrived" and row["priority"] == "routine"
-    series = pacs.index_rows("SELECT number, modality, description, instance_count FROM series "
-                             "WHERE study_id = ? ORDER BY number", (row["id"],))
+    series = pacs.index_rows(
+        "SELECT number, modality, description, instance_count FROM series WHERE study_id = ? ORDER BY number",
+        (row["id"],),
+    )
     assert series == [
         {"number": 1, "modality": "CT", "description": "AXIAL", "instance_count": 12},
         {"number": 2, "modality": "CT", "description": "CORONAL", "instance_count": 5},
@@ -79,8 +86,9 @@ def test_same_study_twice_is_one_row(pacs, tmp_path):
     first = pacs.wait_indexed(spec.study_uid, instances=4)
     pacs.storescu(files)  # and after: Orthanc keeps one copy of each instance
     time.sleep(3)  # past StableAge: any (unexpected) re-index would have happened
-    rows = pacs.index_rows("SELECT id, instance_count, series_count FROM study "
-                           "WHERE study_instance_uid = ?", (spec.study_uid,))
+    rows = pacs.index_rows(
+        "SELECT id, instance_count, series_count FROM study WHERE study_instance_uid = ?", (spec.study_uid,)
+    )
     assert rows == [{"id": first["id"], "instance_count": 4, "series_count": 1}]
 
 
@@ -96,8 +104,11 @@ def test_one_study_over_two_associations(pacs, tmp_path):
 
 def test_deleted_study_and_series_leave_the_index(pacs, tmp_path):
     spec = dicomgen.StudySpec()
-    pacs.storescu(dicomgen.write(dicomgen.ct_series(spec, slices=3)
-                                 + dicomgen.ct_series(spec, slices=2, series_number=2), tmp_path))
+    pacs.storescu(
+        dicomgen.write(
+            dicomgen.ct_series(spec, slices=3) + dicomgen.ct_series(spec, slices=2, series_number=2), tmp_path
+        )
+    )
     row = pacs.wait_indexed(spec.study_uid, instances=5)
     series = pacs.get(f"/studies/{row['orthanc_id']}/series").json()
     second = next(s for s in series if s["MainDicomTags"]["SeriesNumber"] == "2")

@@ -8,18 +8,33 @@ import time
 
 import pytest
 import requests
-from hypothesis import HealthCheck, given, settings, strategies as st
-from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian,
-                         ImplicitVRLittleEndian, JPEGBaseline8Bit, JPEGLosslessSV1, RLELossless)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pacs_server import PacsServer
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    JPEGLosslessSV1,
+    RLELossless,
+)
 from pynetdicom import AE, _config
 from pynetdicom.sop_class import CTImageStorage
-
-from pacs_server import PacsServer
-from plugin.ingest_screen import MAX_SEQUENCE_DEPTH, TRANSFER_SYNTAXES
 from test_ingest_screen_unit import NATIVE_SYNTAXES, body, ct, encode, nest, part10
 
-OFFERED_SYNTAXES = [ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian,
-                    DeflatedExplicitVRLittleEndian, JPEGBaseline8Bit, JPEGLosslessSV1, RLELossless]
+from plugin.ingest_screen import MAX_SEQUENCE_DEPTH, TRANSFER_SYNTAXES
+
+OFFERED_SYNTAXES = [
+    ImplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    DeflatedExplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    JPEGLosslessSV1,
+    RLELossless,
+]
 OTHER_SYNTAXES = ["1.2.840.10008.1.2.4.100", "1.2.840.10008.1.2.4.201", "1.2.3.4"]
 NO_ANSWER_SECONDS = 3  # Orthanc does not answer a C-STORE whose data set DCMTK cannot parse
 TRIED = []
@@ -86,14 +101,19 @@ def serve_and_delete(server, instance_id):
     instance = server.get(f"/instances/{instance_id}").json()
     series = server.get(f"/series/{instance['ParentSeries']}").json()
     study = server.get(f"/studies/{series['ParentStudy']}").json()
-    uids = (study["MainDicomTags"].get("StudyInstanceUID", ""), series["MainDicomTags"].get("SeriesInstanceUID", ""),
-            instance["MainDicomTags"].get("SOPInstanceUID", ""))
-    for path in (f"/instances/{instance_id}/preview", f"/instances/{instance_id}/tags",
-                 "/dicom-web/studies/{}/series/{}/instances/{}/metadata".format(*uids),
-                 "/wado?requestType=WADO&studyUID={}&seriesUID={}&objectUID={}"
-                 "&contentType=application/dicom".format(*uids),
-                 "/wado?requestType=WADO&studyUID={}&seriesUID={}&objectUID={}&contentType=image/jpeg".format(*uids),
-                 "/pacs/api/studies/{}/series/{}/thumbnail".format(*uids[:2])):
+    uids = (
+        study["MainDicomTags"].get("StudyInstanceUID", ""),
+        series["MainDicomTags"].get("SeriesInstanceUID", ""),
+        instance["MainDicomTags"].get("SOPInstanceUID", ""),
+    )
+    for path in (
+        f"/instances/{instance_id}/preview",
+        f"/instances/{instance_id}/tags",
+        "/dicom-web/studies/{}/series/{}/instances/{}/metadata".format(*uids),
+        "/wado?requestType=WADO&studyUID={}&seriesUID={}&objectUID={}&contentType=application/dicom".format(*uids),
+        "/wado?requestType=WADO&studyUID={}&seriesUID={}&objectUID={}&contentType=image/jpeg".format(*uids),
+        "/pacs/api/studies/{}/series/{}/thumbnail".format(*uids[:2]),
+    ):
         try:
             server.get(path, timeout=20)
         except requests.ConnectionError:
@@ -145,8 +165,9 @@ def test_the_deepest_nesting_accepted_is_served(server, tmp_path, depth):
 def pathological(draw):
     """A small CT, mutated. Positions are drawn as fractions of the file's length: its UIDs
     (hence length) differ from one draw to the next."""
+
     def position(data, start, margin=1):
-        return start + draw(st.integers(0, 10 ** 6)) * (len(data) - margin - start) // 10 ** 6
+        return start + draw(st.integers(0, 10**6)) * (len(data) - margin - start) // 10**6
 
     ds = nest(ct(rows=16, cols=16), draw(st.integers(0, 80)), draw(st.booleans()))
     action = draw(st.sampled_from(["none", "pixels", "syntax", "truncate", "length", "flip"]))
@@ -157,18 +178,22 @@ def pathological(draw):
         uid = draw(st.sampled_from(sorted(TRANSFER_SYNTAXES) + OTHER_SYNTAXES))
         data = bytearray(part10(uid, body(bytes(data))))
     elif action == "truncate":
-        del data[position(data, 132):]
+        del data[position(data, 132) :]
     elif action == "length":  # a length field (or whatever lies there) rewritten
         at = position(data, 132, 4)
-        data[at:at + 4] = struct.pack("<I", draw(st.sampled_from([0, 2, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF])))
+        data[at : at + 4] = struct.pack("<I", draw(st.sampled_from([0, 2, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF])))
     elif action == "flip":
         for _ in range(draw(st.integers(1, 8))):
             data[position(data, 132)] ^= 1 << draw(st.integers(0, 7))
     return bytes(data)
 
 
-@settings(max_examples=50, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=50,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(data=pathological())
 def test_no_file_takes_orthanc_down(server, tmp_path, data):
     with contextlib.suppress(FileNotFoundError):

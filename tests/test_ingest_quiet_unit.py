@@ -27,8 +27,10 @@ class FakeOrthanc:
 
 def quiet_ingest(clock, indexed):
     ingest = Ingest(FakeOrthanc(), quiet_seconds=2.0, clock=clock)
-    ingest.index_study = lambda orthanc_id, queued_at=None: (indexed.append(orthanc_id),
-                                                               ingest._receiving.discard(orthanc_id))
+    ingest.index_study = lambda orthanc_id, queued_at=None: (
+        indexed.append(orthanc_id),
+        ingest._receiving.discard(orthanc_id),
+    )
     return ingest
 
 

@@ -11,29 +11,37 @@ import tempfile
 import zlib
 
 import data_store
+import dicomgen
 import pydicom.data
 import pytest
-from hypothesis import HealthCheck, event, given, settings, strategies as st
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.filewriter import dcmwrite
 from pydicom.sequence import Sequence
-from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian,
-                         ImplicitVRLittleEndian)
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
-import dicomgen
 from plugin import ingest_screen
 from plugin.ingest_screen import MAX_SEQUENCE_DEPTH, screen
 
-NATIVE_SYNTAXES = [ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian,
-                   DeflatedExplicitVRLittleEndian]
+NATIVE_SYNTAXES = [ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian]
 
 
 def _corpus():
     """Every Part-10 file of pydicom's test files and of pydicom-data."""
     roots = [os.path.dirname(pydicom.data.__file__), os.path.dirname(data_store.__file__)]
-    paths = sorted(path for root in roots for path in glob.glob(root + "/**/*", recursive=True)
-                   if os.path.isfile(path) and not path.endswith((".py", ".pyc")))
+    paths = sorted(
+        path
+        for root in roots
+        for path in glob.glob(root + "/**/*", recursive=True)
+        if os.path.isfile(path) and not path.endswith((".py", ".pyc"))
+    )
     out = []
     for path in paths:
         with open(path, "rb") as handle:
@@ -62,8 +70,11 @@ REFUSED_ON_PURPOSE = {
 
 def test_the_corpus_is_there():
     assert len(CORPUS) > 200
-    syntaxes = {dcmread(path, stop_before_pixels=True).file_meta.get("TransferSyntaxUID")
-                for path in CORPUS if os.path.basename(path) != "meta_missing_tsyntax.dcm"}
+    syntaxes = {
+        dcmread(path, stop_before_pixels=True).file_meta.get("TransferSyntaxUID")
+        for path in CORPUS
+        if os.path.basename(path) != "meta_missing_tsyntax.dcm"
+    }
     # every accepted syntax but JPEG lossless process 14 (crafted below) has real files
     assert set(ingest_screen.TRANSFER_SYNTAXES) - syntaxes == {"1.2.840.10008.1.2.4.57"}
 
@@ -82,11 +93,14 @@ def test_real_files_pass_unless_refused_on_purpose(path):
 
 # --- building files -----------------------------------------------------------------------
 
+
 def part10(syntax, body):
     """A Part-10 file of any transfer syntax UID around data set bytes (pydicom writes only
     the syntaxes it knows, and pixel data only as they require)."""
+
     def element(number, vr, value):
         return struct.pack("<HH", 2, number) + vr + struct.pack("<H", len(value)) + value
+
     uid = syntax.encode() + b"\0" * (len(syntax) % 2)
     elements = element(0x0010, b"UI", uid)
     return bytes(128) + b"DICM" + element(0x0000, b"UL", struct.pack("<I", len(elements))) + elements + body
@@ -94,7 +108,7 @@ def part10(syntax, body):
 
 def body(data):
     """The data set bytes of a Part-10 file (after its meta group)."""
-    return data[144 + struct.unpack("<I", data[140:144])[0]:]
+    return data[144 + struct.unpack("<I", data[140:144])[0] :]
 
 
 def encode(ds, syntax=ExplicitVRLittleEndian):
@@ -105,8 +119,7 @@ def encode(ds, syntax=ExplicitVRLittleEndian):
 
 
 def ct(rows=8, cols=8):
-    return dicomgen.ct_series(dicomgen.StudySpec(), slices=1, rows=rows, cols=cols,
-                              pixels=bytes(rows * cols * 2))[0]
+    return dicomgen.ct_series(dicomgen.StudySpec(), slices=1, rows=rows, cols=cols, pixels=bytes(rows * cols * 2))[0]
 
 
 def nest(ds, depth, undefined=False, keyword="ContentSequence"):
@@ -136,6 +149,7 @@ def test_jpeg_lossless_process_14_passes():
 
 # --- nesting ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("undefined", [False, True])
 @pytest.mark.parametrize("syntax", NATIVE_SYNTAXES)
 def test_nesting_is_bounded_in_every_syntax(syntax, undefined):
@@ -147,11 +161,13 @@ def test_nesting_is_bounded_in_every_syntax(syntax, undefined):
 def _defined_sequence(depth, tag=0x0040A730, vr=b"SQ"):
     """Explicit VR LE bytes of ``depth`` nested sequences with defined lengths throughout;
     the inner ones implicit VR (as inside UN) when ``vr`` is UN."""
+
     def element(tag, vr, value, implicit):
         head = struct.pack("<HH", tag >> 16, tag & 0xFFFF)
         if implicit:
             return head + struct.pack("<I", len(value)) + value
         return head + vr + b"\0\0" + struct.pack("<I", len(value)) + value
+
     value = b""
     for level in range(depth):
         item = struct.pack("<HHI", 0xFFFE, 0xE000, len(value)) + value
@@ -177,10 +193,11 @@ def test_defined_length_nesting_is_counted_too(vr):
 
 # --- structure ----------------------------------------------------------------------------
 
+
 def test_an_element_running_past_the_end_is_refused():
     data = encode(ct())
     at = data.index(b"\x10\x00\x10\x00PN") + 6  # PatientName's 2-byte length
-    assert "runs past" in screen(data[:at] + b"\xff\xff" + data[at + 2:])
+    assert "runs past" in screen(data[:at] + b"\xff\xff" + data[at + 2 :])
     content = b"\x08\x00\x18\x00UI\x04\x001.2\0"
     item = struct.pack("<HHI", 0xFFFE, 0xE000, len(content)) + content
     sequence = struct.pack("<HH", 0x0040, 0xA730) + b"SQ\0\0" + struct.pack("<I", len(item) - 4) + item
@@ -204,8 +221,9 @@ def test_misplaced_items_and_delimiters_are_refused():
     assert "where a sequence item belongs" in screen(_with_elements(not_an_item))
     # an item delimiter inside an item of defined length
     wrapped = struct.pack("<HHI", 0xFFFE, 0xE000, 8) + item_end
-    assert "out of place" in screen(_with_elements(
-        struct.pack("<HH", 0x0040, 0xA730) + b"SQ\0\0" + struct.pack("<I", len(wrapped)) + wrapped))
+    assert "out of place" in screen(
+        _with_elements(struct.pack("<HH", 0x0040, 0xA730) + b"SQ\0\0" + struct.pack("<I", len(wrapped)) + wrapped)
+    )
 
 
 @pytest.mark.parametrize("vr", [b"OB", b"OW", b"UT", b"UC", b"OF"])
@@ -232,6 +250,7 @@ def test_unclosed_sequences_are_refused():
 
 # --- pixel data ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("syntax", NATIVE_SYNTAXES)
 def test_pixel_data_must_fit_its_attributes(syntax):
     for size, ok in ((128, True), (126, False), (130, False), (256, False), (0, False)):
@@ -257,11 +276,23 @@ def test_frames_samples_and_packed_bits_count():
     assert "fewer than" in screen(encode(bits))
 
 
-@pytest.mark.parametrize("change", [
-    dict(Rows=0), dict(Columns=0), dict(BitsAllocated=12), dict(BitsAllocated=0), dict(BitsStored=17),
-    dict(HighBit=16), dict(SamplesPerPixel=0), dict(SamplesPerPixel=9), dict(NumberOfFrames=0),
-    dict(NumberOfFrames="-1"), dict(NumberOfFrames=10 ** 7), dict(Rows=65535, Columns=65535, NumberOfFrames=3),
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        dict(Rows=0),
+        dict(Columns=0),
+        dict(BitsAllocated=12),
+        dict(BitsAllocated=0),
+        dict(BitsStored=17),
+        dict(HighBit=16),
+        dict(SamplesPerPixel=0),
+        dict(SamplesPerPixel=9),
+        dict(NumberOfFrames=0),
+        dict(NumberOfFrames="-1"),
+        dict(NumberOfFrames=10**7),
+        dict(Rows=65535, Columns=65535, NumberOfFrames=3),
+    ],
+)
 def test_absurd_image_attributes_are_refused(change):
     ds = ct()
     for keyword, value in change.items():
@@ -287,7 +318,10 @@ def test_image_attributes_are_required_with_pixel_data_only():
     assert screen(encode(ds)) is None
 
 
-def _encapsulated(fragments, tail=struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)):
+SEQUENCE_DELIMITER = struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
+
+
+def _encapsulated(fragments, tail=SEQUENCE_DELIMITER):
     ds = ct()
     del ds.PixelData
     data = part10("1.2.840.10008.1.2.4.70", body(encode(ds)))
@@ -304,11 +338,13 @@ def test_encapsulated_fragments_are_bounded():
     assert "runs past" in screen(overrun[:-6] + struct.pack("<I", 1000) + overrun[-2:])
     assert "fragments" in screen(_encapsulated([b""] * (ingest_screen.MAX_FRAGMENTS + 2)))
     as_native = _encapsulated([b"", b"\xff\xd8\xff\xd9"]).replace(
-        b"1.2.840.10008.1.2.4.70", b"1.2.840.10008.1.2.1\0\0\0", 1)
+        b"1.2.840.10008.1.2.4.70", b"1.2.840.10008.1.2.1\0\0\0", 1
+    )
     assert "native transfer syntax" in screen(as_native)
 
 
 # --- palettes -----------------------------------------------------------------------------
+
 
 def _palette(entries=256, first=0, bits=16, data_bytes=None):
     ds = ct()
@@ -318,8 +354,11 @@ def _palette(entries=256, first=0, bits=16, data_bytes=None):
     ds.PixelData = bytes(64)
     for colour in ("Red", "Green", "Blue"):
         setattr(ds, f"{colour}PaletteColorLookupTableDescriptor", [entries, first, bits])
-        setattr(ds, f"{colour}PaletteColorLookupTableData",
-                bytes(2 * (entries or 65536) if data_bytes is None else data_bytes))
+        setattr(
+            ds,
+            f"{colour}PaletteColorLookupTableData",
+            bytes(2 * (entries or 65536) if data_bytes is None else data_bytes),
+        )
     return ds
 
 
@@ -347,8 +386,18 @@ def test_a_real_palette_image_with_a_wrong_descriptor_is_refused():
 
 # --- transfer syntaxes and the meta group -------------------------------------------------
 
-@pytest.mark.parametrize("uid", ["1.2.840.10008.1.2.4.100", "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.110",
-                                 "1.2.840.10008.1.2.4.52", "1.2.3.4", "1.2.840.10008.1.2.1.98"])
+
+@pytest.mark.parametrize(
+    "uid",
+    [
+        "1.2.840.10008.1.2.4.100",
+        "1.2.840.10008.1.2.4.201",
+        "1.2.840.10008.1.2.4.110",
+        "1.2.840.10008.1.2.4.52",
+        "1.2.3.4",
+        "1.2.840.10008.1.2.1.98",
+    ],
+)
 def test_other_transfer_syntaxes_are_refused_by_uid(uid):
     assert uid in screen(part10(uid, body(encode(ct()))))
     assert screen(part10(ExplicitVRLittleEndian, body(encode(ct())))) is None
@@ -381,10 +430,14 @@ def test_garbage_is_refused(data):
 
 # --- any input ----------------------------------------------------------------------------
 
-SAMPLES = [encode(ct()), encode(nest(ct(), 3, undefined=True), ImplicitVRLittleEndian),
-           encode(nest(ct(), 2), ExplicitVRBigEndian),
-           encode(nest(ct(), 2), DeflatedExplicitVRLittleEndian), _encapsulated([b"", b"\xff\xd8\xff\xd9"]),
-           encode(_palette())]
+SAMPLES = [
+    encode(ct()),
+    encode(nest(ct(), 3, undefined=True), ImplicitVRLittleEndian),
+    encode(nest(ct(), 2), ExplicitVRBigEndian),
+    encode(nest(ct(), 2), DeflatedExplicitVRLittleEndian),
+    _encapsulated([b"", b"\xff\xd8\xff\xd9"]),
+    encode(_palette()),
+]
 
 
 @st.composite
@@ -396,19 +449,18 @@ def mutated(draw):
         if action == "flip":
             data[at] ^= 1 << draw(st.integers(0, 7))
         elif action == "cut":
-            del data[at:at + draw(st.integers(1, 64))]
+            del data[at : at + draw(st.integers(1, 64))]
         elif action == "insert":
             data[at:at] = draw(st.binary(min_size=1, max_size=16))
         else:
-            data[at:at + 4] = struct.pack("<I", draw(st.sampled_from([0, 1, 0xFFFF, 0xFFFFFFFF, 2 ** 31])))
+            data[at : at + 4] = struct.pack("<I", draw(st.sampled_from([0, 1, 0xFFFF, 0xFFFFFFFF, 2**31])))
         if not data:
             break
     return bytes(data)
 
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.one_of(st.binary(max_size=600), st.binary(max_size=400).map(lambda b: bytes(128) + b"DICM" + b),
-                 mutated()))
+@given(st.one_of(st.binary(max_size=600), st.binary(max_size=400).map(lambda b: bytes(128) + b"DICM" + b), mutated()))
 def test_any_input_gets_an_answer_and_what_passes_dcmtk_parses(data):
     reason = screen(data)
     assert reason is None or (isinstance(reason, str) and 0 < len(reason) < 200)

@@ -38,7 +38,8 @@ def test_environment_sets_tcp_nodelay():
 
 def test_ports_and_data_dir_from_environment(tmp_path):
     settings = launcher.settings_from_environment(
-        {"PACS_HTTP_PORT": "9042", "PACS_DICOM_PORT": "5242", "PACS_DATA_DIR": str(tmp_path)})
+        {"PACS_HTTP_PORT": "9042", "PACS_DICOM_PORT": "5242", "PACS_DATA_DIR": str(tmp_path)}
+    )
     assert settings == {"data_dir": str(tmp_path), "http_port": 9042, "dicom_port": 5242}
     defaults = launcher.settings_from_environment({})
     assert (defaults["http_port"], defaults["dicom_port"]) == (8042, 4242)

@@ -7,15 +7,19 @@ import datetime
 import socket
 import time
 
+import dicomgen
 import pytest
+from pacs_server import PacsServer, free_port
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom import AE
-from pynetdicom.sop_class import (CTImageStorage, ModalityPerformedProcedureStep,
-                                  ModalityWorklistInformationFind, Verification)
+from pynetdicom.sop_class import (
+    CTImageStorage,
+    ModalityPerformedProcedureStep,
+    ModalityWorklistInformationFind,
+    Verification,
+)
 
-import dicomgen
-from pacs_server import PacsServer, free_port
 from plugin.dicomservices.mpps import NODES_TTL, KnownNodes
 
 STATION = "CT_SCANNER1"
@@ -27,8 +31,9 @@ NOT_AUTHORIZED = 0x0124  # PS3.7 C.4, "Refused: Not authorized"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     mpps_port = free_port()
-    pacs = PacsServer(tmp_path_factory.mktemp("mpps") / "pacs",
-                      overrides={"Pacs": {"MppsPort": mpps_port, "MppsBind": "127.0.0.1"}}).start()
+    pacs = PacsServer(
+        tmp_path_factory.mktemp("mpps") / "pacs", overrides={"Pacs": {"MppsPort": mpps_port, "MppsBind": "127.0.0.1"}}
+    ).start()
     pacs.mpps_port = mpps_port
     pacs.add_node("scanner", STATION, 104, allow_find_worklist=True)  # a known node: it may report
     yield pacs
@@ -36,10 +41,18 @@ def server(tmp_path_factory):
 
 
 def schedule(server, **changes):
-    body = {"patient_id": "MP-" + generate_uid()[-6:], "patient_name": "Scan^Sam", "patient_sex": "M",
-            "patient_birth_date": "1966-06-06", "modality": "CT", "scheduled_station_aet": STATION,
-            "scheduled_at": f"{TODAY.isoformat()}T10:00", "procedure": "CT THORAX", "priority": "urgent",
-            "referring_physician": "Ref^Rita"}
+    body = {
+        "patient_id": "MP-" + generate_uid()[-6:],
+        "patient_name": "Scan^Sam",
+        "patient_sex": "M",
+        "patient_birth_date": "1966-06-06",
+        "modality": "CT",
+        "scheduled_station_aet": STATION,
+        "scheduled_at": f"{TODAY.isoformat()}T10:00",
+        "procedure": "CT THORAX",
+        "priority": "urgent",
+        "referring_physician": "Ref^Rita",
+    }
     answer = server.post("/pacs/api/orders", json=dict(body, **changes))
     assert answer.status_code == 201, answer.text
     return answer.json()
@@ -51,8 +64,7 @@ class Modality:
     def __init__(self, server, aet=STATION):
         self.server = server
         self.ae = AE(ae_title=aet)
-        for context in (ModalityWorklistInformationFind, ModalityPerformedProcedureStep, CTImageStorage,
-                        Verification):
+        for context in (ModalityWorklistInformationFind, ModalityPerformedProcedureStep, CTImageStorage, Verification):
             self.ae.add_requested_context(context)
 
     def _associate(self, port, aet):
@@ -63,21 +75,37 @@ class Modality:
     def worklist(self, patient_id=""):
         query = Dataset()
         query.SpecificCharacterSet = "ISO_IR 192"
-        for keyword in ("PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyInstanceUID",
-                        "RequestedProcedureID", "RequestedProcedureDescription", "ReferringPhysicianName"):
+        for keyword in (
+            "PatientName",
+            "PatientBirthDate",
+            "PatientSex",
+            "AccessionNumber",
+            "StudyInstanceUID",
+            "RequestedProcedureID",
+            "RequestedProcedureDescription",
+            "ReferringPhysicianName",
+        ):
             setattr(query, keyword, "")
         query.PatientID = patient_id
         step = Dataset()
         step.ScheduledStationAETitle = self.ae.ae_title
         step.ScheduledProcedureStepStartDate = TODAY.strftime("%Y%m%d")
-        for keyword in ("Modality", "ScheduledProcedureStepID", "ScheduledProcedureStepDescription",
-                        "ScheduledProcedureStepStartTime", "ScheduledProcedureStepStatus"):
+        for keyword in (
+            "Modality",
+            "ScheduledProcedureStepID",
+            "ScheduledProcedureStepDescription",
+            "ScheduledProcedureStepStartTime",
+            "ScheduledProcedureStepStatus",
+        ):
             setattr(step, keyword, "")
         query.ScheduledProcedureStepSequence = [step]
         assoc = self._associate(self.server.dicom_port, self.server.aet)
         try:
-            found = [identifier for status, identifier in assoc.send_c_find(query, ModalityWorklistInformationFind)
-                     if status and status.Status in (0xFF00, 0xFF01)]
+            found = [
+                identifier
+                for status, identifier in assoc.send_c_find(query, ModalityWorklistInformationFind)
+                if status and status.Status in (0xFF00, 0xFF01)
+            ]
         finally:
             assoc.release()
         return found
@@ -169,37 +197,58 @@ def test_a_modality_picks_its_patient_reports_stores_and_the_study_arrives_linke
 
     items = modality.worklist()
     mine = [i for i in items if i.PatientID == order["patient_id"]]
-    assert len(mine) == 1 and all(i.ScheduledProcedureStepSequence[0].ScheduledStationAETitle == STATION
-                                  for i in items)
+    assert len(mine) == 1 and all(i.ScheduledProcedureStepSequence[0].ScheduledStationAETitle == STATION for i in items)
     item = mine[0]
-    assert (item.AccessionNumber, item.StudyInstanceUID, str(item.ReferringPhysicianName)) == \
-        (order["accession_number"], order["study_instance_uid"], "Ref^Rita")
+    assert (item.AccessionNumber, item.StudyInstanceUID, str(item.ReferringPhysicianName)) == (
+        order["accession_number"],
+        order["study_instance_uid"],
+        "Ref^Rita",
+    )
 
     uid = generate_uid()
     status, answer = modality.n_create(in_progress(item), uid)
     assert status == 0x0000
     assert order_state(server, order["id"])["status"] == "in_progress"
 
-    spec = dicomgen.StudySpec(patient_name=str(item.PatientName), patient_id=item.PatientID,
-                              accession=item.AccessionNumber, study_uid=item.StudyInstanceUID,
-                              referring_physician="")
+    spec = dicomgen.StudySpec(
+        patient_name=str(item.PatientName),
+        patient_id=item.PatientID,
+        accession=item.AccessionNumber,
+        study_uid=item.StudyInstanceUID,
+        referring_physician="",
+    )
     images = dicomgen.ct_series(spec, slices=3)
     assert modality.store(images) == [0, 0, 0]
 
     assert modality.n_set(uid, final("COMPLETED", images[0].SeriesInstanceUID, images=3)) == 0x0000
     server.wait_for(lambda: order_state(server, order["id"])["status"] == "arrived", what="order arrived")
     state = order_state(server, order["id"])
-    assert state["study"] == {"study_instance_uid": order["study_instance_uid"], "status": "arrived",
-                              "has_images": True, "instance_count": 3}
+    assert state["study"] == {
+        "study_instance_uid": order["study_instance_uid"],
+        "status": "arrived",
+        "has_images": True,
+        "instance_count": 3,
+    }
     [step] = state["performed_steps"]
     assert (step["sop_instance_uid"], step["status"], step["calling_aet"]) == (uid, "COMPLETED", STATION)
-    assert step["performed_series"] == [{"series_instance_uid": images[0].SeriesInstanceUID,
-                                         "description": "THORAX 1mm", "protocol": "CHEST",
-                                         "performing_physician": "", "operator": "Tech^Tom", "images": 3}]
+    assert step["performed_series"] == [
+        {
+            "series_instance_uid": images[0].SeriesInstanceUID,
+            "description": "THORAX 1mm",
+            "protocol": "CHEST",
+            "performing_physician": "",
+            "operator": "Tech^Tom",
+            "images": 3,
+        }
+    ]
     assert step["started_at"] == TODAY.strftime("%Y%m%d") + "100500"
     row = server.get(f"/pacs/api/studies/{order['study_instance_uid']}").json()
-    assert (row["status"], row["priority"], row["referring_physician"], row["instance_count"]) == \
-        ("arrived", "urgent", "Ref^Rita", 3)
+    assert (row["status"], row["priority"], row["referring_physician"], row["instance_count"]) == (
+        "arrived",
+        "urgent",
+        "Ref^Rita",
+        3,
+    )
     assert modality.worklist(order["patient_id"]) == []  # done: off the worklist
 
 
@@ -209,8 +258,9 @@ def test_completed_before_any_image(server):
     [item] = modality.worklist(order["patient_id"])
     uid = generate_uid()
     assert modality.n_create(in_progress(item), uid)[0] == 0
-    assert [i.ScheduledProcedureStepSequence[0].ScheduledProcedureStepStatus
-            for i in modality.worklist(order["patient_id"])] == ["STARTED"]  # still there, being acquired
+    assert [
+        i.ScheduledProcedureStepSequence[0].ScheduledProcedureStepStatus for i in modality.worklist(order["patient_id"])
+    ] == ["STARTED"]  # still there, being acquired
     assert modality.n_set(uid, final("COMPLETED")) == 0
     assert order_state(server, order["id"])["status"] == "completed"
 
@@ -252,6 +302,7 @@ def test_an_unscheduled_procedure_is_kept_and_can_be_completed(server):
 
 
 # --- bad input: the right DIMSE status for each -----------------------------------------------
+
 
 def started(server):
     modality = Modality(server)
@@ -296,6 +347,7 @@ def test_n_create_must_start_in_progress_once(server):
 
 # --- only known nodes report: those allowed the worklist --------------------------------------
 
+
 def test_an_unknown_calling_ae_is_not_authorized_and_changes_nothing(server):
     order = schedule(server)
     scanner, intruder = Modality(server), Modality(server, aet="INTRUDER")
@@ -325,8 +377,9 @@ def test_a_node_reports_once_allowed_the_worklist_and_not_before(server):
 
         server.add_node("ultrasound2", "US_ROOM2", 104, allow_find_worklist=True)
         allowed, deadline = time.monotonic(), time.monotonic() + NODES_TTL + 10
-        while (status := ultrasound.n_create(in_progress(item), uid)[0]) == NOT_AUTHORIZED \
-                and time.monotonic() < deadline:
+        while (
+            status := ultrasound.n_create(in_progress(item), uid)[0]
+        ) == NOT_AUTHORIZED and time.monotonic() < deadline:
             time.sleep(0.5)
         assert status == 0, f"still 0x{status:04X} {time.monotonic() - allowed:.0f} s after the node was allowed"
         assert time.monotonic() - allowed < NODES_TTL + 2
@@ -349,8 +402,9 @@ class FakeOrthanc:
 
 
 def test_known_nodes_compare_ae_titles_as_orthanc_does_and_cache_briefly():
-    orthanc = FakeOrthanc({"ct": {"AET": "CT_ROOM1 ", "AllowFindWorklist": True},
-                           "mr": {"AET": "MR_ROOM1", "AllowFindWorklist": False}})
+    orthanc = FakeOrthanc(
+        {"ct": {"AET": "CT_ROOM1 ", "AllowFindWorklist": True}, "mr": {"AET": "MR_ROOM1", "AllowFindWorklist": False}}
+    )
     nodes = KnownNodes(orthanc, strict=False, ttl=60)
     assert nodes.allows("CT_ROOM1") and nodes.allows("ct_room1") and not nodes.allows("MR_ROOM1")
     assert not nodes.allows("") and not nodes.allows("CT_ROOM")
@@ -383,6 +437,7 @@ def test_the_listener_starts_and_stops_with_orthanc(tmp_path):
 
 # --- the same round on PostgreSQL (scale-out) --------------------------------------------------
 
+
 @pytest.fixture
 def pg_url():
     psycopg2 = pytest.importorskip("psycopg2")
@@ -404,8 +459,11 @@ def pg_url():
 
 def test_orders_worklist_and_mpps_on_postgresql(pg_url, tmp_path):
     mpps_port = free_port()
-    pacs = PacsServer(tmp_path / "pacs", environ={"PACS_DATABASE_URL": pg_url},
-                      overrides={"Pacs": {"MppsPort": mpps_port, "MppsBind": "127.0.0.1"}}).start()
+    pacs = PacsServer(
+        tmp_path / "pacs",
+        environ={"PACS_DATABASE_URL": pg_url},
+        overrides={"Pacs": {"MppsPort": mpps_port, "MppsBind": "127.0.0.1"}},
+    ).start()
     pacs.mpps_port = mpps_port
     try:
         pacs.add_node("scanner", STATION, 104, allow_find_worklist=True)  # a known node: it may report
@@ -424,6 +482,17 @@ def test_orders_worklist_and_mpps_on_postgresql(pg_url, tmp_path):
 
 
 def schedule_twice_conflicts(server, accession):
-    return server.post("/pacs/api/orders", json={
-        "patient_id": "X", "patient_name": "X^Y", "modality": "CT", "scheduled_at": "2026-11-23T10:00",
-        "procedure": "CT", "accession_number": accession}).status_code == 409
+    return (
+        server.post(
+            "/pacs/api/orders",
+            json={
+                "patient_id": "X",
+                "patient_name": "X^Y",
+                "modality": "CT",
+                "scheduled_at": "2026-11-23T10:00",
+                "procedure": "CT",
+                "accession_number": accession,
+            },
+        ).status_code
+        == 409
+    )

@@ -7,28 +7,48 @@ import io
 import json
 from types import SimpleNamespace
 
+import mwlfiles
 import pytest
+from pacs_server import PacsServer, free_port
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-import mwlfiles
-from pacs_server import PacsServer, free_port
 from plugin.dicomservices import mwl
-from plugin.dicomservices.mwl import MwlQueryError, ModalityWorklist, parse_constraint
+from plugin.dicomservices.mwl import ModalityWorklist, MwlQueryError, parse_constraint
 
 # --- matching, in-process ------------------------------------------------------------------------
 
 
 def order(**fields):
-    values = dict(accession_number="ACC1", referring_physician="WHO^DR", patient_name="Müller^Anna",
-                  patient_id="P1", patient_birth_date=datetime.date(1970, 1, 2), patient_sex="F",
-                  medical_alerts="", allergies="", study_instance_uid="1.2.3", requesting_physician="",
-                  procedure="CT HEAD", requested_procedure_id="RP1", priority="urgent", modality="CT",
-                  contrast_agent="", scheduled_station_aet="CT1\\CT2", scheduled_date="20261123",
-                  scheduled_time="093000", performing_physician="Smith^Jane", step_description="CT HEAD",
-                  scheduled_procedure_step_id="SPS1", station_name="", location="", pre_medication="",
-                  comments="", status="scheduled")
+    values = dict(
+        accession_number="ACC1",
+        referring_physician="WHO^DR",
+        patient_name="Müller^Anna",
+        patient_id="P1",
+        patient_birth_date=datetime.date(1970, 1, 2),
+        patient_sex="F",
+        medical_alerts="",
+        allergies="",
+        study_instance_uid="1.2.3",
+        requesting_physician="",
+        procedure="CT HEAD",
+        requested_procedure_id="RP1",
+        priority="urgent",
+        modality="CT",
+        contrast_agent="",
+        scheduled_station_aet="CT1\\CT2",
+        scheduled_date="20261123",
+        scheduled_time="093000",
+        performing_physician="Smith^Jane",
+        step_description="CT HEAD",
+        scheduled_procedure_step_id="SPS1",
+        station_name="",
+        location="",
+        pre_medication="",
+        comments="",
+        status="scheduled",
+    )
     values.update(fields)
     return SimpleNamespace(**values)
 
@@ -67,16 +87,19 @@ def part10(identifier):
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("value, stored, expected", [
-    ("", "anything", True),
-    ("*", "anything", True),
-    ("MÜLLER^ANNA", "Müller^Anna", True),      # person names: case-insensitive by default
-    ("Mül*", "Müller^Anna", True),
-    ("M?ller*", "Müller^Anna", True),
-    ("M?ller", "Müller^Anna", False),
-    ("Müller", "Müller^Anna", False),          # single value: the whole name
-    ("Other\\Müller^Anna", "Müller^Anna", True),  # several values: any
-])
+@pytest.mark.parametrize(
+    "value, stored, expected",
+    [
+        ("", "anything", True),
+        ("*", "anything", True),
+        ("MÜLLER^ANNA", "Müller^Anna", True),  # person names: case-insensitive by default
+        ("Mül*", "Müller^Anna", True),
+        ("M?ller*", "Müller^Anna", True),
+        ("M?ller", "Müller^Anna", False),
+        ("Müller", "Müller^Anna", False),  # single value: the whole name
+        ("Other\\Müller^Anna", "Müller^Anna", True),  # several values: any
+    ],
+)
 def test_person_name_matching(value, stored, expected):
     assert matches(query(PatientName=value), order(patient_name=stored)) is expected
 
@@ -97,18 +120,36 @@ def test_other_values_are_case_sensitive_and_exact():
     assert matches(query(PatientID=" P1 "), order())  # leading/trailing spaces are padding
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("20261123", True), ("20261122", False), ("20261101-20261130", True), ("20261124-", False),
-    ("-20261123", True), ("20261123-20261123", True), ("20261124-20261130", False),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("20261123", True),
+        ("20261122", False),
+        ("20261101-20261130", True),
+        ("20261124-", False),
+        ("-20261123", True),
+        ("20261123-20261123", True),
+        ("20261124-20261130", False),
+    ],
+)
 def test_date_matching(value, expected):
     assert matches(query(step={"ScheduledProcedureStepStartDate": value}), order()) is expected
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("093000", True), ("0930", True), ("09", False), ("0900-1000", True), ("0930-", True),
-    ("-0929", False), ("093000.000000", True), ("0931-", False), ("-093000", True),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("093000", True),
+        ("0930", True),
+        ("09", False),
+        ("0900-1000", True),
+        ("0930-", True),
+        ("-0929", False),
+        ("093000.000000", True),
+        ("0931-", False),
+        ("-093000", True),
+    ],
+)
 def test_time_matching(value, expected):
     """A partial time is padded with zeros, as wlmscpfs does: 09 is 09:00:00."""
     assert matches(query(step={"ScheduledProcedureStepStartTime": value}), order()) is expected
@@ -134,6 +175,7 @@ def test_malformed_times_fail_the_query(value):
 def test_multi_valued_station_matches_any_value_and_answers_the_matched_one():
     """Orthanc matches the answered step again against the whole multi-value: we answer the
     value(s) the modality asked for, so the step survives (mwl's docstring)."""
+
     def stations(answer):
         return mwlfiles.plain(answer)["ScheduledProcedureStepSequence"][0]["ScheduledStationAETitle"]
 
@@ -146,8 +188,12 @@ def test_multi_valued_station_matches_any_value_and_answers_the_matched_one():
 
 def test_answer_holds_the_asked_keys_only_with_utf8():
     found = answer(query(PatientName="", AccessionNumber="", step={"Modality": ""}), order())
-    assert [e.keyword for e in found] == ["SpecificCharacterSet", "AccessionNumber", "PatientName",
-                                          "ScheduledProcedureStepSequence"]
+    assert [e.keyword for e in found] == [
+        "SpecificCharacterSet",
+        "AccessionNumber",
+        "PatientName",
+        "ScheduledProcedureStepSequence",
+    ]
     assert found.SpecificCharacterSet == "ISO_IR 192" and str(found.PatientName) == "Müller^Anna"
     assert [e.keyword for e in found.ScheduledProcedureStepSequence[0]] == ["Modality"]
 
@@ -181,28 +227,42 @@ def test_two_step_items_fail_the_query():
 
 
 def test_priority_and_step_status_are_answered_in_dicom_terms():
-    found = answer(query(RequestedProcedurePriority="", step={"ScheduledProcedureStepStatus": ""}),
-                   order(status="in_progress"))
+    found = answer(
+        query(RequestedProcedurePriority="", step={"ScheduledProcedureStepStatus": ""}), order(status="in_progress")
+    )
     assert found.RequestedProcedurePriority == "HIGH"
     assert found.ScheduledProcedureStepSequence[0].ScheduledProcedureStepStatus == "STARTED"
     assert matches(query(RequestedProcedurePriority="HIGH"), order())
 
 
 def test_prefilter_narrows_by_what_every_match_has():
-    parsed = mwl.parse_query(query(AccessionNumber="ACC1", PatientName="MÜ*", PatientID="*1",
-                                   step={"ScheduledProcedureStepStartDate": "20261101-20261130",
-                                         "Modality": "CT", "ScheduledStationAETitle": "CT1"}))
+    parsed = mwl.parse_query(
+        query(
+            AccessionNumber="ACC1",
+            PatientName="MÜ*",
+            PatientID="*1",
+            step={
+                "ScheduledProcedureStepStartDate": "20261101-20261130",
+                "Modality": "CT",
+                "ScheduledStationAETitle": "CT1",
+            },
+        )
+    )
     assert sorted(parsed.prefilter) == [
-        ("accession_number", "=", "ACC1"), ("modality", "=", "CT"), ("name_key", "prefix", "mü"),
-        ("scheduled_date", "<=", "20261130"), ("scheduled_date", ">=", "20261101"),
-        ("scheduled_station_aet", "contains", "CT1")]
+        ("accession_number", "=", "ACC1"),
+        ("modality", "=", "CT"),
+        ("name_key", "prefix", "mü"),
+        ("scheduled_date", "<=", "20261130"),
+        ("scheduled_date", ">=", "20261101"),
+        ("scheduled_station_aet", "contains", "CT1"),
+    ]
     assert mwl.parse_query(query(PatientName="SMI*")).prefilter == [("name_key", "prefix", "smi")]
     assert mwl.parse_query(query(PatientName="STRASSE*")).prefilter == [("name_key", "prefix", "strasse")]
-    assert mwl.parse_query(query(PatientName="SMI*"), fold_case=False).prefilter == \
-        [("patient_name", "prefix", "SMI")]
+    assert mwl.parse_query(query(PatientName="SMI*"), fold_case=False).prefilter == [("patient_name", "prefix", "SMI")]
     assert mwl.parse_query(query(PatientName="Smith^John")).prefilter == []
-    assert mwl.parse_query(query(PatientName="Smith^John"), fold_case=False).prefilter == \
-        [("patient_name", "=", "Smith^John")]
+    assert mwl.parse_query(query(PatientName="Smith^John"), fold_case=False).prefilter == [
+        ("patient_name", "=", "Smith^John")
+    ]
     assert mwl.parse_query(query(PatientName="A_B*")).prefilter == [("name_key", "prefix", "a_b")]
     station = mwl.parse_query(query(step={"ScheduledStationAETitle": "CT*"}))
     assert station.prefilter == [("scheduled_station_aet", "contains", "CT")]  # CT2 may be a second value
@@ -210,8 +270,7 @@ def test_prefilter_narrows_by_what_every_match_has():
 
 def test_find_reads_bytes_and_caps_the_answers():
     identifier = query(PatientName="")
-    worklist = ModalityWorklist(lambda prefilter: [order(accession_number=f"A{i}") for i in range(5)],
-                                max_answers=3)
+    worklist = ModalityWorklist(lambda prefilter: [order(accession_number=f"A{i}") for i in range(5)], max_answers=3)
     answers, complete = worklist.find(part10(identifier))
     assert (len(answers), complete) == (3, False)
     with pytest.raises(MwlQueryError):
@@ -233,17 +292,34 @@ EXTRA_QUERIES = {
     "name-wildcard": ["PatientName=VIVALDI*", "PatientID=", "AccessionNumber="],
     "name-question-mark": ["PatientName=?OZART*", "ScheduledProcedureStepSequence[0].Modality="],
     "patient-id": ["PatientID=HF", "PatientName=", "StudyInstanceUID=", "ScheduledProcedureStepSequence"],
-    "accession": ["AccessionNumber=00007", "PatientName=", "RequestedProcedureID=",
-                  "RequestedProcedureDescription="],
+    "accession": ["AccessionNumber=00007", "PatientName=", "RequestedProcedureID=", "RequestedProcedureDescription="],
     "birth-date-range": ["PatientBirthDate=17000101-17991231", "PatientName="],
-    "step-date-range": ["PatientName=", "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate=19951201-19960131"],
-    "step-date-open-end": ["PatientName=", "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate=19960501-"],
-    "step-date-open-start": ["PatientName=", "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate=-19931231"],
-    "step-time-range": ["PatientName=", "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartTime=090000-150000"],
-    "step-date-single": ["PatientName=", "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate=19960502",
-                         "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartTime="],
-    "modality": ["PatientName=", "ScheduledProcedureStepSequence[0].Modality=CT",
-                 "ScheduledProcedureStepSequence[0].ScheduledProcedureStepID="],
+    "step-date-range": [
+        "PatientName=",
+        "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate=19951201-19960131",
+    ],
+    "step-date-open-end": [
+        "PatientName=",
+        "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate=19960501-",
+    ],
+    "step-date-open-start": [
+        "PatientName=",
+        "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate=-19931231",
+    ],
+    "step-time-range": [
+        "PatientName=",
+        "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartTime=090000-150000",
+    ],
+    "step-date-single": [
+        "PatientName=",
+        "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate=19960502",
+        "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartTime=",
+    ],
+    "modality": [
+        "PatientName=",
+        "ScheduledProcedureStepSequence[0].Modality=CT",
+        "ScheduledProcedureStepSequence[0].ScheduledProcedureStepID=",
+    ],
     "station-single-valued": ["PatientName=", "ScheduledProcedureStepSequence[0].ScheduledStationAETitle=TT67"],
     "performing-physician": ["PatientName=", "ScheduledProcedureStepSequence[0].ScheduledPerformingPhysicianName=ROSS"],
     "requesting-physician": ["RequestingPhysician=NEW*", "PatientName=", "MedicalAlerts=", "Allergies="],
@@ -263,9 +339,11 @@ KNOWN_DIFFERENCES = {
     "modality-wildcard": ["PatientName=", "ScheduledProcedureStepSequence[0].Modality=C*"],
     # wlmscpfs matches a step date range and time range as one date-time range (PS3.4 C.2.2.2.5.2);
     # Orthanc drops a step item failing either on its own, so we match them separately.
-    "date-and-time-combined": ["PatientName=",
-                               "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate=19960101-19961231",
-                               "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartTime=-120000"],
+    "date-and-time-combined": [
+        "PatientName=",
+        "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate=19960101-19961231",
+        "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartTime=-120000",
+    ],
 }
 
 
@@ -278,6 +356,7 @@ def comparable(answers):
     - RequestedProcedurePriority LOW and MEDIUM: our orders have three priorities (routine,
       urgent, stat), answered ROUTINE, HIGH, STAT.
     """
+
     def clean(answer):
         answer = dict(answer)
         answer.pop("SpecificCharacterSet", None)
@@ -286,6 +365,7 @@ def comparable(answers):
         for item in answer.get("ScheduledProcedureStepSequence", []):
             item.pop("ScheduledProcedureStepStatus", None)
         return json.dumps(answer, sort_keys=True)
+
     return sorted(clean(a) for a in answers)
 
 
@@ -356,8 +436,9 @@ def test_known_differences_from_wlmscpfs_stay_as_documented(server, reference):
 
     _, our_answers = ours(server, keys=KNOWN_DIFFERENCES["station-in-a-multi-value"])
     _, their_answers = theirs(reference, keys=KNOWN_DIFFERENCES["station-in-a-multi-value"])
-    stations = lambda answers: sorted(a["ScheduledProcedureStepSequence"][0]["ScheduledStationAETitle"]  # noqa: E731
-                                      for a in answers)
+    stations = lambda answers: sorted(  # noqa: E731
+        a["ScheduledProcedureStepSequence"][0]["ScheduledStationAETitle"] for a in answers
+    )
     assert stations(our_answers) == ["AA32", "AA32"] and stations(their_answers) == ["AA32", "AA32\\AA33"]
 
     _, our_answers = ours(server, keys=KNOWN_DIFFERENCES["name-lower-case"])
@@ -376,12 +457,16 @@ def test_known_differences_from_wlmscpfs_stay_as_documented(server, reference):
 
 # --- bad input and the rest, through Orthanc ---------------------------------------------------
 
-@pytest.mark.parametrize("key", [
-    "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate=2026-11-23",
-    "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate=20261123-2026",
-    "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartTime=25",
-    "PatientBirthDate=yesterday",
-])
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate=2026-11-23",
+        "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate=20261123-2026",
+        "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartTime=25",
+        "PatientBirthDate=yesterday",
+    ],
+)
 def test_malformed_dates_and_times_fail_the_find(server, reference, key):
     status, answers = ours(server, keys=["PatientName=", key])
     assert answers == [] and status != "Success" and "Pending" not in status
@@ -391,8 +476,17 @@ def test_malformed_dates_and_times_fail_the_find(server, reference, key):
 
 
 def test_unknown_keys_are_left_out_of_the_answers(server):
-    status, answers = ours(server, keys=["PatientID=HF", "PatientName=", "StudyDescription=", "AdmissionID=",
-                                         "(0009,0010)=PRIVATE", "(0009,1001)="])
+    status, answers = ours(
+        server,
+        keys=[
+            "PatientID=HF",
+            "PatientName=",
+            "StudyDescription=",
+            "AdmissionID=",
+            "(0009,0010)=PRIVATE",
+            "(0009,1001)=",
+        ],
+    )
     assert status == "Success" and len(answers) == 3
     assert all(set(a) <= {"SpecificCharacterSet", "PatientID", "PatientName"} for a in answers)
 
@@ -407,30 +501,52 @@ def test_an_empty_step_sequence_asks_for_every_step_attribute(server, reference)
 
 def test_two_step_items_fail_the_find(server, tmp_path):
     dump = tmp_path / "two.dump"
-    dump.write_text("(0010,0010) PN []\n(0040,0100) SQ (Sequence with undefined length)\n"
-                    "(fffe,e000) na (Item)\n(0008,0060) CS [CT]\n(fffe,e00d) na\n"
-                    "(fffe,e000) na (Item)\n(0008,0060) CS [MR]\n(fffe,e00d) na\n(fffe,e0dd) na\n")
+    dump.write_text(
+        "(0010,0010) PN []\n(0040,0100) SQ (Sequence with undefined length)\n"
+        "(fffe,e000) na (Item)\n(0008,0060) CS [CT]\n(fffe,e00d) na\n"
+        "(fffe,e000) na (Item)\n(0008,0060) CS [MR]\n(fffe,e00d) na\n(fffe,e0dd) na\n"
+    )
     status, answers = ours(server, mwlfiles.dump2dcm(dump, tmp_path / "two.dcm", worklist=False))
     assert answers == [] and status != "Success"
 
 
 def test_non_ascii_names_are_answered_in_utf8(server):
-    created = server.post("/pacs/api/orders", json={
-        "patient_id": "JP-1", "patient_name": "Yamada^Taro=山田^太郎=やまだ^たろう", "modality": "MR",
-        "scheduled_at": "2026-11-23T10:00", "procedure": "MR KNEE", "scheduled_station_aet": "MR1"})
+    created = server.post(
+        "/pacs/api/orders",
+        json={
+            "patient_id": "JP-1",
+            "patient_name": "Yamada^Taro=山田^太郎=やまだ^たろう",
+            "modality": "MR",
+            "scheduled_at": "2026-11-23T10:00",
+            "procedure": "MR KNEE",
+            "scheduled_station_aet": "MR1",
+        },
+    )
     assert created.status_code == 201, created.text
     status, answers = ours(server, keys=["PatientID=JP-1", "PatientName=", "SpecificCharacterSet="])
     assert status == "Success"
-    assert answers == [{"SpecificCharacterSet": "ISO_IR 192", "PatientID": "JP-1",
-                        "PatientName": "Yamada^Taro=山田^太郎=やまだ^たろう"}]
+    assert answers == [
+        {
+            "SpecificCharacterSet": "ISO_IR 192",
+            "PatientID": "JP-1",
+            "PatientName": "Yamada^Taro=山田^太郎=やまだ^たろう",
+        }
+    ]
     status, answers = ours(server, keys=["SpecificCharacterSet=ISO_IR 192", "PatientName=*山田*", "PatientID="])
     assert [a["PatientID"] for a in answers] == ["JP-1"]
 
 
 def test_cancelled_orders_leave_the_worklist(server):
-    created = server.post("/pacs/api/orders", json={
-        "patient_id": "CX-1", "patient_name": "GONE^SOON", "modality": "CR",
-        "scheduled_at": "2026-11-23T11:00", "procedure": "CHEST"}).json()
+    created = server.post(
+        "/pacs/api/orders",
+        json={
+            "patient_id": "CX-1",
+            "patient_name": "GONE^SOON",
+            "modality": "CR",
+            "scheduled_at": "2026-11-23T11:00",
+            "procedure": "CHEST",
+        },
+    ).json()
     assert [a["PatientID"] for a in ours(server, keys=["PatientID=CX-1"])[1]] == ["CX-1"]
     server.post(f"/pacs/api/orders/{created['id']}/cancel").raise_for_status()
     assert ours(server, keys=["PatientID=CX-1"])[1] == []
@@ -445,19 +561,36 @@ def test_unknown_callers_are_refused(server):
 def test_what_the_database_narrows_by_never_loses_a_match(server):
     """Name prefixes go through a casefolded column, station wildcards through 'contains'."""
     for name, stations in (("Straße^Eva", "MR9"), ("STRAUSS^JOHANN", "MR9"), ("Other^Olga", "MR8\\CT9")):
-        server.post("/pacs/api/orders", json={"patient_id": "DBN-" + name[:3], "patient_name": name,
-                                              "modality": "MR", "scheduled_at": "2026-11-27T09:00",
-                                              "procedure": "MR", "scheduled_station_aet": stations}).raise_for_status()
+        server.post(
+            "/pacs/api/orders",
+            json={
+                "patient_id": "DBN-" + name[:3],
+                "patient_name": name,
+                "modality": "MR",
+                "scheduled_at": "2026-11-27T09:00",
+                "procedure": "MR",
+                "scheduled_station_aet": stations,
+            },
+        ).raise_for_status()
     keys = ["SpecificCharacterSet=ISO_IR 192", "PatientName=STRASSE*", "PatientID="]
     assert [a["PatientName"] for a in ours(server, keys=keys)[1]] == ["Straße^Eva"]
     _, answers = ours(server, keys=["PatientName=", "ScheduledProcedureStepSequence[0].ScheduledStationAETitle=CT?"])
-    assert [(a["PatientName"], a["ScheduledProcedureStepSequence"][0]["ScheduledStationAETitle"]) for a in answers] \
-        == [("Other^Olga", "CT9")]
+    assert [(a["PatientName"], a["ScheduledProcedureStepSequence"][0]["ScheduledStationAETitle"]) for a in answers] == [
+        ("Other^Olga", "CT9")
+    ]
 
 
 def test_like_wildcards_in_a_name_are_plain_letters(server):
-    server.post("/pacs/api/orders", json={"patient_id": "LIKE-1", "patient_name": "A_B%C^D", "modality": "CT",
-                                          "scheduled_at": "2026-11-27T09:00", "procedure": "CT"}).raise_for_status()
+    server.post(
+        "/pacs/api/orders",
+        json={
+            "patient_id": "LIKE-1",
+            "patient_name": "A_B%C^D",
+            "modality": "CT",
+            "scheduled_at": "2026-11-27T09:00",
+            "procedure": "CT",
+        },
+    ).raise_for_status()
     assert [a["PatientID"] for a in ours(server, keys=["PatientName=A_B%*", "PatientID="])[1]] == ["LIKE-1"]
     assert ours(server, keys=["PatientName=AXB*", "PatientID="])[1] == []
 
@@ -468,8 +601,10 @@ def test_a_worklist_query_is_audited_with_the_calling_node(server):
     assert status == "Success" and answers
 
     def entries():
-        return server.index_rows("SELECT username, role, action, details FROM audit_log "
-                                 "WHERE action = 'dicom_query' AND username = ?", (f"dicom:{CALLING_AET}",))
+        return server.index_rows(
+            "SELECT username, role, action, details FROM audit_log WHERE action = 'dicom_query' AND username = ?",
+            (f"dicom:{CALLING_AET}",),
+        )
 
     found = server.wait_for(entries, what="the worklist query's audit entry")
     assert found[0]["role"] == "node" and "MWL C-FIND" in found[0]["details"]

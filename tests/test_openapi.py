@@ -4,9 +4,9 @@ import re
 
 from plugin import health, openapi
 from plugin.auth import routes as auth_routes
+from plugin.dicomservices import order_routes, remote_routes
 from plugin.http import Router
 from plugin.openapi import document
-from plugin.dicomservices import order_routes, remote_routes
 from plugin.reports import routes as reports_routes
 from plugin.worklist import routes as worklist_routes
 
@@ -24,7 +24,11 @@ def routes_of_api():
     found = set()
     for method, regex, _handler in router._routes:
         path = regex.pattern.strip("^$").replace("\\", "")
-        path = re.sub(r"\(\?P<(\w+)>\[\^/\]\+\)", lambda m: "{" + {"user_id": "id", "key_id": "id"}.get(m.group(1), m.group(1)) + "}", path)
+        path = re.sub(
+            r"\(\?P<(\w+)>\[\^/\]\+\)",
+            lambda m: "{" + {"user_id": "id", "key_id": "id"}.get(m.group(1), m.group(1)) + "}",
+            path,
+        )
         found.add((method.lower(), path))
     return found
 

@@ -5,28 +5,47 @@ are linked to them (by accession number or Study Instance UID)."""
 import datetime
 import re
 
+import dicomgen
 import pytest
 import requests
-
-import dicomgen
 from pacs_server import PacsServer, free_port
 
 PASSWORD = "Orders-desk-2026!"
 ORDER = {
-    "patient_id": "OP-1", "patient_name": "Doe^Jane", "patient_birth_date": "1980-05-06", "patient_sex": "F",
-    "modality": "CT", "scheduled_station_aet": "CT_ROOM1", "scheduled_at": "2026-11-23T09:30:00",
-    "procedure": "CT ABDOMEN", "referring_physician": "Who^Dr", "priority": "urgent",
+    "patient_id": "OP-1",
+    "patient_name": "Doe^Jane",
+    "patient_birth_date": "1980-05-06",
+    "patient_sex": "F",
+    "modality": "CT",
+    "scheduled_station_aet": "CT_ROOM1",
+    "scheduled_at": "2026-11-23T09:30:00",
+    "procedure": "CT ABDOMEN",
+    "referring_physician": "Who^Dr",
+    "priority": "urgent",
 }
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    pacs = PacsServer(tmp_path_factory.mktemp("orders") / "pacs",
-                      overrides={"Pacs": {"MppsPort": free_port(), "MppsBind": "127.0.0.1"}}).start()
-    for username, role, names in [("tech", "technologist", []), ("rad", "radiologist", []),
-                                  ("drwho", "referrer", ["Who^Dr"])]:
-        pacs.post("/pacs/api/users", json={"username": username, "password": PASSWORD, "role": role,
-                                           "display_name": username, "referring_names": names}).raise_for_status()
+    pacs = PacsServer(
+        tmp_path_factory.mktemp("orders") / "pacs",
+        overrides={"Pacs": {"MppsPort": free_port(), "MppsBind": "127.0.0.1"}},
+    ).start()
+    for username, role, names in [
+        ("tech", "technologist", []),
+        ("rad", "radiologist", []),
+        ("drwho", "referrer", ["Who^Dr"]),
+    ]:
+        pacs.post(
+            "/pacs/api/users",
+            json={
+                "username": username,
+                "password": PASSWORD,
+                "role": role,
+                "display_name": username,
+                "referring_names": names,
+            },
+        ).raise_for_status()
     yield pacs
     pacs.stop()
 
@@ -57,27 +76,43 @@ def test_create_generates_what_is_missing_and_shows_on_the_worklist(server):
     assert order["step_description"] == "CT ABDOMEN" and order["scheduled_at"] == "2026-11-23T09:30:00"
     assert re.fullmatch(r"[\d.]+", order["study_instance_uid"])
     row = worklist_row(server, order["study_instance_uid"])
-    assert (row["status"], row["priority"], row["accession_number"]) == ("scheduled", "urgent",
-                                                                        order["accession_number"])
-    assert (row["patient_name"], row["study_date"], row["modalities"], row["description"]) == \
-        ("Doe^Jane", "2026-11-23", ["CT"], "CT ABDOMEN")
+    assert (row["status"], row["priority"], row["accession_number"]) == (
+        "scheduled",
+        "urgent",
+        order["accession_number"],
+    )
+    assert (row["patient_name"], row["study_date"], row["modalities"], row["description"]) == (
+        "Doe^Jane",
+        "2026-11-23",
+        ["CT"],
+        "CT ABDOMEN",
+    )
     assert row["referring_physician"] == "Who^Dr" and row["instance_count"] == 0
     scheduled = server.get("/pacs/api/studies", params={"status": "scheduled"}).json()
     assert order["study_instance_uid"] in {i["study_instance_uid"] for i in scheduled["items"]}
 
 
 def test_a_known_patient_needs_only_the_patient_id(server):
-    create(server, patient_id="OP-KNOWN", patient_name="Known^Karl", patient_sex="M",
-           patient_birth_date="1950-01-01").raise_for_status()
-    order = server.post("/pacs/api/orders", json={"patient_id": "OP-KNOWN", "modality": "MR",
-                                                  "scheduled_at": "2026-11-24T08:00", "procedure": "MR HEAD"})
+    create(
+        server, patient_id="OP-KNOWN", patient_name="Known^Karl", patient_sex="M", patient_birth_date="1950-01-01"
+    ).raise_for_status()
+    order = server.post(
+        "/pacs/api/orders",
+        json={"patient_id": "OP-KNOWN", "modality": "MR", "scheduled_at": "2026-11-24T08:00", "procedure": "MR HEAD"},
+    )
     assert order.status_code == 201, order.text
     body = order.json()
-    assert (body["patient_name"], body["patient_sex"], body["patient_birth_date"]) == \
-        ("Known^Karl", "M", "1950-01-01")
+    assert (body["patient_name"], body["patient_sex"], body["patient_birth_date"]) == ("Known^Karl", "M", "1950-01-01")
     assert body["priority"] == "routine" and body["scheduled_station_aet"] == ""
-    unknown = server.post("/pacs/api/orders", json={"patient_id": "NOBODY-KNOWS", "modality": "MR",
-                                                    "scheduled_at": "2026-11-24T08:00", "procedure": "MR HEAD"})
+    unknown = server.post(
+        "/pacs/api/orders",
+        json={
+            "patient_id": "NOBODY-KNOWS",
+            "modality": "MR",
+            "scheduled_at": "2026-11-24T08:00",
+            "procedure": "MR HEAD",
+        },
+    )
     assert unknown.status_code == 400 and "patient_name" in unknown.json()["error"]
 
 
@@ -99,33 +134,36 @@ def test_duplicate_accession_or_study_uid_is_a_conflict(server):
     assert edit.status_code == 409 and "DUP-1" in edit.json()["error"]
 
 
-@pytest.mark.parametrize("changes, field", [
-    ({"colour": "blue"}, "colour"),
-    ({"patient_id": ""}, "patient_id"),
-    ({"modality": None}, "modality"),
-    ({"scheduled_at": "2026-11-23"}, "scheduled_at"),
-    ({"scheduled_at": "tomorrow morning"}, "scheduled_at"),
-    ({"scheduled_at": "0005-01-01T08:00"}, "scheduled_at"),
-    ({"scheduled_at": "0001-01-01T00:00+14:00"}, "scheduled_at"),
-    ({"scheduled_at": 20261123}, "scheduled_at"),
-    ({"patient_birth_date": "06/05/1980"}, "patient_birth_date"),
-    ({"patient_birth_date": "2999-01-01"}, "patient_birth_date"),
-    ({"patient_birth_date": "1980-02-30"}, "patient_birth_date"),
-    ({"patient_sex": "X"}, "patient_sex"),
-    ({"modality": "C T"}, "modality"),
-    ({"priority": "asap"}, "priority"),
-    ({"scheduled_station_aet": "A_STATION_NAME_TOO_LONG"}, "scheduled_station_aet"),
-    ({"scheduled_station_aet": ["CT1", 7]}, "scheduled_station_aet"),
-    ({"accession_number": "A" * 17}, "accession_number"),
-    ({"accession_number": "A\\B"}, "accession_number"),
-    ({"patient_name": "A=B=C=D"}, "patient_name"),
-    ({"patient_name": "A^B^C^D^E^F"}, "patient_name"),
-    ({"patient_name": "x" * 65}, "patient_name"),
-    ({"procedure": "line\nbreak"}, "procedure"),
-    ({"study_instance_uid": "1.2.abc"}, "study_instance_uid"),
-    ({"study_instance_uid": "1.02.3"}, "study_instance_uid"),
-    ({"patient_id": ["P1"]}, "patient_id"),
-])
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"colour": "blue"}, "colour"),
+        ({"patient_id": ""}, "patient_id"),
+        ({"modality": None}, "modality"),
+        ({"scheduled_at": "2026-11-23"}, "scheduled_at"),
+        ({"scheduled_at": "tomorrow morning"}, "scheduled_at"),
+        ({"scheduled_at": "0005-01-01T08:00"}, "scheduled_at"),
+        ({"scheduled_at": "0001-01-01T00:00+14:00"}, "scheduled_at"),
+        ({"scheduled_at": 20261123}, "scheduled_at"),
+        ({"patient_birth_date": "06/05/1980"}, "patient_birth_date"),
+        ({"patient_birth_date": "2999-01-01"}, "patient_birth_date"),
+        ({"patient_birth_date": "1980-02-30"}, "patient_birth_date"),
+        ({"patient_sex": "X"}, "patient_sex"),
+        ({"modality": "C T"}, "modality"),
+        ({"priority": "asap"}, "priority"),
+        ({"scheduled_station_aet": "A_STATION_NAME_TOO_LONG"}, "scheduled_station_aet"),
+        ({"scheduled_station_aet": ["CT1", 7]}, "scheduled_station_aet"),
+        ({"accession_number": "A" * 17}, "accession_number"),
+        ({"accession_number": "A\\B"}, "accession_number"),
+        ({"patient_name": "A=B=C=D"}, "patient_name"),
+        ({"patient_name": "A^B^C^D^E^F"}, "patient_name"),
+        ({"patient_name": "x" * 65}, "patient_name"),
+        ({"procedure": "line\nbreak"}, "procedure"),
+        ({"study_instance_uid": "1.2.abc"}, "study_instance_uid"),
+        ({"study_instance_uid": "1.02.3"}, "study_instance_uid"),
+        ({"patient_id": ["P1"]}, "patient_id"),
+    ],
+)
 def test_bad_fields_are_refused_by_name(server, changes, field):
     answer = create(server, **changes)
     assert answer.status_code == 400, answer.text
@@ -145,12 +183,17 @@ def test_missing_fields_are_named(server):
 
 
 def test_list_filters_and_one_order(server):
-    mine = create(server, patient_id="LIST-1", patient_name="Listed^Lisa", modality="MG",
-                  scheduled_at="2026-12-01T07:00").json()
+    mine = create(
+        server, patient_id="LIST-1", patient_name="Listed^Lisa", modality="MG", scheduled_at="2026-12-01T07:00"
+    ).json()
     found = server.get("/pacs/api/orders", params={"q": "listed", "modality": "MG"}).json()
     assert [o["id"] for o in found["items"]] == [mine["id"]] and found["total"] == 1
-    assert server.get("/pacs/api/orders", params={"date_from": "2026-12-01", "date_to": "2026-12-01",
-                                                  "status": "scheduled"}).json()["total"] >= 1
+    assert (
+        server.get(
+            "/pacs/api/orders", params={"date_from": "2026-12-01", "date_to": "2026-12-01", "status": "scheduled"}
+        ).json()["total"]
+        >= 1
+    )
     assert server.get("/pacs/api/orders", params={"date_from": "2027-01-01"}).json()["total"] == 0
     assert server.get("/pacs/api/orders", params={"q": "%"}).json()["total"] == 0  # no LIKE wildcards
     assert server.get("/pacs/api/orders", params={"q": "_"}).json()["total"] == 0
@@ -164,14 +207,24 @@ def test_list_filters_and_one_order(server):
 
 def test_edit_changes_the_order_and_its_worklist_row(server):
     order = create(server).json()
-    answer = server.put(f"/pacs/api/orders/{order['id']}", json={
-        "patient_name": "Doe^Janet", "scheduled_at": "2026-11-25T14:00", "priority": "stat",
-        "procedure": "CT CHEST"})
+    answer = server.put(
+        f"/pacs/api/orders/{order['id']}",
+        json={
+            "patient_name": "Doe^Janet",
+            "scheduled_at": "2026-11-25T14:00",
+            "priority": "stat",
+            "procedure": "CT CHEST",
+        },
+    )
     assert answer.status_code == 200, answer.text
     assert (answer.json()["patient_name"], answer.json()["scheduled_at"]) == ("Doe^Janet", "2026-11-25T14:00:00")
     row = worklist_row(server, order["study_instance_uid"])
-    assert (row["patient_name"], row["study_date"], row["priority"], row["description"]) == \
-        ("Doe^Janet", "2026-11-25", "stat", "CT CHEST")
+    assert (row["patient_name"], row["study_date"], row["priority"], row["description"]) == (
+        "Doe^Janet",
+        "2026-11-25",
+        "stat",
+        "CT CHEST",
+    )
     assert server.put(f"/pacs/api/orders/{order['id']}", json={"modality": "??"}).status_code == 400
     assert server.put(f"/pacs/api/orders/{order['id']}", json={"patient_id": ""}).status_code == 400
 
@@ -210,10 +263,14 @@ def test_changes_are_audited(server):
     server.post(f"/pacs/api/orders/{order['id']}/cancel").raise_for_status()
     entries = server.get("/pacs/api/audit", params={"study_uid": order["study_instance_uid"]}).json()["items"]
     assert {(e["action"], e["username"]) for e in entries} >= {
-        ("order_created", "tech"), ("order_updated", "admin"), ("order_cancelled", "admin")}
+        ("order_created", "tech"),
+        ("order_updated", "admin"),
+        ("order_cancelled", "admin"),
+    }
 
 
 # --- images arriving for an order ------------------------------------------------------------
+
 
 def send_study(server, tmp_path, **spec):
     study = dicomgen.StudySpec(**spec)
@@ -230,12 +287,20 @@ def test_images_with_the_accession_number_take_the_order_over(server, tmp_path):
     study = send_study(server, tmp_path, accession="ARRIVE-1", referring_physician="", patient_id="OP-1")
     server.wait_for(lambda: order_state(server, order["id"])["status"] == "arrived", what="order arrived")
     row = worklist_row(server, study.study_uid)
-    assert (row["status"], row["priority"], row["referring_physician"], row["instance_count"]) == \
-        ("arrived", "stat", "Who^Dr", 2)
+    assert (row["status"], row["priority"], row["referring_physician"], row["instance_count"]) == (
+        "arrived",
+        "stat",
+        "Who^Dr",
+        2,
+    )
     assert worklist_row(server, order["study_instance_uid"]) is None  # one row: the order's, taken over
     linked = order_state(server, order["id"])
-    assert linked["study"] == {"study_instance_uid": study.study_uid, "status": "arrived", "has_images": True,
-                               "instance_count": 2}
+    assert linked["study"] == {
+        "study_instance_uid": study.study_uid,
+        "status": "arrived",
+        "has_images": True,
+        "instance_count": 2,
+    }
     assert linked["arrived_at"] is not None
     referrer = as_user(server, "drwho")  # the order's referring physician sees the study
     assert referrer.get(server.url(f"/pacs/api/studies/{study.study_uid}"), timeout=30).status_code == 200
@@ -243,8 +308,7 @@ def test_images_with_the_accession_number_take_the_order_over(server, tmp_path):
 
 def test_images_with_the_study_uid_take_the_order_over(server, tmp_path):
     order = create(server, priority="urgent", referring_physician="Smith^John").json()
-    send_study(server, tmp_path, study_uid=order["study_instance_uid"], accession="",
-               referring_physician="OTHER^DOC")
+    send_study(server, tmp_path, study_uid=order["study_instance_uid"], accession="", referring_physician="OTHER^DOC")
     server.wait_for(lambda: order_state(server, order["id"])["status"] == "arrived", what="order arrived")
     row = worklist_row(server, order["study_instance_uid"])
     assert (row["status"], row["priority"], row["referring_physician"]) == ("arrived", "urgent", "Smith^John")
@@ -265,6 +329,7 @@ def test_a_cancelled_order_is_not_taken_over(server, tmp_path):
 
 # --- the pages --------------------------------------------------------------------------------
 
+
 def browser(server, username):
     """A browser session (cookie) and its CSRF token."""
     session = requests.Session()
@@ -274,31 +339,54 @@ def browser(server, username):
 
 
 # The page's form types names as a family and a given name (the API takes DICOM PN, "Page^Paula").
-FORM = {"patient_id": "PAGE-1", "patient_family": "Page", "patient_given": "Paula", "patient_birth_date": "1990-09-09",
-        "patient_sex": "F", "modality": "US", "scheduled_station_aet": "US_ROOM", "scheduled_at": "2026-11-26T08:45",
-        "procedure": "US ABDOMEN", "accession_number": "", "referring_family": "Who", "referring_given": "Dr",
-        "priority": "routine"}
+FORM = {
+    "patient_id": "PAGE-1",
+    "patient_family": "Page",
+    "patient_given": "Paula",
+    "patient_birth_date": "1990-09-09",
+    "patient_sex": "F",
+    "modality": "US",
+    "scheduled_station_aet": "US_ROOM",
+    "scheduled_at": "2026-11-26T08:45",
+    "procedure": "US ABDOMEN",
+    "accession_number": "",
+    "referring_family": "Who",
+    "referring_given": "Dr",
+    "priority": "routine",
+}
 
 
 def test_technologists_schedule_change_and_cancel_orders_in_the_pages(server):
     session, csrf = browser(server, "tech")
     listing = session.get(server.url("/pacs/orders"), timeout=30)
     assert listing.status_code == 200 and "Schedule a procedure" in listing.text
-    created = session.post(server.url("/pacs/orders"), data=dict(FORM, csrf_token=csrf), allow_redirects=False,
-                           timeout=30)
+    created = session.post(
+        server.url("/pacs/orders"), data=dict(FORM, csrf_token=csrf), allow_redirects=False, timeout=30
+    )
     assert created.status_code == 303, created.text
     page = session.get(server.url(created.headers["Location"]), timeout=30)
     assert page.status_code == 200 and "PAGE, Paula" in page.text and "Change the order" in page.text
     order_id = created.headers["Location"].rsplit("/", 1)[1]
     stored = server.get(f"/pacs/api/orders/{order_id}").json()
-    assert (stored["scheduled_at"], stored["patient_name"], stored["referring_physician"]) == \
-        ("2026-11-26T08:45:00", "Page^Paula", "Who^Dr")
+    assert (stored["scheduled_at"], stored["patient_name"], stored["referring_physician"]) == (
+        "2026-11-26T08:45:00",
+        "Page^Paula",
+        "Who^Dr",
+    )
 
-    changed = session.post(server.url(f"/pacs/orders/{order_id}"), allow_redirects=False, timeout=30,
-                           data=dict(FORM, priority="stat", csrf_token=csrf))
+    changed = session.post(
+        server.url(f"/pacs/orders/{order_id}"),
+        allow_redirects=False,
+        timeout=30,
+        data=dict(FORM, priority="stat", csrf_token=csrf),
+    )
     assert changed.status_code == 303 and server.get(f"/pacs/api/orders/{order_id}").json()["priority"] == "stat"
-    cancelled = session.post(server.url(f"/pacs/orders/{order_id}/cancel"), allow_redirects=False, timeout=30,
-                             data={"reason": "no show", "csrf_token": csrf})
+    cancelled = session.post(
+        server.url(f"/pacs/orders/{order_id}/cancel"),
+        allow_redirects=False,
+        timeout=30,
+        data={"reason": "no show", "csrf_token": csrf},
+    )
     assert cancelled.status_code == 303
     page = session.get(server.url(f"/pacs/orders/{order_id}"), timeout=30)
     assert "Cancelled" in page.text and "Change the order" not in page.text
@@ -306,8 +394,9 @@ def test_technologists_schedule_change_and_cancel_orders_in_the_pages(server):
 
 def test_the_page_shows_a_refusal_and_keeps_what_was_typed(server):
     session, csrf = browser(server, "tech")
-    refused = session.post(server.url("/pacs/orders"), data=dict(FORM, scheduled_at="", csrf_token=csrf),
-                           allow_redirects=False, timeout=30)
+    refused = session.post(
+        server.url("/pacs/orders"), data=dict(FORM, scheduled_at="", csrf_token=csrf), allow_redirects=False, timeout=30
+    )
     assert refused.status_code == 400 and "scheduled_at" in refused.text
     assert 'value="Page"' in refused.text and 'value="Paula"' in refused.text  # the two name fields, as typed
     forged = session.post(server.url("/pacs/orders"), data=FORM, allow_redirects=False, timeout=30)
@@ -319,7 +408,11 @@ def test_radiologists_see_orders_without_the_forms(server):
     session, csrf = browser(server, "rad")
     listing = session.get(server.url("/pacs/orders"), timeout=30)
     assert listing.status_code == 200 and "Schedule a procedure" not in listing.text
-    assert session.post(server.url("/pacs/orders"), data=dict(FORM, csrf_token=csrf), allow_redirects=False,
-                        timeout=30).status_code == 403
+    assert (
+        session.post(
+            server.url("/pacs/orders"), data=dict(FORM, csrf_token=csrf), allow_redirects=False, timeout=30
+        ).status_code
+        == 403
+    )
     referrer, _ = browser(server, "drwho")
     assert referrer.get(server.url("/pacs/orders"), timeout=30).status_code == 403

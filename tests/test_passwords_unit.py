@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from zxcvbn import zxcvbn
 
 from plugin import db, migrations
@@ -24,6 +25,7 @@ WEAK = ("aaaaaaaaaa", "1111111111", "abcdefghij", "clinic2026", "Password2026", 
 
 
 # --- the policy -------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("weak", WEAK)
 def test_repeated_sequential_and_dictionary_passwords_are_refused_saying_why(weak):
@@ -44,18 +46,30 @@ def passwords_in_the_repository():
     for path in sorted((REPO / "tests").glob("*.py")) + sorted((REPO / "bench").glob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
-            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and \
-                    any(isinstance(t, ast.Name) and "PASSWORD" in t.id for t in node.targets):
+            if (
+                isinstance(node, ast.Assign)
+                and isinstance(node.value, ast.Constant)
+                and any(isinstance(t, ast.Name) and "PASSWORD" in t.id for t in node.targets)
+            ):
                 found.add(node.value.value)
-            elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Tuple) and \
-                    len(node.value.elts) == 2 and all(isinstance(e, ast.Constant) for e in node.value.elts) \
-                    and "-pw-" in str(node.value.elts[1].value):
+            elif (
+                isinstance(node, ast.Assign)
+                and isinstance(node.value, ast.Tuple)
+                and len(node.value.elts) == 2
+                and all(isinstance(e, ast.Constant) for e in node.value.elts)
+                and "-pw-" in str(node.value.elts[1].value)
+            ):
                 found.add(node.value.elts[1].value)
             elif isinstance(node, ast.Dict):
                 for key, value in zip(node.keys, node.values):
-                    if isinstance(key, ast.Constant) and key.value in ("password", "new_password") \
-                            and isinstance(value, ast.Constant) and isinstance(value.value, str) \
-                            and len(value.value) >= MIN_LENGTH and "x" * 10 not in value.value:
+                    if (
+                        isinstance(key, ast.Constant)
+                        and key.value in ("password", "new_password")
+                        and isinstance(value, ast.Constant)
+                        and isinstance(value.value, str)
+                        and len(value.value) >= MIN_LENGTH
+                        and "x" * 10 not in value.value
+                    ):
                         found.add(value.value)
     expanded = set()
     for literal in found:
@@ -90,8 +104,10 @@ def _seconds_to_check(password):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(min_size=0, max_size=90) | st.text(alphabet=string.ascii_letters + string.digits + "-!", max_size=40),
-       st.sampled_from(["", "ann", "radiologist", "admin"]))
+@given(
+    st.text(min_size=0, max_size=90) | st.text(alphabet=string.ascii_letters + string.digits + "-!", max_size=40),
+    st.sampled_from(["", "ann", "radiologist", "admin"]),
+)
 def test_an_accepted_password_is_long_unguessable_and_free_of_the_username(password, username):
     try:
         check_policy(password, username)
@@ -104,6 +120,7 @@ def test_an_accepted_password_is_long_unguessable_and_free_of_the_username(passw
 
 
 # --- Accounts on SQLite ----------------------------------------------------------------------
+
 
 class Recorder:
     """The audit trail's record(); what it writes is the audit's own tests' business."""
@@ -188,8 +205,7 @@ def real_users(accounts):
 REACHED = set()
 
 
-attempts = st.lists(st.tuples(st.sampled_from(ADDRESSES), st.integers(0, 5), st.booleans()), min_size=1,
-                    max_size=60)
+attempts = st.lists(st.tuples(st.sampled_from(ADDRESSES), st.integers(0, 5), st.booleans()), min_size=1, max_size=60)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -217,8 +233,9 @@ def test_the_lockout_follows_its_rule(strict, real_users, sequence):
         elif right and user is not None:
             expected = 200
             failures = [(n, a) for n, a in failures if n != name]
-            REACHED.add("right password from a locked address" if from_address > POLICY.per_address
-                        else "right password")
+            REACHED.add(
+                "right password from a locked address" if from_address > POLICY.per_address else "right password"
+            )
         else:
             failures.append((name, address))
             expected = LOCKED if from_address + 1 > POLICY.per_address else 401

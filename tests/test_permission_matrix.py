@@ -18,11 +18,11 @@ scope) and not of another (out of scope).
 import json
 from dataclasses import dataclass
 
+import dicomgen
 import pytest
 import requests
-
-import dicomgen
 from pacs_server import ADMIN_PASSWORD, PacsServer
+
 from plugin.auth import permissions
 
 ADMIN, RAD, TECH, REF = "admin", "radiologist", "technologist", "referrer"
@@ -300,6 +300,7 @@ MATRIX = (
 
 # --- the world the matrix runs in ---------------------------------------------------
 
+
 def store_study(server, folder, referring_physician):
     spec = dicomgen.StudySpec(referring_physician=referring_physician)
     server.storescu(dicomgen.write(dicomgen.ct_series(spec, slices=2, rows=16, cols=16), folder))
@@ -312,9 +313,16 @@ def first_instance(server, study_uid):
 
 
 def create_user(server, role, referring_names=()):
-    answer = server.post("/pacs/api/users", json={
-        "username": f"matrix-{role}", "password": PASSWORD.format(role), "role": role,
-        "display_name": f"Matrix {role}", "referring_names": list(referring_names)})
+    answer = server.post(
+        "/pacs/api/users",
+        json={
+            "username": f"matrix-{role}",
+            "password": PASSWORD.format(role),
+            "role": role,
+            "display_name": f"Matrix {role}",
+            "referring_names": list(referring_names),
+        },
+    )
     assert answer.status_code == 201, answer.text
     return answer.json()
 
@@ -347,9 +355,16 @@ def world(tmp_path_factory):
         logins = {role: (f"matrix-{role}", PASSWORD.format(role)) for role in (RAD, TECH, REF)}
         logins[ADMIN] = ("admin", ADMIN_PASSWORD)
         headers["login"] = lambda principal: bearer(server, *logins[principal]) if principal else {}
-        ids = dict(study_in=study_in, study_out=study_out, orthanc_in=orthanc_ids[study_in],
-                   series_in=series_in, sop_in=sop_in, series_out=series_out, sop_out=sop_out,
-                   instance_in=instance_in)
+        ids = dict(
+            study_in=study_in,
+            study_out=study_out,
+            orthanc_in=orthanc_ids[study_in],
+            series_in=series_in,
+            sop_in=sop_in,
+            series_out=series_out,
+            sop_out=sop_out,
+            instance_in=instance_in,
+        )
         yield server, headers, ids
     finally:
         server.kill()  # thrown away: no need to wait for a graceful stop
@@ -367,15 +382,27 @@ def fill(template, ids):
 def send(server, method, path, headers, body, ids):
     if isinstance(body, (dict, list)):
         body, headers = fill(json.dumps(body), ids), dict(headers, **{"Content-Type": "application/json"})
-    return requests.request(method, server.url(path), data=fill(body, ids), headers=headers,
-                            timeout=60, allow_redirects=False)
+    return requests.request(
+        method, server.url(path), data=fill(body, ids), headers=headers, timeout=60, allow_redirects=False
+    )
 
 
 # How the guard words a refusal on our /pacs routes (plugin/auth/guard.py); the HTTP
 # filter's refusal on every other route is a bare 403.
-GUARD_REFUSALS = ("this route is", "login required", "session", "invalid", "malformed Basic",
-                  "HTTP Basic", "your role may not", "name the study", "this study is not in your scope",
-                  "CSRF", "query parameter", "no such page")
+GUARD_REFUSALS = (
+    "this route is",
+    "login required",
+    "session",
+    "invalid",
+    "malformed Basic",
+    "HTTP Basic",
+    "your role may not",
+    "name the study",
+    "this study is not in your scope",
+    "CSRF",
+    "query parameter",
+    "no such page",
+)
 
 
 def is_denied(answer):
@@ -415,7 +442,9 @@ def guard_would_allow(method, path, role):
     """For requests never sent (reset, shutdown): the table's answer for a role."""
     rule, _ = permissions.match(method, path)
     return rule is not None and rule.permission in permissions.permissions_of(role) | {
-        permissions.PUBLIC, permissions.AUTHENTICATED}
+        permissions.PUBLIC,
+        permissions.AUTHENTICATED,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -441,15 +470,13 @@ def describe(entry, principal, status):
 
 
 def test_no_unauthorised_success(outcomes):
-    unauthorised = [describe(*cell) for cell in outcomes
-                    if cell[1] not in cell[0].allowed and cell[2] != DENIED]
+    unauthorised = [describe(*cell) for cell in outcomes if cell[1] not in cell[0].allowed and cell[2] != DENIED]
     print(f"\n{len(outcomes)} cells, {len(MATRIX)} routes x {len(PRINCIPALS)} principals")
     assert unauthorised == [], "\n".join(unauthorised)
 
 
 def test_no_wrongful_denial(outcomes):
-    wrongly_denied = [describe(*cell) for cell in outcomes
-                      if cell[1] in cell[0].allowed and cell[2] == DENIED]
+    wrongly_denied = [describe(*cell) for cell in outcomes if cell[1] in cell[0].allowed and cell[2] == DENIED]
     assert wrongly_denied == [], "\n".join(wrongly_denied)
 
 
@@ -457,8 +484,9 @@ def test_the_guard_itself_never_fails(outcomes, world):
     """A guard that raised in the HTTP filter would deny (403: seen above); in front of
     our routes Orthanc would answer 500 without our JSON. Handlers' own 500s
     ({"error": "internal error"}) are not the guard's: listed, not failed here."""
-    guard_errors = [describe(*cell) for cell in outcomes
-                    if isinstance(cell[2], int) and cell[2] >= 500 and cell[2] != HANDLER_ERROR]
+    guard_errors = [
+        describe(*cell) for cell in outcomes if isinstance(cell[2], int) and cell[2] >= 500 and cell[2] != HANDLER_ERROR
+    ]
     handler_errors = sorted({describe(*cell) for cell in outcomes if cell[2] == HANDLER_ERROR})
     if handler_errors:
         print("\nhandlers that answered 500 (not the guard):\n" + "\n".join(handler_errors))
@@ -477,8 +505,12 @@ def test_every_rule_of_the_table_is_walked(world):
 def test_every_method_of_every_rule_is_walked(world):
     _, _, ids = world
     walked = {(permissions.match(r.method, fill(r.path, ids).split("?")[0])[0], r.method) for r in MATRIX}
-    missing = [f"{method} {rule.pattern.pattern}" for rule in permissions.RULES for method in sorted(rule.methods)
-               if (rule, method) not in walked]
+    missing = [
+        f"{method} {rule.pattern.pattern}"
+        for rule in permissions.RULES
+        for method in sorted(rule.methods)
+        if (rule, method) not in walked
+    ]
     assert missing == [], "no matrix row for:\n" + "\n".join(missing)
 
 
@@ -503,10 +535,12 @@ def test_referrer_cannot_reach_other_studies_through_a_study_in_scope(world):
     for template in urls:
         answer = requests.get(server.url(fill(template, ids)), headers=headers[REF], timeout=30)
         kind = answer.headers.get("Content-Type", "").split(";")[0]
-        if answer.status_code == 200 and (ids["sop_out"].encode() in answer.content
-                                          or ids["series_out"].encode() in answer.content
-                                          or kind.startswith(("image/", "multipart/"))
-                                          or kind == "application/dicom"):
+        if answer.status_code == 200 and (
+            ids["sop_out"].encode() in answer.content
+            or ids["series_out"].encode() in answer.content
+            or kind.startswith(("image/", "multipart/"))
+            or kind == "application/dicom"
+        ):
             leaks.append(f"{template}: {answer.status_code} {answer.headers.get('Content-Type')}")
     assert leaks == [], "\n".join(leaks)
 
@@ -517,8 +551,9 @@ def test_referrer_worklist_lists_only_studies_in_scope(world):
     assert answer.status_code == 200, answer.text
     uids = {item["study_instance_uid"] for item in answer.json()["items"]}
     assert uids == {ids["study_in"]}
-    qido = requests.get(server.url(f"/dicom-web/studies?StudyInstanceUID={ids['study_in']}"),
-                        headers=headers[REF], timeout=30)
+    qido = requests.get(
+        server.url(f"/dicom-web/studies?StudyInstanceUID={ids['study_in']}"), headers=headers[REF], timeout=30
+    )
     assert qido.status_code == 200 and ids["study_out"] not in qido.text
 
 

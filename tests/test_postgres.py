@@ -5,10 +5,9 @@ Skipped, with the reason, where PostgreSQL is not reachable on 127.0.0.1:5432.
 
 import uuid
 
+import dicomgen
 import psycopg2
 import pytest
-
-import dicomgen
 from pacs_server import PacsServer
 
 ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
@@ -38,8 +37,11 @@ def pg_database():
 
 def _study_row(url, study_uid):
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
-        cur.execute("SELECT s.instance_count, s.modalities, p.name FROM study s "
-                    "JOIN patient p ON p.id = s.patient_id WHERE s.study_instance_uid = %s", (study_uid,))
+        cur.execute(
+            "SELECT s.instance_count, s.modalities, p.name FROM study s "
+            "JOIN patient p ON p.id = s.patient_id WHERE s.study_instance_uid = %s",
+            (study_uid,),
+        )
         return cur.fetchone()
 
 
@@ -62,8 +64,7 @@ def test_index_on_postgresql_survives_restart(pg_database, tmp_path):
 
 
 def test_unreachable_database_stops_start_up_with_a_clear_log(tmp_path):
-    server = PacsServer(tmp_path / "pacs",
-                        environ={"PACS_DATABASE_URL": "postgresql://nobody:secret@127.0.0.1:1/none"})
+    server = PacsServer(tmp_path / "pacs", environ={"PACS_DATABASE_URL": "postgresql://nobody:secret@127.0.0.1:1/none"})
     with pytest.raises(RuntimeError, match="exited"):
         server.start(timeout=30)
     log = server.log_text()

@@ -15,9 +15,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
-import dicomgen
-from conftest import log_in
 from pacs_server import ADMIN_PASSWORD, PacsServer
 from test_report_ui import Reader, accept_dialogs, type_at_end, wait_checked, wait_saved
 from test_reports_api import PASSWORD, pdf_text, user
@@ -44,9 +41,16 @@ def shot(page, name, full_page=True):
 
 def add_users(server, *users):
     for username, role, names in users:
-        server.post("/pacs/api/users", json={"username": username, "password": PASSWORD, "role": role,
-                                             "display_name": f"Dr {username.upper()}",
-                                             "referring_names": names}).raise_for_status()
+        server.post(
+            "/pacs/api/users",
+            json={
+                "username": username,
+                "password": PASSWORD,
+                "role": role,
+                "display_name": f"Dr {username.upper()}",
+                "referring_names": names,
+            },
+        ).raise_for_status()
 
 
 @pytest.fixture(scope="module")
@@ -87,12 +91,19 @@ def sign(server, key, findings):
     saved = rad2.put(url, json={"version": 0, "findings": findings})
     assert saved.status_code == 200, saved.text
     assert rad2.post(url + "/finalize", json={"version": saved.json()["version"]}).status_code == 200
-    server.wait_for(lambda: server.index_rows(
-        "SELECT 1 FROM series s JOIN study t ON t.id = s.study_id WHERE t.study_instance_uid = ? AND "
-        "s.modality = 'DOC'", (server.uids[key],)), timeout=30, what="the report's PDF series in the index")
+    server.wait_for(
+        lambda: server.index_rows(
+            "SELECT 1 FROM series s JOIN study t ON t.id = s.study_id WHERE t.study_instance_uid = ? AND "
+            "s.modality = 'DOC'",
+            (server.uids[key],),
+        ),
+        timeout=30,
+        what="the report's PDF series in the index",
+    )
 
 
 # --- sessions ------------------------------------------------------------------------------
+
 
 def test_a_session_outlives_its_access_token_and_says_when_it_has_ended(browser, tmp_path):
     """Access tokens of 3 s stand for 15 minutes, an idle limit of 10.8 s for 2 hours."""
@@ -138,6 +149,7 @@ def test_a_session_outlives_its_access_token_and_says_when_it_has_ended(browser,
 
 # --- the report editor ---------------------------------------------------------------------
 
+
 def test_type_and_reload_shows_the_latest_save_and_the_author_signs(browser, server):
     rad1 = Reader(browser, server, "rad1", viewport=DESKTOP, viewer_window=True)
     try:
@@ -162,9 +174,11 @@ def test_type_and_reload_shows_the_latest_save_and_the_author_signs(browser, ser
         # This browser's copy that the server lacks (say a save cut off), on top of the
         # author's own later save: restoring it is no conflict, and signing works.
         version = api.get(url).json()["version"]
-        page.evaluate("""([key, version]) => localStorage.setItem(key, JSON.stringify(
+        page.evaluate(
+            """([key, version]) => localStorage.setItem(key, JSON.stringify(
             {base: version - 1, at: Date.now(), sections: {findings: 'Restored findings.'}}))""",
-                      [f"pacs.report:{server.uids['knee']}:rad1", version])
+            [f"pacs.report:{server.uids['knee']}:rad1", version],
+        )
         page.reload()
         page.wait_for_selector("#restore-banner", state="visible")
         shot(page, "report-restore-my-copy")
@@ -230,6 +244,7 @@ def test_a_claimed_study_is_read_only_up_front_with_a_take_over(browser, server)
 
 # --- the signed report on the study page, worklist and dashboard -----------------------------
 
+
 def test_the_signed_reports_pdf_series_is_the_report_not_images(browser, server):
     sign(server, "chest", "No acute findings.")
     rad1 = Reader(browser, server, "rad1", viewport=DESKTOP)
@@ -255,8 +270,9 @@ def test_the_signed_reports_pdf_series_is_the_report_not_images(browser, server)
         page.goto(server.url("/pacs/dashboard"))
         if page.locator("#per-day-chart").count():
             page.wait_for_function("() => window.Chart && Chart.getChart(document.getElementById('per-day-chart'))")
-            labels = page.evaluate("Chart.getChart(document.getElementById('per-day-chart')).data.datasets"
-                                   ".map(d => d.label)")
+            labels = page.evaluate(
+                "Chart.getChart(document.getElementById('per-day-chart')).data.datasets.map(d => d.label)"
+            )
             assert "DOC" not in labels and {"CT", "MR"} <= set(labels)
         shot(page, "dashboard-without-doc")
     finally:
@@ -264,6 +280,7 @@ def test_the_signed_reports_pdf_series_is_the_report_not_images(browser, server)
 
 
 # --- the worklist ------------------------------------------------------------------------------
+
 
 def test_worklist_search_highlight_claim_take_and_priority(browser, server):
     rad1 = Reader(browser, server, "rad1", viewport=DESKTOP)
@@ -277,26 +294,35 @@ def test_worklist_search_highlight_claim_take_and_priority(browser, server):
 
         # A study arrives while the page is open: highlighted once; paging, sorting and
         # filtering then bring older studies into view, never highlighted.
-        uid, files = study_files(server.folder / "new", "Newman^Nora", "P-405", "ACC-405", 0, "CT", "WHO^DR",
-                                 "CT WRIST")
+        uid, files = study_files(
+            server.folder / "new", "Newman^Nora", "P-405", "ACC-405", 0, "CT", "WHO^DR", "CT WRIST"
+        )
         server.storescu(files)
         page.wait_for_selector(f'tr[data-uid="{uid}"].row-new', timeout=15_000)
         server.uids["wrist"] = uid
         page.wait_for_function("() => !document.querySelector('tr.row-new')", timeout=10_000)
-        for change in (lambda: page.click('[data-page="next"]'),
-                       lambda: page.click('button[data-sort="patient_name"]'),
-                       lambda: page.select_option("#filter-modality", "CT"),
-                       lambda: page.click('[data-page="next"]')):
+        for change in (
+            lambda: page.click('[data-page="next"]'),
+            lambda: page.click('button[data-sort="patient_name"]'),
+            lambda: page.select_option("#filter-modality", "CT"),
+            lambda: page.click('[data-page="next"]'),
+        ):
             before = page.evaluate("() => Array.from(document.querySelectorAll('tr.study-row'), r => r.dataset.uid)")
             change()
-            page.wait_for_function("before => Array.from(document.querySelectorAll('tr.study-row'), r => r.dataset.uid)"
-                                   ".join() !== before.join()", arg=before, timeout=REFRESH_SECONDS * 1000)
+            page.wait_for_function(
+                "before => Array.from(document.querySelectorAll('tr.study-row'), r => r.dataset.uid)"
+                ".join() !== before.join()",
+                arg=before,
+                timeout=REFRESH_SECONDS * 1000,
+            )
             assert page.locator("tr.row-new").count() == 0
 
         page.goto(server.url("/pacs/?q=ACC-401"))
         wait_rows(page, ["ACC-401"])
         row = page.locator("tr.study-row")
-        assert row.locator('[data-action="assign"]').get_attribute("title").startswith("Take: put this study on your list")
+        assert (
+            row.locator('[data-action="assign"]').get_attribute("title").startswith("Take: put this study on your list")
+        )
         assert page.locator(".worklist-legend").is_visible()
         priority = row.locator('select[data-action="priority"]')
         priority.wait_for()
@@ -305,8 +331,11 @@ def test_worklist_search_highlight_claim_take_and_priority(browser, server):
         assert priority.is_enabled()
         shot(page, "worklist-priority-being-changed", full_page=False)
         priority.select_option("urgent")
-        server.wait_for(lambda: server.indexed_study(server.uids["head"])["priority"] == "urgent", timeout=5,
-                        what="the priority chosen")
+        server.wait_for(
+            lambda: server.indexed_study(server.uids["head"])["priority"] == "urgent",
+            timeout=5,
+            what="the priority chosen",
+        )
         page.wait_for_function("select => select.disabled", arg=priority.element_handle())
         server.post(f"/pacs/api/studies/{server.uids['head']}/priority", json={"priority": "routine"})
         page.goto(server.url("/pacs/"))
@@ -399,6 +428,7 @@ def test_one_person_name_form_and_the_order_forms_name_fields(browser, server):
 
 
 # --- administration ------------------------------------------------------------------------------
+
 
 def test_admin_safe_defaults_name_hints_and_a_readable_audit(browser, server):
     admin = Reader(browser, server, "admin", viewport=DESKTOP, password=ADMIN_PASSWORD)

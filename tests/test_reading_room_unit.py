@@ -5,6 +5,7 @@ import datetime
 import importlib
 
 import pytest
+from test_studyindex_unit import FakeOrthanc, index_db, migrated_file, orthanc_series, stored  # noqa: F401 (fixtures)
 
 from plugin import audit as audit_module
 from plugin.auth.accounts import Principal
@@ -14,31 +15,36 @@ from plugin.dicomnames import display_name, name_parts, pn_from_parts, pn_from_t
 from plugin.models import Series, Study, StudyTerm
 from plugin.reports.pdf import file_name
 from plugin.worklist import query
-from test_studyindex_unit import FakeOrthanc, index_db, migrated_file, orthanc_series, stored  # noqa: F401 (fixtures)
 
 
-@pytest.mark.parametrize("value, shown", [
-    ("Müller^Anna", "MÜLLER, Anna"),
-    ("DOE^JANE", "DOE, JANE"),
-    ("Yamada^Taro=山田^太郎", "YAMADA, Taro (山田 太郎)"),
-    ("Yamada^Taro=山田^太郎=やまだ^たろう", "YAMADA, Taro (山田 太郎 / やまだ たろう)"),
-    ("Smith^John^A^Dr.^Jr.", "Dr. SMITH, John A, Jr."),
-    ("=山田^太郎", "山田 太郎"),
-    ("O'Neill^Mary", "O'NEILL, Mary"),
-    ("SMITH", "SMITH"),
-    ("", ""),
-    ("^^", ""),
-])
+@pytest.mark.parametrize(
+    "value, shown",
+    [
+        ("Müller^Anna", "MÜLLER, Anna"),
+        ("DOE^JANE", "DOE, JANE"),
+        ("Yamada^Taro=山田^太郎", "YAMADA, Taro (山田 太郎)"),
+        ("Yamada^Taro=山田^太郎=やまだ^たろう", "YAMADA, Taro (山田 太郎 / やまだ たろう)"),
+        ("Smith^John^A^Dr.^Jr.", "Dr. SMITH, John A, Jr."),
+        ("=山田^太郎", "山田 太郎"),
+        ("O'Neill^Mary", "O'NEILL, Mary"),
+        ("SMITH", "SMITH"),
+        ("", ""),
+        ("^^", ""),
+    ],
+)
 def test_one_formatter_for_every_person_name(value, shown):
     assert display_name(value) == shown
 
 
-@pytest.mark.parametrize("family, given, pn", [
-    ("Doe", "Jane", "Doe^Jane"),
-    ("  Doe ", " Jane  Mary ", "Doe^Jane Mary"),
-    ("Doe", "", "Doe"),
-    ("Do^e", "Ja=ne", "Do e^Ja ne"),  # a caret or "=" typed in a field cannot change the name's structure
-])
+@pytest.mark.parametrize(
+    "family, given, pn",
+    [
+        ("Doe", "Jane", "Doe^Jane"),
+        ("  Doe ", " Jane  Mary ", "Doe^Jane Mary"),
+        ("Doe", "", "Doe"),
+        ("Do^e", "Ja=ne", "Do e^Ja ne"),  # a caret or "=" typed in a field cannot change the name's structure
+    ],
+)
 def test_family_and_given_fields_make_a_dicom_name(family, given, pn):
     assert pn_from_parts(family, given) == pn
 
@@ -49,10 +55,16 @@ def test_a_name_splits_into_the_two_fields_and_back():
     assert name_parts("Smith^John^A^Dr.^Jr.") == ("Smith", "John A")
 
 
-@pytest.mark.parametrize("typed, pn", [
-    ("Smith, John", "Smith^John"), ("SMITH^JOHN", "SMITH^JOHN"), ("Smith", "Smith"),
-    ("  Smith ,  John Paul ", "Smith^John Paul"), ("Who^Dr", "Who^Dr"),
-])
+@pytest.mark.parametrize(
+    "typed, pn",
+    [
+        ("Smith, John", "Smith^John"),
+        ("SMITH^JOHN", "SMITH^JOHN"),
+        ("Smith", "Smith"),
+        ("  Smith ,  John Paul ", "Smith^John Paul"),
+        ("Who^Dr", "Who^Dr"),
+    ],
+)
 def test_a_referrer_name_typed_in_words_or_as_dicom(typed, pn):
     assert pn_from_text(typed) == pn
 
@@ -69,11 +81,17 @@ def test_audit_details_read_as_name_value_pairs():
 
 # --- the report's PDF series is a document, not images; the description is searched -------------
 
+
 def test_a_document_series_is_not_an_image_nor_a_modality(index_db):
     orthanc = FakeOrthanc()
-    orthanc.add("s1", series=[orthanc_series(instances=3, body_part="KNEE"),
-                              orthanc_series(number="9001", modality="DOC", body_part="", instances=1)],
-                StudyDescription="MR KNEE LEFT")
+    orthanc.add(
+        "s1",
+        series=[
+            orthanc_series(instances=3, body_part="KNEE"),
+            orthanc_series(number="9001", modality="DOC", body_part="", instances=1),
+        ],
+        StudyDescription="MR KNEE LEFT",
+    )
     stored("s1", orthanc)
     row = Study.get(Study.orthanc_id == "s1")
     assert (row.modalities, row.body_parts, row.series_count, row.instance_count) == ("CT", "KNEE", 1, 3)
@@ -84,13 +102,17 @@ def test_a_document_series_is_not_an_image_nor_a_modality(index_db):
 
 def test_the_migration_recounts_studies_and_adds_descriptions_to_the_search(index_db):
     orthanc = FakeOrthanc()
-    orthanc.add("s1", series=[orthanc_series(instances=3), orthanc_series(number="2", modality="DOC", instances=1)],
-                StudyDescription="CT KNEE")
+    orthanc.add(
+        "s1",
+        series=[orthanc_series(instances=3), orthanc_series(number="2", modality="DOC", instances=1)],
+        StudyDescription="CT KNEE",
+    )
     stored("s1", orthanc)
     row = Study.get(Study.orthanc_id == "s1")
     # As an older index had it: the DOC series counted, the description not searchable.
-    Study.update(modalities="CT\\DOC", series_count=2, instance_count=4,
-                 search_text="doe jane pid1 acc1").where(Study.id == row.id).execute()
+    Study.update(modalities="CT\\DOC", series_count=2, instance_count=4, search_text="doe jane pid1 acc1").where(
+        Study.id == row.id
+    ).execute()
     StudyTerm.delete().where(StudyTerm.study == row.id, StudyTerm.term.in_(["ct", "knee"])).execute()
     importlib.import_module("plugin.migrations.m0009_documents_and_descriptions").up(index_db)
     row = Study.get_by_id(row.id)
@@ -103,14 +125,32 @@ def test_the_migration_recounts_studies_and_adds_descriptions_to_the_search(inde
 
 # --- the PDF's file name ------------------------------------------------------------------
 
-@pytest.mark.parametrize("study, signed_at, name", [
-    ({"patient_name": "Müller^Anna", "study_date": "2026-12-04", "accession_number": "ACC-200", "patient_id": "P1"},
-     "2026-12-05T09:00:00Z", "MULLER_Anna_2026-12-04_ACC-200_report.pdf"),
-    ({"patient_name": "山田^太郎", "study_date": None, "accession_number": "", "patient_id": "P/2 x"},
-     "2026-12-03T10:00:00Z", "P-2-x_2026-12-03_report.pdf"),
-    ({"patient_name": "O'Neill^Mary Ann", "study_date": None, "accession_number": "A 1/../x", "patient_id": ""},
-     None, "O-NEILL_Mary-Ann_2026-12-06_A-1-x_report.pdf"),
-])
+
+@pytest.mark.parametrize(
+    "study, signed_at, name",
+    [
+        (
+            {
+                "patient_name": "Müller^Anna",
+                "study_date": "2026-12-04",
+                "accession_number": "ACC-200",
+                "patient_id": "P1",
+            },
+            "2026-12-05T09:00:00Z",
+            "MULLER_Anna_2026-12-04_ACC-200_report.pdf",
+        ),
+        (
+            {"patient_name": "山田^太郎", "study_date": None, "accession_number": "", "patient_id": "P/2 x"},
+            "2026-12-03T10:00:00Z",
+            "P-2-x_2026-12-03_report.pdf",
+        ),
+        (
+            {"patient_name": "O'Neill^Mary Ann", "study_date": None, "accession_number": "A 1/../x", "patient_id": ""},
+            None,
+            "O-NEILL_Mary-Ann_2026-12-06_A-1-x_report.pdf",
+        ),
+    ],
+)
 def test_the_pdf_is_named_for_filing(study, signed_at, name):
     noon = datetime.datetime(2026, 12, 6, 12, tzinfo=datetime.timezone.utc).timestamp()
     assert file_name({"study": study, "signed_at": signed_at}, Clock(datetime.timezone.utc, lambda: noon)) == name

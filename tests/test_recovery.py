@@ -7,10 +7,9 @@ import sqlite3
 import threading
 import time
 
+import dicomgen
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage
-
-import dicomgen
 
 BIG_STUDY_INSTANCES = 400
 KILL_AFTER_INSTANCES = 40
@@ -19,10 +18,13 @@ STUDY_ROWS = "SELECT id, orthanc_id, instance_count, indexed_at FROM study ORDER
 
 # --- helpers ---------------------------------------------------------------------
 
+
 def orthanc_instance_counts(server):
     """{study orthanc_id: instances} of what Orthanc holds."""
-    return {study_id: server.get(f"/studies/{study_id}/statistics").json()["CountInstances"]
-            for study_id in server.orthanc_studies()}
+    return {
+        study_id: server.get(f"/studies/{study_id}/statistics").json()["CountInstances"]
+        for study_id in server.orthanc_studies()
+    }
 
 
 def indexed_instance_counts(server):
@@ -87,8 +89,7 @@ def insert_copy(conn, source_orthanc_id, **changes):
     """Insert a study row copied from another one, with some columns changed."""
     row = dict(conn.execute("SELECT * FROM study WHERE orthanc_id = ?", (source_orthanc_id,)).fetchone())
     row.update(id=None, **changes)
-    conn.execute(f"INSERT INTO study ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                 list(row.values()))
+    conn.execute(f"INSERT INTO study ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
 
 
 class Sender(threading.Thread):
@@ -120,14 +121,18 @@ def big_study(instances):
 
 # --- tests ---------------------------------------------------------------------------
 
+
 def test_sigkill_during_ingestion_then_restart_reconciles(fresh_pacs, tmp_path):
     server = fresh_pacs
     [complete] = store_studies(server, tmp_path, 3)
     spec, datasets = big_study(BIG_STUDY_INSTANCES)
     sender = Sender(server, datasets)
     sender.start()
-    server.wait_for(lambda: sender.acknowledged >= KILL_AFTER_INSTANCES, interval=0.005,
-                    what=f"{KILL_AFTER_INSTANCES} instances acknowledged")
+    server.wait_for(
+        lambda: sender.acknowledged >= KILL_AFTER_INSTANCES,
+        interval=0.005,
+        what=f"{KILL_AFTER_INSTANCES} instances acknowledged",
+    )
 
     server.kill()
     acknowledged = sender.acknowledged
@@ -151,10 +156,16 @@ def test_rows_changed_behind_the_plugins_back_are_repaired_at_start(fresh_pacs, 
 
     with index_behind_its_back(server) as conn:
         conn.execute("DELETE FROM study WHERE orthanc_id = ?", (lost["orthanc_id"],))
-        conn.execute("UPDATE study SET instance_count = 99, orthanc_last_update = 'stale' "
-                     "WHERE orthanc_id = ?", (stale["orthanc_id"],))
-        insert_copy(conn, stale["orthanc_id"], study_instance_uid="1.2.3.4.5.bogus",
-                    orthanc_id="00000000-00000000-00000000-00000000-00000000")  # not in Orthanc
+        conn.execute(
+            "UPDATE study SET instance_count = 99, orthanc_last_update = 'stale' WHERE orthanc_id = ?",
+            (stale["orthanc_id"],),
+        )
+        insert_copy(
+            conn,
+            stale["orthanc_id"],
+            study_instance_uid="1.2.3.4.5.bogus",
+            orthanc_id="00000000-00000000-00000000-00000000-00000000",
+        )  # not in Orthanc
 
     start_again(server)
 
@@ -169,8 +180,10 @@ def test_clean_restart_loses_nothing_and_reindexes_nothing(fresh_pacs, tmp_path)
     stored = {row["orthanc_id"]: row["instance_count"] for row in store_studies(server, tmp_path, 1, 2)}
     # The plugin indexes a study on its own clock, then again on Orthanc's STABLE_STUDY:
     # compare with the index once both have happened.
-    server.wait_for(lambda: all(server.get(f"/studies/{oid}").json()["IsStable"] for oid in stored),
-                    what="Orthanc calling the studies stable")
+    server.wait_for(
+        lambda: all(server.get(f"/studies/{oid}").json()["IsStable"] for oid in stored),
+        what="Orthanc calling the studies stable",
+    )
     index_before = server.wait_for(settled_index(server), what="the index to settle")
     assert orthanc_instance_counts(server) == stored
 

@@ -4,16 +4,14 @@ query and retrieve against a second DICOM node (a plain Orthanc)."""
 
 import socket
 import subprocess
-import threading
 import time
 
-import pytest
-from pynetdicom import AE, evt
-from pynetdicom.sop_class import CTImageStorage, MRImageStorage, Verification
-
 import dicomgen
+import pytest
 from conftest import log_in
 from pacs_server import ADMIN_PASSWORD, PacsServer, free_port
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import CTImageStorage, MRImageStorage, Verification
 
 FAST = {"Pacs": {"RemoteTimeoutSeconds": 3}}
 
@@ -27,8 +25,9 @@ class StoragePeer:
         ae.add_supported_context(Verification)
         for sop in (CTImageStorage, MRImageStorage):
             ae.add_supported_context(sop)
-        self._server = ae.start_server(("127.0.0.1", self.port), block=False,
-                                       evt_handlers=[(evt.EVT_C_STORE, self._store)])
+        self._server = ae.start_server(
+            ("127.0.0.1", self.port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._store)]
+        )
 
     def _store(self, event):
         self.received.append(event.dataset.SOPInstanceUID)
@@ -42,8 +41,11 @@ class StoragePeer:
 def site(tmp_path_factory):
     folder = tmp_path_factory.mktemp("nodes")
     pacs = PacsServer(folder / "pacs", overrides=FAST).start()
-    peer = PacsServer(folder / "peer", plugin=False, overrides={"DicomAet": "PEER", "DicomAlwaysAllowFind": True,
-                                                                "DicomAlwaysAllowMove": True}).start()
+    peer = PacsServer(
+        folder / "peer",
+        plugin=False,
+        overrides={"DicomAet": "PEER", "DicomAlwaysAllowFind": True, "DicomAlwaysAllowMove": True},
+    ).start()
     peer.aet = "PEER"
     peer.put("/modalities/PACS", json={"AET": "PACS", "Host": "127.0.0.1", "Port": pacs.dicom_port})
     storage = StoragePeer()
@@ -66,6 +68,7 @@ def wait_job(pacs, job_id, timeout=60):
     def finished():
         job = pacs.get(f"/pacs/api/jobs/{job_id}").json()
         return job if job["state"] in ("Success", "Failure") else None
+
     return pacs.wait_for(finished, timeout=timeout, interval=0.3, what=f"job {job_id}")
 
 
@@ -87,15 +90,18 @@ def test_nodes_are_listed_and_echoed(site):
     assert pacs.post("/pacs/api/nodes/nobody/echo").status_code == 404
 
 
-@pytest.mark.parametrize("name, body, message", [
-    ("bad name!", {"aet": "X", "host": "127.0.0.1", "port": 104}, "node name"),
-    ("n1", {"aet": "A" * 17, "host": "127.0.0.1", "port": 104}, "aet must be"),
-    ("n1", {"aet": "BACK\\SLASH", "host": "127.0.0.1", "port": 104}, "aet must be"),
-    ("n1", {"aet": "X", "host": "evil host", "port": 104}, "host must be"),
-    ("n1", {"aet": "X", "host": "127.0.0.1", "port": 70000}, "port must be"),
-    ("n1", {"aet": "X", "host": "127.0.0.1", "port": "104"}, "port must be"),
-    ("n1", {"aet": "X", "host": "127.0.0.1", "port": 104, "allow_find": "yes"}, "allow_find"),
-])
+@pytest.mark.parametrize(
+    "name, body, message",
+    [
+        ("bad name!", {"aet": "X", "host": "127.0.0.1", "port": 104}, "node name"),
+        ("n1", {"aet": "A" * 17, "host": "127.0.0.1", "port": 104}, "aet must be"),
+        ("n1", {"aet": "BACK\\SLASH", "host": "127.0.0.1", "port": 104}, "aet must be"),
+        ("n1", {"aet": "X", "host": "evil host", "port": 104}, "host must be"),
+        ("n1", {"aet": "X", "host": "127.0.0.1", "port": 70000}, "port must be"),
+        ("n1", {"aet": "X", "host": "127.0.0.1", "port": "104"}, "port must be"),
+        ("n1", {"aet": "X", "host": "127.0.0.1", "port": 104, "allow_find": "yes"}, "allow_find"),
+    ],
+)
 def test_bad_nodes_are_refused(site, name, body, message):
     answer = site[0].put(f"/pacs/api/nodes/{name}", json=body)
     assert answer.status_code in (400, 404) and message in answer.json().get("error", message)
@@ -104,23 +110,93 @@ def test_bad_nodes_are_refused(site, name, body, message):
 def test_known_aes_query_and_retrieve_from_us(site):
     pacs, _peer, storage = site
     uid = pacs.ours.study_uid
-    find = dcmtk("findscu", "-S", "-aet", "FINDSCU", "-aec", "PACS", "127.0.0.1", str(pacs.dicom_port),
-                 "-k", "QueryRetrieveLevel=STUDY", "-k", "PatientID=P-OURS", "-k", "StudyInstanceUID")
+    find = dcmtk(
+        "findscu",
+        "-S",
+        "-aet",
+        "FINDSCU",
+        "-aec",
+        "PACS",
+        "127.0.0.1",
+        str(pacs.dicom_port),
+        "-k",
+        "QueryRetrieveLevel=STUDY",
+        "-k",
+        "PatientID=P-OURS",
+        "-k",
+        "StudyInstanceUID",
+    )
     assert find.returncode == 0 and uid in find.stderr
-    stranger = dcmtk("findscu", "-S", "-aet", "STRANGER", "-aec", "PACS", "127.0.0.1", str(pacs.dicom_port),
-                     "-k", "QueryRetrieveLevel=STUDY", "-k", "PatientID=P-OURS", "-k", "StudyInstanceUID")
+    stranger = dcmtk(
+        "findscu",
+        "-S",
+        "-aet",
+        "STRANGER",
+        "-aec",
+        "PACS",
+        "127.0.0.1",
+        str(pacs.dicom_port),
+        "-k",
+        "QueryRetrieveLevel=STUDY",
+        "-k",
+        "PatientID=P-OURS",
+        "-k",
+        "StudyInstanceUID",
+    )
     assert uid not in stranger.stderr  # unknown AEs may not query
-    move = dcmtk("movescu", "-S", "-aet", storage.aet, "-aem", storage.aet, "-aec", "PACS", "127.0.0.1",
-                 str(pacs.dicom_port), "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={uid}")
+    move = dcmtk(
+        "movescu",
+        "-S",
+        "-aet",
+        storage.aet,
+        "-aem",
+        storage.aet,
+        "-aec",
+        "PACS",
+        "127.0.0.1",
+        str(pacs.dicom_port),
+        "-k",
+        "QueryRetrieveLevel=STUDY",
+        "-k",
+        f"StudyInstanceUID={uid}",
+    )
     assert move.returncode == 0, move.stderr
     assert len(storage.received) == 3
-    unknown = dcmtk("movescu", "-S", "-aet", storage.aet, "-aem", "NOWHERE", "-aec", "PACS", "127.0.0.1",
-                    str(pacs.dicom_port), "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={uid}")
+    unknown = dcmtk(
+        "movescu",
+        "-S",
+        "-aet",
+        storage.aet,
+        "-aem",
+        "NOWHERE",
+        "-aec",
+        "PACS",
+        "127.0.0.1",
+        str(pacs.dicom_port),
+        "-k",
+        "QueryRetrieveLevel=STUDY",
+        "-k",
+        f"StudyInstanceUID={uid}",
+    )
     assert "Failed" in unknown.stderr or unknown.returncode != 0  # unknown move destination
     get_dir = pacs.folder / "getscu"
     get_dir.mkdir()
-    got = dcmtk("getscu", "-S", "-aet", "FINDSCU", "-aec", "PACS", "-od", str(get_dir), "127.0.0.1",
-                str(pacs.dicom_port), "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={uid}")
+    got = dcmtk(
+        "getscu",
+        "-S",
+        "-aet",
+        "FINDSCU",
+        "-aec",
+        "PACS",
+        "-od",
+        str(get_dir),
+        "127.0.0.1",
+        str(pacs.dicom_port),
+        "-k",
+        "QueryRetrieveLevel=STUDY",
+        "-k",
+        f"StudyInstanceUID={uid}",
+    )
     assert got.returncode == 0, got.stderr
     assert len(list(get_dir.iterdir())) == 3
 

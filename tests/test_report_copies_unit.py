@@ -22,8 +22,10 @@ class FlakyOrthanc:
         self.stored = []
 
     def get_json(self, path):
-        return {"MainDicomTags": {"StudyInstanceUID": STUDY_UID, "AccessionNumber": "A1", "StudyID": "7"},
-                "PatientMainDicomTags": {"PatientName": "Doe^Jane", "PatientID": "P1"}}
+        return {
+            "MainDicomTags": {"StudyInstanceUID": STUDY_UID, "AccessionNumber": "A1", "StudyID": "7"},
+            "PatientMainDicomTags": {"PatientName": "Doe^Jane", "PatientID": "P1"},
+        }
 
     def post_instance(self, data):
         if self.failures:
@@ -37,15 +39,30 @@ class FlakyOrthanc:
 def report(tmp_path):
     database = db.open_database(f"sqlite:///{tmp_path / 'pacs.sqlite'}")
     migrations.migrate(database)
-    Study.create(orthanc_id="abc", study_instance_uid=STUDY_UID, accession_number="A1", study_time="",
-                 description="", referring_physician="", institution_name="", modalities="CT", body_parts="",
-                 orthanc_last_update="", indexed_at=NOW)
+    Study.create(
+        orthanc_id="abc",
+        study_instance_uid=STUDY_UID,
+        accession_number="A1",
+        study_time="",
+        description="",
+        referring_physician="",
+        institution_name="",
+        modalities="CT",
+        body_parts="",
+        orthanc_last_update="",
+        indexed_at=NOW,
+    )
     return Report.create(study_instance_uid=STUDY_UID, status="final", created_at=NOW, updated_at=NOW)
 
 
 def copies(host, attempts=3):
-    return DicomCopies(host, lambda report_id, addendum_id: (b"%PDF-1.4 test", STUDY_UID, "Radiology report"),
-                       Clock.named("UTC"), retry_seconds=0.0, max_attempts=attempts)
+    return DicomCopies(
+        host,
+        lambda report_id, addendum_id: (b"%PDF-1.4 test", STUDY_UID, "Radiology report"),
+        Clock.named("UTC"),
+        retry_seconds=0.0,
+        max_attempts=attempts,
+    )
 
 
 def test_failed_copy_is_retried_with_the_same_instance(report):
@@ -70,9 +87,17 @@ def test_endless_failures_end_as_failed_and_stay_visible(report):
     row = worker.add(report.id)
     worker._retry_due()
     worker._retry_due()
-    assert worker.states(report.id) == [{
-        "id": row.id, "addendum_id": None, "status": "failed", "attempts": 2, "last_error": "Orthanc is busy",
-        "sop_instance_uid": row.sop_instance_uid, "series_instance_uid": row.series_instance_uid}]
+    assert worker.states(report.id) == [
+        {
+            "id": row.id,
+            "addendum_id": None,
+            "status": "failed",
+            "attempts": 2,
+            "last_error": "Orthanc is busy",
+            "sop_instance_uid": row.sop_instance_uid,
+            "series_instance_uid": row.series_instance_uid,
+        }
+    ]
 
 
 def test_a_study_gone_from_the_archive_is_an_error_not_a_crash(report):

@@ -10,15 +10,15 @@ build/screenshots, or $PACS_SCREENSHOT_DIR)."""
 import subprocess
 from pathlib import Path
 
-import pytest
-
 import dicomgen
+import pytest
 from conftest import log_in
 from pacs_server import ADMIN_PASSWORD, PacsServer
-from plugin import viewer
 from test_reports_api import PASSWORD, pdf_text, user
-from test_webui_unit import ATTRIBUTE_BREAK, SCRIPT, TOKEN, Document, render_body, report_sample_contexts
+from test_webui_unit import ATTRIBUTE_BREAK, SCRIPT, Document, render_body, report_sample_contexts
 from test_worklist_ui import DESKTOP, SCREENSHOTS, TABLET
+
+from plugin import viewer
 
 VIEWER_INSTALLED = (viewer.DEFAULT_ROOT / "index.html").exists()
 SAVE_SECONDS = 10  # autosave waits 1.5 s after the last key; the PACS answers in milliseconds
@@ -55,17 +55,33 @@ def server(tmp_path_factory):
     server.add_node("findscu", "FINDSCU", 11112)
     server.uids = {}
     for key, (patient_id, description, date, referring) in STUDIES.items():
-        spec = dicomgen.StudySpec(patient_id=patient_id, patient_name="Lefèvre^Chloé", description=description,
-                                  study_date=date, referring_physician=referring, charset="ISO_IR 192")
+        spec = dicomgen.StudySpec(
+            patient_id=patient_id,
+            patient_name="Lefèvre^Chloé",
+            description=description,
+            study_date=date,
+            referring_physician=referring,
+            charset="ISO_IR 192",
+        )
         server.storescu(dicomgen.write(dicomgen.ct_series(spec, slices=2), folder / key))
         server.uids[key] = spec.study_uid
     for uid in server.uids.values():
         server.wait_indexed(uid, instances=2)
-    for username, role, names in [("rad1", "radiologist", []), ("rad2", "radiologist", []),
-                                  ("ref", "referrer", ["Who^Dr"])]:
-        server.post("/pacs/api/users", json={"username": username, "password": PASSWORD, "role": role,
-                                             "display_name": f"Dr {username.upper()}",
-                                             "referring_names": names}).raise_for_status()
+    for username, role, names in [
+        ("rad1", "radiologist", []),
+        ("rad2", "radiologist", []),
+        ("ref", "referrer", ["Who^Dr"]),
+    ]:
+        server.post(
+            "/pacs/api/users",
+            json={
+                "username": username,
+                "password": PASSWORD,
+                "role": role,
+                "display_name": f"Dr {username.upper()}",
+                "referring_names": names,
+            },
+        ).raise_for_status()
     yield server
     server.stop()
 
@@ -74,8 +90,9 @@ class Reader:
     """A browser context (its own cookies and storage) signed in through the
     login form; collects page errors, and console errors the test did not expect."""
 
-    def __init__(self, browser, server, username, viewport=DESKTOP, viewer_window=False, expected=(),
-                 password=PASSWORD):
+    def __init__(
+        self, browser, server, username, viewport=DESKTOP, viewer_window=False, expected=(), password=PASSWORD
+    ):
         self.server = server
         self.context = browser.new_context(viewport=viewport, accept_downloads=True)
         if viewer_window:  # spares the CPU the embedded viewer takes: these tests are about the report
@@ -94,8 +111,11 @@ class Reader:
 
     def _console(self, message):
         # Chromium logs failed fetches (expected ones are named); the viewer logs its own matters.
-        if message.type == "error" and "/pacs/viewer/" not in message.location.get("url", "") \
-                and not any(text in message.text for text in self.expected):
+        if (
+            message.type == "error"
+            and "/pacs/viewer/" not in message.location.get("url", "")
+            and not any(text in message.text for text in self.expected)
+        ):
             self.errors.append(message.text)
 
     def open_report(self, key, page=None):
@@ -115,8 +135,9 @@ def wait_saved(page):
 
 def wait_checked(page):
     """Until the report page has compared this browser's copy with the server's latest."""
-    page.wait_for_function("() => document.getElementById('save-state').dataset.state !== 'checking'",
-                           timeout=SAVE_SECONDS * 1000)
+    page.wait_for_function(
+        "() => document.getElementById('save-state').dataset.state !== 'checking'", timeout=SAVE_SECONDS * 1000
+    )
 
 
 def type_at_end(page, section, text):
@@ -131,10 +152,29 @@ def accept_dialogs(page):
 
 def find_doc_series(server, uid):
     """The SeriesInstanceUIDs of Encapsulated PDF series in the study, by C-FIND."""
-    found = subprocess.run(["findscu", "-S", "-aet", "FINDSCU", "-aec", server.aet, "127.0.0.1",
-                            str(server.dicom_port), "-k", "QueryRetrieveLevel=SERIES",
-                            "-k", f"StudyInstanceUID={uid}", "-k", "Modality=DOC", "-k", "SeriesInstanceUID"],
-                           capture_output=True, text=True, timeout=60)
+    found = subprocess.run(
+        [
+            "findscu",
+            "-S",
+            "-aet",
+            "FINDSCU",
+            "-aec",
+            server.aet,
+            "127.0.0.1",
+            str(server.dicom_port),
+            "-k",
+            "QueryRetrieveLevel=SERIES",
+            "-k",
+            f"StudyInstanceUID={uid}",
+            "-k",
+            "Modality=DOC",
+            "-k",
+            "SeriesInstanceUID",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert found.returncode == 0, found.stderr
     return found.stderr
 
@@ -190,8 +230,12 @@ def test_write_lose_the_tab_sign_addend_pdf_and_find_the_copy(browser, server):
         page.click(".report-history summary")
         kinds = page.locator(".report-history li > details > summary").all_text_contents()
         # One readable line per version ("Version 5 signed by Dr RAD1"), no list numbers.
-        assert [": addendum signed by Dr RAD1" in kinds[0], " signed by Dr RAD1" in kinds[1],
-                ": draft saved by Dr RAD1" in kinds[-1], kinds[1].startswith("Version ")] == [True] * 4
+        assert [
+            ": addendum signed by Dr RAD1" in kinds[0],
+            " signed by Dr RAD1" in kinds[1],
+            ": draft saved by Dr RAD1" in kinds[-1],
+            kinds[1].startswith("Version "),
+        ] == [True] * 4
         assert page.locator(".report-history ol").count() == 0
 
         with page.expect_download() as download:
@@ -200,16 +244,21 @@ def test_write_lose_the_tab_sign_addend_pdf_and_find_the_copy(browser, server):
         assert "Follow-up MR advised." in text and "the lesion was seen on the prior too" in text
         assert "Electronically signed by Dr RAD1" in text and "PRELIMINARY" not in text
 
-        series = server.wait_for(lambda: len(server.get(f"/dicom-web/studies/{uid}/series",
-                                                        params={"Modality": "DOC"}).json()) == 2 and
-                                 server.get(f"/dicom-web/studies/{uid}/series", params={"Modality": "DOC"}).json(),
-                                 what="two Encapsulated PDF series over DICOMweb")
+        series = server.wait_for(
+            lambda: (
+                len(server.get(f"/dicom-web/studies/{uid}/series", params={"Modality": "DOC"}).json()) == 2
+                and server.get(f"/dicom-web/studies/{uid}/series", params={"Modality": "DOC"}).json()
+            ),
+            what="two Encapsulated PDF series over DICOMweb",
+        )
         found = find_doc_series(server, uid)
         assert found.count("Find Response:") == 2
         assert all(s["0020000E"]["Value"][0] in found for s in series)
 
-        actions = {e["action"] for e in server.get("/pacs/api/audit", params={
-            "study_uid": uid, "page_size": 200}).json()["items"]}
+        actions = {
+            e["action"]
+            for e in server.get("/pacs/api/audit", params={"study_uid": uid, "page_size": 200}).json()["items"]
+        }
         assert {"report_viewed", "report_saved", "report_finalized", "report_addended", "report_printed"} <= actions
     finally:
         rad1.close()

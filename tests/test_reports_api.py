@@ -5,11 +5,10 @@ import concurrent.futures
 import io
 import subprocess
 
+import dicomgen
 import pypdf
 import pytest
 import requests
-
-import dicomgen
 from pacs_server import PacsServer
 
 PASSWORD = "Report-writing-2026!"
@@ -21,20 +20,40 @@ def server(tmp_path_factory):
     server = PacsServer(folder / "pacs", overrides={"Pacs": {"InstitutionName": "Clinique Saint-Étienne"}}).start()
     server.add_node("findscu", "FINDSCU", 11112)
     specs = {}
-    for key, description, date in (("head", "CT HEAD", "20261120"), ("prior", "CT HEAD OLD", "20250101"),
-                                   ("chest", "CT CHEST", "20261121"), ("gone", "CT GONE", "20261122")):
-        spec = dicomgen.StudySpec(patient_id="P-REP" if key in ("head", "prior") else "P-" + key,
-                                  patient_name="Ünal^Özlem", description=description, study_date=date,
-                                  referring_physician="REF^ERRER", charset="ISO_IR 192")
+    for key, description, date in (
+        ("head", "CT HEAD", "20261120"),
+        ("prior", "CT HEAD OLD", "20250101"),
+        ("chest", "CT CHEST", "20261121"),
+        ("gone", "CT GONE", "20261122"),
+    ):
+        spec = dicomgen.StudySpec(
+            patient_id="P-REP" if key in ("head", "prior") else "P-" + key,
+            patient_name="Ünal^Özlem",
+            description=description,
+            study_date=date,
+            referring_physician="REF^ERRER",
+            charset="ISO_IR 192",
+        )
         server.storescu(dicomgen.write(dicomgen.ct_series(spec, slices=2), folder / key))
         specs[key] = spec
     for spec in specs.values():
         server.wait_indexed(spec.study_uid, instances=2)
-    for username, role, names in [("rad1", "radiologist", []), ("rad2", "radiologist", []),
-                                  ("tech", "technologist", []), ("ref", "referrer", ["Ref^Errer"])]:
-        server.post("/pacs/api/users", json={"username": username, "password": PASSWORD, "role": role,
-                                             "display_name": f"Dr {username.upper()}",
-                                             "referring_names": names}).raise_for_status()
+    for username, role, names in [
+        ("rad1", "radiologist", []),
+        ("rad2", "radiologist", []),
+        ("tech", "technologist", []),
+        ("ref", "referrer", ["Ref^Errer"]),
+    ]:
+        server.post(
+            "/pacs/api/users",
+            json={
+                "username": username,
+                "password": PASSWORD,
+                "role": role,
+                "display_name": f"Dr {username.upper()}",
+                "referring_names": names,
+            },
+        ).raise_for_status()
     server.specs = specs
     yield server
     server.stop()
@@ -66,7 +85,9 @@ def test_new_report_offers_templates_and_comparison(server):
 def test_draft_life_cycle_signature_addendum_and_copies(server):
     rad1, rad2, tech, ref = (user(server, n) for n in ("rad1", "rad2", "tech", "ref"))
     url = report_url(server, "head")
-    saved = rad1.put(url, json={"version": 0, "findings": "Draft one.", "impression": "<b>x</b><script>alert(1)</script>"})
+    saved = rad1.put(
+        url, json={"version": 0, "findings": "Draft one.", "impression": "<b>x</b><script>alert(1)</script>"}
+    )
     assert saved.status_code == 200, saved.text
     assert saved.json()["version"] == 1 and saved.json()["status"] == "draft"
     study = server.get(f"/pacs/api/studies/{server.specs['head'].study_uid}").json()
@@ -106,8 +127,12 @@ def test_draft_life_cycle_signature_addendum_and_copies(server):
     kinds = [e["kind"] for e in rad1.get(url).json()["history"]]
     assert kinds == ["saved", "finalized", "addendum"]
     assert "history" not in ref.get(url).json()
-    actions = {e["action"] for e in server.get("/pacs/api/audit", params={
-        "study_uid": server.specs["head"].study_uid, "page_size": 200}).json()["items"]}
+    actions = {
+        e["action"]
+        for e in server.get(
+            "/pacs/api/audit", params={"study_uid": server.specs["head"].study_uid, "page_size": 200}
+        ).json()["items"]
+    }
     assert {"report_saved", "report_finalized", "report_addended", "report_printed", "report_viewed"} <= actions
 
 
@@ -117,22 +142,44 @@ def test_signed_report_is_in_the_study_over_dicomweb_and_c_find(server):
     assert len(series) == 2
     instances = server.get(f"/dicom-web/studies/{uid}/series/{series[0]['0020000E']['Value'][0]}/instances").json()
     assert instances[0]["00080016"]["Value"] == ["1.2.840.10008.5.1.4.1.1.104.1"]
-    found = subprocess.run(["findscu", "-S", "-aet", "FINDSCU", "-aec", server.aet, "127.0.0.1",
-                            str(server.dicom_port), "-k", "QueryRetrieveLevel=SERIES",
-                            "-k", f"StudyInstanceUID={uid}", "-k", "Modality=DOC", "-k", "SeriesInstanceUID"],
-                           capture_output=True, text=True, timeout=60)
+    found = subprocess.run(
+        [
+            "findscu",
+            "-S",
+            "-aet",
+            "FINDSCU",
+            "-aec",
+            server.aet,
+            "127.0.0.1",
+            str(server.dicom_port),
+            "-k",
+            "QueryRetrieveLevel=SERIES",
+            "-k",
+            f"StudyInstanceUID={uid}",
+            "-k",
+            "Modality=DOC",
+            "-k",
+            "SeriesInstanceUID",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert found.returncode == 0, found.stderr
     assert found.stderr.count("Find Response:") == 2
     assert all(s["0020000E"]["Value"][0] in found.stderr for s in series)
 
 
-@pytest.mark.parametrize("body, status, message", [
-    ({"version": 0, "findings": "x" * 20_001}, 413, "findings is longer than"),
-    ({"version": "1", "findings": "a"}, 400, "version must be"),
-    ({"version": 0, "findings": 12}, 400, "findings must be text"),
-    ({"version": 0, "colour": "red"}, 400, "unknown field"),
-    ({"version": 0, "template_id": 9999}, 400, "template_id names no template"),
-])
+@pytest.mark.parametrize(
+    "body, status, message",
+    [
+        ({"version": 0, "findings": "x" * 20_001}, 413, "findings is longer than"),
+        ({"version": "1", "findings": "a"}, 400, "version must be"),
+        ({"version": 0, "findings": 12}, 400, "findings must be text"),
+        ({"version": 0, "colour": "red"}, 400, "unknown field"),
+        ({"version": 0, "template_id": 9999}, 400, "template_id names no template"),
+    ],
+)
 def test_bad_drafts(server, body, status, message):
     answer = user(server, "rad1").put(report_url(server, "chest"), json=body)
     assert answer.status_code == status and message in answer.json()["error"]
@@ -167,8 +214,12 @@ def test_study_deleted_while_a_draft_exists_keeps_the_draft(server):
 
 def test_templates_are_managed_by_admins(server):
     rad1 = user(server, "rad1")
-    names = [t["name"] for t in rad1.get(server.url("/pacs/api/report-templates"),
-                                          params={"modality": "MR", "body_part": "KNEE"}).json()["items"]]
+    names = [
+        t["name"]
+        for t in rad1.get(
+            server.url("/pacs/api/report-templates"), params={"modality": "MR", "body_part": "KNEE"}
+        ).json()["items"]
+    ]
     assert names[0] == "MR knee" and set(names) >= {"CT head", "Chest X-ray", "Abdominal ultrasound"}
     body = {"name": "CT sinus", "modality": "ct", "body_part": "sinus", "sections": {"findings": "Clear."}}
     assert rad1.post(server.url("/pacs/api/report-templates"), json=body).status_code == 403
@@ -179,11 +230,14 @@ def test_templates_are_managed_by_admins(server):
     assert "CT sinus" not in [t["name"] for t in rad1.get(server.url("/pacs/api/report-templates")).json()["items"]]
 
 
-@pytest.mark.parametrize("body, message", [
-    ({"version": 10 ** 20, "findings": "x"}, "version must be"),
-    ({"version": 0, "template_id": 10 ** 20}, "template_id names no template"),
-    ({"version": 0, "findings": "bad\u0000byte"}, "NUL"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"version": 10**20, "findings": "x"}, "version must be"),
+        ({"version": 0, "template_id": 10**20}, "template_id names no template"),
+        ({"version": 0, "findings": "bad\u0000byte"}, "NUL"),
+    ],
+)
 def test_numbers_and_text_the_database_cannot_take_are_400s(server, body, message):
     answer = user(server, "rad1").put(report_url(server, "chest"), json=body)
     assert answer.status_code == 400 and message in answer.json()["error"]
@@ -194,6 +248,6 @@ def test_template_rename_to_a_taken_or_blank_name(server):
     server.post("/pacs/api/report-templates", json={"name": "Rename two"}).raise_for_status()
     assert server.put(f"/pacs/api/report-templates/{first['id']}", json={"name": "Rename two"}).status_code == 409
     assert server.put(f"/pacs/api/report-templates/{first['id']}", json={"name": "  "}).status_code == 400
-    for bad in ("²", str(10 ** 20), "x"):
+    for bad in ("²", str(10**20), "x"):
         assert server.put(f"/pacs/api/report-templates/{bad}", json={"disabled": True}).status_code == 404
     assert server.get("/pacs/api/audit", params={"date_to": "9999-12-31"}).status_code == 400

@@ -40,8 +40,16 @@ def list_things(services, request, query):
 
 
 ROUTES = (
-    routing.Route("POST", "/pacs/api/studies/{uid}/priority", set_priority, "studies.prioritise",
-                  summary="Set a study's priority", study="uid", body=Priority, answer=Done),
+    routing.Route(
+        "POST",
+        "/pacs/api/studies/{uid}/priority",
+        set_priority,
+        "studies.prioritise",
+        summary="Set a study's priority",
+        study="uid",
+        body=Priority,
+        answer=Done,
+    ),
     routing.Route("GET", "/pacs/api/things", list_things, AUTHENTICATED, query=Page),
 )
 
@@ -82,8 +90,15 @@ def test_a_domain_error_becomes_its_http_status_in_dispatch(router):
 def test_every_domain_error_has_a_status_and_subclasses_inherit_theirs():
     class AccountLocked(Locked):
         pass
-    assert [http_status(e("x")) for e in (Invalid, Forbidden, NotFound, Conflict, Locked, Unavailable)] \
-        == [400, 403, 404, 409, 423, 503]
+
+    assert [http_status(e("x")) for e in (Invalid, Forbidden, NotFound, Conflict, Locked, Unavailable)] == [
+        400,
+        403,
+        404,
+        409,
+        423,
+        503,
+    ]
     assert http_status(AccountLocked("x")) == 423
     assert http_status(DomainError("x")) == 400
 
@@ -93,8 +108,12 @@ def test_the_guard_rule_names_the_study_and_matches_exactly_the_route():
     assert rule.methods == {"POST"} and rule.permission == "studies.prioritise" and rule.study == "path"
     match = rule.pattern.match("/pacs/api/studies/1.2.3/priority")
     assert match and match.group("study") == "1.2.3"
-    for other in ("/pacs/api/studies/1.2.3/priority/x", "/pacs/api/studies//priority",
-                  "/pacs/api/studies/a/b/priority", "/pacs/api/studiesX1/priority"):
+    for other in (
+        "/pacs/api/studies/1.2.3/priority/x",
+        "/pacs/api/studies//priority",
+        "/pacs/api/studies/a/b/priority",
+        "/pacs/api/studiesX1/priority",
+    ):
         assert not rule.pattern.match(other), other
     assert ROUTES[1].rule().study == "" and ROUTES[1].rule().body == "none"
 
@@ -113,8 +132,9 @@ def test_a_route_must_be_complete_and_declared_once():
     with pytest.raises(ValueError, match="permission"):
         routing.Route("GET", "/pacs/api/x", list_things, "")
     with pytest.raises(ValueError, match="declared twice"):
-        routing.check_unique(ROUTES + (routing.Route("POST", "/pacs/api/studies/{id}/priority",
-                                                     set_priority, "admin"),))
+        routing.check_unique(
+            ROUTES + (routing.Route("POST", "/pacs/api/studies/{id}/priority", set_priority, "admin"),)
+        )
 
 
 def test_the_openapi_entry_comes_from_the_same_declaration():
@@ -122,7 +142,9 @@ def test_the_openapi_entry_comes_from_the_same_declaration():
     operation = paths["/pacs/api/studies/{uid}/priority"]["post"]
     assert operation["summary"] == "Set a study's priority"
     assert operation["description"] == "Permission: studies.prioritise."
-    assert operation["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Priority"}
+    assert operation["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Priority"
+    }
     assert schemas["Priority"]["properties"]["priority"]["pattern"] == "^(routine|urgent|stat)$"
     assert operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/Done")
     things = paths["/pacs/api/things"]["get"]
@@ -134,12 +156,12 @@ def test_the_openapi_entry_comes_from_the_same_declaration():
 
 def test_a_handler_may_answer_with_a_response_of_its_own():
     router = Router()
-    routing.register(router, (routing.Route("GET", "/pacs/x", lambda services, request: Response(204), PUBLIC),),
-                     None)
+    routing.register(router, (routing.Route("GET", "/pacs/x", lambda services, request: Response(204), PUBLIC),), None)
     assert dispatch(router, "GET", "/pacs/x").status == 204
 
 
 # --- events --------------------------------------------------------------------------
+
 
 def test_every_listener_hears_an_event_even_when_one_raises(caplog):
     events, heard = Events(), []

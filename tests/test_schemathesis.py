@@ -14,16 +14,20 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.checks import not_a_server_error
-
 from pacs_server import PacsServer
+from schemathesis.checks import not_a_server_error
 from scoped_data import REFERRING_NAME, alive, store_study
 
 EXCLUDED = (
-    ("POST", "/pacs/api/auth/login"), ("POST", "/pacs/api/auth/logout"), ("POST", "/pacs/api/me/password"),
-    ("POST", "/pacs/api/users/{id}/password"), ("PUT", "/pacs/api/users/{id}"),
-    ("DELETE", "/pacs/api/apikeys/{id}"), ("POST", "/pacs/api/nodes/{name}/echo"),
-    ("POST", "/pacs/api/nodes/{name}/query"), ("POST", "/pacs/api/nodes/{name}/retrieve"),
+    ("POST", "/pacs/api/auth/login"),
+    ("POST", "/pacs/api/auth/logout"),
+    ("POST", "/pacs/api/me/password"),
+    ("POST", "/pacs/api/users/{id}/password"),
+    ("PUT", "/pacs/api/users/{id}"),
+    ("DELETE", "/pacs/api/apikeys/{id}"),
+    ("POST", "/pacs/api/nodes/{name}/echo"),
+    ("POST", "/pacs/api/nodes/{name}/query"),
+    ("POST", "/pacs/api/nodes/{name}/retrieve"),
     ("POST", "/pacs/api/studies/{uid}/send"),
 )
 EXAMPLES = 30
@@ -36,8 +40,10 @@ def server(tmp_path_factory):
     pacs = PacsServer(folder / "pacs").start()
     store_study(pacs, folder / "study", "SCHEMA^PATIENT", REFERRING_NAME)
     yield pacs
-    print(f"\nschemathesis: {SEEN['requests']} requests, {len(SEEN['server_errors'])} answered 5xx, "
-          f"{SEEN['unauthenticated']} answered 401")
+    print(
+        f"\nschemathesis: {SEEN['requests']} requests, {len(SEEN['server_errors'])} answered 5xx, "
+        f"{SEEN['unauthenticated']} answered 401"
+    )
     for error in SEEN["server_errors"]:
         print(error)
     pacs.stop()
@@ -68,8 +74,10 @@ def test_api_never_answers_a_server_error(case, server):
     SEEN["requests"] += 1
     SEEN["unauthenticated"] += response.status_code == 401
     if response.status_code >= 500:
-        SEEN["server_errors"].append(f"{case.method} {case.formatted_path} -> {response.status_code}: "
-                                     f"query={case.query} body={str(case.body)[:300]} answer={response.text[:300]}")
+        SEEN["server_errors"].append(
+            f"{case.method} {case.formatted_path} -> {response.status_code}: "
+            f"query={case.query} body={str(case.body)[:300]} answer={response.text[:300]}"
+        )
     case.validate_response(response, checks=[not_a_server_error])
 
 
@@ -77,5 +85,9 @@ def test_orthanc_alive_after_the_run(server):
     """Also: the run stayed the admin's (a revoked key would have made it a test of 401s)."""
     assert alive(server), server.log_tail()
     assert SEEN["unauthenticated"] < SEEN["requests"] / 4, SEEN
-    assert requests.get(server.url("/pacs/api/me"), headers={"Authorization": server.http.headers["Authorization"]},
-                        timeout=10).status_code == 200
+    assert (
+        requests.get(
+            server.url("/pacs/api/me"), headers={"Authorization": server.http.headers["Authorization"]}, timeout=10
+        ).status_code
+        == 200
+    )

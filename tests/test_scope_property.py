@@ -21,8 +21,8 @@ referrer's images; Orthanc stays up.
 import urllib.parse
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
-
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pacs_server import PacsServer
 from scoped_data import REFERRING_NAME, alive, make_account, raw_request, session_cookie, store_study
 
@@ -36,13 +36,21 @@ def world(tmp_path_factory):
     server = PacsServer(folder / "pacs").start()
     try:
         mine = store_study(server, folder / "mine", "MINEPATIENT^ALBA", REFERRING_NAME)
-        others = [store_study(server, folder / "other1", "QUAGGAMIRE^THEODOLINDA", "JONES^MARY",
-                              marker=b"PIXELS-OF-QUAGGAMIRE"),
-                  store_study(server, folder / "other2", "XYLOPHAGE^PERPETUA", "",
-                              marker=b"PIXELS-OF-XYLOPHAGE"),
-                  # the referrer's patient's earlier study, referred by someone else: out of scope
-                  store_study(server, folder / "sibling", "MINEPATIENT^ALBA", "JONES^MARY",
-                              marker=b"PIXELS-OF-THE-SIBLING", patient_id=mine.spec.patient_id)]
+        others = [
+            store_study(
+                server, folder / "other1", "QUAGGAMIRE^THEODOLINDA", "JONES^MARY", marker=b"PIXELS-OF-QUAGGAMIRE"
+            ),
+            store_study(server, folder / "other2", "XYLOPHAGE^PERPETUA", "", marker=b"PIXELS-OF-XYLOPHAGE"),
+            # the referrer's patient's earlier study, referred by someone else: out of scope
+            store_study(
+                server,
+                folder / "sibling",
+                "MINEPATIENT^ALBA",
+                "JONES^MARY",
+                marker=b"PIXELS-OF-THE-SIBLING",
+                patient_id=mine.spec.patient_id,
+            ),
+        ]
         referrer = make_account(server, "gen-referrer", "referrer", referring_names=[REFERRING_NAME])
         referrer["cookie"] = session_cookie(server, "gen-referrer", referrer["password"])
         yield server, mine, others, referrer
@@ -53,39 +61,83 @@ def world(tmp_path_factory):
 # --- the requests -------------------------------------------------------------------
 
 ROUTES = (
-    "/dicom-web/studies", "/dicom-web/series", "/dicom-web/instances",
-    "/dicom-web/studies/{study}", "/dicom-web/studies/{study}/series", "/dicom-web/studies/{study}/instances",
-    "/dicom-web/studies/{study}/metadata", "/dicom-web/studies/{study}/series/{series}",
-    "/dicom-web/studies/{study}/series/{series}/instances", "/dicom-web/studies/{study}/series/{series}/metadata",
+    "/dicom-web/studies",
+    "/dicom-web/series",
+    "/dicom-web/instances",
+    "/dicom-web/studies/{study}",
+    "/dicom-web/studies/{study}/series",
+    "/dicom-web/studies/{study}/instances",
+    "/dicom-web/studies/{study}/metadata",
+    "/dicom-web/studies/{study}/series/{series}",
+    "/dicom-web/studies/{study}/series/{series}/instances",
+    "/dicom-web/studies/{study}/series/{series}/metadata",
     "/dicom-web/studies/{study}/series/{series}/instances/{instance}",
     "/dicom-web/studies/{study}/series/{series}/instances/{instance}/metadata",
     "/dicom-web/studies/{study}/series/{series}/instances/{instance}/frames/1",
     "/dicom-web/studies/{study}/series/{series}/instances/{instance}/rendered",
     "/dicom-web/studies/{study}/series/{series}/instances/{instance}/frames/1/rendered",
-    "/dicom-web/studies/{study}/series/{series}/rendered", "/dicom-web/studies/{study}/rendered",
+    "/dicom-web/studies/{study}/series/{series}/rendered",
+    "/dicom-web/studies/{study}/rendered",
     "/wado",
-    "/pacs/dicom-web/studies", "/pacs/dicom-web/series", "/pacs/dicom-web/instances",
-    "/pacs/dicom-web/studies/{study}/series", "/pacs/dicom-web/studies/{study}/instances",
+    "/pacs/dicom-web/studies",
+    "/pacs/dicom-web/series",
+    "/pacs/dicom-web/instances",
+    "/pacs/dicom-web/studies/{study}/series",
+    "/pacs/dicom-web/studies/{study}/instances",
     "/pacs/dicom-web/studies/{study}/series/{series}/instances",
-    "/pacs/studies/{study}", "/pacs/api/studies/{study}", "/pacs/api/studies",
-    "/pacs/studies/{study}/report", "/pacs/api/studies/{study}/report", "/pacs/api/studies/{study}/report/pdf",
+    "/pacs/studies/{study}",
+    "/pacs/api/studies/{study}",
+    "/pacs/api/studies",
+    "/pacs/studies/{study}/report",
+    "/pacs/api/studies/{study}/report",
+    "/pacs/api/studies/{study}/report/pdf",
     "/pacs/studies/{study}/series/{series}/thumbnail",
 )
 IMAGE_ROUTES = ("/frames/", "/rendered", "/thumbnail")
 
 # Every identifying tag: its keyword and (group, element).
-TAGS = {"StudyInstanceUID": (0x0020, 0x000D), "SeriesInstanceUID": (0x0020, 0x000E),
-        "SOPInstanceUID": (0x0008, 0x0018), "PatientID": (0x0010, 0x0020),
-        "PatientName": (0x0010, 0x0010), "AccessionNumber": (0x0008, 0x0050)}
-HARMLESS = ("limit", "offset", "includefield", "fuzzymatching", "studyUID", "seriesUID", "objectUID",
-            "requestType", "contentType", "Modality", "accept", "quality")
+TAGS = {
+    "StudyInstanceUID": (0x0020, 0x000D),
+    "SeriesInstanceUID": (0x0020, 0x000E),
+    "SOPInstanceUID": (0x0008, 0x0018),
+    "PatientID": (0x0010, 0x0020),
+    "PatientName": (0x0010, 0x0010),
+    "AccessionNumber": (0x0008, 0x0050),
+}
+HARMLESS = (
+    "limit",
+    "offset",
+    "includefield",
+    "fuzzymatching",
+    "studyUID",
+    "seriesUID",
+    "objectUID",
+    "requestType",
+    "contentType",
+    "Modality",
+    "accept",
+    "quality",
+)
 
 
 def tag_spellings(keyword):
     group, element = TAGS[keyword]
     g, e = f"{group:04X}", f"{element:04X}"
-    return [keyword, keyword.lower(), keyword.upper(), g + e, (g + e).lower(), f"{g},{e}", f"{g}-{e}",
-            f"({g},{e})", f"0x{g},0x{e}", f"{group:x},{element:x}", f"{g}, {e}", f"1{g},{e}", f"{g}|{e}"]
+    return [
+        keyword,
+        keyword.lower(),
+        keyword.upper(),
+        g + e,
+        (g + e).lower(),
+        f"{g},{e}",
+        f"{g}-{e}",
+        f"({g},{e})",
+        f"0x{g},0x{e}",
+        f"{group:x},{element:x}",
+        f"{g}, {e}",
+        f"1{g},{e}",
+        f"{g}|{e}",
+    ]
 
 
 def percent_escape(draw, text):
@@ -123,21 +175,60 @@ def parameter_value(draw, world_ids):
     another = draw(st.sampled_from(other))
     if draw(st.integers(0, 2)) == 0:
         return draw(st.sampled_from(["", "", "*", "%2A", "+", "%20"]))
-    value = draw(st.sampled_from([
-        uid, another, "", " ", "*", "?", "1*", "1.2.*", uid[:12] + "*", "*" + uid[-6:], uid[:-1] + "?",
-        f"{mine[0]}\\{another}", f"{another}\\{mine[0]}", f"{mine[0]},{another}", f"{uid} ", f" {uid}",
-        "QUAGGA*", "X*", "-", "0", "100", "-1", "all", "true", "WADO", "application/dicom", "image/jpeg",
-    ]))
+    value = draw(
+        st.sampled_from(
+            [
+                uid,
+                another,
+                "",
+                " ",
+                "*",
+                "?",
+                "1*",
+                "1.2.*",
+                uid[:12] + "*",
+                "*" + uid[-6:],
+                uid[:-1] + "?",
+                f"{mine[0]}\\{another}",
+                f"{another}\\{mine[0]}",
+                f"{mine[0]},{another}",
+                f"{uid} ",
+                f" {uid}",
+                "QUAGGA*",
+                "X*",
+                "-",
+                "0",
+                "100",
+                "-1",
+                "all",
+                "true",
+                "WADO",
+                "application/dicom",
+                "image/jpeg",
+            ]
+        )
+    )
     if draw(st.integers(0, 3)) == 0:
         return percent_escape(draw, value)
     return urllib.parse.quote(value, safe="*\\,.?-/")
 
 
-QUERY_SCOPED = ("/dicom-web/studies", "/dicom-web/series", "/dicom-web/instances", "/wado",
-                "/pacs/dicom-web/studies", "/pacs/dicom-web/series", "/pacs/dicom-web/instances")
+QUERY_SCOPED = (
+    "/dicom-web/studies",
+    "/dicom-web/series",
+    "/dicom-web/instances",
+    "/wado",
+    "/pacs/dicom-web/studies",
+    "/pacs/dicom-web/series",
+    "/pacs/dicom-web/instances",
+)
 # OHIF's search for the other studies of the patient shown (the viewer's study panel).
-PATIENT_SEARCH = [("limit", "101"), ("offset", "0"), ("fuzzymatching", "false"),
-                  ("includefield", "00081030%2C00080060%2C00080090%2C00100030")]
+PATIENT_SEARCH = [
+    ("limit", "101"),
+    ("offset", "0"),
+    ("fuzzymatching", "false"),
+    ("includefield", "00081030%2C00080060%2C00080090%2C00100030"),
+]
 
 
 def legitimate_query(path, study, series, instance, patient_id=None):
@@ -172,11 +263,17 @@ def scoped_request(draw, world):
     path = path.format(study=study.uid, series=series, instance=instance)
 
     mine_ids = [mine.uid, *mine.series, *(u for i in mine.series.values() for u in i), mine.spec.patient_id]
-    other_ids = [u for o in others for u in (o.uid, *o.series, *(x for i in o.series.values() for x in i),
-                                              o.spec.patient_id)]
+    other_ids = [
+        u for o in others for u in (o.uid, *o.series, *(x for i in o.series.values() for x in i), o.spec.patient_id)
+    ]
     base = legitimate_query(path, study.uid, series, instance, by_patient) if draw(st.integers(0, 7)) else []
-    extra = draw(st.lists(st.tuples(parameter_name(), parameter_value((mine_ids, other_ids))),
-                          min_size=0 if by_patient else 1, max_size=4))
+    extra = draw(
+        st.lists(
+            st.tuples(parameter_name(), parameter_value((mine_ids, other_ids))),
+            min_size=0 if by_patient else 1,
+            max_size=4,
+        )
+    )
     repeated = base + [pair for pair in extra for _ in range(draw(st.integers(1, 3)))]
     ordered = draw(st.permutations(repeated)) if repeated else []
     query = "&".join(f"{n}={v}" if draw(st.integers(0, 5)) else n for n, v in ordered)
@@ -192,8 +289,11 @@ def in_request(identifier, target):
 
 def query_values(target, wanted):
     query = urllib.parse.urlsplit(target).query
-    return [urllib.parse.unquote_plus(v).strip() for n, v in urllib.parse.parse_qsl(query, keep_blank_values=True)
-            if urllib.parse.unquote_plus(n).strip().lower() == wanted]
+    return [
+        urllib.parse.unquote_plus(v).strip()
+        for n, v in urllib.parse.parse_qsl(query, keep_blank_values=True)
+        if urllib.parse.unquote_plus(n).strip().lower() == wanted
+    ]
 
 
 def check_answer(world, target, status, body, content_type):
@@ -223,13 +323,13 @@ def test_referrer_sees_nothing_of_other_patients(world):
     server, mine, others, referrer = world
     failures = []
 
-    @settings(max_examples=EXAMPLES, deadline=None, derandomize=False, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES, deadline=None, derandomize=False, database=None, suppress_health_check=list(HealthCheck)
+    )
     @given(st.data())
     def attack(data):
         target, via = data.draw(scoped_request(world))
-        headers = ({"Authorization": referrer["authorization"]} if via == "key"
-                   else {"Cookie": referrer["cookie"]})
+        headers = {"Authorization": referrer["authorization"]} if via == "key" else {"Cookie": referrer["cookie"]}
         status, answer_headers, body = raw_request(server, "GET", target, headers)
         SEEN["requests"] += 1
         SEEN["statuses"][status] = SEEN["statuses"].get(status, 0) + 1
@@ -243,8 +343,10 @@ def test_referrer_sees_nothing_of_other_patients(world):
         assert alive(server), f"Orthanc died after GET {target}\n{server.log_tail()}"
 
     attack()
-    print(f"\nscope property: {SEEN['requests']} generated requests as a referrer; statuses {SEEN['statuses']}; "
-          f"OHIF's patient search on /pacs/dicom-web/studies: {SEEN['patient_searches']}")
+    print(
+        f"\nscope property: {SEEN['requests']} generated requests as a referrer; statuses {SEEN['statuses']}; "
+        f"OHIF's patient search on /pacs/dicom-web/studies: {SEEN['patient_searches']}"
+    )
     assert not failures, "\n".join(failures)
 
 
@@ -257,12 +359,21 @@ def test_referrer_still_gets_own_study_as_ohif_asks(world, via):
     series, instance = mine.first()
     base = f"/dicom-web/studies/{mine.uid}"
 
-    status, _, body = raw_request(server, "GET", f"/pacs/dicom-web/studies?StudyInstanceUID={mine.uid}"
-                                  "&limit=101&offset=0&fuzzymatching=false&includefield=00081030%2C00080060",
-                                  headers)
+    status, _, body = raw_request(
+        server,
+        "GET",
+        f"/pacs/dicom-web/studies?StudyInstanceUID={mine.uid}"
+        "&limit=101&offset=0&fuzzymatching=false&includefield=00081030%2C00080060",
+        headers,
+    )
     assert status == 200 and mine.uid.encode() in body, body[:300]
-    status, _, body = raw_request(server, "GET", f"/pacs/dicom-web/studies?00100020={mine.spec.patient_id}&"
-                                  + "&".join(f"{name}={value}" for name, value in PATIENT_SEARCH), headers)
+    status, _, body = raw_request(
+        server,
+        "GET",
+        f"/pacs/dicom-web/studies?00100020={mine.spec.patient_id}&"
+        + "&".join(f"{name}={value}" for name, value in PATIENT_SEARCH),
+        headers,
+    )
     sibling = others[-1]
     assert sibling.spec.patient_id == mine.spec.patient_id
     assert status == 200 and mine.uid.encode() in body and sibling.uid.encode() not in body, body[:300]
@@ -271,7 +382,10 @@ def test_referrer_still_gets_own_study_as_ohif_asks(world, via):
     status, _, body = raw_request(server, "GET", f"{base}/series/{series}/metadata", headers)
     assert status == 200 and instance.encode() in body and b"MINEPATIENT" in body, body[:300]
     status, answer_headers, body = raw_request(
-        server, "GET", f"{base}/series/{series}/instances/{instance}/frames/1",
-        {**headers, "Accept": "multipart/related; type=application/octet-stream; transfer-syntax=*"})
+        server,
+        "GET",
+        f"{base}/series/{series}/instances/{instance}/frames/1",
+        {**headers, "Accept": "multipart/related; type=application/octet-stream; transfer-syntax=*"},
+    )
     assert status == 200 and answer_headers["content-type"].startswith("multipart/related"), body[:300]
     assert len(body) >= 64 * 64 * 2

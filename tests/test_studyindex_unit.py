@@ -18,29 +18,53 @@ _counter = itertools.count(1)
 
 # --- Orthanc-shaped JSON -------------------------------------------------------
 
+
 def orthanc_series(number="1", modality="CT", body_part="HEAD", instances=2, description="AXIAL"):
     n = next(_counter)
-    tags = {"SeriesInstanceUID": f"1.2.3.{n}", "Modality": modality, "BodyPartExamined": body_part,
-            "SeriesDescription": description}
+    tags = {
+        "SeriesInstanceUID": f"1.2.3.{n}",
+        "Modality": modality,
+        "BodyPartExamined": body_part,
+        "SeriesDescription": description,
+    }
     if number is not None:
         tags["SeriesNumber"] = number
-    return {"ID": f"series-{n}", "MainDicomTags": tags, "Type": "Series",
-            "Instances": [f"instance-{n}-{i}" for i in range(instances)]}
+    return {
+        "ID": f"series-{n}",
+        "MainDicomTags": tags,
+        "Type": "Series",
+        "Instances": [f"instance-{n}-{i}" for i in range(instances)],
+    }
 
 
-def orthanc_study(study_id, series=None, last_update="20261123T101500", stable=True,
-                  patient="patient-1", **tags):
+def orthanc_study(study_id, series=None, last_update="20261123T101500", stable=True, patient="patient-1", **tags):
     """GET /studies/{id} (as /studies?expand gives it) and its series."""
     series = [orthanc_series()] if series is None else series
-    main = {"StudyInstanceUID": f"1.2.840.{study_id}", "AccessionNumber": "ACC1",
-            "StudyDate": "20261123", "StudyTime": "101500", "StudyDescription": "CT HEAD",
-            "ReferringPhysicianName": "WHO^DR", "InstitutionName": "Clinic"}
+    main = {
+        "StudyInstanceUID": f"1.2.840.{study_id}",
+        "AccessionNumber": "ACC1",
+        "StudyDate": "20261123",
+        "StudyTime": "101500",
+        "StudyDescription": "CT HEAD",
+        "ReferringPhysicianName": "WHO^DR",
+        "InstitutionName": "Clinic",
+    }
     main.update(tags)
-    study = {"ID": study_id, "Type": "Study", "IsStable": stable, "LastUpdate": last_update,
-             "ParentPatient": patient, "MainDicomTags": main,
-             "PatientMainDicomTags": {"PatientID": "PID1", "PatientName": "DOE^JANE",
-                                      "PatientBirthDate": "19700101", "PatientSex": "F"},
-             "Series": [s["ID"] for s in series]}
+    study = {
+        "ID": study_id,
+        "Type": "Study",
+        "IsStable": stable,
+        "LastUpdate": last_update,
+        "ParentPatient": patient,
+        "MainDicomTags": main,
+        "PatientMainDicomTags": {
+            "PatientID": "PID1",
+            "PatientName": "DOE^JANE",
+            "PatientBirthDate": "19700101",
+            "PatientSex": "F",
+        },
+        "Series": [s["ID"] for s in series],
+    }
     return study, series
 
 
@@ -63,9 +87,13 @@ class FakeOrthanc:
         query = json.loads(body)
         assert query["ResponseContent"] == ["Metadata", "IsStable"]
         listed = [self.studies[k][0] for k in sorted(self.studies) if k not in self.hidden_from_listing]
-        page = listed[query["Since"]:query["Since"] + query["Limit"]]
-        return json.dumps([{"ID": s["ID"], "Type": "Study", "IsStable": s["IsStable"],
-                            "Metadata": {"LastUpdate": s["LastUpdate"]}} for s in page]).encode()
+        page = listed[query["Since"] : query["Since"] + query["Limit"]]
+        return json.dumps(
+            [
+                {"ID": s["ID"], "Type": "Study", "IsStable": s["IsStable"], "Metadata": {"LastUpdate": s["LastUpdate"]}}
+                for s in page
+            ]
+        ).encode()
 
     def add(self, study_id, **kwargs):
         self.studies[study_id] = orthanc_study(study_id, **kwargs)
@@ -89,10 +117,11 @@ class FakeOrthanc:
         query = dict(p.split("=") for p in path.split("?", 1)[1].split("&") if "=" in p)
         since, limit = int(query["since"]), int(query["limit"])
         listed = [self.studies[k][0] for k in sorted(self.studies) if k not in self.hidden_from_listing]
-        return listed[since:since + limit]
+        return listed[since : since + limit]
 
 
 # --- fixtures ---------------------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def migrated_file(tmp_path_factory):
@@ -136,66 +165,98 @@ def stored(study_id, orthanc):
 
 # --- parse_date / parse_int ----------------------------------------------------------
 
-@pytest.mark.parametrize("value, expected", [
-    ("20261123", datetime.date(2026, 11, 23)),
-    (" 20261123 ", datetime.date(2026, 11, 23)),
-    ("2026.11.23", datetime.date(2026, 11, 23)),  # the old ACR-NEMA form
-    ("20261345", None),
-    ("2026-11-23", None),
-    ("202611", None),
-    ("2026112X", None),
-    ("00000000", None),
-    ("", None),
-    (None, None),
-])
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("20261123", datetime.date(2026, 11, 23)),
+        (" 20261123 ", datetime.date(2026, 11, 23)),
+        ("2026.11.23", datetime.date(2026, 11, 23)),  # the old ACR-NEMA form
+        ("20261345", None),
+        ("2026-11-23", None),
+        ("202611", None),
+        ("2026112X", None),
+        ("00000000", None),
+        ("", None),
+        (None, None),
+    ],
+)
 def test_parse_date(value, expected):
     assert studyindex.parse_date(value) == expected
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("12", 12), (" 7 ", 7), ("-3", -3), ("2147483647", 2**31 - 1), ("-2147483648", -2**31),
-    ("2147483648", None), ("9" * 20, None), ("1.5", None), ("abc", None), ("", None), (None, None),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("12", 12),
+        (" 7 ", 7),
+        ("-3", -3),
+        ("2147483647", 2**31 - 1),
+        ("-2147483648", -(2**31)),
+        ("2147483648", None),
+        ("9" * 20, None),
+        ("1.5", None),
+        ("abc", None),
+        ("", None),
+        (None, None),
+    ],
+)
 def test_parse_int_keeps_to_the_is_range(value, expected):
     assert studyindex.parse_int(value) == expected
 
 
 # --- summarise ------------------------------------------------------------------------------
 
+
 def test_summarise_maps_orthanc_tags():
     summary = studyindex.summarise(*orthanc_study("s1", last_update="20261124T080000"))
-    assert (summary.orthanc_id, summary.study_instance_uid, summary.last_update) == \
-        ("s1", "1.2.840.s1", "20261124T080000")
-    assert (summary.patient_orthanc_id, summary.patient_id, summary.patient_name, summary.sex) == \
-        ("patient-1", "PID1", "DOE^JANE", "F")
+    assert (summary.orthanc_id, summary.study_instance_uid, summary.last_update) == (
+        "s1",
+        "1.2.840.s1",
+        "20261124T080000",
+    )
+    assert (summary.patient_orthanc_id, summary.patient_id, summary.patient_name, summary.sex) == (
+        "patient-1",
+        "PID1",
+        "DOE^JANE",
+        "F",
+    )
     assert summary.birth_date == datetime.date(1970, 1, 1)
     assert summary.study_date == datetime.date(2026, 11, 23)
-    assert (summary.accession_number, summary.study_time, summary.description) == \
-        ("ACC1", "101500", "CT HEAD")
+    assert (summary.accession_number, summary.study_time, summary.description) == ("ACC1", "101500", "CT HEAD")
     assert (summary.referring_physician, summary.institution_name) == ("WHO^DR", "Clinic")
 
 
 def test_summarise_series_sorted_by_number_with_none_last():
-    series = [orthanc_series(number=None, modality="SR"), orthanc_series(number="10"),
-              orthanc_series(number="2", modality="MR"), orthanc_series(number="x", modality="OT")]
+    series = [
+        orthanc_series(number=None, modality="SR"),
+        orthanc_series(number="10"),
+        orthanc_series(number="2", modality="MR"),
+        orthanc_series(number="x", modality="OT"),
+    ]
     summary = studyindex.summarise(*orthanc_study("s1", series=series))
     numbers = [s.number for s in summary.series]
     assert numbers[:2] == [2, 10] and numbers[2:] == [None, None]
 
 
 def test_summarise_modalities_and_body_parts_unique_in_series_order():
-    series = [orthanc_series(number="3", modality="ct", body_part=" chest "),
-              orthanc_series(number="1", modality="MR", body_part="HEAD"),
-              orthanc_series(number="2", modality="CT", body_part=""),
-              orthanc_series(number="4", modality="MR", body_part="HEAD")]
+    series = [
+        orthanc_series(number="3", modality="ct", body_part=" chest "),
+        orthanc_series(number="1", modality="MR", body_part="HEAD"),
+        orthanc_series(number="2", modality="CT", body_part=""),
+        orthanc_series(number="4", modality="MR", body_part="HEAD"),
+    ]
     summary = studyindex.summarise(*orthanc_study("s1", series=series))
     assert summary.modalities == "MR\\CT"
     assert summary.body_parts == "HEAD\\CHEST"
 
 
 def test_summarise_counts_instances_of_every_series():
-    series = [orthanc_series(instances=3), orthanc_series(number="2", instances=5),
-              orthanc_series(number="3", instances=0)]
+    series = [
+        orthanc_series(instances=3),
+        orthanc_series(number="2", instances=5),
+        orthanc_series(number="3", instances=0),
+    ]
     summary = studyindex.summarise(*orthanc_study("s1", series=series))
     assert summary.instance_count == 8
     assert [s.instance_count for s in summary.series] == [3, 5, 0]
@@ -205,14 +266,14 @@ def test_summarise_tolerates_missing_tags():
     """Orthanc leaves out tags that are absent or longer than 256 characters."""
     study = {"ID": "s1", "MainDicomTags": {"StudyInstanceUID": "1.2.3"}}
     summary = studyindex.summarise(study, [{"ID": "se1", "MainDicomTags": {}}])
-    assert (summary.patient_name, summary.patient_id, summary.accession_number, summary.description) == \
-        ("", "", "", "")
+    assert (summary.patient_name, summary.patient_id, summary.accession_number, summary.description) == ("", "", "", "")
     assert summary.study_date is None and summary.birth_date is None
     assert summary.modalities == "" and summary.instance_count == 0
     assert summary.series[0].number is None
 
 
 # --- store / remove / indexed_versions / study_of_series -------------------------------------------
+
 
 def test_store_writes_patient_study_and_series(index_db, orthanc):
     orthanc.add("s1", series=[orthanc_series(instances=3), orthanc_series(number="2", modality="MR")])
@@ -242,10 +303,20 @@ def test_store_again_updates_in_place_and_keeps_the_workflow(index_db, orthanc):
 
 def test_store_takes_over_a_scheduled_order(index_db, orthanc):
     now = datetime.datetime.now(datetime.timezone.utc)
-    order = Study.create(study_instance_uid="1.2.840.s1", accession_number="ACC1", study_time="",
-                         description="ordered", referring_physician="", institution_name="",
-                         modalities="", body_parts="", orthanc_last_update="", indexed_at=now,
-                         status="scheduled", arrived_at=None)
+    order = Study.create(
+        study_instance_uid="1.2.840.s1",
+        accession_number="ACC1",
+        study_time="",
+        description="ordered",
+        referring_physician="",
+        institution_name="",
+        modalities="",
+        body_parts="",
+        orthanc_last_update="",
+        indexed_at=now,
+        status="scheduled",
+        arrived_at=None,
+    )
     orthanc.add("s1")
     stored("s1", orthanc)
     row = Study.get_by_id(order.id)
@@ -273,9 +344,19 @@ def test_indexed_versions_leaves_out_orders_without_images(index_db, orthanc):
     orthanc.add("s2", last_update="20261124T090000")
     stored("s1", orthanc)
     stored("s2", orthanc)
-    Study.create(study_instance_uid="9.9", accession_number="", study_time="", description="",
-                 referring_physician="", institution_name="", modalities="", body_parts="",
-                 orthanc_last_update="", indexed_at=datetime.datetime.now(), status="scheduled")
+    Study.create(
+        study_instance_uid="9.9",
+        accession_number="",
+        study_time="",
+        description="",
+        referring_physician="",
+        institution_name="",
+        modalities="",
+        body_parts="",
+        orthanc_last_update="",
+        indexed_at=datetime.datetime.now(),
+        status="scheduled",
+    )
     assert studyindex.indexed_versions() == {"s1": "20261123T101500", "s2": "20261124T090000"}
 
 
@@ -287,6 +368,7 @@ def test_study_of_series(index_db, orthanc):
 
 
 # --- Ingest.reconcile ----------------------------------------------------------------------------
+
 
 def test_reconcile_indexes_new_studies(index_db, orthanc):
     orthanc.add("s1")
@@ -363,6 +445,7 @@ def test_one_bad_study_does_not_stop_the_reconcile(index_db, orthanc):
 
 
 # --- Ingest worker: on_change, start, wait_idle, stop ----------------------------------------------
+
 
 def test_stable_study_event_indexes_it(worker, orthanc):
     orthanc.add("s1", series=[orthanc_series(instances=4)])

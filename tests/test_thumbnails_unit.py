@@ -5,10 +5,10 @@ inverted), and a file that cannot be decoded says so instead of raising."""
 import io
 
 import pytest
+import sample_images
 from PIL import Image, ImageStat
 from pydicom.uid import ExplicitVRLittleEndian
 
-import sample_images
 from plugin.thumbnails import NotRenderable, Thumbnails, render_png
 
 

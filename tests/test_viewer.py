@@ -7,10 +7,10 @@ import re
 import threading
 import time
 
+import dicomgen
 import pytest
 import requests
 
-import dicomgen
 from plugin.http import HttpError
 from plugin.viewer import DEFAULT_ROOT
 from plugin.viewer.assets import checked_path, rewrite
@@ -21,6 +21,7 @@ FRAME_ACCEPT = "multipart/related; type=application/octet-stream; transfer-synta
 
 
 # --- the pinned OHIF build, rewritten for the sub-path ------------------------
+
 
 def ohif_file(name):
     path = DEFAULT_ROOT / name
@@ -44,8 +45,22 @@ def test_rewrite_rules_still_hold_for_the_pinned_ohif():
     assert count > 0 and b'"src": "/assets' not in manifest
 
 
-@pytest.mark.parametrize("raw", ["../etc/passwd", "a/../../x", "..", "./index.html", ".hidden",
-                                 "a//b", "/etc/passwd", "a\\b", "a\x00b", "%2e%2e/x", "..%2fx"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "../etc/passwd",
+        "a/../../x",
+        "..",
+        "./index.html",
+        ".hidden",
+        "a//b",
+        "/etc/passwd",
+        "a\\b",
+        "a\x00b",
+        "%2e%2e/x",
+        "..%2fx",
+    ],
+)
 def test_suspicious_paths_are_refused(raw):
     with pytest.raises(HttpError) as error:
         checked_path(raw)
@@ -53,26 +68,33 @@ def test_suspicious_paths_are_refused(raw):
 
 
 def test_qido_query_is_decoded_and_includefield_split():
-    assert orthanc_query({"PatientName": "Phan*", "includefield": "00081030,00080060"}) == \
-        "PatientName=Phan*&includefield=00081030&includefield=00080060"
+    assert (
+        orthanc_query({"PatientName": "Phan*", "includefield": "00081030,00080060"})
+        == "PatientName=Phan*&includefield=00081030&includefield=00080060"
+    )
     with pytest.raises(HttpError):
         orthanc_query({"PatientName": "a&limit=100000"})
 
 
 # --- served by a real PACS ------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def viewer_pacs(pacs, tmp_path_factory):
     folder = tmp_path_factory.mktemp("viewer")
     mine = dicomgen.StudySpec(patient_name="Phantom^Viewer", referring_physician="REF^ONE", description="CT VIEWER")
     other = dicomgen.StudySpec(patient_name="Other^Patient", referring_physician="REF^TWO")
-    pacs.storescu(dicomgen.write(dicomgen.ct_series(mine, slices=6), folder / "a")
-                  + dicomgen.write(dicomgen.mr_series(other, slices=3), folder / "b"))
+    pacs.storescu(
+        dicomgen.write(dicomgen.ct_series(mine, slices=6), folder / "a")
+        + dicomgen.write(dicomgen.mr_series(other, slices=3), folder / "b")
+    )
     pacs.wait_indexed(mine.study_uid, instances=6)
     pacs.wait_indexed(other.study_uid, instances=3)
     for name, names in (("viewref", ["Ref^One"]),):
-        pacs.post("/pacs/api/users", json={"username": name, "password": PASSWORD, "role": "referrer",
-                                           "referring_names": names})
+        pacs.post(
+            "/pacs/api/users",
+            json={"username": name, "password": PASSWORD, "role": "referrer", "referring_names": names},
+        )
     pacs.mine, pacs.other = mine, other
     return pacs
 
@@ -90,9 +112,12 @@ def test_viewer_pages_and_headers(viewer_pacs):
     assert server.get("/pacs/viewer").text == index.text
     assert index.status_code == 200 and index.headers["Content-Type"].startswith("text/html")
     assert 'window.PUBLIC_URL="/pacs/viewer/"' in index.text
-    for name, value in [("Cross-Origin-Opener-Policy", "same-origin"),
-                        ("Cross-Origin-Embedder-Policy", "require-corp"),
-                        ("Cross-Origin-Resource-Policy", "same-origin"), ("Cache-Control", "no-cache")]:
+    for name, value in [
+        ("Cross-Origin-Opener-Policy", "same-origin"),
+        ("Cross-Origin-Embedder-Policy", "require-corp"),
+        ("Cross-Origin-Resource-Policy", "same-origin"),
+        ("Cache-Control", "no-cache"),
+    ]:
         assert index.headers[name] == value
     spa = server.get("/pacs/viewer/viewer", params={"StudyInstanceUIDs": server.mine.study_uid})
     assert spa.status_code == 200 and spa.text == index.text  # a client route
@@ -128,8 +153,12 @@ def test_bad_viewer_paths(viewer_pacs):
     auth = {"Authorization": server.http.headers["Authorization"]}
     assert server.get("/pacs/viewer/no-such-file.js").status_code == 404
     assert server.get("/pacs/viewer/assets/nothing.png").status_code == 404
-    for path in ["/pacs/viewer/../../../etc/passwd", "/pacs/viewer/%2e%2e/%2e%2e/etc/passwd",
-                 "/pacs/viewer/..%2f..%2fetc%2fpasswd", "/pacs/viewer/assets/..%5c..%5cx.png"]:
+    for path in [
+        "/pacs/viewer/../../../etc/passwd",
+        "/pacs/viewer/%2e%2e/%2e%2e/etc/passwd",
+        "/pacs/viewer/..%2f..%2fetc%2fpasswd",
+        "/pacs/viewer/assets/..%5c..%5cx.png",
+    ]:
         assert raw_get(server, path, auth) in (400, 403, 404), path
     # no rule names these methods: a /pacs route the table does not name is a 404 (plugin/app.py)
     assert server.post("/pacs/viewer/index.html").status_code in (403, 404, 405)
@@ -170,10 +199,13 @@ def test_referrer_patient_search_is_answered_from_the_scope(viewer_pacs, tmp_pat
     patient's studies in their scope, and no "denied" audit entry; staff get them all."""
     server = viewer_pacs
     seen = dicomgen.StudySpec(patient_name="Priors^Patient", referring_physician="REF^ONE")
-    prior = dicomgen.StudySpec(patient_name="Priors^Patient", patient_id=seen.patient_id,
-                               referring_physician="REF^TWO", study_date="20240101")
-    server.storescu(dicomgen.write(dicomgen.ct_series(seen, slices=2), tmp_path / "seen")
-                    + dicomgen.write(dicomgen.ct_series(prior, slices=2), tmp_path / "prior"))
+    prior = dicomgen.StudySpec(
+        patient_name="Priors^Patient", patient_id=seen.patient_id, referring_physician="REF^TWO", study_date="20240101"
+    )
+    server.storescu(
+        dicomgen.write(dicomgen.ct_series(seen, slices=2), tmp_path / "seen")
+        + dicomgen.write(dicomgen.ct_series(prior, slices=2), tmp_path / "prior")
+    )
     server.wait_indexed(seen.study_uid, instances=2)
     server.wait_indexed(prior.study_uid, instances=2)
     referrer = session_for(server, "viewref")
@@ -192,8 +224,11 @@ def test_referrer_patient_search_is_answered_from_the_scope(viewer_pacs, tmp_pat
 
     def entries(**filters):
         return server.get("/pacs/api/audit", params=dict(filters, user="viewref", page_size=500)).json()["items"]
-    server.wait_for(lambda: any(server.other.patient_id in str(e) for e in entries(action="search")),
-                    what="the audit entries of the patient searches")
+
+    server.wait_for(
+        lambda: any(server.other.patient_id in str(e) for e in entries(action="search")),
+        what="the audit entries of the patient searches",
+    )
     assert not [entry for entry in entries(outcome="denied") if "00100020" in str(entry)]
 
 
@@ -209,12 +244,18 @@ def test_frames_need_a_live_session(viewer_pacs):
     assert session.get(server.url(frame), headers={"Accept": FRAME_ACCEPT}).status_code == 200
     token = answer.json()["access_token"]
     session.post(server.url("/pacs/api/auth/logout"), headers={"X-CSRF-Token": answer.json()["csrf_token"]})
-    assert requests.get(server.url(frame), headers={"Accept": FRAME_ACCEPT,
-                                                    "Authorization": f"Bearer {token}"}).status_code == 403
+    assert (
+        requests.get(
+            server.url(frame), headers={"Accept": FRAME_ACCEPT, "Authorization": f"Bearer {token}"}
+        ).status_code
+        == 403
+    )
     assert session.get(server.url(frame), headers={"Accept": FRAME_ACCEPT}).status_code == 403
     expired = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxIiwiZXhwIjoxfQ.x"
-    assert requests.get(server.url(frame), cookies={"pacs_session": expired},
-                        headers={"Accept": FRAME_ACCEPT}).status_code == 403
+    assert (
+        requests.get(server.url(frame), cookies={"pacs_session": expired}, headers={"Accept": FRAME_ACCEPT}).status_code
+        == 403
+    )
 
 
 def test_image_access_is_audited_once_per_window(viewer_pacs):
@@ -222,10 +263,14 @@ def test_image_access_is_audited_once_per_window(viewer_pacs):
     referrer = session_for(server, "viewref")
     for _ in range(5):
         assert referrer.get(server.url(f"/dicom-web/studies/{server.mine.study_uid}/metadata")).status_code == 200
+
     def entries():
-        found = server.get("/pacs/api/audit", params={"action": "images_retrieved", "user": "viewref",
-                                                      "study_uid": server.mine.study_uid}).json()
+        found = server.get(
+            "/pacs/api/audit",
+            params={"action": "images_retrieved", "user": "viewref", "study_uid": server.mine.study_uid},
+        ).json()
         return found["total"]
+
     server.wait_for(lambda: entries() >= 1, what="the images_retrieved entry")
     time.sleep(1.5)
     assert entries() == 1
@@ -241,7 +286,7 @@ def test_long_download_does_not_stall_others(viewer_pacs, tmp_path):
     done = threading.Event()
 
     def download():
-        server.get(f"/studies/{row['orthanc_id']}/archive", timeout=120).content
+        server.get(f"/studies/{row['orthanc_id']}/archive", timeout=120).raise_for_status()
         done.set()
 
     worker = threading.Thread(target=download)

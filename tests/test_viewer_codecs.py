@@ -13,15 +13,15 @@ import time
 
 import numpy
 import pytest
-from PIL import Image
-from pydicom import dcmread
-from pydicom.pixels import apply_color_lut
-
 import sample_images
 from conftest import log_in
 from pacs_server import PacsServer
-from plugin.ingest_screen import PALETTE_TO_RGB, TRANSCODE, examine
+from PIL import Image
+from pydicom import dcmread
+from pydicom.pixels import apply_color_lut
 from viewer_page import FIRST_IMAGE, SCREENSHOTS, centre, grey_stats, viewport_image
+
+from plugin.ingest_screen import PALETTE_TO_RGB, TRANSCODE, examine
 
 PASSWORD = "Codec-viewer-tests-2026!"
 NAMES = [path.stem for path in sample_images.source_files()]
@@ -41,8 +41,9 @@ def server(tmp_path_factory):
             assert answer.status_code == 200, (sample.name, answer.status_code, answer.text)
         for sample in server.samples.values():
             server.wait_indexed(sample.study_uid, instances=1)
-        server.post("/pacs/api/users", json={"username": "reader", "password": PASSWORD,
-                                             "role": "radiologist"}).raise_for_status()
+        server.post(
+            "/pacs/api/users", json={"username": "reader", "password": PASSWORD, "role": "radiologist"}
+        ).raise_for_status()
     except BaseException:
         server.stop()
         raise
@@ -83,12 +84,14 @@ def test_every_sample_image_shows_in_the_viewer(server, page, name):
     sample = server.samples[name]
     assert sample.is_image
     failures = []
-    listener = lambda response: failures.append((response.status, response.url)) \
-        if response.status >= 400 and "/dicom-web/" in response.url else None  # noqa: E731
+    listener = lambda response: (  # noqa: E731
+        failures.append((response.status, response.url))
+        if response.status >= 400 and "/dicom-web/" in response.url
+        else None
+    )  # noqa: E731
     page.on("response", listener)
     try:
-        with page.expect_console_message(lambda message: FIRST_IMAGE in message.text,
-                                         timeout=IMAGE_SECONDS * 1000):
+        with page.expect_console_message(lambda message: FIRST_IMAGE in message.text, timeout=IMAGE_SECONDS * 1000):
             page.goto(server.url(f"/pacs/viewer/viewer?StudyInstanceUIDs={sample.study_uid}"))
         verdict, share, levels = wait_until_lit(page)
     finally:
@@ -96,8 +99,10 @@ def test_every_sample_image_shows_in_the_viewer(server, page, name):
         folder = SCREENSHOTS / "codecs"
         folder.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(folder / f"{name}.png"))
-    assert verdict, (f"{name} ({sample.transfer_syntax}): the viewport stayed black or flat "
-                     f"({share:.1%} lit, {levels} grey levels); failed requests: {failures}")
+    assert verdict, (
+        f"{name} ({sample.transfer_syntax}): the viewport stayed black or flat "
+        f"({share:.1%} lit, {levels} grey levels); failed requests: {failures}"
+    )
     assert not failures, failures
 
 
@@ -115,8 +120,9 @@ def stored_file(server, sample):
     return server.get(f"/instances/{found.json()[0]}/file").content
 
 
-@pytest.mark.parametrize("name", [path.stem for path in sample_images.source_files()
-                                  if examine(sample_images.part10(path)).viewer_fixes])
+@pytest.mark.parametrize(
+    "name", [path.stem for path in sample_images.source_files() if examine(sample_images.part10(path)).viewer_fixes]
+)
 def test_what_the_viewer_cannot_show_is_stored_viewer_ready_with_the_same_pixels(server, name):
     sample = server.samples[name]
     sent_bytes = sample.path.read_bytes()
@@ -151,7 +157,16 @@ def test_the_samples_cover_every_syntax_the_issue_names():
         dataset = sample_images.read_dataset(path, stop_before_pixels=True)
         syntaxes.add(str(dataset.file_meta.TransferSyntaxUID))
         modalities.add(dataset.get("Modality"))
-    assert {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99",
-            "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80",
-            "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.5"} <= syntaxes
+    assert {
+        "1.2.840.10008.1.2",
+        "1.2.840.10008.1.2.1",
+        "1.2.840.10008.1.2.2",
+        "1.2.840.10008.1.2.1.99",
+        "1.2.840.10008.1.2.4.50",
+        "1.2.840.10008.1.2.4.70",
+        "1.2.840.10008.1.2.4.80",
+        "1.2.840.10008.1.2.4.90",
+        "1.2.840.10008.1.2.4.91",
+        "1.2.840.10008.1.2.5",
+    } <= syntaxes
     assert {"CT", "MR", "CR", "US", "NM"} <= modalities

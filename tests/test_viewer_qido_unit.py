@@ -4,7 +4,8 @@ plain Python, every spelling of the search generated."""
 import json
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from plugin.viewer.app_config import app_config
 from plugin.viewer.qido import only_studies, referrer_search
@@ -19,12 +20,20 @@ def search(query):
     return referrer_search(query, SCOPE, lambda patient: PATIENTS.get(patient, set()))
 
 
-@pytest.mark.parametrize("query", [
-    {"StudyInstanceUID": MINE},
-    {"StudyInstanceUID": MINE, "limit": "101", "offset": "0", "fuzzymatching": "false",
-     "includefield": VIEWER_FIELDS},
-    {"StudyInstanceUID": f"{MINE}\\{MINE_TOO}"},
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"StudyInstanceUID": MINE},
+        {
+            "StudyInstanceUID": MINE,
+            "limit": "101",
+            "offset": "0",
+            "fuzzymatching": "false",
+            "includefield": VIEWER_FIELDS,
+        },
+        {"StudyInstanceUID": f"{MINE}\\{MINE_TOO}"},
+    ],
+)
 def test_the_searches_the_viewer_makes_for_a_study_are_answered(query):
     problem, studies = search(query)
     assert problem == "" and MINE in studies and studies <= SCOPE
@@ -41,32 +50,73 @@ def test_the_patient_search_is_answered_from_the_scope():
     assert search({"00100020": "P2", "StudyInstanceUID": MINE}) == ("", set())
 
 
-@pytest.mark.parametrize("query,refusal", [
-    ({}, "name the study"),
-    ({"limit": "10"}, "name the study"),
-    ({"StudyInstanceUID": OTHER}, "this study is not in your scope"),
-    ({"StudyInstanceUID": f"{MINE}\\{OTHER}"}, "this study is not in your scope"),
-    ({"00100020": "P1", "StudyInstanceUID": OTHER}, "this study is not in your scope"),
-    ({"StudyInstanceUID": "*"}, "query parameter"),
-    ({"StudyInstanceUID": MINE, "0020000D": OTHER}, "query parameter"),
-    ({"patientid": "P1"}, "query parameter"),
-    ({"0010,0020": "P1"}, "query parameter"),
-    ({"00100020": "P1", "PatientName": "*"}, "query parameter"),
-    ({"00100020": ""}, "query parameter"),
-    ({"00100020": "P1\\P3"}, "query parameter"),
-    ({"00100020": "P1", "PatientID": "P3"}, "query parameter"),
-    ({"00100020": "x" * 65}, "query parameter"),
-])
+@pytest.mark.parametrize(
+    "query,refusal",
+    [
+        ({}, "name the study"),
+        ({"limit": "10"}, "name the study"),
+        ({"StudyInstanceUID": OTHER}, "this study is not in your scope"),
+        ({"StudyInstanceUID": f"{MINE}\\{OTHER}"}, "this study is not in your scope"),
+        ({"00100020": "P1", "StudyInstanceUID": OTHER}, "this study is not in your scope"),
+        ({"StudyInstanceUID": "*"}, "query parameter"),
+        ({"StudyInstanceUID": MINE, "0020000D": OTHER}, "query parameter"),
+        ({"patientid": "P1"}, "query parameter"),
+        ({"0010,0020": "P1"}, "query parameter"),
+        ({"00100020": "P1", "PatientName": "*"}, "query parameter"),
+        ({"00100020": ""}, "query parameter"),
+        ({"00100020": "P1\\P3"}, "query parameter"),
+        ({"00100020": "P1", "PatientID": "P3"}, "query parameter"),
+        ({"00100020": "x" * 65}, "query parameter"),
+    ],
+)
 def test_other_searches_are_refused_as_the_guard_words_it(query, refusal):
     problem, studies = search(query)
     assert problem.startswith(refusal) and studies == set()
 
 
-NAMES = st.sampled_from(["StudyInstanceUID", "0020000D", "0020000d", "20,d", "studyinstanceuid", "00100020",
-                         "PatientID", "patientid", "0010,0020", "PatientName", "AccessionNumber", "limit",
-                         "offset", "includefield", "fuzzymatching", "SeriesInstanceUID", "Modality", ""])
-VALUES = st.sampled_from(["", " ", "*", "?", MINE, MINE_TOO, OTHER, f"{MINE}\\{OTHER}", f"{MINE},{OTHER}",
-                          "P1", "P2", "P3", "P1*", "10", "false", VIEWER_FIELDS, "CT"]) | st.text(max_size=12)
+NAMES = st.sampled_from(
+    [
+        "StudyInstanceUID",
+        "0020000D",
+        "0020000d",
+        "20,d",
+        "studyinstanceuid",
+        "00100020",
+        "PatientID",
+        "patientid",
+        "0010,0020",
+        "PatientName",
+        "AccessionNumber",
+        "limit",
+        "offset",
+        "includefield",
+        "fuzzymatching",
+        "SeriesInstanceUID",
+        "Modality",
+        "",
+    ]
+)
+VALUES = st.sampled_from(
+    [
+        "",
+        " ",
+        "*",
+        "?",
+        MINE,
+        MINE_TOO,
+        OTHER,
+        f"{MINE}\\{OTHER}",
+        f"{MINE},{OTHER}",
+        "P1",
+        "P2",
+        "P3",
+        "P1*",
+        "10",
+        "false",
+        VIEWER_FIELDS,
+        "CT",
+    ]
+) | st.text(max_size=12)
 
 
 @settings(max_examples=500, deadline=None)

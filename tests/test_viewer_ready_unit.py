@@ -6,13 +6,12 @@ import io
 
 import numpy
 import pytest
+import sample_images
 from pydicom import dcmread
 from pydicom.pixels import apply_color_lut
 from pydicom.uid import ExplicitVRLittleEndian
 
-import sample_images
-from plugin.ingest_screen import (CURRENT_SOP_CLASS, DROP_PIXEL_SPACING, PALETTE_TO_RGB, TRANSCODE,
-                                  examine)
+from plugin.ingest_screen import CURRENT_SOP_CLASS, DROP_PIXEL_SPACING, PALETTE_TO_RGB, TRANSCODE, examine
 from plugin.viewer_ready import make_viewer_ready
 
 
@@ -30,14 +29,19 @@ def pydicom_transcode(calls):
         out = io.BytesIO()
         dataset.save_as(out, enforce_file_format=True, little_endian=True, implicit_vr=False)
         return out.getvalue()
+
     return transcode
 
 
 EXPECTED = {
-    "OBXXXX1A_expb": {TRANSCODE}, "emri_small_big_endian": {TRANSCODE}, "image_dfl": {TRANSCODE},
+    "OBXXXX1A_expb": {TRANSCODE},
+    "emri_small_big_endian": {TRANSCODE},
+    "image_dfl": {TRANSCODE},
     "OT-PAL-8-face": {TRANSCODE},  # palette colour in implicit VR
-    "gdcm-US-ALOKA-16": {TRANSCODE, PALETTE_TO_RGB}, "RG1_UNCR": {DROP_PIXEL_SPACING},
-    "RG1_J2KR": {DROP_PIXEL_SPACING}, "color-pl": {CURRENT_SOP_CLASS},
+    "gdcm-US-ALOKA-16": {TRANSCODE, PALETTE_TO_RGB},
+    "RG1_UNCR": {DROP_PIXEL_SPACING},
+    "RG1_J2KR": {DROP_PIXEL_SPACING},
+    "color-pl": {CURRENT_SOP_CLASS},
 }
 
 
@@ -82,8 +86,9 @@ def test_a_segmented_palette_becomes_the_exact_colours_it_maps_to():
     assert ready.BitsAllocated == 8  # this palette's 16-bit entries are 8-bit colours times 257
     assert numpy.array_equal(ready.pixel_array.astype(numpy.uint32) * 257, expected)
     assert "SegmentedRedPaletteColorLookupTableData" not in ready
-    assert examine(make_viewer_ready(data, examine(data).viewer_fixes, pydicom_transcode([]))).viewer_fixes \
-        == frozenset()
+    assert (
+        examine(make_viewer_ready(data, examine(data).viewer_fixes, pydicom_transcode([]))).viewer_fixes == frozenset()
+    )
 
 
 def test_a_retired_ultrasound_sop_class_becomes_the_one_that_replaced_it():

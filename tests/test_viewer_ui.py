@@ -15,13 +15,12 @@ scope. The screenshots are kept in build/screenshots (or $PACS_SCREENSHOT_DIR)."
 
 import time
 
-import pytest
-from PIL import Image
-
 import dicomgen
+import pytest
 from conftest import log_in
 from pacs_server import PacsServer
-from viewer_page import CANVAS, SCREENSHOTS, FIRST_IMAGE, centre, grey_stats, viewport_image
+from PIL import Image
+from viewer_page import CANVAS, FIRST_IMAGE, SCREENSHOTS, centre, grey_stats, viewport_image
 
 PASSWORD = "Viewer-UI-tests-2026!"
 VIEWPORT = {"width": 1280, "height": 800}
@@ -54,22 +53,29 @@ def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("viewer-ui")
     server = PacsServer(folder / "pacs").start()
     try:
-        ct = dicomgen.StudySpec(patient_name="Tomo^Carla", referring_physician="REF^ONE",
-                                description="CT HEAD VIEWER")
-        mr = dicomgen.StudySpec(patient_name="Reson^Marc", referring_physician="REF^TWO",
-                                description="MR KNEE VIEWER")
+        ct = dicomgen.StudySpec(patient_name="Tomo^Carla", referring_physician="REF^ONE", description="CT HEAD VIEWER")
+        mr = dicomgen.StudySpec(patient_name="Reson^Marc", referring_physician="REF^TWO", description="MR KNEE VIEWER")
         # The CT patient's earlier study, referred by someone else: a prior the referrer may not see.
-        prior = dicomgen.StudySpec(patient_name="Tomo^Carla", patient_id=ct.patient_id, referring_physician="REF^TWO",
-                                   description="CT CHEST PRIOR", study_date="20250110")
-        server.storescu(dicomgen.write(dicomgen.ct_series(ct, slices=20, rows=128, cols=128), folder / "ct")
-                        + dicomgen.write(dicomgen.mr_series(mr, slices=16, rows=128, cols=128), folder / "mr")
-                        + dicomgen.write(dicomgen.ct_series(prior, slices=3, rows=64, cols=64), folder / "prior"))
+        prior = dicomgen.StudySpec(
+            patient_name="Tomo^Carla",
+            patient_id=ct.patient_id,
+            referring_physician="REF^TWO",
+            description="CT CHEST PRIOR",
+            study_date="20250110",
+        )
+        server.storescu(
+            dicomgen.write(dicomgen.ct_series(ct, slices=20, rows=128, cols=128), folder / "ct")
+            + dicomgen.write(dicomgen.mr_series(mr, slices=16, rows=128, cols=128), folder / "mr")
+            + dicomgen.write(dicomgen.ct_series(prior, slices=3, rows=64, cols=64), folder / "prior")
+        )
         server.wait_indexed(ct.study_uid, instances=20)
         server.wait_indexed(mr.study_uid, instances=16)
         server.wait_indexed(prior.study_uid, instances=3)
         for username, role, names in [("reader", "radiologist", []), ("viewref", "referrer", ["Ref^One"])]:
-            server.post("/pacs/api/users", json={"username": username, "password": PASSWORD, "role": role,
-                                                 "referring_names": names}).raise_for_status()
+            server.post(
+                "/pacs/api/users",
+                json={"username": username, "password": PASSWORD, "role": role, "referring_names": names},
+            ).raise_for_status()
         server.ct, server.mr, server.prior = ct, mr, prior
         yield server
     finally:
@@ -87,6 +93,7 @@ def page(browser):
 
 
 # --- what the viewport shows ------------------------------------------------------
+
 
 def is_real_image(image):
     """(verdict, stddev, distinct grey levels) of the viewport's centre."""
@@ -124,6 +131,7 @@ def assert_opened_clean(page, frame=None, name=None):
 
 
 # --- the way a person opens a study -------------------------------------------------
+
 
 def worklist_studies(page, server):
     """The StudyInstanceUIDs of the worklist's rows."""
@@ -165,6 +173,7 @@ def test_a_flat_viewport_is_not_an_image():
 def test_the_popup_watch_sees_ohifs_tour_and_banner(server, page):
     """Control: with OHIF's defaults (our two settings taken out of app-config.js) the
     watch records the tour and the banner, so an empty record means they never came."""
+
     def defaults(route):
         config = route.fetch().text()
         for setting in ("investigationalUseDialog:", "customizationService:"):
@@ -197,8 +206,9 @@ def test_radiologist_goes_back_to_the_worklist_and_the_report(server, page):
     assert found_studies(answer) == sorted([uid, server.prior.study_uid])  # staff see the prior
     wait_for_real_image(page, "way-back")
     assert_opened_clean(page)
-    page.screenshot(path=str(SCREENSHOTS / "viewer-way-back-header.png"), clip={"x": 0, "y": 0, "width": 640,
-                                                                                "height": 48})
+    page.screenshot(
+        path=str(SCREENSHOTS / "viewer-way-back-header.png"), clip={"x": 0, "y": 0, "width": 640, "height": 48}
+    )
     page.get_by_role("link", name="Worklist").click()
     page.wait_for_url(server.url("/pacs/"))
     page.wait_for_selector("tr.study-row")
@@ -227,8 +237,10 @@ def test_referrer_sees_their_study_and_nothing_outside_their_scope(server, page)
     assert_opened_clean(page, name="referrer-clean")
     # OHIF's search for the patient's studies is answered from the scope: no prior of another referrer.
     assert answer.status == 200 and found_studies(answer) == [server.ct.study_uid]
-    server.wait_for(lambda: any(PATIENT_SEARCH in str(entry) for entry in audit_entries(
-        server, user="viewref", action="search")), what="the audit entry of the patient search")
+    server.wait_for(
+        lambda: any(PATIENT_SEARCH in str(entry) for entry in audit_entries(server, user="viewref", action="search")),
+        what="the audit entry of the patient search",
+    )
     assert audit_entries(server, user="viewref", outcome="denied") == []
     page.get_by_role("link", name="Report").click()
     page.wait_for_url(server.url(f"/pacs/studies/{server.ct.study_uid}/report"))
@@ -236,8 +248,14 @@ def test_referrer_sees_their_study_and_nothing_outside_their_scope(server, page)
     outside = server.mr.study_uid
     assert page.goto(server.url(f"/pacs/studies/{outside}")).status == 403
     answers = []
-    page.on("response", lambda response: answers.append((response.status, response.url))
-            if outside in response.url and "/dicom-web/" in response.url else None)
+    page.on(
+        "response",
+        lambda response: (
+            answers.append((response.status, response.url))
+            if outside in response.url and "/dicom-web/" in response.url
+            else None
+        ),
+    )
     page.goto(server.url(f"/pacs/viewer/viewer?StudyInstanceUIDs={outside}"))  # a link from elsewhere
     page.get_by_text("not available").wait_for()
     page.screenshot(path=str(SCREENSHOTS / "viewer-referrer-out-of-scope.png"))

@@ -19,11 +19,11 @@ import pytest
 from plugin import webui
 from plugin.http import Request, Response, Router
 from plugin.models import PRIORITIES, STATUSES
+from plugin.reports.models import SECTIONS
 from plugin.webui import WebUI, register_static, render, security_headers
 from plugin.webui.i18n import Catalogues
 from plugin.webui.pages import TEMPLATE_DIR, json_script, url_with_query
 from plugin.webui.static import STATIC_DIR, StaticFiles, accepts_gzip, register_routes
-from plugin.reports.models import SECTIONS
 
 SCRIPT = "<script>alert(1)</script>"
 ATTRIBUTE_BREAK = '"><img src=x onerror=alert(1)>'
@@ -39,33 +39,75 @@ def sample_contexts(hostile=""):
     h = hostile
     admin = dict(ADMIN, display_name="Ada Admin" + h)
     return {
-        "base.html": {"user": admin, "csrf_token": TOKEN, "error": "Study locked by " + admin["display_name"],
-                      "page_data": {"patient_name": "DOE^JANE" + h}},
-        "login.html": {"csrf_token": TOKEN, "error": "Wrong username or password" + h,
-                       "username": "admin" + h, "next_url": "/pacs/study/1" + h},
-        "error.html": {"user": admin, "csrf_token": TOKEN,
-                       "message": "No study 1.2.3" + h, "back_url": "/pacs/"},
-        "account.html": {"user": admin, "csrf_token": TOKEN, "active_nav": "account",
-                         "messages": [{"level": "success", "text": "Password changed" + h}]},
+        "base.html": {
+            "user": admin,
+            "csrf_token": TOKEN,
+            "error": "Study locked by " + admin["display_name"],
+            "page_data": {"patient_name": "DOE^JANE" + h},
+        },
+        "login.html": {
+            "csrf_token": TOKEN,
+            "error": "Wrong username or password" + h,
+            "username": "admin" + h,
+            "next_url": "/pacs/study/1" + h,
+        },
+        "error.html": {"user": admin, "csrf_token": TOKEN, "message": "No study 1.2.3" + h, "back_url": "/pacs/"},
+        "account.html": {
+            "user": admin,
+            "csrf_token": TOKEN,
+            "active_nav": "account",
+            "messages": [{"level": "success", "text": "Password changed" + h}],
+        },
         "admin_users.html": {
-            "user": admin, "csrf_token": TOKEN, "active_nav": "users",
+            "user": admin,
+            "csrf_token": TOKEN,
+            "active_nav": "users",
             "users": [
-                {"id": 1, "username": "admin", "display_name": "Ada Admin" + h, "role": "admin",
-                 "referrer_names": [], "disabled": False,
-                 "last_login": datetime.datetime(2026, 3, 1, 14, 5, 9)},
-                {"id": 7, "username": "drwho" + h, "display_name": "Dr Who" + h, "role": "referrer",
-                 "referrer_names": ["WHO^JOHN" + h, "WHO^J"], "disabled": True, "last_login": None},
+                {
+                    "id": 1,
+                    "username": "admin",
+                    "display_name": "Ada Admin" + h,
+                    "role": "admin",
+                    "referrer_names": [],
+                    "disabled": False,
+                    "last_login": datetime.datetime(2026, 3, 1, 14, 5, 9),
+                },
+                {
+                    "id": 7,
+                    "username": "drwho" + h,
+                    "display_name": "Dr Who" + h,
+                    "role": "referrer",
+                    "referrer_names": ["WHO^JOHN" + h, "WHO^J"],
+                    "disabled": True,
+                    "last_login": None,
+                },
             ],
         },
         "admin_apikeys.html": {
-            "user": admin, "csrf_token": TOKEN, "active_nav": "apikeys",
+            "user": admin,
+            "csrf_token": TOKEN,
+            "active_nav": "apikeys",
             "api_keys": [
-                {"id": 3, "name": "modality bridge" + h, "username": "rad" + h, "role": "technologist",
-                 "created_at": datetime.datetime(2026, 1, 2, 3, 4), "expires_at": None,
-                 "last_used_at": "2026-02-01 10:00", "revoked": False},
-                {"id": 4, "name": "old" + h, "username": "rad", "role": "radiologist",
-                 "created_at": "2025-01-01", "expires_at": datetime.date(2025, 6, 1),
-                 "last_used_at": None, "revoked": True},
+                {
+                    "id": 3,
+                    "name": "modality bridge" + h,
+                    "username": "rad" + h,
+                    "role": "technologist",
+                    "created_at": datetime.datetime(2026, 1, 2, 3, 4),
+                    "expires_at": None,
+                    "last_used_at": "2026-02-01 10:00",
+                    "revoked": False,
+                },
+                {
+                    "id": 4,
+                    "name": "old" + h,
+                    "username": "rad",
+                    "role": "radiologist",
+                    "created_at": "2025-01-01",
+                    "expires_at": datetime.date(2025, 6, 1),
+                    "last_used_at": None,
+                    "revoked": True,
+                },
             ],
             "users": [{"id": 1, "username": "admin" + h}, {"id": 2, "username": "rad"}],
             "new_key": {"name": "modality bridge" + h, "secret": "pacs_k_0123456789abcdef" + h},
@@ -73,29 +115,76 @@ def sample_contexts(hostile=""):
         "report.html": report_sample_contexts(h)["draft"],
         "admin_templates.html": report_sample_contexts(h)["admin_templates"],
         "nodes.html": {
-            "user": admin, "csrf_token": TOKEN, "active_nav": "nodes", "can_manage": True, "can_query": True,
-            "nodes": [{"name": "ct1", "aet": "CT1" + h, "host": "10.0.0.9" + h, "port": 104, "allow_echo": True,
-                       "allow_find": False, "allow_move": True, "allow_get": False, "allow_store": True}],
+            "user": admin,
+            "csrf_token": TOKEN,
+            "active_nav": "nodes",
+            "can_manage": True,
+            "can_query": True,
+            "nodes": [
+                {
+                    "name": "ct1",
+                    "aet": "CT1" + h,
+                    "host": "10.0.0.9" + h,
+                    "port": 104,
+                    "allow_echo": True,
+                    "allow_find": False,
+                    "allow_move": True,
+                    "allow_get": False,
+                    "allow_store": True,
+                }
+            ],
         },
         **worklist_samples(admin, h),
         **order_samples(admin, h),
         "admin_audit.html": {
-            "user": admin, "csrf_token": TOKEN, "active_nav": "audit",
+            "user": admin,
+            "csrf_token": TOKEN,
+            "active_nav": "audit",
             "chain": {"ok": False, "first_bad_id": 42},
-            "filters": {"patient": "doe" + h, "user": "rad" + h, "action": "report_finalized", "study_uid": "",
-                        "outcome": "success", "date_from": "2026-01-01", "date_to": ""},
+            "filters": {
+                "patient": "doe" + h,
+                "user": "rad" + h,
+                "action": "report_finalized",
+                "study_uid": "",
+                "outcome": "success",
+                "date_from": "2026-01-01",
+                "date_to": "",
+            },
             "entries": [
-                {"id": 42, "timestamp": datetime.datetime(2026, 1, 5, 8, 0), "username": "rad",
-                 "action": "report_finalized", "action_label": "Report signed", "study_uid": "1.2.840.1" + h,
-                 "study_known": True, "patient_name": "DOE^JANE" + h, "patient_id": "P-1" + h,
-                 "accession_number": "ACC-1" + h, "outcome": "success",
-                 "ip_address": "10.0.0.5", "detail": "version: 3" + h},
-                {"id": 41, "timestamp": datetime.datetime(2026, 1, 5, 7, 0), "username": "rad",
-                 "action": "images_retrieved", "action_label": "Images viewed", "study_uid": "1.2.840.2",
-                 "study_known": False, "patient_name": "", "patient_id": "P-2" + h, "accession_number": "",
-                 "outcome": "success", "ip_address": "10.0.0.5", "detail": None},
+                {
+                    "id": 42,
+                    "timestamp": datetime.datetime(2026, 1, 5, 8, 0),
+                    "username": "rad",
+                    "action": "report_finalized",
+                    "action_label": "Report signed",
+                    "study_uid": "1.2.840.1" + h,
+                    "study_known": True,
+                    "patient_name": "DOE^JANE" + h,
+                    "patient_id": "P-1" + h,
+                    "accession_number": "ACC-1" + h,
+                    "outcome": "success",
+                    "ip_address": "10.0.0.5",
+                    "detail": "version: 3" + h,
+                },
+                {
+                    "id": 41,
+                    "timestamp": datetime.datetime(2026, 1, 5, 7, 0),
+                    "username": "rad",
+                    "action": "images_retrieved",
+                    "action_label": "Images viewed",
+                    "study_uid": "1.2.840.2",
+                    "study_known": False,
+                    "patient_name": "",
+                    "patient_id": "P-2" + h,
+                    "accession_number": "",
+                    "outcome": "success",
+                    "ip_address": "10.0.0.5",
+                    "detail": None,
+                },
             ],
-            "page": 2, "page_size": 50, "total": 120,
+            "page": 2,
+            "page_size": 50,
+            "total": 120,
             "actions": [("login", "Signed in"), ("report_finalized", "Report signed")],
         },
     }
@@ -103,24 +192,54 @@ def sample_contexts(hostile=""):
 
 def order_samples(admin, h):
     """Contexts of the orders pages (plugin.dicomservices.order_pages)."""
-    order = {"id": 7, "accession_number": "A2611230001" + h, "status": "in_progress", "priority": "urgent",
-             "patient_id": "P-1" + h, "patient_name": "DOE^JANE" + h, "patient_birth_date": "1970-01-01",
-             "patient_sex": "F", "modality": "CT", "scheduled_station_aet": "CT1" + h,
-             "scheduled_at": "2026-11-23T09:30:00", "procedure": "CT HEAD" + h, "referring_physician": "WHO^DR" + h,
-             "study_instance_uid": "1.2.840.9", "created_by": "tech" + h,
-             "study": {"study_instance_uid": "1.2.840.9", "status": "arrived", "has_images": True,
-                       "instance_count": 20},
-             "performed_steps": [{"sop_instance_uid": "1.2.3", "status": "COMPLETED", "calling_aet": "CT1" + h,
-                                  "started_at": "20261123093100", "ended_at": "20261123094500",
-                                  "performed_series": [{"series_instance_uid": "1.2.3.4", "description": "AXIAL" + h,
-                                                        "images": 20}]}]}
-    shared = {"user": admin, "csrf_token": TOKEN, "active_nav": "orders", "can_write": True,
-              "priorities": PRIORITIES, "sexes": ["M", "F", "O"], "modalities": ["CT", "MR"],
-              "order_statuses": ["scheduled", "in_progress", "completed", "discontinued", "cancelled", "arrived"]}
+    order = {
+        "id": 7,
+        "accession_number": "A2611230001" + h,
+        "status": "in_progress",
+        "priority": "urgent",
+        "patient_id": "P-1" + h,
+        "patient_name": "DOE^JANE" + h,
+        "patient_birth_date": "1970-01-01",
+        "patient_sex": "F",
+        "modality": "CT",
+        "scheduled_station_aet": "CT1" + h,
+        "scheduled_at": "2026-11-23T09:30:00",
+        "procedure": "CT HEAD" + h,
+        "referring_physician": "WHO^DR" + h,
+        "study_instance_uid": "1.2.840.9",
+        "created_by": "tech" + h,
+        "study": {"study_instance_uid": "1.2.840.9", "status": "arrived", "has_images": True, "instance_count": 20},
+        "performed_steps": [
+            {
+                "sop_instance_uid": "1.2.3",
+                "status": "COMPLETED",
+                "calling_aet": "CT1" + h,
+                "started_at": "20261123093100",
+                "ended_at": "20261123094500",
+                "performed_series": [{"series_instance_uid": "1.2.3.4", "description": "AXIAL" + h, "images": 20}],
+            }
+        ],
+    }
+    shared = {
+        "user": admin,
+        "csrf_token": TOKEN,
+        "active_nav": "orders",
+        "can_write": True,
+        "priorities": PRIORITIES,
+        "sexes": ["M", "F", "O"],
+        "modalities": ["CT", "MR"],
+        "order_statuses": ["scheduled", "in_progress", "completed", "discontinued", "cancelled", "arrived"],
+    }
     return {
-        "orders.html": dict(shared, orders=[order], total=120, page=2, page_size=50,
-                            filters={"status": "scheduled", "q": "doe" + h, "date_from": "", "date_to": ""},
-                            form={"patient_name": "DOE^J" + h, "priority": "stat"}),
+        "orders.html": dict(
+            shared,
+            orders=[order],
+            total=120,
+            page=2,
+            page_size=50,
+            filters={"status": "scheduled", "q": "doe" + h, "date_from": "", "date_to": ""},
+            form={"patient_name": "DOE^J" + h, "priority": "stat"},
+        ),
         "order.html": dict(shared, order=order, form=order, editable=True, cancellable=True),
     }
 
@@ -128,45 +247,111 @@ def order_samples(admin, h):
 def worklist_samples(admin, h):
     """Contexts of the worklist, study and dashboard pages (plugin.worklist.pages)."""
     study = {
-        "study_instance_uid": "1.2.840.9", "patient_name": "DOE^JANE" + h, "patient_id": "P-1" + h,
-        "patient_sex": "F", "patient_birth_date": datetime.date(1970, 1, 1), "patient_age": 56,
-        "accession_number": "ACC-1" + h, "study_date": datetime.date(2026, 3, 1), "study_time": "101500",
-        "modalities": ["CT", "MR" + h], "description": "CT HEAD" + h, "referring_physician": "WHO^DR" + h,
-        "body_parts": ["HEAD" + h], "series_count": 1, "instance_count": 20, "status": "in_progress",
-        "priority": "stat", "assignee": "rad", "claimed_by": "rad", "arrived_at": "2026-03-01T10:20:00Z",
-        "final_at": None, "institution_name": "Clinic" + h,
-        "series": [{"series_instance_uid": "1.2.840.9.1", "number": 1, "modality": "CT",
-                    "description": "AXIAL" + h, "body_part": "HEAD", "instance_count": 20, "document": False,
-                    "report_copy": False},
-                   {"series_instance_uid": "1.2.840.9.2", "number": 9001, "modality": "DOC",
-                    "description": "Radiology report" + h, "body_part": "", "instance_count": 1, "document": True,
-                    "report_copy": True}],
-        "priors": [{"study_instance_uid": "1.2.840.8", "study_date": datetime.date(2025, 1, 2),
-                    "modalities": ["CT"], "description": "CT HEAD OLD" + h, "status": "final"}],
+        "study_instance_uid": "1.2.840.9",
+        "patient_name": "DOE^JANE" + h,
+        "patient_id": "P-1" + h,
+        "patient_sex": "F",
+        "patient_birth_date": datetime.date(1970, 1, 1),
+        "patient_age": 56,
+        "accession_number": "ACC-1" + h,
+        "study_date": datetime.date(2026, 3, 1),
+        "study_time": "101500",
+        "modalities": ["CT", "MR" + h],
+        "description": "CT HEAD" + h,
+        "referring_physician": "WHO^DR" + h,
+        "body_parts": ["HEAD" + h],
+        "series_count": 1,
+        "instance_count": 20,
+        "status": "in_progress",
+        "priority": "stat",
+        "assignee": "rad",
+        "claimed_by": "rad",
+        "arrived_at": "2026-03-01T10:20:00Z",
+        "final_at": None,
+        "institution_name": "Clinic" + h,
+        "series": [
+            {
+                "series_instance_uid": "1.2.840.9.1",
+                "number": 1,
+                "modality": "CT",
+                "description": "AXIAL" + h,
+                "body_part": "HEAD",
+                "instance_count": 20,
+                "document": False,
+                "report_copy": False,
+            },
+            {
+                "series_instance_uid": "1.2.840.9.2",
+                "number": 9001,
+                "modality": "DOC",
+                "description": "Radiology report" + h,
+                "body_part": "",
+                "instance_count": 1,
+                "document": True,
+                "report_copy": True,
+            },
+        ],
+        "priors": [
+            {
+                "study_instance_uid": "1.2.840.8",
+                "study_date": datetime.date(2025, 1, 2),
+                "modalities": ["CT"],
+                "description": "CT HEAD OLD" + h,
+                "status": "final",
+            }
+        ],
     }
     shared = {"user": admin, "csrf_token": TOKEN, "statuses": STATUSES, "priorities": PRIORITIES}
     script_data = {"me": "admin", "role": "admin", "people": {"rad": "Dr Rad" + h}, "texts": {}}
     targets = {"stat": 60, "urgent": 240, "routine": 1440}
     chart = "vendor/chart.umd.min.js"
     return {
-        "worklist.html": dict(shared, active_nav="worklist", can_claim=True, can_prioritise=True,
-                              readers=[("rad", "Dr Rad" + h)], modalities=["CT", "MR"], targets=targets,
-                              default_sort="-priority,arrived_at", page_data=dict(script_data, poll_ms=3000)),
-        "study.html": dict(shared, active_nav="worklist", can_claim=True, can_prioritise=True, can_send=True, study=study,
-                           viewer_url="/pacs/viewer/viewer?StudyInstanceUIDs=1.2.840.9",
-                           viewer_with_priors_url="/pacs/viewer/viewer?StudyInstanceUIDs=1.2.840.9"
-                                                  "&StudyInstanceUIDs=1.2.840.8",
-                           readers=[("rad", "Dr Rad" + h)], page_data=dict(script_data, study=study)),
+        "worklist.html": dict(
+            shared,
+            active_nav="worklist",
+            can_claim=True,
+            can_prioritise=True,
+            readers=[("rad", "Dr Rad" + h)],
+            modalities=["CT", "MR"],
+            targets=targets,
+            default_sort="-priority,arrived_at",
+            page_data=dict(script_data, poll_ms=3000),
+        ),
+        "study.html": dict(
+            shared,
+            active_nav="worklist",
+            can_claim=True,
+            can_prioritise=True,
+            can_send=True,
+            study=study,
+            viewer_url="/pacs/viewer/viewer?StudyInstanceUIDs=1.2.840.9",
+            viewer_with_priors_url="/pacs/viewer/viewer?StudyInstanceUIDs=1.2.840.9&StudyInstanceUIDs=1.2.840.8",
+            readers=[("rad", "Dr Rad" + h)],
+            page_data=dict(script_data, study=study),
+        ),
         "dashboard.html": dict(
-            shared, active_nav="dashboard", people={"rad": "Dr Rad" + h}, targets=targets,
+            shared,
+            active_nav="dashboard",
+            people={"rad": "Dr Rad" + h},
+            targets=targets,
             chart_url=webui.static_url(chart) if webui.default_webui().static.has(chart) else None,
-            figures={"counts_by_status": {"arrived": 3, "final": 1},
-                     "per_day": {"days": ["2026-03-01", "2026-03-02"], "series": {"CT": [1, 2], "MR" + h: [0, 1]}},
-                     "turnaround": [{"modality": "CT" + h, "priority": "stat", "studies": 2,
-                                     "median_minutes": 42.5, "p90_minutes": 80.0}],
-                     "workload": [{"username": "rad", "assigned": 2, "reading": 1}],
-                     "waiting_longest": [study]},
-            page_data=dict(script_data, per_day={"days": ["2026-03-01"], "series": {"CT": [1]}})),
+            figures={
+                "counts_by_status": {"arrived": 3, "final": 1},
+                "per_day": {"days": ["2026-03-01", "2026-03-02"], "series": {"CT": [1, 2], "MR" + h: [0, 1]}},
+                "turnaround": [
+                    {
+                        "modality": "CT" + h,
+                        "priority": "stat",
+                        "studies": 2,
+                        "median_minutes": 42.5,
+                        "p90_minutes": 80.0,
+                    }
+                ],
+                "workload": [{"username": "rad", "assigned": 2, "reading": 1}],
+                "waiting_longest": [study],
+            },
+            page_data=dict(script_data, per_day={"days": ["2026-03-01"], "series": {"CT": [1]}}),
+        ),
     }
 
 
@@ -175,34 +360,96 @@ def report_sample_contexts(hostile=""):
     appended to every string from DICOM headers or users."""
     h = hostile
     user_ = {"username": "rad", "display_name": "Dr Rad" + h, "role": "radiologist"}
-    study = {"patient_name": "DOE^JANE" + h, "patient_id": "P1" + h, "accession_number": "A1" + h,
-             "study_date": "2026-01-01", "description": "CT HEAD" + h, "modalities": ["CT"],
-             "referring_physician": "WHO^DR" + h}
-    template = {"id": 1, "name": "CT head" + h, "modality": "CT", "body_part": "HEAD" + h, "disabled": False,
-                "sections": {"findings": "Normal." + h}}
+    study = {
+        "patient_name": "DOE^JANE" + h,
+        "patient_id": "P1" + h,
+        "accession_number": "A1" + h,
+        "study_date": "2026-01-01",
+        "description": "CT HEAD" + h,
+        "modalities": ["CT"],
+        "referring_physician": "WHO^DR" + h,
+    }
+    template = {
+        "id": 1,
+        "name": "CT head" + h,
+        "modality": "CT",
+        "body_part": "HEAD" + h,
+        "disabled": False,
+        "sections": {"findings": "Normal." + h},
+    }
     sections = {name: name + h for name in SECTIONS}
-    draft = {"status": "draft", "version": 3, "template_id": 1, "sections": sections, "author_name": "Dr Rad" + h,
-             "updated_at": "2026-01-01T10:00:00Z", "signer_name": "", "signed_at": None, "addenda": [],
-             "study": study, "history": [{"version": 3, "kind": "saved", "username": "rad" + h, "name": "Dr Rad" + h,
-                                          "at": "2026-01-01T10:00:00Z", "sections": sections}]}
-    signed = dict(draft, status="amended", signer_name="Dr Rad" + h, signed_at="2026-01-01T11:00:00Z",
-                  addenda=[{"id": 1, "text": "Addendum" + h, "author_name": "Dr Q" + h,
-                            "signed_at": "2026-01-02T11:00:00Z"}])
-    blank = {"status": "none", "version": 0, "sections": dict.fromkeys(SECTIONS, ""), "addenda": [],
-             "suggested_comparison": "CT 2025" + h, "templates": [template], "study": study}
-    page = {"user": user_, "csrf_token": TOKEN, "active_nav": "worklist", "uid": "1.2.3" + h, "study": study,
-            "patient": "DOE, Jane" + h, "sections": SECTIONS, "can_manage_templates": True, "claim": None,
-            "page_data": {"uid": "1.2.3" + h, "texts": {}}}
+    draft = {
+        "status": "draft",
+        "version": 3,
+        "template_id": 1,
+        "sections": sections,
+        "author_name": "Dr Rad" + h,
+        "updated_at": "2026-01-01T10:00:00Z",
+        "signer_name": "",
+        "signed_at": None,
+        "addenda": [],
+        "study": study,
+        "history": [
+            {
+                "version": 3,
+                "kind": "saved",
+                "username": "rad" + h,
+                "name": "Dr Rad" + h,
+                "at": "2026-01-01T10:00:00Z",
+                "sections": sections,
+            }
+        ],
+    }
+    signed = dict(
+        draft,
+        status="amended",
+        signer_name="Dr Rad" + h,
+        signed_at="2026-01-01T11:00:00Z",
+        addenda=[{"id": 1, "text": "Addendum" + h, "author_name": "Dr Q" + h, "signed_at": "2026-01-02T11:00:00Z"}],
+    )
+    blank = {
+        "status": "none",
+        "version": 0,
+        "sections": dict.fromkeys(SECTIONS, ""),
+        "addenda": [],
+        "suggested_comparison": "CT 2025" + h,
+        "templates": [template],
+        "study": study,
+    }
+    page = {
+        "user": user_,
+        "csrf_token": TOKEN,
+        "active_nav": "worklist",
+        "uid": "1.2.3" + h,
+        "study": study,
+        "patient": "DOE, Jane" + h,
+        "sections": SECTIONS,
+        "can_manage_templates": True,
+        "claim": None,
+        "page_data": {"uid": "1.2.3" + h, "texts": {}},
+    }
     return {
         "draft": dict(page, report=draft, editable=True, templates=[template], can_sign=True, can_addend=False),
         "blank": dict(page, report=blank, editable=True, templates=[template], can_sign=True, can_addend=False),
         "signed": dict(page, report=signed, editable=False, templates=[], can_sign=False, can_addend=True),
         "none": dict(page, report=None, editable=False, templates=[], can_sign=False, can_addend=False),
         # A colleague reads the study: read-only, with the take-over offered.
-        "claimed": dict(page, report=draft, editable=True, templates=[], can_sign=False, can_addend=False,
-                        claim={"name": "Dr Q" + h, "until": "2026-01-01T10:30:00Z"}),
-        "admin_templates": {"user": dict(user_, role="admin"), "csrf_token": TOKEN, "sections": SECTIONS,
-                            "templates": [template], "page_data": {"texts": {}}},
+        "claimed": dict(
+            page,
+            report=draft,
+            editable=True,
+            templates=[],
+            can_sign=False,
+            can_addend=False,
+            claim={"name": "Dr Q" + h, "until": "2026-01-01T10:30:00Z"},
+        ),
+        "admin_templates": {
+            "user": dict(user_, role="admin"),
+            "csrf_token": TOKEN,
+            "sections": SECTIONS,
+            "templates": [template],
+            "page_data": {"texts": {}},
+        },
     }
 
 
@@ -274,16 +521,21 @@ def test_patient_name_in_a_page_of_our_own(tmp_path):
     """A page extending base.html, as the worklist will, with a DICOM patient
     name in text, an attribute, a data-* attribute and the JSON data block."""
     shutil.copytree(TEMPLATE_DIR, tmp_path / "templates")
-    (tmp_path / "templates" / "study.html").write_text(textwrap.dedent("""\
+    (tmp_path / "templates" / "study.html").write_text(
+        textwrap.dedent("""\
         {% extends "base.html" %}
         {% block content %}
         <h1 title="{{ patient_name }}" data-patient="{{ patient_name }}">{{ patient_name }}</h1>
         {% endblock %}
-        """))
+        """)
+    )
     ui = WebUI(template_dir=tmp_path / "templates")
     for name in (SCRIPT, ATTRIBUTE_BREAK, "DOE^JANE</script><script>alert(1)//"):
-        body = render_body("study.html", {"patient_name": name, "user": ADMIN, "csrf_token": TOKEN,
-                                          "page_data": {"patient_name": name}}, ui=ui)
+        body = render_body(
+            "study.html",
+            {"patient_name": name, "user": ADMIN, "csrf_token": TOKEN, "page_data": {"patient_name": name}},
+            ui=ui,
+        )
         document = Document(body)
         heading = document.find("h1")[0]
         assert heading["title"] == heading["data-patient"] == name
@@ -331,9 +583,14 @@ def test_forms_post_where_the_routes_are():
     logout = "/pacs/logout"
     assert actions["login.html"] == ["/pacs/login"]
     assert actions["account.html"] == ["/pacs/account/password", logout]
-    assert actions["admin_users.html"] == ["/pacs/admin/users", "/pacs/admin/users/1",
-                                           "/pacs/admin/users/1/password", "/pacs/admin/users/7",
-                                           "/pacs/admin/users/7/password", logout]
+    assert actions["admin_users.html"] == [
+        "/pacs/admin/users",
+        "/pacs/admin/users/1",
+        "/pacs/admin/users/1/password",
+        "/pacs/admin/users/7",
+        "/pacs/admin/users/7/password",
+        logout,
+    ]
     assert actions["admin_apikeys.html"] == ["/pacs/admin/apikeys", "/pacs/admin/apikeys/3/revoke", logout]
 
 
@@ -355,8 +612,14 @@ def test_navigation_follows_the_role():
         context = {"user": user, "csrf_token": TOKEN, "message": "no"}
         return [a["href"] for a in Document(render_body("error.html", context)).find("a")]
 
-    assert {"/pacs/admin/users", "/pacs/admin/apikeys", "/pacs/admin/audit", "/pacs/dashboard",
-            "/pacs/", "/pacs/account"} <= set(links(ADMIN))
+    assert {
+        "/pacs/admin/users",
+        "/pacs/admin/apikeys",
+        "/pacs/admin/audit",
+        "/pacs/dashboard",
+        "/pacs/",
+        "/pacs/account",
+    } <= set(links(ADMIN))
     assert not [href for href in links(RADIOLOGIST) if href.startswith("/pacs/admin")]
     assert "/pacs/dashboard" not in links(dict(RADIOLOGIST, role="referrer"))
     anonymous = Document(render_body("error.html", {"message": "boom"}))
@@ -432,8 +695,9 @@ class _BareText(HTMLParser):
         visible = list(_VISIBLE_ATTRIBUTES)
         if tag == "input" and attributes.get("type") in ("submit", "button", "reset"):
             visible.append("value")
-        self.found += [f"{tag}[{name}]={value!r}" for name, value in attrs
-                       if name in visible and _has_words(value or "")]
+        self.found += [
+            f"{tag}[{name}]={value!r}" for name, value in attrs if name in visible and _has_words(value or "")
+        ]
 
     def handle_data(self, data):
         if _has_words(data):
@@ -472,8 +736,12 @@ def test_templates_have_no_untranslated_text(path):
 
 def test_the_bare_text_check_catches_bare_text():
     checker = _BareText()
-    checker.feed(_template_without_jinja(
-        '<p>{{ _("ok") }} Hello</p><input type="submit" value="Go"><b title="{{ x }}">{% trans %}fine{% endtrans %}</b>'))
+    checker.feed(
+        _template_without_jinja(
+            '<p>{{ _("ok") }} Hello</p><input type="submit" value="Go">'
+            '<b title="{{ x }}">{% trans %}fine{% endtrans %}</b>'
+        )
+    )
     assert checker.found == ["'Hello'", "input[value]='Go'"]
 
 
@@ -484,8 +752,13 @@ def test_messages_are_extractable():
     for path in TEMPLATE_DIR.glob("*.html"):
         for _, _, message in environment.extract_translations(path.read_text()):
             messages.add(tuple(part for part in message if part) if isinstance(message, tuple) else message)
-    assert {"Sign in", "Audit log", ("Error %(status)s",), "Page %(page)s of %(page_count)s",
-            ("%(count)s entry", "%(count)s entries")} <= messages
+    assert {
+        "Sign in",
+        "Audit log",
+        ("Error %(status)s",),
+        "Page %(page)s of %(page_count)s",
+        ("%(count)s entry", "%(count)s entries"),
+    } <= messages
 
 
 # --- languages --------------------------------------------------------------
@@ -517,13 +790,16 @@ def write_mo(path, messages):
 @pytest.fixture
 def german(tmp_path):
     locale = tmp_path / "locale"
-    write_mo(locale / "de" / "LC_MESSAGES" / "pacs.mo", {
-        "Sign in": "Anmelden",
-        "Username": "Benutzername",
-        "Error %(status)s": "Fehler %(status)s",
-        "%(count)s entry\x00%(count)s entries": "%(count)s Eintrag\x00%(count)s Einträge",
-        "Wrong password": "Falsches Passwort",
-    })
+    write_mo(
+        locale / "de" / "LC_MESSAGES" / "pacs.mo",
+        {
+            "Sign in": "Anmelden",
+            "Username": "Benutzername",
+            "Error %(status)s": "Fehler %(status)s",
+            "%(count)s entry\x00%(count)s entries": "%(count)s Eintrag\x00%(count)s Einträge",
+            "Wrong password": "Falsches Passwort",
+        },
+    )
     return WebUI(locale_dir=locale)
 
 
@@ -565,9 +841,19 @@ def test_accept_language_negotiation(tmp_path):
     catalogues = Catalogues(tmp_path)
     assert catalogues.languages == ["de", "en", "pt_BR"]
     for header, expected in [
-        ("de", "de"), ("DE-at", "de"), ("pt", "pt_BR"), ("pt-br", "pt_BR"),
-        ("fr, de;q=0.1", "de"), ("de;q=0.5, pt-BR;q=0.9", "pt_BR"), ("de;q=0, pt;q=0.2", "pt_BR"),
-        ("en-GB, de", "en"), ("*", "en"), ("", "en"), (None, "en"), ("de;q=abc, fr", "en"), (",,;", "en"),
+        ("de", "de"),
+        ("DE-at", "de"),
+        ("pt", "pt_BR"),
+        ("pt-br", "pt_BR"),
+        ("fr, de;q=0.1", "de"),
+        ("de;q=0.5, pt-BR;q=0.9", "pt_BR"),
+        ("de;q=0, pt;q=0.2", "pt_BR"),
+        ("en-GB, de", "en"),
+        ("*", "en"),
+        ("", "en"),
+        (None, "en"),
+        ("de;q=abc, fr", "en"),
+        (",,;", "en"),
     ]:
         assert catalogues.negotiate(header) == expected, header
 
@@ -580,7 +866,8 @@ def test_security_headers_on_every_page():
     assert response.headers["Content-Security-Policy"] == (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
         "connect-src 'self'; frame-src 'self'; frame-ancestors 'self'; object-src 'none'; "
-        "base-uri 'self'; form-action 'self'")
+        "base-uri 'self'; form-action 'self'"
+    )
     assert response.headers["X-Frame-Options"] == "SAMEORIGIN"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["Referrer-Policy"] == "same-origin"
@@ -620,8 +907,11 @@ def get(router, path, query=None, headers=None):
 
 def test_static_mime_types_and_nosniff():
     router = static_router()
-    for name, mime in [("pacs.css", "text/css; charset=utf-8"), ("pacs.js", "text/javascript; charset=utf-8"),
-                       ("favicon.svg", "image/svg+xml")]:
+    for name, mime in [
+        ("pacs.css", "text/css; charset=utf-8"),
+        ("pacs.js", "text/javascript; charset=utf-8"),
+        ("favicon.svg", "image/svg+xml"),
+    ]:
         response = get(router, "/pacs/static/" + name)
         assert response.status == 200, name
         assert response.content_type == mime
@@ -634,8 +924,10 @@ def test_static_url_busts_caches_and_earns_long_caching():
     url = webui.static_url("pacs.css")
     version = hashlib.sha256((STATIC_DIR / "pacs.css").read_bytes()).hexdigest()[:12]
     assert url == f"/pacs/static/pacs.css?v={version}"
-    assert get(router, "/pacs/static/pacs.css", {"v": version}).headers["Cache-Control"] == \
-        "public, max-age=31536000, immutable"
+    assert (
+        get(router, "/pacs/static/pacs.css", {"v": version}).headers["Cache-Control"]
+        == "public, max-age=31536000, immutable"
+    )
     assert get(router, "/pacs/static/pacs.css").headers["Cache-Control"] == "no-cache"
     assert get(router, "/pacs/static/pacs.css", {"v": "0ld"}).headers["Cache-Control"] == "no-cache"
     assert url in render("login.html", csrf_token=TOKEN).body.decode()
@@ -685,10 +977,25 @@ def fenced_static(tmp_path):
 
 
 TRAVERSALS = [
-    "../secret.txt", "%2e%2e/secret.txt", "%2E%2E%2Fsecret.txt", "..%2fsecret.txt", "....//secret.txt",
-    "sub/../../secret.txt", "sub/%2e%2e/%2e%2e/secret.txt", "%252e%252e/secret.txt", "./app.css",
-    "/etc/passwd", "%2fetc%2fpasswd", "..\\secret.txt", "sub\\..\\..\\secret.txt", "%5c..%5csecret.txt",
-    "app.css\x00.js", "app.css%00", "C:/Windows/win.ini", ".env", "sub//x.js",
+    "../secret.txt",
+    "%2e%2e/secret.txt",
+    "%2E%2E%2Fsecret.txt",
+    "..%2fsecret.txt",
+    "....//secret.txt",
+    "sub/../../secret.txt",
+    "sub/%2e%2e/%2e%2e/secret.txt",
+    "%252e%252e/secret.txt",
+    "./app.css",
+    "/etc/passwd",
+    "%2fetc%2fpasswd",
+    "..\\secret.txt",
+    "sub\\..\\..\\secret.txt",
+    "%5c..%5csecret.txt",
+    "app.css\x00.js",
+    "app.css%00",
+    "C:/Windows/win.ini",
+    ".env",
+    "sub//x.js",
 ]
 
 
@@ -758,15 +1065,24 @@ class BrowserSession:
         self.router.add("POST", "/pacs/api/conflict", lambda request: Response.error(409, "already claimed"))
         self.router.add("POST", "/pacs/api/auth/refresh", lambda request: Response.json({}, self.refresh_status))
         self.router.add("POST", "/pacs/admin/apikeys/{key_id}/revoke", lambda request, key_id: Response.json({}))
-        self.router.add("GET", "/pacs/api/studies", lambda request: Response.json(
-            {"items": [], "total": 0, "page": 1, "page_size": 50}))
-        self.router.add("GET", "/pacs/viewer/(?P<path>.*)", lambda request, path: Response(
-            200, b"<!doctype html><title>viewer</title>", "text/html; charset=utf-8"))
-        self.router.add("GET", "/pacs/api/nodes", lambda request: Response.json(
-            {"items": [{"name": "peer", "aet": "PEER"}]}))
-        self.router.add("GET", "/pacs/api/studies/{uid}/series/{series_uid}/thumbnail",
-                        lambda request, uid, series_uid: Response(200, (STATIC_DIR / "favicon.svg").read_bytes(),
-                                                                  "image/svg+xml"))
+        self.router.add(
+            "GET",
+            "/pacs/api/studies",
+            lambda request: Response.json({"items": [], "total": 0, "page": 1, "page_size": 50}),
+        )
+        self.router.add(
+            "GET",
+            "/pacs/viewer/(?P<path>.*)",
+            lambda request, path: Response(200, b"<!doctype html><title>viewer</title>", "text/html; charset=utf-8"),
+        )
+        self.router.add(
+            "GET", "/pacs/api/nodes", lambda request: Response.json({"items": [{"name": "peer", "aet": "PEER"}]})
+        )
+        self.router.add(
+            "GET",
+            "/pacs/api/studies/{uid}/series/{series_uid}/thumbnail",
+            lambda request, uid, series_uid: Response(200, (STATIC_DIR / "favicon.svg").read_bytes(), "image/svg+xml"),
+        )
         page.on("console", lambda message: message.type == "error" and self.console_errors.append(message.text))
         page.on("pageerror", lambda error: self.console_errors.append(str(error)))
         page.route(ORIGIN + "/**", self._answer)
@@ -780,12 +1096,20 @@ class BrowserSession:
 
     def _answer(self, route):
         url = urlsplit(route.request.url)
-        request = Request(route.request.method, url.path, dict(parse_qsl(url.query)),
-                          route.request.headers, route.request.post_data_buffer or b"")
+        request = Request(
+            route.request.method,
+            url.path,
+            dict(parse_qsl(url.query)),
+            route.request.headers,
+            route.request.post_data_buffer or b"",
+        )
         self.requests.append(request)
         response = self.router.dispatch(request)
-        route.fulfill(status=response.status, body=response.body,
-                      headers={**response.headers, "Content-Type": response.content_type})
+        route.fulfill(
+            status=response.status,
+            body=response.body,
+            headers={**response.headers, "Content-Type": response.content_type},
+        )
 
     @staticmethod
     def _sample_page(request, name):
@@ -793,8 +1117,9 @@ class BrowserSession:
 
     @staticmethod
     def _echo(request):
-        return Response.json({"csrf": request.headers.get("x-csrf-token"),
-                              "body": request.json() if request.body else None})
+        return Response.json(
+            {"csrf": request.headers.get("x-csrf-token"), "body": request.json() if request.body else None}
+        )
 
 
 @pytest.fixture
@@ -823,7 +1148,8 @@ def test_pacs_api_sends_csrf_and_reports_server_errors(session):
     assert session.page.evaluate("pacs.api('POST', '/pacs/api/echo', {a: 1})") == {"csrf": TOKEN, "body": {"a": 1}}
     assert session.page.evaluate("pacs.api('GET', '/pacs/api/echo')") == {"csrf": None, "body": None}
     failure = session.page.evaluate(
-        "pacs.api('POST', '/pacs/api/conflict').catch((e) => [e.name, e.message, e.status])")
+        "pacs.api('POST', '/pacs/api/conflict').catch((e) => [e.name, e.message, e.status])"
+    )
     assert failure == ["ApiError", "already claimed", 409]
 
 

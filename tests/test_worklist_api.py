@@ -4,10 +4,9 @@ PACS holding a known set of studies."""
 import concurrent.futures
 import datetime
 
+import dicomgen
 import pytest
 import requests
-
-import dicomgen
 from pacs_server import PacsServer
 
 TODAY = datetime.date.today()
@@ -26,9 +25,15 @@ STUDIES = [
 
 def _spec(name, pid, accession, days_ago, referring, description):
     charset = "ISO_IR 192"
-    return dicomgen.StudySpec(patient_name=name, patient_id=pid, accession=accession,
-                              study_date=(TODAY - datetime.timedelta(days=days_ago)).strftime("%Y%m%d"),
-                              referring_physician=referring, description=description, charset=charset)
+    return dicomgen.StudySpec(
+        patient_name=name,
+        patient_id=pid,
+        accession=accession,
+        study_date=(TODAY - datetime.timedelta(days=days_ago)).strftime("%Y%m%d"),
+        referring_physician=referring,
+        description=description,
+        charset=charset,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +51,25 @@ def server(tmp_path_factory):
             files += dicomgen.write(series, folder / "dcm")
         uids[accession] = spec.study_uid
     server.storescu(files)
-    for accession, uid in uids.items():
+    for uid in uids.values():
         server.wait_indexed(uid)
     server.uids = uids
-    for username, role, names in [("rad1", "radiologist", []), ("rad2", "radiologist", []),
-                                  ("tech", "technologist", []), ("drwho", "referrer", ["Who^Dr"])]:
-        server.post("/pacs/api/users", json={"username": username, "password": PASSWORD, "role": role,
-                                             "display_name": username.upper(),
-                                             "referring_names": names}).raise_for_status()
+    for username, role, names in [
+        ("rad1", "radiologist", []),
+        ("rad2", "radiologist", []),
+        ("tech", "technologist", []),
+        ("drwho", "referrer", ["Who^Dr"]),
+    ]:
+        server.post(
+            "/pacs/api/users",
+            json={
+                "username": username,
+                "password": PASSWORD,
+                "role": role,
+                "display_name": username.upper(),
+                "referring_names": names,
+            },
+        ).raise_for_status()
     yield server
     server.stop()
 
@@ -79,26 +95,46 @@ def test_default_view_has_every_study_and_field(server):
     body = studies(server).json()
     assert body["total"] == len(STUDIES)
     item = next(i for i in body["items"] if i["accession_number"] == "ACC-102")
-    for key in ("study_instance_uid", "patient_name", "patient_id", "accession_number", "study_date",
-                "modalities", "description", "status", "priority", "assignee", "patient_age",
-                "patient_sex", "referring_physician", "instance_count", "arrived_at"):
+    for key in (
+        "study_instance_uid",
+        "patient_name",
+        "patient_id",
+        "accession_number",
+        "study_date",
+        "modalities",
+        "description",
+        "status",
+        "priority",
+        "assignee",
+        "patient_age",
+        "patient_sex",
+        "referring_physician",
+        "instance_count",
+        "arrived_at",
+    ):
         assert key in item
     assert item["modalities"] == ["CT", "MR"]
     assert item["patient_name"] == "Yamada^Taro=山田^太郎=やまだ^たろう"
     assert item["status"] == "arrived" and item["priority"] == "routine" and item["assignee"] is None
 
 
-@pytest.mark.parametrize("q, expected", [
-    ("muller", {"ACC-100", "ACC-101", "ACC-105"}),     # accent- and case-insensitive
-    ("MÜLL", {"ACC-100", "ACC-101", "ACC-105"}),
-    ("anna muller", {"ACC-100", "ACC-105"}),           # words in any order
-    ("山田", {"ACC-102"}),                              # ideographic group of a PN
-    ("αλφα", {"ACC-104"}),                              # Greek, accents folded
-    ("seán", {"ACC-103"}),
-    ("P-10", {"ACC-100", "ACC-101", "ACC-102", "ACC-103", "ACC-104", "ACC-105"}),
-    ("acc-103", {"ACC-103"}),
-    ("%", set()), ("_", set()), ("'; DROP TABLE study; --", set()), ("<script>", set()),
-])
+@pytest.mark.parametrize(
+    "q, expected",
+    [
+        ("muller", {"ACC-100", "ACC-101", "ACC-105"}),  # accent- and case-insensitive
+        ("MÜLL", {"ACC-100", "ACC-101", "ACC-105"}),
+        ("anna muller", {"ACC-100", "ACC-105"}),  # words in any order
+        ("山田", {"ACC-102"}),  # ideographic group of a PN
+        ("αλφα", {"ACC-104"}),  # Greek, accents folded
+        ("seán", {"ACC-103"}),
+        ("P-10", {"ACC-100", "ACC-101", "ACC-102", "ACC-103", "ACC-104", "ACC-105"}),
+        ("acc-103", {"ACC-103"}),
+        ("%", set()),
+        ("_", set()),
+        ("'; DROP TABLE study; --", set()),
+        ("<script>", set()),
+    ],
+)
 def test_search_by_name_id_accession(server, q, expected):
     assert set(accessions(studies(server, q=q))) == expected
 
@@ -110,16 +146,34 @@ def test_filters(server):
     assert set(accessions(studies(server, date="today"))) == {"ACC-100"}
     assert set(accessions(studies(server, date="7d"))) == {"ACC-100", "ACC-101", "ACC-102"}
     week_ago = (TODAY - datetime.timedelta(days=11)).isoformat()
-    assert set(accessions(studies(server, date_from=week_ago, date_to=TODAY.isoformat()))) == \
-        {"ACC-100", "ACC-101", "ACC-102", "ACC-103"}
+    assert set(accessions(studies(server, date_from=week_ago, date_to=TODAY.isoformat()))) == {
+        "ACC-100",
+        "ACC-101",
+        "ACC-102",
+        "ACC-103",
+    }
     assert set(accessions(studies(server, referring="jones^amy"))) == {"ACC-103", "ACC-104"}
     assert len(accessions(studies(server, status="arrived"))) == len(STUDIES)
     assert accessions(studies(server, status="final")) == []
 
 
-@pytest.mark.parametrize("column", ["patient_name", "patient_id", "accession_number", "study_date",
-                                    "modalities", "description", "status", "priority", "arrived_at",
-                                    "instance_count", "referring_physician", "assignee"])
+@pytest.mark.parametrize(
+    "column",
+    [
+        "patient_name",
+        "patient_id",
+        "accession_number",
+        "study_date",
+        "modalities",
+        "description",
+        "status",
+        "priority",
+        "arrived_at",
+        "instance_count",
+        "referring_physician",
+        "assignee",
+    ],
+)
 def test_sort_by_any_column(server, column):
     up = studies(server, sort=column).json()["items"]
     down = studies(server, sort="-" + column).json()["items"]
@@ -140,23 +194,26 @@ def test_paging(server):
     assert studies(server, page_size=100000).json()["page_size"] == 200
 
 
-@pytest.mark.parametrize("params, message", [
-    ({"status": "done"}, "status: unknown value"),
-    ({"priority": "asap"}, "priority: unknown value"),
-    ({"modality": "C T"}, "modality:"),
-    ({"date_from": "2026-13-01"}, "date_from must be a date"),
-    ({"date_to": "yesterday"}, "date_to must be a date"),
-    ({"date_from": "2026-02-01", "date_to": "2026-01-01"}, "date_from is after date_to"),
-    ({"date": "lastyear"}, "date: use one of"),
-    ({"sort": "password_hash"}, "sort: unknown column"),
-    ({"page": "0"}, "page must be at least 1"),
-    ({"page_size": "0"}, "page_size must be at least 1"),
-    ({"page": "x"}, "page must be a whole number"),
-    ({"page": "²"}, "page must be a whole number"),
-    ({"page": str(10 ** 20)}, "page must be at most"),
-    ({"assignee": "nobody"}, "assignee: no user"),
-    ({"q": "x" * 65}, "q: at most"),
-])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"status": "done"}, "status: unknown value"),
+        ({"priority": "asap"}, "priority: unknown value"),
+        ({"modality": "C T"}, "modality:"),
+        ({"date_from": "2026-13-01"}, "date_from must be a date"),
+        ({"date_to": "yesterday"}, "date_to must be a date"),
+        ({"date_from": "2026-02-01", "date_to": "2026-01-01"}, "date_from is after date_to"),
+        ({"date": "lastyear"}, "date: use one of"),
+        ({"sort": "password_hash"}, "sort: unknown column"),
+        ({"page": "0"}, "page must be at least 1"),
+        ({"page_size": "0"}, "page_size must be at least 1"),
+        ({"page": "x"}, "page must be a whole number"),
+        ({"page": "²"}, "page must be a whole number"),
+        ({"page": str(10**20)}, "page must be at most"),
+        ({"assignee": "nobody"}, "assignee: no user"),
+        ({"q": "x" * 65}, "q: at most"),
+    ],
+)
 def test_bad_filters_are_clear_400s(server, params, message):
     answer = studies(server, **params)
     assert answer.status_code == 400
@@ -182,8 +239,7 @@ def test_concurrent_claims_exactly_one_wins(server):
     uid = server.uids["ACC-103"]
     sessions = [as_user(server, "rad1"), as_user(server, "rad2")] * 4
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        codes = list(pool.map(lambda s: s.post(server.url(f"/pacs/api/studies/{uid}/claim")).status_code,
-                              sessions))
+        codes = list(pool.map(lambda s: s.post(server.url(f"/pacs/api/studies/{uid}/claim")).status_code, sessions))
     winners = {s.headers["Authorization"] for s, c in zip(sessions, codes) if c == 200}
     assert len(winners) == 1 and set(codes) <= {200, 409}
     server.post(f"/pacs/api/studies/{uid}/release").raise_for_status()
@@ -249,7 +305,12 @@ def test_dashboard_figures(server):
 
 
 def test_login_redirect_keeps_the_filtered_view(server):
-    answer = requests.get(server.url("/pacs/"), params={"status": "arrived", "modality": "CT"},
-                          headers={"Accept": "text/html"}, allow_redirects=False, timeout=30)
+    answer = requests.get(
+        server.url("/pacs/"),
+        params={"status": "arrived", "modality": "CT"},
+        headers={"Accept": "text/html"},
+        allow_redirects=False,
+        timeout=30,
+    )
     assert answer.status_code == 303
     assert answer.headers["Location"] == "/pacs/login?next=%2Fpacs%2F%3Fstatus%3Darrived%26modality%3DCT"

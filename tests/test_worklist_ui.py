@@ -11,15 +11,16 @@ import statistics
 import time
 from pathlib import Path
 
-import pytest
-
 import dicomgen
+import pytest
 from conftest import log_in
 from pacs_server import PacsServer
 from test_worklist_api import PASSWORD, as_user
 
 TODAY = datetime.date.today()
-SCREENSHOTS = Path(os.environ.get("PACS_SCREENSHOT_DIR") or Path(__file__).resolve().parent.parent / "build" / "screenshots")
+SCREENSHOTS = Path(
+    os.environ.get("PACS_SCREENSHOT_DIR") or Path(__file__).resolve().parent.parent / "build" / "screenshots"
+)
 REFRESH_SECONDS = 5  # the page polls every 3 s
 DESKTOP = {"width": 1280, "height": 800}
 TABLET = {"width": 820, "height": 1180}
@@ -36,9 +37,15 @@ STUDIES = [
 
 
 def study_files(folder, name, pid, accession, days_ago, modality, referring, description):
-    spec = dicomgen.StudySpec(patient_name=name, patient_id=pid, accession=accession,
-                              study_date=(TODAY - datetime.timedelta(days=days_ago)).strftime("%Y%m%d"),
-                              referring_physician=referring, description=description, charset="ISO_IR 192")
+    spec = dicomgen.StudySpec(
+        patient_name=name,
+        patient_id=pid,
+        accession=accession,
+        study_date=(TODAY - datetime.timedelta(days=days_ago)).strftime("%Y%m%d"),
+        referring_physician=referring,
+        description=description,
+        charset="ISO_IR 192",
+    )
     make = dicomgen.mr_series if modality == "MR" else dicomgen.ct_series
     series = make(spec, slices=2)
     for ds in series:
@@ -58,11 +65,22 @@ def server(tmp_path_factory):
     server.storescu(files)
     for uid in server.uids.values():
         server.wait_indexed(uid)
-    for username, role, names in [("rad1", "radiologist", []), ("rad2", "radiologist", []),
-                                  ("tech", "technologist", []), ("drwho", "referrer", ["Who^Dr"])]:
-        server.post("/pacs/api/users", json={"username": username, "password": PASSWORD, "role": role,
-                                             "display_name": username.upper(),
-                                             "referring_names": names}).raise_for_status()
+    for username, role, names in [
+        ("rad1", "radiologist", []),
+        ("rad2", "radiologist", []),
+        ("tech", "technologist", []),
+        ("drwho", "referrer", ["Who^Dr"]),
+    ]:
+        server.post(
+            "/pacs/api/users",
+            json={
+                "username": username,
+                "password": PASSWORD,
+                "role": role,
+                "display_name": username.upper(),
+                "referring_names": names,
+            },
+        ).raise_for_status()
     server.folder = folder
     yield server
     server.stop()
@@ -148,11 +166,13 @@ def test_filter_claim_and_colleague_changes_without_reload(server, rad1):
     rad2 = as_user(server, "rad2")
     rad2.post(server.url(f"/pacs/api/studies/{server.uids['ACC-200']}/claim")).raise_for_status()
     rad2.post(server.url(f"/pacs/api/studies/{server.uids['ACC-201']}/priority"), json={"priority": "stat"})
-    page.wait_for_function("() => document.body.textContent.includes('being read by RAD2')",
-                           timeout=REFRESH_SECONDS * 1000)
+    page.wait_for_function(
+        "() => document.body.textContent.includes('being read by RAD2')", timeout=REFRESH_SECONDS * 1000
+    )
     priority = rad1.row("ACC-201").locator('select[data-action="priority"]')
-    page.wait_for_function("select => select.value === 'stat'", arg=priority.element_handle(),
-                           timeout=REFRESH_SECONDS * 1000)
+    page.wait_for_function(
+        "select => select.value === 'stat'", arg=priority.element_handle(), timeout=REFRESH_SECONDS * 1000
+    )
     assert page.evaluate("window.notReloaded") is True
     assert page.evaluate("window.scrollY") == scroll
     assert "modality=CT" in page.url and page.input_value("#filter-modality") == "CT"
@@ -175,22 +195,28 @@ def test_new_study_reaches_an_open_worklist_within_seconds(server, rad1):
     delays = []
     for number, offset in enumerate([0, 1, 2]):
         accession = f"ACC-NEW{number}"
-        uid, files = study_files(server.folder / "new", f"Newcomer^N{number}", f"P-30{number}", accession, 0,
-                                 "CT", "SMITH^JOHN", "CT NEW")
+        uid, files = study_files(
+            server.folder / "new", f"Newcomer^N{number}", f"P-30{number}", accession, 0, "CT", "SMITH^JOHN", "CT NEW"
+        )
         with rad1.page.expect_response(lambda response: "/pacs/api/studies" in response.url):
             pass  # the next poll
         time.sleep(offset)
         server.storescu(files)
         appeared_ms = rad1.page.wait_for_function(
-            "uid => document.querySelector(`tr[data-uid=\"${uid}\"]`) ? Date.now() : null", arg=uid,
-            timeout=30_000, polling=20).json_value()
+            'uid => document.querySelector(`tr[data-uid="${uid}"]`) ? Date.now() : null',
+            arg=uid,
+            timeout=30_000,
+            polling=20,
+        ).json_value()
         indexed_at = datetime.datetime.fromisoformat(server.wait_indexed(uid)["indexed_at"])
         delay = appeared_ms / 1000 - indexed_at.replace(tzinfo=datetime.timezone.utc).timestamp()
         delays.append(delay)
         server.uids[accession] = uid
         assert "row-new" in rad1.row(accession).get_attribute("class")  # highlighted as it arrives
-    print(f"\nstable study -> row in the browser: {', '.join(f'{d:.2f}' for d in delays)} s "
-          f"(median {statistics.median(delays):.2f} s, target 3 s)")
+    print(
+        f"\nstable study -> row in the browser: {', '.join(f'{d:.2f}' for d in delays)} s "
+        f"(median {statistics.median(delays):.2f} s, target 3 s)"
+    )
     assert max(delays) < 4.5
 
 
@@ -233,8 +259,10 @@ def test_dashboard_draws_its_chart(server, rad1):
     if page.locator("#per-day-chart").count() == 0:
         pytest.skip("Chart.js is not vendored (make install)")
     page.wait_for_function("() => window.Chart && Chart.getChart(document.getElementById('per-day-chart'))")
-    datasets = page.evaluate("Chart.getChart(document.getElementById('per-day-chart')).data.datasets"
-                             ".map(d => [d.label, d.data.reduce((a, b) => a + b, 0)])")
+    datasets = page.evaluate(
+        "Chart.getChart(document.getElementById('per-day-chart')).data.datasets"
+        ".map(d => [d.label, d.data.reduce((a, b) => a + b, 0)])"
+    )
     assert dict(datasets)["CT"] >= 3 and dict(datasets)["MR"] == 1
     assert page.locator("text=Waiting longest").count() == 1
 
@@ -286,8 +314,11 @@ def test_technologist_sets_priority_but_cannot_claim(browser, server):
         assert priority.is_disabled()  # a priority changes in two steps: never by a stray click or key
         tech.row("ACC-203").locator("[data-edit-priority]").click()
         priority.select_option("urgent")
-        server.wait_for(lambda: server.indexed_study(server.uids["ACC-203"])["priority"] == "urgent",
-                        timeout=REFRESH_SECONDS, what="the priority set in the page")
+        server.wait_for(
+            lambda: server.indexed_study(server.uids["ACC-203"])["priority"] == "urgent",
+            timeout=REFRESH_SECONDS,
+            what="the priority set in the page",
+        )
     finally:
         tech.close()
         reset_studies(server)
@@ -302,8 +333,11 @@ def test_layout_without_horizontal_overflow(browser, server, viewport):
         page = reader.page
         page.clock.install()
         size = f"{viewport['width']}x{viewport['height']}"
-        for name, path in [("worklist", "/pacs/"), ("study", f"/pacs/studies/{server.uids['ACC-200']}"),
-                           ("dashboard", "/pacs/dashboard")]:
+        for name, path in [
+            ("worklist", "/pacs/"),
+            ("study", f"/pacs/studies/{server.uids['ACC-200']}"),
+            ("dashboard", "/pacs/dashboard"),
+        ]:
             page.goto(server.url(path))
             page.clock.fast_forward("02:00:00")  # STAT and urgent studies are overdue by then
             page.wait_for_load_state("networkidle")

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from PIL import Image, ImageStat
 
-SCREENSHOTS = Path(os.environ.get("PACS_SCREENSHOT_DIR")
-                   or Path(__file__).resolve().parent.parent / "build" / "screenshots")
+SCREENSHOTS = Path(
+    os.environ.get("PACS_SCREENSHOT_DIR") or Path(__file__).resolve().parent.parent / "build" / "screenshots"
+)
 CANVAS = "canvas.cornerstone-canvas"
 FIRST_IMAGE = "studyToFirstImage"  # OHIF's console.timeEnd label once the first image is drawn
 
@@ -28,5 +29,4 @@ def grey_stats(image):
     """(standard deviation, distinct grey levels, share of pixels brighter than 24 of 255)."""
     histogram = image.histogram()
     total = sum(histogram) or 1
-    return (ImageStat.Stat(image).stddev[0], sum(1 for count in histogram if count),
-            sum(histogram[25:]) / total)
+    return (ImageStat.Stat(image).stddev[0], sum(1 for count in histogram if count), sum(histogram[25:]) / total)

@@ -19,12 +19,12 @@ from pathlib import Path
 from peewee import IntegrityError
 
 from plugin import db
-from plugin.db import utcnow
-from plugin.dicomnames import pn_from_text
 from plugin.auth.models import ROLES, LoginFailure, Session, User
 from plugin.auth.passwords import PasswordRejected, check_policy
 from plugin.auth.refreshing import Refreshing
 from plugin.auth.tokens import TokenError
+from plugin.db import utcnow
+from plugin.dicomnames import pn_from_text
 
 LOGGER = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ LOCKED = 423  # the HTTP status of a login refused by the lockout
 @dataclass(frozen=True)
 class Principal:
     """Who is asking: a logged-in user (cookie or bearer token) or an API key."""
+
     user_id: int
     username: str
     role: str
@@ -66,8 +67,7 @@ def normalise_username(username):
 
 
 class Accounts:
-    def __init__(self, hasher, codec, audit, session_hours=12.0, idle_hours=2.0,
-                 lockout=LockoutPolicy()):
+    def __init__(self, hasher, codec, audit, session_hours=12.0, idle_hours=2.0, lockout=LockoutPolicy()):
         self._hasher = hasher
         self._codec = codec
         self._audit = audit
@@ -79,8 +79,9 @@ class Accounts:
 
     # --- users --------------------------------------------------------------
 
-    def create_user(self, username, password, role, display_name="", referring_names=(),
-                    actor=None, must_change_password=False):
+    def create_user(
+        self, username, password, role, display_name="", referring_names=(), actor=None, must_change_password=False
+    ):
         username = normalise_username(username)
         _check_username(username)
         _check_role(role)
@@ -88,11 +89,17 @@ class Accounts:
         display_name = _text(display_name or username, "display_name", 200) or username
         now = utcnow()
         try:
-            user = User.create(username=username, display_name=display_name,
-                               role=role, password_hash=self._hasher.hash(password),
-                               referring_names=_names_text(referring_names),
-                               must_change_password=must_change_password,
-                               created_at=now, updated_at=now, password_changed_at=now)
+            user = User.create(
+                username=username,
+                display_name=display_name,
+                role=role,
+                password_hash=self._hasher.hash(password),
+                referring_names=_names_text(referring_names),
+                must_change_password=must_change_password,
+                created_at=now,
+                updated_at=now,
+                password_changed_at=now,
+            )
         except IntegrityError:
             raise AccountError(409, f"user {username!r} already exists") from None
         if must_change_password:
@@ -100,8 +107,7 @@ class Accounts:
         self._record(actor, "user_created", details={"username": username, "role": role})
         return user
 
-    def update_user(self, user_id, actor=None, role=None, display_name=None,
-                    referring_names=None, disabled=None):
+    def update_user(self, user_id, actor=None, role=None, display_name=None, referring_names=None, disabled=None):
         user = self.get_user(user_id)
         changes = {}
         if role is not None and role != user.role:
@@ -113,8 +119,11 @@ class Accounts:
             changes["referring_names"] = _names_text(referring_names)
         if disabled is not None:
             changes["disabled"] = bool(disabled)
-        if actor is not None and user.id == actor.user_id and (changes.get("disabled") or
-                                                                changes.get("role", "admin") != "admin"):
+        if (
+            actor is not None
+            and user.id == actor.user_id
+            and (changes.get("disabled") or changes.get("role", "admin") != "admin")
+        ):
             raise AccountError(409, "you cannot disable your own account or drop your own admin role")
         if not changes:
             return user
@@ -122,8 +131,7 @@ class Accounts:
         if "role" in changes or changes.get("disabled"):
             self.revoke_user_sessions(user.id)
         action = "user_disabled" if changes.get("disabled") else "user_updated"
-        self._record(actor, action, details={"username": user.username,
-                                             **{k: v for k, v in changes.items()}})
+        self._record(actor, action, details={"username": user.username, **{k: v for k, v in changes.items()}})
         return self.get_user(user_id)
 
     def get_user(self, user_id):
@@ -163,8 +171,12 @@ class Accounts:
 
     def _set_password(self, user, password, must_change):
         now = utcnow()
-        User.update(password_hash=self._hasher.hash(password), password_changed_at=now,
-                    updated_at=now, must_change_password=must_change).where(User.id == user.id).execute()
+        User.update(
+            password_hash=self._hasher.hash(password),
+            password_changed_at=now,
+            updated_at=now,
+            must_change_password=must_change,
+        ).where(User.id == user.id).execute()
         self._pending.invalidate()
 
     def ensure_first_admin(self, data_dir, password=""):
@@ -177,14 +189,12 @@ class Accounts:
             password = secrets.token_urlsafe(18)
             written = _write_private(Path(data_dir) / INITIAL_PASSWORD_FILE, password + "\n")
         try:
-            self.create_user("admin", password, "admin", "Administrator",
-                             must_change_password=written is not None)
+            self.create_user("admin", password, "admin", "Administrator", must_change_password=written is not None)
         except AccountError as error:
             if error.status == 409:  # another node created it first
                 return None
             raise AccountError(error.status, f"PACS_ADMIN_PASSWORD: {error.message}") from None
-        LOGGER.warning("event=first_admin_created username=admin password_source=%s",
-                       written or "PACS_ADMIN_PASSWORD")
+        LOGGER.warning("event=first_admin_created username=admin password_source=%s", written or "PACS_ADMIN_PASSWORD")
         return written
 
     # --- logins and sessions --------------------------------------------------
@@ -199,8 +209,13 @@ class Accounts:
             raise AccountError(400, "username and password are required")
         username = username[:MAX_USERNAME]
         if self._failures(LoginFailure.username == username) >= self._lockout.per_account:
-            self._audit.record("login_failed", username=username, address=address,
-                               outcome="denied", details={"reason": "locked (account)"})
+            self._audit.record(
+                "login_failed",
+                username=username,
+                address=address,
+                outcome="denied",
+                details={"reason": "locked (account)"},
+            )
             raise self._locked("account")
         user = User.get_or_none(User.username == username)
         if not self._hasher.verify(password, user.password_hash if user else None):
@@ -208,15 +223,26 @@ class Accounts:
                 raise self._locked("address")
             raise AccountError(401, "wrong username or password")
         if user.disabled:
-            self._audit.record("login_failed", username=username, role=user.role, address=address,
-                               outcome="denied", details={"reason": "disabled"})
+            self._audit.record(
+                "login_failed",
+                username=username,
+                role=user.role,
+                address=address,
+                outcome="denied",
+                details={"reason": "disabled"},
+            )
             raise AccountError(403, "this account is disabled")
         LoginFailure.delete().where(LoginFailure.username == username).execute()
         now = utcnow()
         User.update(last_login_at=now).where(User.id == user.id).execute()
-        session = Session.create(id=secrets.token_urlsafe(24), user=user, created_at=now,
-                                 last_seen_at=now, expires_at=now + self._session_length,
-                                 address=(address or "")[:64])
+        session = Session.create(
+            id=secrets.token_urlsafe(24),
+            user=user,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + self._session_length,
+            address=(address or "")[:64],
+        )
         token, claims = self._issue(user, session.id, secrets.token_urlsafe(24), session.expires_at)
         self._audit.record("login", username=user.username, role=user.role, address=address)
         return token, claims, user
@@ -229,8 +255,12 @@ class Accounts:
             raise AccountError(401, "login required") from None
         session = Session.get_or_none(Session.id == claims.session_id)
         now = utcnow()
-        if (session is None or session.revoked_at is not None or session.expires_at <= now
-                or session.last_seen_at + self._idle <= now):
+        if (
+            session is None
+            or session.revoked_at is not None
+            or session.expires_at <= now
+            or session.last_seen_at + self._idle <= now
+        ):
             raise AccountError(401, "session ended; please log in again")
         user = session.user
         if user.disabled or user.role != claims.role or user.id != claims.user_id:
@@ -252,8 +282,7 @@ class Accounts:
         self._audit.record("logout", username=principal.username, role=principal.role, address=address)
 
     def revoke_session(self, session_id):
-        Session.update(revoked_at=utcnow()).where(Session.id == session_id,
-                                                  Session.revoked_at.is_null()).execute()
+        Session.update(revoked_at=utcnow()).where(Session.id == session_id, Session.revoked_at.is_null()).execute()
         self._revoked.invalidate()
         self._revoked.update(lambda revoked: (revoked or frozenset()) | {session_id})  # at once, here
 
@@ -281,22 +310,19 @@ class Accounts:
         every REVOCATION_TTL s (never waited on) and at once after a change of
         the flag on this node. API keys are never held back: they have no password.
         """
-        return bool(principal.session_id) and principal.via != "apikey" \
-            and principal.user_id in self._pending.get()
+        return bool(principal.session_id) and principal.via != "apikey" and principal.user_id in self._pending.get()
 
     def principal_from_token(self, token, via):
         """(Principal, expiry as a Unix time) of a valid, unrevoked token; TokenError otherwise."""
         claims = self._codec.decode(token)
         if self.is_revoked(claims.session_id):
             raise TokenError("session ended")
-        principal = Principal(claims.user_id, claims.username, claims.role, claims.session_id,
-                              claims.csrf, via)
+        principal = Principal(claims.user_id, claims.username, claims.role, claims.session_id, claims.csrf, via)
         return principal, claims.expires
 
     def _issue(self, user, session_id, csrf, session_expires):
         limit = session_expires.replace(tzinfo=datetime.timezone.utc).timestamp()
-        token = self._codec.issue(user.id, user.username, user.role, session_id, csrf,
-                                  time.time(), not_after=limit)
+        token = self._codec.issue(user.id, user.username, user.role, session_id, csrf, time.time(), not_after=limit)
         return token, self._codec.decode(token)
 
     def _locked(self, scope):
@@ -304,8 +330,7 @@ class Accounts:
         # 423 Locked, not 429: Orthanc 1.10.1 has no 429 in its status table, and a
         # plugin answer with a status it does not know ends the connection, unanswered.
         hint = " (the right password of an account that is not locked still works)" if scope == "address" else ""
-        return AccountError(LOCKED, f"too many failed logins for this {scope}; "
-                                    f"try again in {minutes} minutes{hint}")
+        return AccountError(LOCKED, f"too many failed logins for this {scope}; try again in {minutes} minutes{hint}")
 
     def _failures(self, condition):
         since = utcnow() - datetime.timedelta(seconds=self._lockout.window_seconds)
@@ -323,22 +348,31 @@ class Accounts:
         """
         now = utcnow()
         LoginFailure.delete().where(
-            LoginFailure.at < now - datetime.timedelta(seconds=self._lockout.window_seconds)).execute()
+            LoginFailure.at < now - datetime.timedelta(seconds=self._lockout.window_seconds)
+        ).execute()
         LoginFailure.create(at=now, username=username, address=(address or "")[:64])
         self._audit.record("login_failed", username=username, address=address, outcome="failure")
         on_account = self._failures(LoginFailure.username == username)
         from_address = self._failures(LoginFailure.address == address[:64]) if address else 0
-        for scope, count, limit in (("account", on_account, self._lockout.per_account),
-                                    ("address", from_address, self._lockout.per_address)):
+        for scope, count, limit in (
+            ("account", on_account, self._lockout.per_account),
+            ("address", from_address, self._lockout.per_address),
+        ):
             if count == limit:  # once, when the limit is reached
                 LOGGER.warning("event=login_lockout scope=%s username=%s address=%s", scope, username, address)
-                self._audit.record("lockout", username=username, address=address, outcome="denied",
-                                   details={"scope": scope})
+                self._audit.record(
+                    "lockout", username=username, address=address, outcome="denied", details={"scope": scope}
+                )
         return from_address > self._lockout.per_address  # like an account: the limit itself still answers 401
 
     def _record(self, actor, action, outcome="success", details=None):
-        self._audit.record(action, username=actor.username if actor else "system",
-                           role=actor.role if actor else "", outcome=outcome, details=details)
+        self._audit.record(
+            action,
+            username=actor.username if actor else "system",
+            role=actor.role if actor else "",
+            outcome=outcome,
+            details=details,
+        )
 
 
 def _revoked_sessions():

@@ -12,9 +12,9 @@ import time
 
 from plugin import db
 from plugin.auth.accounts import AccountError, Principal
-from plugin.db import utcnow
 from plugin.auth.models import ROLES, ApiKey, User
 from plugin.auth.refreshing import Refreshing
+from plugin.db import utcnow
 
 PREFIX = "pacs_"
 CACHE_TTL = 5.0
@@ -53,12 +53,23 @@ class ApiKeys:
                 raise AccountError(400, f"expires_days must be a whole number from 1 to {MAX_DAYS}")
             expires_at = utcnow() + datetime.timedelta(days=expires_days)
         key = PREFIX + secrets.token_urlsafe(32)
-        row = ApiKey.create(name=name.strip(), user=user, role=role, prefix=key[:12],
-                            key_hash=key_hash(key), created_by=actor.username,
-                            created_at=utcnow(), expires_at=expires_at)
+        row = ApiKey.create(
+            name=name.strip(),
+            user=user,
+            role=role,
+            prefix=key[:12],
+            key_hash=key_hash(key),
+            created_by=actor.username,
+            created_at=utcnow(),
+            expires_at=expires_at,
+        )
         self._keys.invalidate()
-        self._audit.record("apikey_created", username=actor.username, role=actor.role,
-                           details={"key_id": row.id, "name": row.name, "for": user.username, "role": role})
+        self._audit.record(
+            "apikey_created",
+            username=actor.username,
+            role=actor.role,
+            details={"key_id": row.id, "name": row.name, "for": user.username, "role": role},
+        )
         return key, row
 
     def revoke(self, key_id, actor):
@@ -68,8 +79,9 @@ class ApiKeys:
         if row.revoked_at is None:
             ApiKey.update(revoked_at=utcnow()).where(ApiKey.id == key_id).execute()
             self._keys.invalidate()
-            self._audit.record("apikey_revoked", username=actor.username, role=actor.role,
-                               details={"key_id": row.id, "name": row.name})
+            self._audit.record(
+                "apikey_revoked", username=actor.username, role=actor.role, details={"key_id": row.id, "name": row.name}
+            )
         return ApiKey.get_by_id(key_id)
 
     def list(self):
@@ -90,13 +102,19 @@ class ApiKeys:
     def _load(self):
         """{key hash: (user id, username, role, expiry)} of every usable key."""
         with db.connection_scope():
-            rows = (ApiKey.select(ApiKey.key_hash, ApiKey.role, ApiKey.expires_at, User.id, User.username,
-                                  User.role)
-                    .join(User)
-                    .where(ApiKey.revoked_at.is_null(), User.disabled == False))  # noqa: E712
+            rows = (
+                ApiKey.select(ApiKey.key_hash, ApiKey.role, ApiKey.expires_at, User.id, User.username, User.role)
+                .join(User)
+                .where(ApiKey.revoked_at.is_null(), User.disabled == False)  # noqa: E712 (SQL, not Python)
+            )
             # A key never has more rights than its user has now (a demoted user's keys stop).
             return {
-                row.key_hash: (row.user.id, row.user.username, row.role,
-                               row.expires_at.replace(tzinfo=datetime.timezone.utc).timestamp()
-                               if row.expires_at else None)
-                for row in rows if self._permissions_of(row.role) <= self._permissions_of(row.user.role)}
+                row.key_hash: (
+                    row.user.id,
+                    row.user.username,
+                    row.role,
+                    row.expires_at.replace(tzinfo=datetime.timezone.utc).timestamp() if row.expires_at else None,
+                )
+                for row in rows
+                if self._permissions_of(row.role) <= self._permissions_of(row.user.role)
+            }

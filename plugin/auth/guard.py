@@ -109,8 +109,15 @@ class Guard:
         if not action:
             return
         for study_uid in dict.fromkeys(studies) or ("",):
-            self._audit.record_access(action, username=principal.username, role=principal.role,
-                                      address=address, path=path, study_uid=study_uid, query=query)
+            self._audit.record_access(
+                action,
+                username=principal.username,
+                role=principal.role,
+                address=address,
+                path=path,
+                study_uid=study_uid,
+                query=query,
+            )
 
     def body_refusal(self, method, path, headers):
         """Why a request's body may not even be read, or "". Orthanc reads a whole body
@@ -178,8 +185,15 @@ class Guard:
             principal, expires = self._accounts.principal_from_token(token, via)
         except TokenError as error:
             if not (error.expired and via == "cookie"):
-                return None, ("session expired; please log in again" if error.expired
-                              else "invalid or ended session; please log in again"), ""
+                return (
+                    None,
+                    (
+                        "session expired; please log in again"
+                        if error.expired
+                        else "invalid or ended session; please log in again"
+                    ),
+                    "",
+                )
             try:
                 principal, expires, renewed = self._renew(token, address)
             except AccountError:
@@ -194,8 +208,7 @@ class Guard:
         lifetime per cookie, since the answer is kept in the token cache."""
         renewed, claims = self._accounts.renew(token, address)
         LOGGER.debug("event=session_renewed user=%s", claims.username)
-        principal = Principal(claims.user_id, claims.username, claims.role, claims.session_id, claims.csrf,
-                              "cookie")
+        principal = Principal(claims.user_id, claims.username, claims.role, claims.session_id, claims.csrf, "cookie")
         return principal, claims.expires, renewed
 
     def _remember(self, key, entry):
@@ -227,8 +240,11 @@ class Guard:
         # Pages' forms carry the token as a field, which their handler checks. Not the
         # JSON API: its handlers read the body as JSON whatever its declared type, and a
         # same-site page may POST any body as a "form" with the cookie (fetch, no-cors).
-        if path.startswith("/pacs/") and not path.startswith("/pacs/api/") and \
-                content_type.startswith("application/x-www-form-urlencoded"):
+        if (
+            path.startswith("/pacs/")
+            and not path.startswith("/pacs/api/")
+            and content_type.startswith("application/x-www-form-urlencoded")
+        ):
             return allow(principal, form_csrf=True)
         return deny(403, "CSRF token missing (send X-CSRF-Token)", principal)
 
@@ -246,7 +262,12 @@ class Guard:
         return studies
 
     def _denied(self, principal, address, path, reason):
-        self._audit.record_async("access_denied", username=principal.username, role=principal.role,
-                                 address=address, outcome="denied", details={"path": path[:200],
-                                                                             "reason": reason})
+        self._audit.record_async(
+            "access_denied",
+            username=principal.username,
+            role=principal.role,
+            address=address,
+            outcome="denied",
+            details={"path": path[:200], "reason": reason},
+        )
         return deny(403, reason, principal)

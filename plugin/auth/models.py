@@ -36,11 +36,15 @@ class User(BaseModel):
     def public(self):
         """What the API shows of a user (never the hash)."""
         return {
-            "id": self.id, "username": self.username, "display_name": self.display_name,
-            "role": self.role, "disabled": self.disabled,
+            "id": self.id,
+            "username": self.username,
+            "display_name": self.display_name,
+            "role": self.role,
+            "disabled": self.disabled,
             "referring_names": self.referring_name_list,
             "must_change_password": self.must_change_password,
-            "created_at": self.created_at, "last_login_at": self.last_login_at,
+            "created_at": self.created_at,
+            "last_login_at": self.last_login_at,
         }
 
 
@@ -74,9 +78,15 @@ class ApiKey(BaseModel):
 
     def public(self):
         return {
-            "id": self.id, "name": self.name, "username": self.user.username, "role": self.role,
-            "prefix": self.prefix, "created_by": self.created_by, "created_at": self.created_at,
-            "expires_at": self.expires_at, "revoked_at": self.revoked_at,
+            "id": self.id,
+            "name": self.name,
+            "username": self.user.username,
+            "role": self.role,
+            "prefix": self.prefix,
+            "created_by": self.created_by,
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+            "revoked_at": self.revoked_at,
             "last_used_at": self.last_used_at,
         }
 

@@ -62,7 +62,10 @@ def check_policy(password, username):
     result = zxcvbn(password[:MAX_BYTES], user_inputs=[username or "", "pacs", "orthanc"])
     if result["score"] < MIN_SCORE:
         feedback = result["feedback"]
-        why = " ".join(part for part in [feedback.get("warning", "")] + feedback.get("suggestions", [])
-                       if part) or "Add another word or two. Uncommon words are better."
-        raise PasswordRejected(f"password is too common or easy to guess (strength {result['score']} of 4, "
-                               f"{MIN_SCORE} needed): {why}")
+        why = (
+            " ".join(part for part in [feedback.get("warning", "")] + feedback.get("suggestions", []) if part)
+            or "Add another word or two. Uncommon words are better."
+        )
+        raise PasswordRejected(
+            f"password is too common or easy to guess (strength {result['score']} of 4, {MIN_SCORE} needed): {why}"
+        )

@@ -29,20 +29,44 @@ DENY = "deny"
 
 ROLE_PERMISSIONS = {
     "radiologist": {
-        "studies.read", "studies.claim", "studies.prioritise", "dashboard.read",
-        "images.read", "images.download", "images.send",
-        "orthanc.read", "nodes.read", "nodes.query", "jobs.read",
-        "reports.read", "reports.write", "orders.read",
+        "studies.read",
+        "studies.claim",
+        "studies.prioritise",
+        "dashboard.read",
+        "images.read",
+        "images.download",
+        "images.send",
+        "orthanc.read",
+        "nodes.read",
+        "nodes.query",
+        "jobs.read",
+        "reports.read",
+        "reports.write",
+        "orders.read",
     },
     "technologist": {
-        "studies.read", "studies.prioritise", "dashboard.read",
-        "images.read", "images.upload", "images.send", "orthanc.read",
-        "nodes.read", "jobs.read", "reports.read", "orders.read", "orders.write",
+        "studies.read",
+        "studies.prioritise",
+        "dashboard.read",
+        "images.read",
+        "images.upload",
+        "images.send",
+        "orthanc.read",
+        "nodes.read",
+        "jobs.read",
+        "reports.read",
+        "orders.read",
+        "orders.write",
     },
     "referrer": {"studies.read", "images.read", "reports.read"},
 }
 ROLE_PERMISSIONS["admin"] = set().union(*ROLE_PERMISSIONS.values()) | {
-    "admin", "users.manage", "audit.read", "images.delete", "nodes.manage", "jobs.manage",
+    "admin",
+    "users.manage",
+    "audit.read",
+    "images.delete",
+    "nodes.manage",
+    "jobs.manage",
     "templates.manage",
 }
 ALL_PERMISSIONS = frozenset(ROLE_PERMISSIONS["admin"])
@@ -67,14 +91,33 @@ _VALUE_FORMS = {
     "code": re.compile(r"[A-Za-z0-9_]{1,16}"),
     "numbers": re.compile(r"[0-9.,\-]{1,64}"),  # viewport, window, region
 }
-QIDO = {"limit": "number", "offset": "number", "fuzzymatching": "bool", "includefield": "fields",
-        "SeriesInstanceUID": "uids", "SOPInstanceUID": "uids", "Modality": "code"}
+QIDO = {
+    "limit": "number",
+    "offset": "number",
+    "fuzzymatching": "bool",
+    "includefield": "fields",
+    "SeriesInstanceUID": "uids",
+    "SOPInstanceUID": "uids",
+    "Modality": "code",
+}
 QIDO_BY_STUDY = dict(QIDO, StudyInstanceUID="uids")
 WADO_RS = {"accept": "media", "quality": "number", "viewport": "numbers", "window": "numbers"}
-WADO_URI = {"requestType": "code", "studyUID": "uid", "seriesUID": "uid", "objectUID": "uid",
-            "contentType": "media", "transferSyntax": "uid", "frameNumber": "number", "rows": "number",
-            "columns": "number", "region": "numbers", "windowCenter": "numbers", "windowWidth": "numbers",
-            "imageQuality": "number"}
+WADO_URI = {
+    "requestType": "code",
+    "studyUID": "uid",
+    "seriesUID": "uid",
+    "objectUID": "uid",
+    "contentType": "media",
+    "transferSyntax": "uid",
+    "frameNumber": "number",
+    "rows": "number",
+    "columns": "number",
+    "region": "numbers",
+    "windowCenter": "numbers",
+    "windowWidth": "numbers",
+    "imageQuality": "number",
+}
+
 
 @dataclass(frozen=True, eq=False)  # each rule is itself: compared and hashed by identity
 class Rule:
@@ -91,8 +134,16 @@ class Rule:
 def _rule(methods, pattern, permission, study="", *, params=None, study_param="", body="json", gateway=False):
     # (?:...): a pattern with alternatives must be anchored as a whole, not just its
     # first and last alternatives (else "/pacs/?" matched the start of every /pacs/ path).
-    return Rule(frozenset(methods.split("|")), re.compile(f"^(?:{pattern})$"), permission, study, params,
-                study_param, body, gateway)
+    return Rule(
+        frozenset(methods.split("|")),
+        re.compile(f"^(?:{pattern})$"),
+        permission,
+        study,
+        params,
+        study_param,
+        body,
+        gateway,
+    )
 
 
 RESOURCE = r"(patients|studies|series|instances)"
@@ -116,7 +167,6 @@ RULES = (
     # DICOMweb's client (other DICOMweb servers, their credentials): configure them in
     # orthanc.json; its JSON bodies reach a parser the plugin cannot guard.
     _rule("GET|POST|PUT|DELETE", r"/dicom-web/servers(/.*)?", DENY),
-
     # Ours: public. "/" is answered by the plugin: a redirect to the worklist (/pacs/).
     _rule("GET", r"/", PUBLIC),
     _rule("GET", r"/pacs/health", PUBLIC),
@@ -160,21 +210,41 @@ RULES = (
     # searched through our QIDO layer and retrieved from Orthanc's /dicom-web.
     _rule("GET", r"/pacs/viewer(/.*)?", "images.read"),
     _rule("GET", r"/pacs/dicom-web/studies", "images.read"),  # referrers: its handler answers from their scope
-    _rule("GET", r"/pacs/dicom-web/studies/(?P<study>[^/]+)/(series|instances|series/[^/]+/instances)",
-          "images.read", "path", params=QIDO),
-    _rule("GET", r"/pacs/dicom-web/(studies|series|instances)", "images.read", "query",
-          params=QIDO_BY_STUDY, study_param="StudyInstanceUID"),
-
+    _rule(
+        "GET",
+        r"/pacs/dicom-web/studies/(?P<study>[^/]+)/(series|instances|series/[^/]+/instances)",
+        "images.read",
+        "path",
+        params=QIDO,
+    ),
+    _rule(
+        "GET",
+        r"/pacs/dicom-web/(studies|series|instances)",
+        "images.read",
+        "query",
+        params=QIDO_BY_STUDY,
+        study_param="StudyInstanceUID",
+    ),
     # DICOMweb (QIDO-RS, WADO-RS, STOW-RS) and WADO-URI. STOW's body is DICOMweb's to read:
     # its size is capped here and every instance in it passes the ingest screen.
-    _rule("GET", r"/dicom-web/studies/(?P<study>[^/]+)/(series|instances|series/[^/]+/instances)",
-          "images.read", "path", params=QIDO),
+    _rule(
+        "GET",
+        r"/dicom-web/studies/(?P<study>[^/]+)/(series|instances|series/[^/]+/instances)",
+        "images.read",
+        "path",
+        params=QIDO,
+    ),
     _rule("GET", r"/dicom-web/studies/(?P<study>[^/]+)(/.*)?", "images.read", "path", params=WADO_RS),
-    _rule("GET", r"/dicom-web/(studies|series|instances)", "images.read", "query",
-          params=QIDO_BY_STUDY, study_param="StudyInstanceUID"),
+    _rule(
+        "GET",
+        r"/dicom-web/(studies|series|instances)",
+        "images.read",
+        "query",
+        params=QIDO_BY_STUDY,
+        study_param="StudyInstanceUID",
+    ),
     _rule("POST", r"/dicom-web/studies(/[^/]+)?", "images.upload", body="upload"),
     _rule("GET", r"/wado", "images.read", "query", params=WADO_URI, study_param="studyUID"),
-
     # Orthanc's REST API. Referrers have none of it: its IDs are not study UIDs.
     _rule("GET", rf"/{RESOURCE}/{ID}/(archive|media)", "images.download"),
     _rule("POST", r"/instances", "images.upload", body="upload", gateway=True),
@@ -223,7 +293,7 @@ _STUDY_UID_NAMES = frozenset(name.lower() for name in STUDY_UID_PARAMS if not na
 
 
 def _tag_part(sign, digits):
-    value = min(int(digits, 16), 2 ** 64 - 1)
+    value = min(int(digits, 16), 2**64 - 1)
     return (-value if sign == "-" else value) & 0xFFFF
 
 
@@ -242,17 +312,25 @@ def names_study_uid(name):
 
 # What an allowed request to Orthanc's own routes reads, for the audit trail: the
 # first pattern that matches names the entry's action ("" for no patient data).
-_ACCESS_ACTIONS = tuple((re.compile(pattern), action) for pattern, action in (
-    (r"/dicom-web/(studies|series|instances)|/dicom-web/studies/[^/]+/(series|instances|series/[^/]+/instances)",
-     "search"),
-    (r"/wado|/dicom-web/studies/.+", "images_retrieved"),  # WADO: metadata, frames, rendered, bulk data
-    (rf"/{RESOURCE}/{ID}/archive", "archive_downloaded"),
-    (rf"/{RESOURCE}/{ID}/media", "media_downloaded"),
-    (rf"/{RESOURCE}/{ID}/(frames|file|preview|image-uint8|image-uint16|image-int16|matlab|numpy|pdf|rendered|"
-     r"attachments|content)(/.*)?", "images_retrieved"),
-    (rf"/{RESOURCE}(/.*)?", "resource_read"),
-    (r"/tools/(find|lookup)", "search"),
-))
+_ACCESS_ACTIONS = tuple(
+    (re.compile(pattern), action)
+    for pattern, action in (
+        (
+            r"/dicom-web/(studies|series|instances)|/dicom-web/studies/[^/]+/(series|instances|series/[^/]+/instances)",
+            "search",
+        ),
+        (r"/wado|/dicom-web/studies/.+", "images_retrieved"),  # WADO: metadata, frames, rendered, bulk data
+        (rf"/{RESOURCE}/{ID}/archive", "archive_downloaded"),
+        (rf"/{RESOURCE}/{ID}/media", "media_downloaded"),
+        (
+            rf"/{RESOURCE}/{ID}/(frames|file|preview|image-uint8|image-uint16|image-int16|matlab|numpy|pdf|rendered|"
+            r"attachments|content)(/.*)?",
+            "images_retrieved",
+        ),
+        (rf"/{RESOURCE}(/.*)?", "resource_read"),
+        (r"/tools/(find|lookup)", "search"),
+    )
+)
 
 
 def access_action(path):
@@ -295,7 +373,7 @@ def literal_prefixes(pattern):
     prefixes = []
     for alternative in alternatives:
         prefix = ""
-        for index, char in enumerate(alternative):
+        for char in alternative:
             if char in ".^$*+?{}[]\\|()":
                 if char in "?*{" and prefix:
                     prefix = prefix[:-1]  # the character before is optional
@@ -308,11 +386,10 @@ def literal_prefixes(pattern):
 def _may_match(prefixes, segment):
     """Can a path whose first segment is ``segment`` begin with one of ``prefixes``?"""
     head = "/" + segment
-    return any(head.startswith(p) if len(p) <= len(head) else p.startswith(head + "/") or p == head
-               for p in prefixes)
+    return any(head.startswith(p) if len(p) <= len(head) else p.startswith(head + "/") or p == head for p in prefixes)
 
 
-_RULE_PREFIXES = [(rule, literal_prefixes(rule.pattern.pattern[len("^(?:"):-len(")$")])) for rule in RULES]
+_RULE_PREFIXES = [(rule, literal_prefixes(rule.pattern.pattern[len("^(?:") : -len(")$")])) for rule in RULES]
 _CANDIDATES = {}  # first path segment -> the rules, in table order, that may match
 _MAX_SEGMENTS = 512  # paths are the client's choice: a bounded cache
 

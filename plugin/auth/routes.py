@@ -8,7 +8,6 @@ from plugin.http import HttpError, Response, int_param
 from plugin.worklist.query import studies_of_patient
 
 
-
 def session_cookie(token, max_age, secure):
     """The browser's session: HttpOnly (no script reads it), SameSite=Lax, path /
     (the viewer's DICOMweb requests need it too)."""
@@ -21,9 +20,13 @@ def is_https(request, settings):
 
 
 def token_answer(token, claims, user_public, settings, request, now):
-    body = {"access_token": token, "token_type": "Bearer",
-            "expires_in": max(0, claims.expires - int(now)), "csrf_token": claims.csrf,
-            "user": user_public}
+    body = {
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_in": max(0, claims.expires - int(now)),
+        "csrf_token": claims.csrf,
+        "user": user_public,
+    }
     cookie_value = session_cookie(token, settings.session_hours * 3600, is_https(request, settings))
     return Response.json(body, headers={"Set-Cookie": cookie_value, "Cache-Control": "no-store"})
 
@@ -39,6 +42,7 @@ def json_fields(request, *required):
 def account_errors(handler):
     """AccountError (and the audit log's ValueError for bad filters) -> HttpError,
     so handlers can just call the services."""
+
     def wrapped(request, **params):
         try:
             return handler(request, **params)
@@ -46,6 +50,7 @@ def account_errors(handler):
             raise HttpError(error.status, error.message) from None
         except (ValueError, OverflowError) as error:  # OverflowError: a date or number out of range
             raise HttpError(400, str(error)) from None
+
     wrapped.__name__ = handler.__name__
     return wrapped
 
@@ -69,8 +74,7 @@ def register(router, accounts, apikeys, audit, settings, clock):
         if not token:
             raise HttpError(401, "login required")
         token, claims = accounts.refresh(token, request.client_ip)
-        return token_answer(token, claims, accounts.get_user(claims.user_id).public(), settings,
-                            request, clock())
+        return token_answer(token, claims, accounts.get_user(claims.user_id).public(), settings, request, clock())
 
     @route("POST", "/pacs/api/auth/logout")
     def logout(request):
@@ -82,14 +86,12 @@ def register(router, accounts, apikeys, audit, settings, clock):
     def me(request):
         principal = request.principal
         user = accounts.get_user(principal.user_id)
-        return Response.json(dict(user.public(), role=principal.role, via=principal.via,
-                                  csrf_token=principal.csrf))
+        return Response.json(dict(user.public(), role=principal.role, via=principal.via, csrf_token=principal.csrf))
 
     @route("POST", "/pacs/api/me/password")
     def change_password(request):
         data = json_fields(request, "current_password", "new_password")
-        accounts.change_password(request.principal, data["current_password"], data["new_password"],
-                                 request.client_ip)
+        accounts.change_password(request.principal, data["current_password"], data["new_password"], request.client_ip)
         return Response.json({"status": "password changed"})
 
     @route("GET", "/pacs/api/users")
@@ -99,9 +101,14 @@ def register(router, accounts, apikeys, audit, settings, clock):
     @route("POST", "/pacs/api/users")
     def create_user(request):
         data = json_fields(request, "username", "password", "role")
-        user = accounts.create_user(data["username"], data["password"], data["role"],
-                                    data.get("display_name", ""), data.get("referring_names", []),
-                                    actor=request.principal)
+        user = accounts.create_user(
+            data["username"],
+            data["password"],
+            data["role"],
+            data.get("display_name", ""),
+            data.get("referring_names", []),
+            actor=request.principal,
+        )
         return Response.json(user.public(), status=201)
 
     @route("GET", "/pacs/api/users/{user_id}")
@@ -132,8 +139,13 @@ def register(router, accounts, apikeys, audit, settings, clock):
     @route("POST", "/pacs/api/apikeys")
     def create_key(request):
         data = json_fields(request, "name", "user_id")
-        key, row = apikeys.create(data["name"], int_param(data["user_id"], "user_id"),
-                                  data.get("role"), data.get("expires_days"), request.principal)
+        key, row = apikeys.create(
+            data["name"],
+            int_param(data["user_id"], "user_id"),
+            data.get("role"),
+            data.get("expires_days"),
+            request.principal,
+        )
         return Response.json(dict(row.public(), key=key), status=201)
 
     @route("DELETE", "/pacs/api/apikeys/{key_id}")
@@ -149,11 +161,17 @@ def register(router, accounts, apikeys, audit, settings, clock):
     def audit_csv(request):
         filters = audit_filters(request)
         filters.pop("page"), filters.pop("page_size")
-        audit.record("export", username=request.principal.username, role=request.principal.role,
-                     address=request.client_ip, details={"what": "audit log csv"})
+        audit.record(
+            "export",
+            username=request.principal.username,
+            role=request.principal.role,
+            address=request.client_ip,
+            details={"what": "audit log csv"},
+        )
         body = audit.export_csv(**filters).encode("utf-8")
-        return Response(200, body, "text/csv; charset=utf-8",
-                        {"Content-Disposition": 'attachment; filename="audit.csv"'})
+        return Response(
+            200, body, "text/csv; charset=utf-8", {"Content-Disposition": 'attachment; filename="audit.csv"'}
+        )
 
     @route("GET", "/pacs/api/audit/verify")
     def audit_verify(request):
@@ -169,9 +187,12 @@ def audit_filters(request):
         of_patient = studies_of_patient(query["patient"])
         study_uid = [uid for uid in of_patient if study_uid in (None, uid)]
     return {
-        "username": query.get("user") or None, "action": query.get("action") or None,
-        "study_uid": study_uid, "outcome": query.get("outcome") or None,
-        "date_from": query.get("date_from") or None, "date_to": query.get("date_to") or None,
+        "username": query.get("user") or None,
+        "action": query.get("action") or None,
+        "study_uid": study_uid,
+        "outcome": query.get("outcome") or None,
+        "date_from": query.get("date_from") or None,
+        "date_to": query.get("date_to") or None,
         "page": int_param(query.get("page", "1"), "page"),
         "page_size": int_param(query.get("page_size", "50"), "page_size"),
     }

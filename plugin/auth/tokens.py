@@ -58,18 +58,34 @@ class TokenCodec:
         expires = int(now) + self.ttl
         if not_after is not None:
             expires = min(expires, int(not_after))
-        claims = {"sub": str(user_id), "name": username, "role": role, "sid": session_id,
-                  "csrf": csrf, "iat": int(now), "exp": expires}
+        claims = {
+            "sub": str(user_id),
+            "name": username,
+            "role": role,
+            "sid": session_id,
+            "csrf": csrf,
+            "iat": int(now),
+            "exp": expires,
+        }
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
     def decode(self, token, verify_exp=True):
         """Claims of a token we signed; TokenError otherwise (``alg: none`` included)."""
         try:
-            data = jwt.decode(token, self._secret, algorithms=[ALGORITHM],
-                              options={"require": ["exp", "iat", "sub", "sid"],
-                                       "verify_exp": verify_exp})
-            return Claims(int(data["sub"]), str(data["name"]), str(data["role"]),
-                          str(data["sid"]), str(data.get("csrf", "")), int(data["exp"]))
+            data = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                options={"require": ["exp", "iat", "sub", "sid"], "verify_exp": verify_exp},
+            )
+            return Claims(
+                int(data["sub"]),
+                str(data["name"]),
+                str(data["role"]),
+                str(data["sid"]),
+                str(data.get("csrf", "")),
+                int(data["exp"]),
+            )
         except jwt.ExpiredSignatureError:
             raise TokenError("session expired", expired=True) from None
         except (jwt.InvalidTokenError, KeyError, ValueError, TypeError):

@@ -21,7 +21,10 @@ def order_of_study(study):
 def link_arrival(order, now):
     """The order's images arrived: it becomes `arrived`."""
     now = now.replace(tzinfo=None) if now.tzinfo else now  # orders keep naive UTC
-    changed = (Order.update(status="arrived", arrived_at=now, updated_at=now)
-               .where(Order.id == order.id, Order.status.in_(AWAITING_IMAGES)).execute())
+    changed = (
+        Order.update(status="arrived", arrived_at=now, updated_at=now)
+        .where(Order.id == order.id, Order.status.in_(AWAITING_IMAGES))
+        .execute()
+    )
     if changed:
         LOGGER.info("event=order_arrived id=%d study_id=%d", order.id, order.study_id)

@@ -58,6 +58,7 @@ class Order(BaseModel):
 
 class PerformedStep(BaseModel):
     """One MPPS instance as the modality reported it (with or without an order)."""
+
     sop_instance_uid = CharField(max_length=64, unique=True)
     order = ForeignKeyField(Order, null=True, on_delete="SET NULL", backref="performed_steps")
     status = CharField(max_length=16)  # IN PROGRESS, COMPLETED, DISCONTINUED

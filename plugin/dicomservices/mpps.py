@@ -43,8 +43,11 @@ STEP_STATUSES = (IN_PROGRESS, COMPLETED, DISCONTINUED)
 FINAL = (COMPLETED, DISCONTINUED)
 ORDER_STATUS_AFTER = {IN_PROGRESS: "in_progress", COMPLETED: "completed", DISCONTINUED: "discontinued"}
 # What each step status may move an order from (arrived and cancelled orders keep their status).
-ORDER_MOVES_FROM = {IN_PROGRESS: ("scheduled",), COMPLETED: ("scheduled", "in_progress"),
-                    DISCONTINUED: ("scheduled", "in_progress")}
+ORDER_MOVES_FROM = {
+    IN_PROGRESS: ("scheduled",),
+    COMPLETED: ("scheduled", "in_progress"),
+    DISCONTINUED: ("scheduled", "in_progress"),
+}
 
 # DIMSE statuses (PS3.7 C.4.1-C.4.2, PS3.4 F.7.2)
 SUCCESS = 0x0000
@@ -72,8 +75,7 @@ class PerformedSteps:
         if not status:
             return self._refuse(MISSING_ATTRIBUTE_VALUE, sop_instance_uid, "empty PerformedProcedureStepStatus")
         if status != IN_PROGRESS:
-            return self._refuse(INVALID_ATTRIBUTE_VALUE, sop_instance_uid,
-                                f"a step starts IN PROGRESS, not {status!r}")
+            return self._refuse(INVALID_ATTRIBUTE_VALUE, sop_instance_uid, f"a step starts IN PROGRESS, not {status!r}")
         now = utcnow()
         try:
             order = self._create(sop_instance_uid, attributes, calling_aet, now, self._clock)
@@ -81,8 +83,12 @@ class PerformedSteps:
             return self._refuse(DUPLICATE_SOP_INSTANCE, sop_instance_uid, "exists already")
         if order is DUPLICATE_SOP_INSTANCE:
             return self._refuse(DUPLICATE_SOP_INSTANCE, sop_instance_uid, "exists already")
-        LOGGER.info("event=mpps_created uid=%s aet=%s order=%s", sop_instance_uid, calling_aet,
-                    order.id if order else "unscheduled")
+        LOGGER.info(
+            "event=mpps_created uid=%s aet=%s order=%s",
+            sop_instance_uid,
+            calling_aet,
+            order.id if order else "unscheduled",
+        )
         return SUCCESS
 
     @staticmethod
@@ -94,11 +100,19 @@ class PerformedSteps:
                 return DUPLICATE_SOP_INSTANCE
             order = _order_named_by(attributes)
             PerformedStep.create(
-                sop_instance_uid=sop_instance_uid, order=order, status=IN_PROGRESS, calling_aet=calling_aet,
+                sop_instance_uid=sop_instance_uid,
+                order=order,
+                status=IN_PROGRESS,
+                calling_aet=calling_aet,
                 study_instance_uid=_scheduled_value(attributes, "StudyInstanceUID"),
-                patient_id=_text(attributes, "PatientID"), patient_name=_text(attributes, "PatientName"),
-                started_at=_moment(attributes, "PerformedProcedureStepStart", clock), ended_at="",
-                performed_series=json.dumps(performed_series(attributes)), created_at=now, updated_at=now)
+                patient_id=_text(attributes, "PatientID"),
+                patient_name=_text(attributes, "PatientName"),
+                started_at=_moment(attributes, "PerformedProcedureStepStart", clock),
+                ended_at="",
+                performed_series=json.dumps(performed_series(attributes)),
+                created_at=now,
+                updated_at=now,
+            )
             if order is not None:
                 _move_order(order, IN_PROGRESS, now)
             return order
@@ -111,8 +125,9 @@ class PerformedSteps:
             if step is None:
                 return self._refuse(NO_SUCH_SOP_INSTANCE, sop_instance_uid, "unknown step")
             if step.status in FINAL:
-                return self._refuse(PROCESSING_FAILURE, sop_instance_uid,
-                                    f"the step is {step.status} and may no longer be updated")
+                return self._refuse(
+                    PROCESSING_FAILURE, sop_instance_uid, f"the step is {step.status} and may no longer be updated"
+                )
             status = _text(modifications, "PerformedProcedureStepStatus") or step.status
             if status not in STEP_STATUSES:
                 return self._refuse(INVALID_ATTRIBUTE_VALUE, sop_instance_uid, f"unknown status {status!r}")
@@ -122,14 +137,18 @@ class PerformedSteps:
             ended = _moment(modifications, "PerformedProcedureStepEnd", self._clock)
             if ended:
                 changes["ended_at"] = ended
-            updated = (PerformedStep.update(**changes)
-                       .where(PerformedStep.id == step.id, PerformedStep.status.not_in(FINAL)).execute())
+            updated = (
+                PerformedStep.update(**changes)
+                .where(PerformedStep.id == step.id, PerformedStep.status.not_in(FINAL))
+                .execute()
+            )
             if not updated:
                 return self._refuse(PROCESSING_FAILURE, sop_instance_uid, "ended meanwhile")
             if step.order_id is not None and status in FINAL:
                 _move_order(Order.get_by_id(step.order_id), status, now)
-        LOGGER.info("event=mpps_updated uid=%s status=%s order=%s", sop_instance_uid, status,
-                    step.order_id or "unscheduled")
+        LOGGER.info(
+            "event=mpps_updated uid=%s status=%s order=%s", sop_instance_uid, status, step.order_id or "unscheduled"
+        )
         return SUCCESS
 
     @staticmethod
@@ -139,15 +158,17 @@ class PerformedSteps:
 
 
 def _move_order(order, step_status, now):
-    (Order.update(status=ORDER_STATUS_AFTER[step_status], updated_at=now)
-     .where(Order.id == order.id, Order.status.in_(ORDER_MOVES_FROM[step_status])).execute())
+    (
+        Order.update(status=ORDER_STATUS_AFTER[step_status], updated_at=now)
+        .where(Order.id == order.id, Order.status.in_(ORDER_MOVES_FROM[step_status]))
+        .execute()
+    )
 
 
 def _order_named_by(attributes):
     """The order the step's Scheduled Step Attributes name: by Study Instance
     UID, else by accession number."""
-    for name, column in (("StudyInstanceUID", Order.study_instance_uid),
-                         ("AccessionNumber", Order.accession_number)):
+    for name, column in (("StudyInstanceUID", Order.study_instance_uid), ("AccessionNumber", Order.accession_number)):
         value = _scheduled_value(attributes, name)
         if value:
             order = Order.get_or_none(column == value)
@@ -169,12 +190,16 @@ def performed_series(attributes):
     series = []
     for item in attributes.get("PerformedSeriesSequence", None) or []:
         images = item.get("ReferencedImageSequence", None) or []
-        series.append({"series_instance_uid": _text(item, "SeriesInstanceUID"),
-                       "description": _text(item, "SeriesDescription"),
-                       "protocol": _text(item, "ProtocolName"),
-                       "performing_physician": _text(item, "PerformingPhysicianName"),
-                       "operator": _text(item, "OperatorsName"),
-                       "images": len(images)})
+        series.append(
+            {
+                "series_instance_uid": _text(item, "SeriesInstanceUID"),
+                "description": _text(item, "SeriesDescription"),
+                "protocol": _text(item, "ProtocolName"),
+                "performing_physician": _text(item, "PerformingPhysicianName"),
+                "operator": _text(item, "OperatorsName"),
+                "images": len(images),
+            }
+        )
     return series
 
 
@@ -192,15 +217,25 @@ def _moment(attributes, prefix, clock):
     if not date:
         return ""
     offset = _text(attributes, "TimezoneOffsetFromUTC")
-    if not (re.fullmatch(r"[+-]\d{4}", offset) and re.fullmatch(r"\d{8}", date)
-            and re.fullmatch(r"\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?", time or "00")):
+    if not (
+        re.fullmatch(r"[+-]\d{4}", offset)
+        and re.fullmatch(r"\d{8}", date)
+        and re.fullmatch(r"\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?", time or "00")
+    ):
         return f"{date}{time}"
     digits = (time or "").split(".")[0].ljust(6, "0")
     sign = -1 if offset[0] == "-" else 1
     try:
         zone = datetime.timezone(sign * datetime.timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5])))
-        moment = datetime.datetime(int(date[:4]), int(date[4:6]), int(date[6:8]), int(digits[:2]),
-                                   int(digits[2:4]), int(digits[4:6]), tzinfo=zone)
+        moment = datetime.datetime(
+            int(date[:4]),
+            int(date[4:6]),
+            int(date[6:8]),
+            int(digits[:2]),
+            int(digits[2:4]),
+            int(digits[4:6]),
+            tzinfo=zone,
+        )
         return clock.local(moment).strftime("%Y%m%d%H%M%S")
     except (ValueError, OverflowError):  # 20261332, 256000, +2500: kept as sent
         return f"{date}{time}"
@@ -225,8 +260,11 @@ class KnownNodes:
         status, nodes = self._host.rest("GET", "/modalities?expand", timeout=NODES_TIMEOUT)
         if status != 200 or not isinstance(nodes, dict):
             raise RuntimeError(f"Orthanc answered {status} for its DICOM nodes")
-        return frozenset(self._key(node.get("AET", "")) for node in nodes.values()
-                         if isinstance(node, dict) and node.get("AllowFindWorklist"))
+        return frozenset(
+            self._key(node.get("AET", ""))
+            for node in nodes.values()
+            if isinstance(node, dict) and node.get("AllowFindWorklist")
+        )
 
     def _key(self, aet):
         aet = str(aet).strip()
@@ -261,8 +299,14 @@ class MppsServer:
         except OSError as error:
             LOGGER.error("event=mpps_listen_failed bind=%s port=%d error=%s", self.bind, self.port, error)
             return
-        LOGGER.info("event=mpps_listening aet=%s bind=%s port=%d max_associations=%d timeout=%s",
-                    self.aet, self.bind, self.port, self._max_associations, self._timeout)
+        LOGGER.info(
+            "event=mpps_listening aet=%s bind=%s port=%d max_associations=%d timeout=%s",
+            self.aet,
+            self.bind,
+            self.port,
+            self._max_associations,
+            self._timeout,
+        )
 
     def stop(self, timeout=5.0):
         """Stop listening, abort the associations still open and wait for their threads
@@ -309,8 +353,7 @@ class MppsServer:
             if self._nodes.allows(calling_aet):
                 return None
         except Exception as error:  # no node list from Orthanc: a failure to process, not a refusal
-            LOGGER.error("event=mpps_refused calling_aet=%s reason=node list unavailable error=%s",
-                         calling_aet, error)
+            LOGGER.error("event=mpps_refused calling_aet=%s reason=node list unavailable error=%s", calling_aet, error)
             return PROCESSING_FAILURE
         LOGGER.warning("event=mpps_refused calling_aet=%s reason=unknown node", calling_aet)
         return NOT_AUTHORIZED

@@ -153,8 +153,9 @@ def parse_constraint(keyword, vr, raw, fold_case=True):
     if vr in ("DA", "TM"):
         return _date_or_time(keyword, vr, text)
     if "\\" in text:  # several values: any of them (list of UID matching, and wlmscpfs' AE lists)
-        return Constraint(keyword, vr, "list",
-                          [parse_constraint(keyword, vr, one, fold_case) for one in text.split("\\")], text)
+        return Constraint(
+            keyword, vr, "list", [parse_constraint(keyword, vr, one, fold_case) for one in text.split("\\")], text
+        )
     fold = fold_case and vr == "PN"
     value = text.casefold() if fold else text
     if "*" in text or "?" in text:
@@ -214,13 +215,15 @@ def _wildcard(text):
 @dataclass
 class Query:
     """What one C-FIND identifier asks: keys on the order, keys on its step."""
+
     keys: list = field(default_factory=list)
     step_keys: list = None  # None: the step sequence was not asked for
     ignored: list = field(default_factory=list)
 
     def matches(self, order):
-        return (all(k.matches(PATIENT_AND_PROCEDURE[k.keyword][1](order)) for k in self.keys)
-                and all(k.matches(STEP[k.keyword][1](order)) for k in self.step_keys or ()))
+        return all(k.matches(PATIENT_AND_PROCEDURE[k.keyword][1](order)) for k in self.keys) and all(
+            k.matches(STEP[k.keyword][1](order)) for k in self.step_keys or ()
+        )
 
     @property
     def prefilter(self):
@@ -354,8 +357,12 @@ def _sequence(keyword, items):
 def _file_prefix():
     """Preamble, "DICM" and the file meta information (group 0002) every answer starts with."""
     meta = struct.pack("<HH2sHI", 0x0002, 0x0001, b"OB", 0, 2) + b"\x00\x01"
-    for element, uid in ((0x0002, MWL_SOP_CLASS), (0x0003, generate_uid()), (0x0010, ExplicitVRLittleEndian),
-                         (0x0012, PYDICOM_IMPLEMENTATION_UID)):
+    for element, uid in (
+        (0x0002, MWL_SOP_CLASS),
+        (0x0003, generate_uid()),
+        (0x0010, ExplicitVRLittleEndian),
+        (0x0012, PYDICOM_IMPLEMENTATION_UID),
+    ):
         data = uid.encode("ascii") + (b"\0" if len(uid) % 2 else b"")
         meta += struct.pack("<HH2sH", 0x0002, element, b"UI", len(data)) + data
     length = struct.pack("<HH2sHI", 0x0002, 0x0000, b"UL", 4, len(meta))

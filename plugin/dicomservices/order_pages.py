@@ -12,8 +12,17 @@ from plugin.http import HttpError, Response, int_param
 from plugin.models import PRIORITIES
 from plugin.webui import render
 
-FORM_FIELDS = ("patient_id", "patient_birth_date", "patient_sex", "modality",
-               "scheduled_station_aet", "scheduled_at", "procedure", "accession_number", "priority")
+FORM_FIELDS = (
+    "patient_id",
+    "patient_birth_date",
+    "patient_sex",
+    "modality",
+    "scheduled_station_aet",
+    "scheduled_at",
+    "procedure",
+    "accession_number",
+    "priority",
+)
 # Person names are typed as a family and a given name (fields <prefix>_family, <prefix>_given).
 NAME_FIELDS = {"patient_name": "patient", "referring_physician": "referring"}
 MODALITIES = ("CR", "CT", "DX", "MG", "MR", "NM", "OT", "PT", "RF", "US", "XA")
@@ -37,30 +46,63 @@ def fields_of(form, order=None):
 def register(router, orders, accounts, audit):
     def context(request, **extra):
         principal = request.principal
-        return dict(user=accounts.get_user(principal.user_id), csrf_token=principal.csrf, active_nav="orders",
-                    can_write="orders.write" in permissions_of(principal.role), priorities=PRIORITIES,
-                    sexes=[s for s in SEXES if s], modalities=MODALITIES, order_statuses=ORDER_STATUSES, **extra)
+        return dict(
+            user=accounts.get_user(principal.user_id),
+            csrf_token=principal.csrf,
+            active_nav="orders",
+            can_write="orders.write" in permissions_of(principal.role),
+            priorities=PRIORITIES,
+            sexes=[s for s in SEXES if s],
+            modalities=MODALITIES,
+            order_statuses=ORDER_STATUSES,
+            **extra,
+        )
 
     def list_page(request, status=200, error=None, form=None):
         filters = {name: request.query.get(name, "") for name in ("status", "q", "date_from", "date_to")}
-        query = dict(filters, status=filters["status"] or ",".join(OPEN_STATUSES),
-                     page=request.query.get("page", "1"), page_size=str(PAGE_SIZE))
+        query = dict(
+            filters,
+            status=filters["status"] or ",".join(OPEN_STATUSES),
+            page=request.query.get("page", "1"),
+            page_size=str(PAGE_SIZE),
+        )
         try:
             rows, total = orders.search(query)
             audit.record_request("search", request)
         except HttpError as bad_filter:
             rows, total, error = [], 0, bad_filter.message
-        return render("orders.html", request, status, **context(
-            request, orders=describe_all(rows), total=total, filters=filters,
-            page=int_param(query["page"], "page", minimum=1) if query["page"] else 1, page_size=PAGE_SIZE,
-            form=form or {"priority": "routine"}, error=error))
+        return render(
+            "orders.html",
+            request,
+            status,
+            **context(
+                request,
+                orders=describe_all(rows),
+                total=total,
+                filters=filters,
+                page=int_param(query["page"], "page", minimum=1) if query["page"] else 1,
+                page_size=PAGE_SIZE,
+                form=form or {"priority": "routine"},
+                error=error,
+            ),
+        )
 
     def order_page(request, order, status=200, error=None, form=None):
         described = describe(order)
         audit.record_request("resource_read", request, study_uid=described["study_instance_uid"])
-        return render("order.html", request, status, **context(
-            request, order=described, form=form or described, error=error,
-            editable=order.status in EDITABLE, cancellable=order.status in CANCELLABLE))
+        return render(
+            "order.html",
+            request,
+            status,
+            **context(
+                request,
+                order=described,
+                form=form or described,
+                error=error,
+                editable=order.status in EDITABLE,
+                cancellable=order.status in CANCELLABLE,
+            ),
+        )
 
     @router.route("GET", "/pacs/orders")
     @page

@@ -14,8 +14,7 @@ def register(router, orders, audit):
     def list_orders(request):
         rows, total = orders.search(request.query)
         audit.record_request("search", request)
-        return Response.json({"items": describe_all(rows), "total": total},
-                             headers={"Cache-Control": "no-store"})
+        return Response.json({"items": describe_all(rows), "total": total}, headers={"Cache-Control": "no-store"})
 
     @router.route("GET", "/pacs/api/orders/{id}")
     def get_order(request, id):

@@ -39,11 +39,13 @@ def _checked(value, name, limit, multiline=False):
 
 def short_string(limit):
     """SH (16), LO (64): one value, no backslash."""
+
     def parse(data, name):
         value = _checked(_string(data, name), name, limit)
         if "\\" in value:
             raise HttpError(400, f"{name} must not contain a backslash")
         return value
+
     return parse
 
 
@@ -59,8 +61,11 @@ def person_name(data, name):
         raise HttpError(400, f"{name} must not contain a backslash")
     groups = value.split("=")
     if len(groups) > 3 or any(len(g) > MAX_PN_GROUP or g.count("^") > 4 for g in groups):
-        raise HttpError(400, f"{name} is not a DICOM person name (Family^Given^Middle^Prefix^Suffix, "
-                             f"at most {MAX_PN_GROUP} characters per group)")
+        raise HttpError(
+            400,
+            f"{name} is not a DICOM person name (Family^Given^Middle^Prefix^Suffix, "
+            f"at most {MAX_PN_GROUP} characters per group)",
+        )
     return value
 
 
@@ -70,6 +75,7 @@ def code_string(choices):
         if value not in choices:
             raise HttpError(400, f"{name} must be one of {', '.join(c for c in choices if c) or 'empty'}")
         return value
+
     return parse
 
 
@@ -196,8 +202,11 @@ def parse(data, creating, clock):
     missing = [name for name in REQUIRED if creating and not _present(data.get(name))]
     if missing:
         raise HttpError(400, f"missing field(s): {', '.join(missing)}")
-    values = {name: FIELDS[name](data, name, clock) if name in CLOCKED else FIELDS[name](data, name)
-              for name in FIELDS if name in data}
+    values = {
+        name: FIELDS[name](data, name, clock) if name in CLOCKED else FIELDS[name](data, name)
+        for name in FIELDS
+        if name in data
+    }
     for name in REQUIRED:
         if name in values and not values[name]:
             raise HttpError(400, f"{name} must not be empty")

@@ -33,6 +33,16 @@ ACCESSION_ATTEMPTS = 8
 PATIENT_FIELDS = ("patient_name", "patient_birth_date", "patient_sex")
 
 
+# mwl.Query.prefilter's operators as peewee expressions.
+_PREFILTER_OPERATORS = {
+    "=": lambda field, value: field == value,
+    ">=": lambda field, value: field >= value,
+    "<=": lambda field, value: field <= value,
+    "contains": lambda field, value: field.contains(value),
+    "prefix": lambda field, value: field.startswith(value),
+}
+
+
 class Orders:
     def __init__(self, audit, uid_factory, clock):
         self._audit = audit
@@ -66,8 +76,11 @@ class Orders:
                 conditions.append(compare(_dicom_date(query[name], name)))
         text = (query.get("q") or "").strip()
         if text:
-            conditions.append(Order.patient_name.contains(text) | Order.patient_id.contains(text)
-                              | Order.accession_number.contains(text))
+            conditions.append(
+                Order.patient_name.contains(text)
+                | Order.patient_id.contains(text)
+                | Order.accession_number.contains(text)
+            )
         page = _whole(query.get("page"), "page", 1)
         page_size = min(MAX_PAGE_SIZE, _whole(query.get("page_size"), "page_size", 50))
         selected = Order.select().where(*conditions) if conditions else Order.select()
@@ -109,8 +122,11 @@ class Orders:
         now = utcnow()
         try:
             with database.atomic():
-                updated = (Order.update(updated_at=now, **changed)
-                           .where(Order.id == order.id, Order.status.in_(EDITABLE)).execute())
+                updated = (
+                    Order.update(updated_at=now, **changed)
+                    .where(Order.id == order.id, Order.status.in_(EDITABLE))
+                    .execute()
+                )
                 if not updated:
                     raise HttpError(409, "the order changed meanwhile: it can no longer be edited")
                 order = Order.get_by_id(order.id)
@@ -127,13 +143,18 @@ class Orders:
             return order
         now = utcnow()
         with database.atomic():
-            updated = (Order.update(status="cancelled", updated_at=now)
-                       .where(Order.id == order.id, Order.status.in_(CANCELLABLE)).execute())
+            updated = (
+                Order.update(status="cancelled", updated_at=now)
+                .where(Order.id == order.id, Order.status.in_(CANCELLABLE))
+                .execute()
+            )
             if not updated:
                 raise HttpError(409, f"an order that is {self.get(order_id).status} cannot be cancelled")
-            (Study.update(status="cancelled", updated_at=now)
-             .where(Study.id == order.study_id, Study.status == "scheduled", Study.orthanc_id.is_null())
-             .execute())
+            (
+                Study.update(status="cancelled", updated_at=now)
+                .where(Study.id == order.study_id, Study.status == "scheduled", Study.orthanc_id.is_null())
+                .execute()
+            )
         order = Order.get_by_id(order.id)
         self._record(principal, "order_cancelled", order, {"reason": reason} if reason else None)
         return order
@@ -147,23 +168,37 @@ class Orders:
         the matching."""
         conditions = [Order.status.in_(OPEN_STATUSES)]
         for column, operator, value in prefilter:
-            field = getattr(Order, column)
-            conditions.append({"=": lambda: field == value, ">=": lambda: field >= value,
-                               "<=": lambda: field <= value, "contains": lambda: field.contains(value),
-                               "prefix": lambda: field.startswith(value)}[operator]())
-        return (Order.select().where(*conditions)
-                .order_by(Order.scheduled_date, Order.scheduled_time, Order.id).namedtuples())
+            conditions.append(_PREFILTER_OPERATORS[operator](getattr(Order, column), value))
+        return (
+            Order.select()
+            .where(*conditions)
+            .order_by(Order.scheduled_date, Order.scheduled_time, Order.id)
+            .namedtuples()
+        )
 
     # --- helpers ----------------------------------------------------------------
 
     def _insert(self, values, principal, now):
         with database.atomic():
-            study = Study.create(status="scheduled", orthanc_id=None, institution_name="", body_parts="",
-                                 orthanc_last_update="", indexed_at=now, arrived_at=None,
-                                 **study_columns(values, now))
+            study = Study.create(
+                status="scheduled",
+                orthanc_id=None,
+                institution_name="",
+                body_parts="",
+                orthanc_last_update="",
+                indexed_at=now,
+                arrived_at=None,
+                **study_columns(values, now),
+            )
             save_search_terms(study.id, study.search_text)
-            return Order.create(study=study, created_by=principal.username, created_at=now, updated_at=now,
-                                status="scheduled", **order_defaults(values))
+            return Order.create(
+                study=study,
+                created_by=principal.username,
+                created_at=now,
+                updated_at=now,
+                status="scheduled",
+                **order_defaults(values),
+            )
 
     def _mirror(self, order, now):
         """Copy what the reading worklist shows onto the order's study row (no images yet)."""
@@ -211,9 +246,13 @@ class Orders:
             raise HttpError(409, f"StudyInstanceUID {study_instance_uid} is already used by another order")
 
     def _record(self, principal, action, order, details=None):
-        self._audit.record(action, username=principal.username, role=principal.role,
-                           study_uid=order.study_instance_uid,
-                           details=dict(details or {}, order=order.id, accession=order.accession_number))
+        self._audit.record(
+            action,
+            username=principal.username,
+            role=principal.role,
+            study_uid=order.study_instance_uid,
+            details=dict(details or {}, order=order.id, accession=order.accession_number),
+        )
 
 
 def order_defaults(values):
@@ -231,13 +270,22 @@ def study_columns(values, now):
     name, patient_id, accession = values.get("patient_name", ""), values["patient_id"], values["accession_number"]
     referring = values.get("referring_physician", "")
     return dict(
-        study_instance_uid=values["study_instance_uid"], accession_number=accession,
-        study_date=_date_of(values["scheduled_date"]), study_time=values["scheduled_time"],
-        description=values.get("procedure", ""), referring_physician=referring,
-        referring_key=pn_key(referring), modalities=values["modality"],
-        priority=values.get("priority", "routine"), patient_name=name, patient_dicom_id=patient_id,
-        patient_sex=values.get("patient_sex", ""), patient_birth_date=values.get("patient_birth_date"),
-        search_text=search_text(name, patient_id, accession, values.get("procedure", "")), updated_at=now)
+        study_instance_uid=values["study_instance_uid"],
+        accession_number=accession,
+        study_date=_date_of(values["scheduled_date"]),
+        study_time=values["scheduled_time"],
+        description=values.get("procedure", ""),
+        referring_physician=referring,
+        referring_key=pn_key(referring),
+        modalities=values["modality"],
+        priority=values.get("priority", "routine"),
+        patient_name=name,
+        patient_dicom_id=patient_id,
+        patient_sex=values.get("patient_sex", ""),
+        patient_birth_date=values.get("patient_birth_date"),
+        search_text=search_text(name, patient_id, accession, values.get("procedure", "")),
+        updated_at=now,
+    )
 
 
 def model_values(order):
@@ -245,11 +293,9 @@ def model_values(order):
 
 
 def _known_patient(patient_id):
-    patient = (Patient.select().where(Patient.patient_id == patient_id)
-               .order_by(Patient.updated_at.desc()).first())
+    patient = Patient.select().where(Patient.patient_id == patient_id).order_by(Patient.updated_at.desc()).first()
     if patient is not None:
-        return {"patient_name": patient.name, "patient_birth_date": patient.birth_date,
-                "patient_sex": patient.sex}
+        return {"patient_name": patient.name, "patient_birth_date": patient.birth_date, "patient_sex": patient.sex}
     order = Order.select().where(Order.patient_id == patient_id).order_by(Order.id.desc()).first()
     return {name: getattr(order, name) for name in PATIENT_FIELDS} if order else {}
 
@@ -280,8 +326,9 @@ def describe_all(orders):
     """The JSON of many orders: their steps and studies in two queries, not two per order."""
     orders = list(orders)
     steps = collections.defaultdict(list)
-    for step in (PerformedStep.select().where(PerformedStep.order.in_([o.id for o in orders]))
-                 .order_by(PerformedStep.id)):
+    for step in (
+        PerformedStep.select().where(PerformedStep.order.in_([o.id for o in orders])).order_by(PerformedStep.id)
+    ):
         steps[step.order_id].append(step)
     study_ids = [o.study_id for o in orders if o.study_id]
     studies = {s.id: s for s in Study.select().where(Study.id.in_(study_ids))} if study_ids else {}
@@ -326,20 +373,27 @@ def _describe(order, steps, study):
 
 
 def describe_step(step):
-    return {"sop_instance_uid": step.sop_instance_uid, "status": step.status, "calling_aet": step.calling_aet,
-            "started_at": step.started_at, "ended_at": step.ended_at,
-            "performed_series": json.loads(step.performed_series or "[]")}
+    return {
+        "sop_instance_uid": step.sop_instance_uid,
+        "status": step.status,
+        "calling_aet": step.calling_aet,
+        "started_at": step.started_at,
+        "ended_at": step.ended_at,
+        "performed_series": json.loads(step.performed_series or "[]"),
+    }
 
 
 def _linked_study(study):
     if study is None:
         return None
-    return {"study_instance_uid": study.study_instance_uid, "status": study.status,
-            "has_images": study.orthanc_id is not None, "instance_count": study.instance_count}
+    return {
+        "study_instance_uid": study.study_instance_uid,
+        "status": study.status,
+        "has_images": study.orthanc_id is not None,
+        "instance_count": study.instance_count,
+    }
 
 
 def _iso_moment(dicom_date, dicom_time):
     time = (dicom_time or "").split(".")[0].ljust(6, "0")
     return f"{dicom_date[:4]}-{dicom_date[4:6]}-{dicom_date[6:8]}T{time[:2]}:{time[2:4]}:{time[4:6]}"
-
-

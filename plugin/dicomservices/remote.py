@@ -12,16 +12,35 @@ import re
 
 from plugin.http import HttpError
 
-
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 AET = re.compile(r"^[\x21-\x5b\x5d-\x7e]([\x20-\x5b\x5d-\x7e]{0,14}[\x21-\x5b\x5d-\x7e])?$")  # no backslash
 HOST = re.compile(r"^[A-Za-z0-9.\-:]{1,253}$")
-PERMISSIONS = {"allow_echo": "AllowEcho", "allow_find": "AllowFind", "allow_move": "AllowMove",
-               "allow_get": "AllowGet", "allow_store": "AllowStore", "allow_find_worklist": "AllowFindWorklist"}
-QUERY_KEYS = {"patient_id": "PatientID", "patient_name": "PatientName", "accession_number": "AccessionNumber",
-              "study_date": "StudyDate", "modality": "ModalitiesInStudy", "study_description": "StudyDescription"}
-ANSWER_KEYS = ("StudyInstanceUID", "PatientID", "PatientName", "AccessionNumber", "StudyDate",
-               "ModalitiesInStudy", "StudyDescription", "NumberOfStudyRelatedInstances")
+PERMISSIONS = {
+    "allow_echo": "AllowEcho",
+    "allow_find": "AllowFind",
+    "allow_move": "AllowMove",
+    "allow_get": "AllowGet",
+    "allow_store": "AllowStore",
+    "allow_find_worklist": "AllowFindWorklist",
+}
+QUERY_KEYS = {
+    "patient_id": "PatientID",
+    "patient_name": "PatientName",
+    "accession_number": "AccessionNumber",
+    "study_date": "StudyDate",
+    "modality": "ModalitiesInStudy",
+    "study_description": "StudyDescription",
+}
+ANSWER_KEYS = (
+    "StudyInstanceUID",
+    "PatientID",
+    "PatientName",
+    "AccessionNumber",
+    "StudyDate",
+    "ModalitiesInStudy",
+    "StudyDescription",
+    "NumberOfStudyRelatedInstances",
+)
 JOB_TIMEOUT = 60
 NETWORK_ERROR = 9  # Orthanc's "Error in the network protocol": the remote side failed
 
@@ -39,16 +58,21 @@ class RemoteNodes:
 
     def save(self, name, data, actor):
         _check_name(name)
-        body = {"AET": _aet(data.get("aet")), "Host": _host(data.get("host")), "Port": _port(data.get("port")),
-                "Manufacturer": "Generic"}
+        body = {
+            "AET": _aet(data.get("aet")),
+            "Host": _host(data.get("host")),
+            "Port": _port(data.get("port")),
+            "Manufacturer": "Generic",
+        }
         for field, key in PERMISSIONS.items():
             value = data.get(field, True)
             if not isinstance(value, bool):
                 raise HttpError(400, f"{field} must be true or false")
             body[key] = value
         self._call("PUT", f"/modalities/{name}", body)
-        self._record(actor, "node_saved", details={"name": name, "aet": body["AET"], "host": body["Host"],
-                                                   "port": body["Port"]})
+        self._record(
+            actor, "node_saved", details={"name": name, "aet": body["AET"], "host": body["Host"], "port": body["Port"]}
+        )
         return _public(name, body)
 
     def delete(self, name, actor):
@@ -59,8 +83,9 @@ class RemoteNodes:
     def echo(self, name):
         """C-ECHO: {"ok": bool, "message"} — a node that does not answer is a result, not an error."""
         self._known(name)
-        status, answer = self._host.rest("POST", f"/modalities/{name}/echo", {"Timeout": self._timeout},
-                                         timeout=self._timeout + 5)
+        status, answer = self._host.rest(
+            "POST", f"/modalities/{name}/echo", {"Timeout": self._timeout}, timeout=self._timeout + 5
+        )
         if status == 200:
             return {"ok": True, "message": "the node answered C-ECHO"}
         return {"ok": False, "message": f"no answer to C-ECHO: {_details(answer)}"}
@@ -68,9 +93,12 @@ class RemoteNodes:
     def send(self, study_orthanc_id, study_uid, name, actor):
         """C-STORE a study to a node, as an Orthanc job; returns the job's ID."""
         self._known(name)
-        job = self._call("POST", f"/modalities/{name}/store",
-                         {"Resources": [study_orthanc_id], "Asynchronous": True, "Timeout": self._timeout,
-                          "Permissive": False}, failure=502)
+        job = self._call(
+            "POST",
+            f"/modalities/{name}/store",
+            {"Resources": [study_orthanc_id], "Asynchronous": True, "Timeout": self._timeout, "Permissive": False},
+            failure=502,
+        )
         self._record(actor, "send", study_uid, {"to": name, "job": job["ID"]})
         return job["ID"]
 
@@ -86,8 +114,12 @@ class RemoteNodes:
         if not any(filters.get(field) for field in QUERY_KEYS):
             raise HttpError(400, f"give at least one of {', '.join(QUERY_KEYS)}")
         self._known(name)
-        found = self._call("POST", f"/modalities/{name}/query",
-                           {"Level": "Study", "Query": query, "Timeout": self._timeout}, failure=504)
+        found = self._call(
+            "POST",
+            f"/modalities/{name}/query",
+            {"Level": "Study", "Query": query, "Timeout": self._timeout},
+            failure=504,
+        )
         answers = self._call("GET", f"/queries/{found['ID']}/answers?expand&simplify") or []
         self._record(actor, "node_queried", details={"node": name, "answers": len(answers)})
         return [{key: answer.get(key, "") for key in ANSWER_KEYS} for answer in answers]
@@ -101,9 +133,18 @@ class RemoteNodes:
         if not isinstance(study_uid, str) or not re.fullmatch(r"[0-9.]{1,64}", study_uid):
             raise HttpError(400, "study_instance_uid must be a DICOM UID")
         self._known(name)
-        job = self._call("POST", f"/modalities/{name}/move",
-                         {"Level": "Study", "Resources": [{"StudyInstanceUID": study_uid}],
-                          "TargetAet": self._local_aet, "Asynchronous": True, "Timeout": self._timeout}, failure=502)
+        job = self._call(
+            "POST",
+            f"/modalities/{name}/move",
+            {
+                "Level": "Study",
+                "Resources": [{"StudyInstanceUID": study_uid}],
+                "TargetAet": self._local_aet,
+                "Asynchronous": True,
+                "Timeout": self._timeout,
+            },
+            failure=502,
+        )
         job_id = (job or {}).get("ID")
         self._record(actor, "retrieve", study_uid, {"from": name, "job": job_id})
         return {"job": job_id, "state": "Pending" if job_id else "Success"}
@@ -112,9 +153,13 @@ class RemoteNodes:
         if not re.fullmatch(r"[0-9a-f-]{36}", job_id or ""):
             raise HttpError(400, "not a job ID")
         job = self._call("GET", f"/jobs/{job_id}")
-        return {"id": job["ID"], "state": job["State"], "progress": job.get("Progress", 0),
-                "error": job.get("ErrorDescription", "") if job["State"] == "Failure" else "",
-                "details": job.get("ErrorDetails", "") if job["State"] == "Failure" else ""}
+        return {
+            "id": job["ID"],
+            "state": job["State"],
+            "progress": job.get("Progress", 0),
+            "error": job.get("ErrorDescription", "") if job["State"] == "Failure" else "",
+            "details": job.get("ErrorDetails", "") if job["State"] == "Failure" else "",
+        }
 
     # --- helpers ---------------------------------------------------------------
 
@@ -133,13 +178,17 @@ class RemoteNodes:
         return answer
 
     def _record(self, actor, action, study_uid="", details=None):
-        self._audit.record(action, username=actor.username, role=actor.role, study_uid=study_uid,
-                           details=details)
+        self._audit.record(action, username=actor.username, role=actor.role, study_uid=study_uid, details=details)
 
 
 def _public(name, node):
-    return {"name": name, "aet": node["AET"], "host": node["Host"], "port": node["Port"],
-            **{field: node.get(key, True) for field, key in PERMISSIONS.items()}}
+    return {
+        "name": name,
+        "aet": node["AET"],
+        "host": node["Host"],
+        "port": node["Port"],
+        **{field: node.get(key, True) for field, key in PERMISSIONS.items()},
+    }
 
 
 def _details(answer):

@@ -4,17 +4,27 @@ add/edit/delete for admins, query and retrieve for those who may."""
 from plugin.auth.pages import checked_form, page
 from plugin.auth.permissions import permissions_of
 from plugin.http import HttpError
-from plugin.webui import gettext as _, render
+from plugin.webui import gettext as _
+from plugin.webui import render
 
 
 def register(router, nodes, accounts):
     def nodes_page(request, status=200, error=None, messages=()):
         principal = request.principal
         allowed = permissions_of(principal.role)
-        return render("nodes.html", request, status, nodes=nodes.list(), error=error, messages=list(messages),
-                      can_manage="nodes.manage" in allowed, can_query="nodes.query" in allowed,
-                      user=accounts.get_user(principal.user_id), csrf_token=principal.csrf,
-                      active_nav="nodes")
+        return render(
+            "nodes.html",
+            request,
+            status,
+            nodes=nodes.list(),
+            error=error,
+            messages=list(messages),
+            can_manage="nodes.manage" in allowed,
+            can_query="nodes.query" in allowed,
+            user=accounts.get_user(principal.user_id),
+            csrf_token=principal.csrf,
+            active_nav="nodes",
+        )
 
     def change(request, action, done):
         try:
@@ -33,12 +43,27 @@ def register(router, nodes, accounts):
     def save(request):
         form = checked_form(request)
         port = form.get("port", "")
-        body = {"aet": form.get("aet", "").strip(), "host": form.get("host", "").strip(),
-                "port": int(port) if port.isascii() and port.isdigit() else port,
-                **{field: form.get(field) == "1" for field in
-                   ("allow_echo", "allow_find", "allow_move", "allow_get", "allow_store", "allow_find_worklist")}}
-        return change(request, lambda: nodes.save(form.get("name", "").strip(), body, request.principal),
-                      _("Node saved.", request))
+        body = {
+            "aet": form.get("aet", "").strip(),
+            "host": form.get("host", "").strip(),
+            "port": int(port) if port.isascii() and port.isdigit() else port,
+            **{
+                field: form.get(field) == "1"
+                for field in (
+                    "allow_echo",
+                    "allow_find",
+                    "allow_move",
+                    "allow_get",
+                    "allow_store",
+                    "allow_find_worklist",
+                )
+            },
+        }
+        return change(
+            request,
+            lambda: nodes.save(form.get("name", "").strip(), body, request.principal),
+            _("Node saved.", request),
+        )
 
     @router.route("POST", "/pacs/admin/nodes/{name}/delete")
     @page

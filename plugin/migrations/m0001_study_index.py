@@ -1,7 +1,6 @@
 """The study index: patients, studies and series as Orthanc holds them."""
 
-from peewee import (CharField, DateField, DateTimeField, ForeignKeyField,
-                    IntegerField, Model, TextField)
+from peewee import CharField, DateField, DateTimeField, ForeignKeyField, IntegerField, Model, TextField
 
 
 class Patient(Model):

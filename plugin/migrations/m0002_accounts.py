@@ -87,7 +87,9 @@ def up(db):
     with db.bind_ctx(models + [Study]):
         db.create_tables(models)
         migrator = SchemaMigrator.from_database(db)
-        migrate(migrator.add_column("study", "referring_key", TextField(default="")),
-                migrator.add_index("study", ("referring_key",), False))
+        migrate(
+            migrator.add_column("study", "referring_key", TextField(default="")),
+            migrator.add_index("study", ("referring_key",), False),
+        )
         for row in Study.select(Study.id, Study.referring_physician):
             Study.update(referring_key=pn_key(row.referring_physician)).where(Study.id == row.id).execute()

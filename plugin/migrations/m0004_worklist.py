@@ -53,8 +53,14 @@ def up(db):
                 continue
             db.execute_sql(
                 "UPDATE study SET patient_name = %s, patient_dicom_id = %s, patient_sex = %s, "
-                "patient_birth_date = %s, search_text = %s, updated_at = %s WHERE id = %s"
-                .replace("%s", db.param),
-                (patient.name, patient.patient_id, patient.sex, patient.birth_date,
-                 search_text(patient.name, patient.patient_id, study.accession_number),
-                 study.indexed_at, study.id))
+                "patient_birth_date = %s, search_text = %s, updated_at = %s WHERE id = %s".replace("%s", db.param),
+                (
+                    patient.name,
+                    patient.patient_id,
+                    patient.sex,
+                    patient.birth_date,
+                    search_text(patient.name, patient.patient_id, study.accession_number),
+                    study.indexed_at,
+                    study.id,
+                ),
+            )

@@ -84,42 +84,66 @@ class ReportDicom(Model):
 
 
 TEMPLATES = [
-    ("CT head", "CT", "HEAD", {
-        "technique": "Axial CT images of the head were obtained without intravenous contrast. "
-                     "Multiplanar reformats were reviewed.",
-        "findings": "Brain parenchyma: No acute intracranial haemorrhage, mass effect or midline shift. "
-                    "Grey-white matter differentiation is preserved.\n"
-                    "Ventricles and extra-axial spaces: Normal in size and configuration.\n"
-                    "Posterior fossa: Unremarkable.\n"
-                    "Calvarium and skull base: No fracture.\n"
-                    "Paranasal sinuses and mastoids: Clear.",
-        "impression": "No acute intracranial abnormality."}),
-    ("Chest X-ray", "CR", "CHEST", {
-        "technique": "PA and lateral views of the chest.",
-        "findings": "Lines and tubes: None.\n"
-                    "Lungs: Clear. No consolidation, pleural effusion or pneumothorax.\n"
-                    "Heart and mediastinum: Cardiomediastinal silhouette within normal limits.\n"
-                    "Bones and soft tissues: No acute osseous abnormality.",
-        "impression": "No acute cardiopulmonary abnormality."}),
-    ("MR knee", "MR", "KNEE", {
-        "technique": "Multiplanar, multisequence MR imaging of the knee without contrast.",
-        "findings": "Menisci: Medial and lateral menisci intact.\n"
-                    "Ligaments: ACL, PCL, MCL and lateral collateral complex intact.\n"
-                    "Extensor mechanism: Quadriceps and patellar tendons intact.\n"
-                    "Cartilage: No full-thickness chondral defect.\n"
-                    "Bone marrow: No fracture or marrow oedema.\n"
-                    "Joint: No significant effusion. No Baker cyst.",
-        "impression": "No internal derangement of the knee."}),
-    ("Abdominal ultrasound", "US", "ABDOMEN", {
-        "technique": "Real-time grey-scale and colour Doppler ultrasound of the abdomen.",
-        "findings": "Liver: Normal size and echotexture. No focal lesion.\n"
-                    "Gallbladder and bile ducts: No stones. Common bile duct not dilated.\n"
-                    "Pancreas: Visualised portions unremarkable.\n"
-                    "Spleen: Normal size.\n"
-                    "Kidneys: Normal size and corticomedullary differentiation. No hydronephrosis.\n"
-                    "Aorta: Normal calibre.\n"
-                    "Free fluid: None.",
-        "impression": "Normal abdominal ultrasound."}),
+    (
+        "CT head",
+        "CT",
+        "HEAD",
+        {
+            "technique": "Axial CT images of the head were obtained without intravenous contrast. "
+            "Multiplanar reformats were reviewed.",
+            "findings": "Brain parenchyma: No acute intracranial haemorrhage, mass effect or midline shift. "
+            "Grey-white matter differentiation is preserved.\n"
+            "Ventricles and extra-axial spaces: Normal in size and configuration.\n"
+            "Posterior fossa: Unremarkable.\n"
+            "Calvarium and skull base: No fracture.\n"
+            "Paranasal sinuses and mastoids: Clear.",
+            "impression": "No acute intracranial abnormality.",
+        },
+    ),
+    (
+        "Chest X-ray",
+        "CR",
+        "CHEST",
+        {
+            "technique": "PA and lateral views of the chest.",
+            "findings": "Lines and tubes: None.\n"
+            "Lungs: Clear. No consolidation, pleural effusion or pneumothorax.\n"
+            "Heart and mediastinum: Cardiomediastinal silhouette within normal limits.\n"
+            "Bones and soft tissues: No acute osseous abnormality.",
+            "impression": "No acute cardiopulmonary abnormality.",
+        },
+    ),
+    (
+        "MR knee",
+        "MR",
+        "KNEE",
+        {
+            "technique": "Multiplanar, multisequence MR imaging of the knee without contrast.",
+            "findings": "Menisci: Medial and lateral menisci intact.\n"
+            "Ligaments: ACL, PCL, MCL and lateral collateral complex intact.\n"
+            "Extensor mechanism: Quadriceps and patellar tendons intact.\n"
+            "Cartilage: No full-thickness chondral defect.\n"
+            "Bone marrow: No fracture or marrow oedema.\n"
+            "Joint: No significant effusion. No Baker cyst.",
+            "impression": "No internal derangement of the knee.",
+        },
+    ),
+    (
+        "Abdominal ultrasound",
+        "US",
+        "ABDOMEN",
+        {
+            "technique": "Real-time grey-scale and colour Doppler ultrasound of the abdomen.",
+            "findings": "Liver: Normal size and echotexture. No focal lesion.\n"
+            "Gallbladder and bile ducts: No stones. Common bile duct not dilated.\n"
+            "Pancreas: Visualised portions unremarkable.\n"
+            "Spleen: Normal size.\n"
+            "Kidneys: Normal size and corticomedullary differentiation. No hydronephrosis.\n"
+            "Aorta: Normal calibre.\n"
+            "Free fluid: None.",
+            "impression": "Normal abdominal ultrasound.",
+        },
+    ),
 ]
 
 
@@ -129,5 +153,11 @@ def up(db):
         db.create_tables(models)
         now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
         for name, modality, body_part, sections in TEMPLATES:
-            ReportTemplate.create(name=name, modality=modality, body_part=body_part,
-                                  sections=json.dumps(sections), created_at=now, updated_at=now)
+            ReportTemplate.create(
+                name=name,
+                modality=modality,
+                body_part=body_part,
+                sections=json.dumps(sections),
+                created_at=now,
+                updated_at=now,
+            )

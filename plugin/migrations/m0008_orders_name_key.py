@@ -16,8 +16,10 @@ class Order(Model):
 
 def up(db):
     migrator = SchemaMigrator.from_database(db)
-    migrate(migrator.add_column("orders", "name_key", TextField(default="")),
-            migrator.add_index("orders", ("name_key",), False))
+    migrate(
+        migrator.add_column("orders", "name_key", TextField(default="")),
+        migrator.add_index("orders", ("name_key",), False),
+    )
     with db.bind_ctx([Order]):
         for row in Order.select(Order.id, Order.patient_name):
             Order.update(name_key=row.patient_name.casefold()).where(Order.id == row.id).execute()

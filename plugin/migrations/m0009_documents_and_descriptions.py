@@ -59,14 +59,21 @@ def up(db):
             text = search_text(study.patient_name, study.patient_dicom_id, study.accession_number, study.description)
             changes = {"search_text": text}
             if study.id in series:  # a study with images (an order without images keeps its modality)
-                images = sorted((s for s in series[study.id] if s.modality not in DOCUMENTS),
-                                key=lambda s: (s.number is None, s.number or 0, s.series_instance_uid))
-                changes.update(modalities=_unique(s.modality for s in images),
-                               body_parts=_unique(s.body_part for s in images), series_count=len(images),
-                               instance_count=sum(s.instance_count for s in images))
+                images = sorted(
+                    (s for s in series[study.id] if s.modality not in DOCUMENTS),
+                    key=lambda s: (s.number is None, s.number or 0, s.series_instance_uid),
+                )
+                changes.update(
+                    modalities=_unique(s.modality for s in images),
+                    body_parts=_unique(s.body_part for s in images),
+                    series_count=len(images),
+                    instance_count=sum(s.instance_count for s in images),
+                )
             Study.update(**changes).where(Study.id == study.id).execute()
             if text != study.search_text:
                 StudyTerm.delete().where(StudyTerm.study == study.id).execute()
                 terms = [(study.id, term) for term in sorted(set(text.split()))]
                 for start in range(0, len(terms), BATCH):
-                    StudyTerm.insert_many(terms[start:start + BATCH], fields=[StudyTerm.study, StudyTerm.term]).execute()
+                    StudyTerm.insert_many(
+                        terms[start : start + BATCH], fields=[StudyTerm.study, StudyTerm.term]
+                    ).execute()

@@ -40,9 +40,15 @@ class DicomCopies:
     def add(self, report_id, addendum_id=None):
         """Record a copy to make and try once now; returns the row."""
         now = utcnow()
-        row = ReportDicom.create(report_id=report_id, addendum_id=addendum_id,
-                                 sop_instance_uid=generate_uid(), series_instance_uid=generate_uid(),
-                                 status="pending", created_at=now, updated_at=now)
+        row = ReportDicom.create(
+            report_id=report_id,
+            addendum_id=addendum_id,
+            sop_instance_uid=generate_uid(),
+            series_instance_uid=generate_uid(),
+            status="pending",
+            created_at=now,
+            updated_at=now,
+        )
         self.attempt(row)
         return ReportDicom.get_by_id(row.id)
 
@@ -53,37 +59,54 @@ class DicomCopies:
         except Exception as error:  # any failure is recorded and retried, never lost
             attempts = row.attempts + 1
             status = "failed" if attempts >= self._max_attempts else "pending"
-            ReportDicom.update(attempts=attempts, status=status, last_error=str(error)[:500],
-                               updated_at=utcnow()).where(ReportDicom.id == row.id).execute()
-            LOGGER.warning("event=report_copy_failed report_id=%s copy_id=%s attempts=%d status=%s error=%r",
-                           row.report_id, row.id, attempts, status, str(error)[:200])
+            ReportDicom.update(
+                attempts=attempts, status=status, last_error=str(error)[:500], updated_at=utcnow()
+            ).where(ReportDicom.id == row.id).execute()
+            LOGGER.warning(
+                "event=report_copy_failed report_id=%s copy_id=%s attempts=%d status=%s error=%r",
+                row.report_id,
+                row.id,
+                attempts,
+                status,
+                str(error)[:200],
+            )
             return False
-        ReportDicom.update(attempts=row.attempts + 1, status="stored", last_error="",
-                           updated_at=utcnow()).where(ReportDicom.id == row.id).execute()
-        LOGGER.info("event=report_copy_stored report_id=%s copy_id=%s sop_uid=%s",
-                    row.report_id, row.id, row.sop_instance_uid)
+        ReportDicom.update(attempts=row.attempts + 1, status="stored", last_error="", updated_at=utcnow()).where(
+            ReportDicom.id == row.id
+        ).execute()
+        LOGGER.info(
+            "event=report_copy_stored report_id=%s copy_id=%s sop_uid=%s", row.report_id, row.id, row.sop_instance_uid
+        )
         return True
 
     def _store(self, row):
         pdf, study_uid, title = self._document(row.report_id, row.addendum_id)
-        study = Study.select().where(Study.study_instance_uid == study_uid,
-                                     Study.orthanc_id.is_null(False)).first()
+        study = Study.select().where(Study.study_instance_uid == study_uid, Study.orthanc_id.is_null(False)).first()
         if study is None:
             raise RuntimeError("the study is no longer in the archive")
         tags = self._host.get_json(f"/studies/{study.orthanc_id}")
         if tags is None:
             raise RuntimeError("the study is no longer in the archive")
-        number = 1 + ReportDicom.select().where(ReportDicom.report_id == row.report_id,
-                                                ReportDicom.id < row.id).count()
-        data = encapsulated_pdf(pdf, tags, row.sop_instance_uid, row.series_instance_uid, number,
-                                title, self._clock.local(_signed_at(row)))
+        number = 1 + ReportDicom.select().where(ReportDicom.report_id == row.report_id, ReportDicom.id < row.id).count()
+        data = encapsulated_pdf(
+            pdf, tags, row.sop_instance_uid, row.series_instance_uid, number, title, self._clock.local(_signed_at(row))
+        )
         self._host.post_instance(data)
 
     def states(self, report_id):
         rows = ReportDicom.select().where(ReportDicom.report_id == report_id).order_by(ReportDicom.id)
-        return [{"id": r.id, "addendum_id": r.addendum_id, "status": r.status, "attempts": r.attempts,
-                 "last_error": r.last_error, "sop_instance_uid": r.sop_instance_uid,
-                 "series_instance_uid": r.series_instance_uid} for r in rows]
+        return [
+            {
+                "id": r.id,
+                "addendum_id": r.addendum_id,
+                "status": r.status,
+                "attempts": r.attempts,
+                "last_error": r.last_error,
+                "sop_instance_uid": r.sop_instance_uid,
+                "series_instance_uid": r.series_instance_uid,
+            }
+            for r in rows
+        ]
 
     # --- the retry worker ----------------------------------------------------
 

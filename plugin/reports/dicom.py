@@ -6,7 +6,7 @@ import io
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
 ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
 SERIES_NUMBER_BASE = 9000  # report series sort after the images
@@ -23,8 +23,15 @@ def encapsulated_pdf(pdf, study, sop_uid, series_uid, series_number, title, sign
     ds.SOPInstanceUID = sop_uid
     for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex"):
         setattr(ds, keyword, patient.get(keyword, ""))
-    for keyword in ("StudyInstanceUID", "StudyDate", "StudyTime", "AccessionNumber",
-                    "ReferringPhysicianName", "StudyID", "StudyDescription"):
+    for keyword in (
+        "StudyInstanceUID",
+        "StudyDate",
+        "StudyTime",
+        "AccessionNumber",
+        "ReferringPhysicianName",
+        "StudyID",
+        "StudyDescription",
+    ):
         setattr(ds, keyword, tags.get(keyword, ""))
     ds.Modality = "DOC"
     ds.SeriesInstanceUID = series_uid

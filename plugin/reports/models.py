@@ -27,9 +27,14 @@ class ReportTemplate(BaseModel):
         table_name = "report_template"
 
     def public(self):
-        return {"id": self.id, "name": self.name, "modality": self.modality,
-                "body_part": self.body_part, "sections": json.loads(self.sections),
-                "disabled": self.disabled}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "modality": self.modality,
+            "body_part": self.body_part,
+            "sections": json.loads(self.sections),
+            "disabled": self.disabled,
+        }
 
 
 class Report(BaseModel):

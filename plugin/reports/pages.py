@@ -10,14 +10,15 @@ checks stay the only ones.
 """
 
 from plugin.auth.pages import page
-from plugin.dicomnames import display_name
 from plugin.auth.permissions import permissions_of
 from plugin.db import iso_utc
+from plugin.dicomnames import display_name
 from plugin.http import HttpError
 from plugin.reports.models import SECTIONS, Report, ReportTemplate
 from plugin.reports.service import SIGNED, WRITERS
 from plugin.viewer.assets import ISOLATION_HEADERS
-from plugin.webui import gettext as _, render
+from plugin.webui import gettext as _
+from plugin.webui import render
 from plugin.worklist.query import describe
 
 # Messages report.js shows, in the page's language ("%(name)s" filled in by the script).
@@ -36,7 +37,9 @@ SCRIPT_TEXTS = {
     "failed": "That did not work: %(error)s",
     "checking": "Checking for your latest save…",
     "latest": "Your latest save (version %(version)s) is shown",
-    "confirm_take_over": "Take this study over? Your colleague can no longer save to it, and the take-over is recorded.",
+    "confirm_take_over": (
+        "Take this study over? Your colleague can no longer save to it, and the take-over is recorded."
+    ),
 }
 # Messages admin_templates.js shows.
 ADMIN_TEXTS = {"saved": "Saved.", "failed": "That did not work: %(error)s"}
@@ -58,12 +61,26 @@ def register(router, accounts, reports, worklist):
         editable = writer and report["status"] not in SIGNED
         claim = claim_of_colleague(worklist, uid, principal) if editable else None
         templates = templates_for(reports, worklist, uid, report) if editable and not claim else []
-        response = render("report.html", request, **context(
-            request, active_nav="worklist", uid=uid, study=study, patient=display_name(study["patient_name"]),
-            report=report, sections=SECTIONS, editable=editable, templates=templates, claim=claim,
-            can_sign=editable and not claim and may_sign(uid, principal), can_addend=writer and not editable,
-            can_manage_templates="templates.manage" in permissions_of(principal.role),
-            page_data=script_data(request, uid, report if editable else None, templates, claim)))
+        response = render(
+            "report.html",
+            request,
+            **context(
+                request,
+                active_nav="worklist",
+                uid=uid,
+                study=study,
+                patient=display_name(study["patient_name"]),
+                report=report,
+                sections=SECTIONS,
+                editable=editable,
+                templates=templates,
+                claim=claim,
+                can_sign=editable and not claim and may_sign(uid, principal),
+                can_addend=writer and not editable,
+                can_manage_templates="templates.manage" in permissions_of(principal.role),
+                page_data=script_data(request, uid, report if editable else None, templates, claim),
+            ),
+        )
         # Isolated like the viewer it embeds and opens: the frame keeps SharedArrayBuffer
         # and the viewer's window stays this page's to move and close (same COOP).
         response.headers.update(ISOLATION_HEADERS)
@@ -71,12 +88,15 @@ def register(router, accounts, reports, worklist):
 
     @route("GET", "/pacs/admin/templates")
     def templates_page(request):
-        rows = ReportTemplate.select().order_by(ReportTemplate.disabled, ReportTemplate.modality,
-                                                ReportTemplate.name)
+        rows = ReportTemplate.select().order_by(ReportTemplate.disabled, ReportTemplate.modality, ReportTemplate.name)
         templates = [row.public() for row in rows]
-        return render("admin_templates.html", request, **context(
-            request, sections=SECTIONS, templates=templates,
-            page_data={"texts": translated(ADMIN_TEXTS, request)}))
+        return render(
+            "admin_templates.html",
+            request,
+            **context(
+                request, sections=SECTIONS, templates=templates, page_data={"texts": translated(ADMIN_TEXTS, request)}
+            ),
+        )
 
 
 def visible_report(reports, worklist, uid, principal):
@@ -131,8 +151,12 @@ def script_data(request, uid, draft, templates, claim=None):
     """page_data for report.js: the draft's state when it may be edited
     (its text is in the form), the templates' sections, the messages.
     ``read_only``: a colleague reads the study now; the page offers to take it over."""
-    data = {"uid": uid, "me": request.principal.username, "templates": templates,
-            "texts": translated(SCRIPT_TEXTS, request)}
+    data = {
+        "uid": uid,
+        "me": request.principal.username,
+        "templates": templates,
+        "texts": translated(SCRIPT_TEXTS, request),
+    }
     if draft is not None:
         data["report"] = {key: draft.get(key) for key in ("status", "version", "template_id", "updated_at")}
         # A colleague's draft, shown with a notice: saving it here takes it over (the API records it).

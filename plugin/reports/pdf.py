@@ -17,8 +17,13 @@ from plugin.dicomnames import display_name, name_parts
 FONT_DIR = Path("/usr/share/fonts/truetype")
 FONTS = {"": FONT_DIR / "dejavu" / "DejaVuSans.ttf", "B": FONT_DIR / "dejavu" / "DejaVuSans-Bold.ttf"}
 FALLBACK = FONT_DIR / "droid" / "DroidSansFallbackFull.ttf"
-SECTION_TITLES = (("clinical_information", "Clinical information"), ("technique", "Technique"),
-                  ("comparison", "Comparison"), ("findings", "Findings"), ("impression", "Impression"))
+SECTION_TITLES = (
+    ("clinical_information", "Clinical information"),
+    ("technique", "Technique"),
+    ("comparison", "Comparison"),
+    ("findings", "Findings"),
+    ("impression", "Impression"),
+)
 
 
 def file_name(view, clock):
@@ -126,12 +131,15 @@ def _texts(view, institution):
 
 def _demographics(pdf, view):
     study = view["study"]
-    rows = [("Patient", display_name(study["patient_name"])), ("Patient ID", study["patient_id"]),
-            ("Birth date / sex", f"{study['patient_birth_date'] or ''}  {study['patient_sex'] or ''}".strip()),
-            ("Accession", study["accession_number"]),
-            ("Study", f"{study['study_date'] or ''}  {study['description']}".strip()),
-            ("Modality", " ".join(study["modalities"])),
-            ("Referring physician", display_name(study["referring_physician"]))]
+    rows = [
+        ("Patient", display_name(study["patient_name"])),
+        ("Patient ID", study["patient_id"]),
+        ("Birth date / sex", f"{study['patient_birth_date'] or ''}  {study['patient_sex'] or ''}".strip()),
+        ("Accession", study["accession_number"]),
+        ("Study", f"{study['study_date'] or ''}  {study['description']}".strip()),
+        ("Modality", " ".join(study["modalities"])),
+        ("Referring physician", display_name(study["referring_physician"])),
+    ]
     pdf.set_font("DejaVu", "", 10)
     for label, value in rows:
         pdf.set_font("DejaVu", "B", 10)
@@ -156,6 +164,7 @@ def _signature(pdf, view, clock):
         pdf.multi_cell(0, 6, "Preliminary report — not signed.", new_x="LMARGIN", new_y="NEXT")
     else:
         signed = clock.text(_moment(view["signed_at"]))
-        pdf.multi_cell(0, 6, f"Electronically signed by {view['signer_name']} on {signed}",
-                       new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(
+            0, 6, f"Electronically signed by {view['signer_name']} on {signed}", new_x="LMARGIN", new_y="NEXT"
+        )
     pdf.ln(3)

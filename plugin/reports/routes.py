@@ -33,13 +33,19 @@ def register(router, reports):
     @router.route("GET", "/pacs/api/studies/{uid}/report/pdf")
     def report_pdf(request, uid):
         data, name = reports.pdf(uid, request.principal)
-        return Response(200, data, "application/pdf",
-                        dict(NO_STORE, **{"Content-Disposition": f'inline; filename="{name}"'}))
+        return Response(
+            200, data, "application/pdf", dict(NO_STORE, **{"Content-Disposition": f'inline; filename="{name}"'})
+        )
 
     @router.route("GET", "/pacs/api/report-templates")
     def list_templates(request):
-        return Response.json({"items": reports.templates(request.query.get("modality", "").upper(),
-                                                         request.query.get("body_part", "").upper())})
+        return Response.json(
+            {
+                "items": reports.templates(
+                    request.query.get("modality", "").upper(), request.query.get("body_part", "").upper()
+                )
+            }
+        )
 
     @router.route("POST", "/pacs/api/report-templates")
     def create_template(request):
@@ -85,8 +91,9 @@ def _template_fields(data, required):
             fields[name] = data[name].strip() if name == "name" else data[name].strip().upper()
     if "sections" in data:
         sections = data["sections"]
-        if not isinstance(sections, dict) or not all(isinstance(v, str) and len(v) <= 20_000
-                                                     for v in sections.values()):
+        if not isinstance(sections, dict) or not all(
+            isinstance(v, str) and len(v) <= 20_000 for v in sections.values()
+        ):
             raise HttpError(400, "sections must map section names to text")
         fields["sections"] = json.dumps(sections)
     if "disabled" in data:

@@ -18,8 +18,8 @@ import logging
 
 from peewee import IntegrityError
 
-from plugin.db import iso_utc, utcnow
 from plugin.auth.models import User
+from plugin.db import iso_utc, utcnow
 from plugin.http import HttpError
 from plugin.models import Study
 from plugin.reports import pdf
@@ -31,7 +31,7 @@ LOGGER = logging.getLogger(__name__)
 MAX_SECTION = 20_000
 COALESCE = datetime.timedelta(seconds=60)  # autosaves by one author within this are one history entry
 SIGNED = ("final", "amended")
-MAX_ID = 2 ** 63  # a database integer: larger numbers overflow the driver
+MAX_ID = 2**63  # a database integer: larger numbers overflow the driver
 WRITERS = ("radiologist", "admin")
 
 
@@ -84,24 +84,43 @@ class Reports:
         if upto_addendum is not None:
             addenda = addenda.where(ReportAddendum.id <= upto_addendum)
         return {
-            "study_instance_uid": report.study_instance_uid, "status": report.status,
-            "version": report.version, "template_id": report.template_id,
-            "sections": report.sections(), "author_name": report.author_name,
-            "created_at": iso_utc(report.created_at), "updated_at": iso_utc(report.updated_at),
-            "signer_name": report.signer_name, "signed_at": iso_utc(report.signed_at),
+            "study_instance_uid": report.study_instance_uid,
+            "status": report.status,
+            "version": report.version,
+            "template_id": report.template_id,
+            "sections": report.sections(),
+            "author_name": report.author_name,
+            "created_at": iso_utc(report.created_at),
+            "updated_at": iso_utc(report.updated_at),
+            "signer_name": report.signer_name,
+            "signed_at": iso_utc(report.signed_at),
             "study": json.loads(report.study_snapshot),
             "study_deleted": report.study_deleted_at is not None,
-            "addenda": [{"id": a.id, "text": a.text, "author_name": a.author_name,
-                         "signed_at": iso_utc(a.signed_at)} for a in addenda.order_by(ReportAddendum.id)],
+            "addenda": [
+                {"id": a.id, "text": a.text, "author_name": a.author_name, "signed_at": iso_utc(a.signed_at)}
+                for a in addenda.order_by(ReportAddendum.id)
+            ],
         }
 
     def history(self, report):
         events = list(ReportEvent.select().where(ReportEvent.report_id == report.id).order_by(ReportEvent.id))
-        names = {u.username: u.display_name for u in
-                 User.select(User.username, User.display_name).where(User.username.in_({e.username for e in events}))}
-        return [{"version": e.version, "kind": e.kind, "username": e.username,
-                 "name": names.get(e.username) or e.username, "at": iso_utc(e.at),
-                 "sections": json.loads(e.data)} for e in events]
+        names = {
+            u.username: u.display_name
+            for u in User.select(User.username, User.display_name).where(
+                User.username.in_({e.username for e in events})
+            )
+        }
+        return [
+            {
+                "version": e.version,
+                "kind": e.kind,
+                "username": e.username,
+                "name": names.get(e.username) or e.username,
+                "at": iso_utc(e.at),
+                "sections": json.loads(e.data),
+            }
+            for e in events
+        ]
 
     # --- writing -----------------------------------------------------------------
 
@@ -121,10 +140,17 @@ class Reports:
             report = self._create(study, sections, version, template_id, principal, now)
         else:
             author = {"author_id": principal.user_id, "author_name": self._signer(principal)} if previous else {}
-            changed = (Report.update(version=Report.version + 1, updated_at=now,
-                                     template_id=template_id or report.template_id, **author, **sections)
-                       .where(Report.id == report.id, Report.status == "draft", Report.version == version)
-                       .execute())
+            changed = (
+                Report.update(
+                    version=Report.version + 1,
+                    updated_at=now,
+                    template_id=template_id or report.template_id,
+                    **author,
+                    **sections,
+                )
+                .where(Report.id == report.id, Report.status == "draft", Report.version == version)
+                .execute()
+            )
             if not changed:
                 raise HttpError(409, _stale(Report.get_by_id(report.id)))
             report = Report.get_by_id(report.id)
@@ -132,8 +158,13 @@ class Reports:
         if self._history(report, "taken_over" if previous else "saved", principal, now, details):
             self._record(principal, "report_saved", uid, dict({"version": report.version}, **(details or {})))
         if previous:
-            LOGGER.info("event=draft_taken_over study_uid=%s by=%s from=%s version=%d",
-                        uid, principal.username, previous, report.version)
+            LOGGER.info(
+                "event=draft_taken_over study_uid=%s by=%s from=%s version=%d",
+                uid,
+                principal.username,
+                previous,
+                report.version,
+            )
         return self.view(report)
 
     @staticmethod
@@ -143,8 +174,11 @@ class Reports:
         if report is None or report.author_id == principal.user_id:
             return None
         if not take_over:
-            raise HttpError(409, f"this draft is {report.author_name or 'a colleague'}'s: reload to read it, "
-                                 "and save with take_over to continue it as yours (the take-over is recorded)")
+            raise HttpError(
+                409,
+                f"this draft is {report.author_name or 'a colleague'}'s: reload to read it, "
+                "and save with take_over to continue it as yours (the take-over is recorded)",
+            )
         author = User.get_or_none(User.id == report.author_id) if report.author_id is not None else None
         return author.username if author else (report.author_name or "unknown")
 
@@ -160,14 +194,23 @@ class Reports:
         if not report.findings.strip():
             raise HttpError(400, "the findings are empty: write them before signing")
         now = utcnow()
-        signed = (Report.update(status="final", version=Report.version + 1, signed_by_id=principal.user_id,
-                                signer_name=self._signer(principal), signed_at=now, updated_at=now)
-                  .where(Report.id == report.id, Report.status == "draft", Report.version == version)
-                  .execute())
+        signed = (
+            Report.update(
+                status="final",
+                version=Report.version + 1,
+                signed_by_id=principal.user_id,
+                signer_name=self._signer(principal),
+                signed_at=now,
+                updated_at=now,
+            )
+            .where(Report.id == report.id, Report.status == "draft", Report.version == version)
+            .execute()
+        )
         if not signed:
             raise HttpError(409, _stale(Report.get_by_id(report.id)))
-        Study.update(status="final", final_at=now, claimed_by_id=None, claim_expires_at=None,
-                     updated_at=now).where(Study.study_instance_uid == uid).execute()
+        Study.update(status="final", final_at=now, claimed_by_id=None, claim_expires_at=None, updated_at=now).where(
+            Study.study_instance_uid == uid
+        ).execute()
         report = Report.get_by_id(report.id)
         self._history(report, "finalized", principal, now)
         self._record(principal, "report_finalized", uid, {"version": report.version})
@@ -184,10 +227,16 @@ class Reports:
         if report is None or report.status not in SIGNED:
             raise HttpError(409, "only a signed report takes addenda; edit the draft instead")
         now = utcnow()
-        addendum = ReportAddendum.create(report_id=report.id, text=text.strip(), author_id=principal.user_id,
-                                         author_name=self._signer(principal), signed_at=now)
+        addendum = ReportAddendum.create(
+            report_id=report.id,
+            text=text.strip(),
+            author_id=principal.user_id,
+            author_name=self._signer(principal),
+            signed_at=now,
+        )
         Report.update(status="amended", version=Report.version + 1, updated_at=now).where(
-            Report.id == report.id).execute()
+            Report.id == report.id
+        ).execute()
         Study.update(status="amended", updated_at=now).where(Study.study_instance_uid == uid).execute()
         report = Report.get_by_id(report.id)
         self._history(report, "addendum", principal, now, {"addendum": text.strip()})
@@ -206,8 +255,10 @@ class Reports:
     @staticmethod
     def templates(modality="", body_part=""):
         """Active templates, the best match for the study first."""
+
         def score(t):
             return ((t.modality == modality) * 2 + (bool(body_part) and t.body_part == body_part), -t.id)
+
         found = ReportTemplate.select().where(ReportTemplate.disabled == False)  # noqa: E712
         return [t.public() for t in sorted(found, key=score, reverse=True)]
 
@@ -225,25 +276,50 @@ class Reports:
 
     def _blank(self, uid):
         study = self._worklist.study(uid)
-        priors = (Study.select().where(Study.patient_dicom_id == study.patient_dicom_id,
-                                       Study.study_instance_uid != uid, Study.study_date.is_null(False))
-                  .order_by(Study.study_date.desc()).limit(5)) if study.patient_dicom_id else []
+        priors = (
+            (
+                Study.select()
+                .where(
+                    Study.patient_dicom_id == study.patient_dicom_id,
+                    Study.study_instance_uid != uid,
+                    Study.study_date.is_null(False),
+                )
+                .order_by(Study.study_date.desc())
+                .limit(5)
+            )
+            if study.patient_dicom_id
+            else []
+        )
         comparison = "; ".join(f"{p.description or p.modalities} {p.study_date.isoformat()}" for p in priors)
         first_modality = study.modalities.split("\\")[0]
-        return {"study_instance_uid": uid, "status": "none", "version": 0,
-                "sections": {name: "" for name in SECTIONS}, "suggested_comparison": comparison or "None.",
-                "templates": self.templates(first_modality, study.body_parts.split("\\")[0]),
-                "addenda": [], "study": _snapshot(study)}
+        return {
+            "study_instance_uid": uid,
+            "status": "none",
+            "version": 0,
+            "sections": {name: "" for name in SECTIONS},
+            "suggested_comparison": comparison or "None.",
+            "templates": self.templates(first_modality, study.body_parts.split("\\")[0]),
+            "addenda": [],
+            "study": _snapshot(study),
+        }
 
     def _create(self, study, sections, version, template_id, principal, now):
         if version != 0:
             raise HttpError(409, "this report was deleted or never existed; reload the page")
         try:
             sections = dict({name: "" for name in SECTIONS}, **sections)
-            return Report.create(study_instance_uid=study.study_instance_uid, status="draft", version=1,
-                                 template_id=template_id, author_id=principal.user_id,
-                                 author_name=self._signer(principal), created_at=now, updated_at=now,
-                                 study_snapshot=json.dumps(_snapshot(study), default=str), **sections)
+            return Report.create(
+                study_instance_uid=study.study_instance_uid,
+                status="draft",
+                version=1,
+                template_id=template_id,
+                author_id=principal.user_id,
+                author_name=self._signer(principal),
+                created_at=now,
+                updated_at=now,
+                study_snapshot=json.dumps(_snapshot(study), default=str),
+                **sections,
+            )
         except IntegrityError:
             raise HttpError(409, "a colleague started this report at the same moment; reload") from None
 
@@ -252,12 +328,24 @@ class Reports:
         update the last entry. Returns True when a new entry was made."""
         data = json.dumps(dict(report.sections(), **(extra or {})))
         last = ReportEvent.select().where(ReportEvent.report_id == report.id).order_by(ReportEvent.id.desc()).first()
-        if kind == "saved" and last and last.kind == "saved" and last.user_id == principal.user_id \
-                and now - last.at < COALESCE:
+        if (
+            kind == "saved"
+            and last
+            and last.kind == "saved"
+            and last.user_id == principal.user_id
+            and now - last.at < COALESCE
+        ):
             ReportEvent.update(version=report.version, at=now, data=data).where(ReportEvent.id == last.id).execute()
             return False
-        ReportEvent.create(report_id=report.id, version=report.version, kind=kind, user_id=principal.user_id,
-                           username=principal.username, at=now, data=data)
+        ReportEvent.create(
+            report_id=report.id,
+            version=report.version,
+            kind=kind,
+            user_id=principal.user_id,
+            username=principal.username,
+            at=now,
+            data=data,
+        )
         return True
 
     @staticmethod
@@ -266,14 +354,22 @@ class Reports:
         return user.display_name if user else principal.username
 
     def _record(self, principal, action, uid, details=None):
-        self._audit.record(action, username=principal.username, role=principal.role, study_uid=uid,
-                           details=details)
+        self._audit.record(action, username=principal.username, role=principal.role, study_uid=uid, details=details)
 
 
 def _snapshot(study):
     item = describe(study)
-    keys = ("patient_name", "patient_id", "patient_birth_date", "patient_sex", "accession_number",
-            "study_date", "description", "modalities", "referring_physician")
+    keys = (
+        "patient_name",
+        "patient_id",
+        "patient_birth_date",
+        "patient_sex",
+        "accession_number",
+        "study_date",
+        "description",
+        "modalities",
+        "referring_physician",
+    )
     return {key: (item[key].isoformat() if hasattr(item[key], "isoformat") else item[key]) for key in keys}
 
 
@@ -310,8 +406,12 @@ def _template_id(data):
     value = data.get("template_id")
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < MAX_ID or \
-            not ReportTemplate.select().where(ReportTemplate.id == value).exists():
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or not 0 < value < MAX_ID
+        or not ReportTemplate.select().where(ReportTemplate.id == value).exists()
+    ):
         raise HttpError(400, "template_id names no template")
     return value
 
@@ -333,6 +433,7 @@ def _already_saved(report, principal, sections, template_id):
 def _stale(current):
     if current.status in SIGNED:
         return "this report was signed meanwhile and is locked"
-    return (f"the report changed since you loaded it (it is now version {current.version}, "
-            f"saved by {current.author_name}); reload to see the changes")
-
+    return (
+        f"the report changed since you loaded it (it is now version {current.version}, "
+        f"saved by {current.author_name}); reload to see the changes"
+    )

@@ -21,10 +21,18 @@ LOGGER = logging.getLogger(__name__)
 MOUNT = "/pacs/viewer/"
 HASHED = re.compile(r"(^|\.)[0-9a-f]{16}\.[a-z0-9]+$")
 COMPRESSIBLE = (".js", ".css", ".html", ".json", ".wasm", ".svg", ".map", ".txt", ".xml")
-TYPES = {".js": "application/javascript", ".mjs": "application/javascript", ".wasm": "application/wasm",
-         ".json": "application/json", ".map": "application/json", ".css": "text/css",
-         ".html": "text/html; charset=utf-8", ".svg": "image/svg+xml", ".woff2": "font/woff2",
-         ".ico": "image/x-icon"}
+TYPES = {
+    ".js": "application/javascript",
+    ".mjs": "application/javascript",
+    ".wasm": "application/wasm",
+    ".json": "application/json",
+    ".map": "application/json",
+    ".css": "text/css",
+    ".html": "text/html; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".woff2": "font/woff2",
+    ".ico": "image/x-icon",
+}
 ISOLATION_HEADERS = {  # SharedArrayBuffer (OHIF's volume rendering) needs cross-origin isolation
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Embedder-Policy": "require-corp",
@@ -98,8 +106,9 @@ class ViewerAssets:
         bundle: 17 MB) ahead of the first viewer after a restart."""
         if not self.installed:
             return
-        for name in ["index.html"] + sorted(p.name for p in self._root.glob("app.bundle.*")
-                                            if not p.name.endswith(".map")):
+        for name in ["index.html"] + sorted(
+            p.name for p in self._root.glob("app.bundle.*") if not p.name.endswith(".map")
+        ):
             if name not in self._cache:
                 self._load(name)
         LOGGER.info("event=viewer_warm files=%d", len(self._cache))

@@ -23,15 +23,27 @@ from plugin.http import HttpError, Response
 from plugin.models import Study
 
 ROOT = "/pacs/dicom-web"
-PATHS = ("/studies", "/series", "/instances", "/studies/{study}/series", "/studies/{study}/instances",
-         "/studies/{study}/series/{series}/instances")
+PATHS = (
+    "/studies",
+    "/series",
+    "/instances",
+    "/studies/{study}/series",
+    "/studies/{study}/instances",
+    "/studies/{study}/series/{series}/instances",
+)
 RETRIEVE_URL = re.compile(rb'"https?://[^/"]+/dicom-web/')
 UNSAFE = ("&", "#", "\x00", "\n", "\r")
 DICOM_JSON = "application/dicom+json"
 
 # A referrer's study search is held to the QIDO layer's whitelist once the patient is taken out.
-REFERRER_SEARCH = permissions.Rule(frozenset({"GET"}), re.compile(re.escape(ROOT + "/studies")), "images.read",
-                                   "query", params=permissions.QIDO_BY_STUDY, study_param="StudyInstanceUID")
+REFERRER_SEARCH = permissions.Rule(
+    frozenset({"GET"}),
+    re.compile(re.escape(ROOT + "/studies")),
+    "images.read",
+    "query",
+    params=permissions.QIDO_BY_STUDY,
+    study_param="StudyInstanceUID",
+)
 PATIENT_PARAMS = ("00100020", "PatientID")
 PATIENT_ID = re.compile(r"[^\\\x00-\x1f]{1,64}")  # one LO value, matched exactly (no wildcards)
 
@@ -87,8 +99,7 @@ def studies_of_patient(patient_id):
 
 def only_studies(body, wanted):
     """A QIDO answer (DICOM JSON) without any study outside ``wanted``."""
-    kept = [item for item in json.loads(body or b"[]")
-            if item.get("0020000D", {}).get("Value", [None])[0] in wanted]
+    kept = [item for item in json.loads(body or b"[]") if item.get("0020000D", {}).get("Value", [None])[0] in wanted]
     return json.dumps(kept).encode("utf-8")
 
 
@@ -99,17 +110,25 @@ def register(router, host, audit, scope):
         principal = request.principal
         problem, wanted = referrer_search(request.query, scope.studies(principal.user_id), studies_of_patient)
         if problem:
-            audit.record_async("access_denied", username=principal.username, role=principal.role,
-                               address=request.client_ip, outcome="denied",
-                               details={"path": request.path[:200], "reason": problem})
+            audit.record_async(
+                "access_denied",
+                username=principal.username,
+                role=principal.role,
+                address=request.client_ip,
+                outcome="denied",
+                details={"path": request.path[:200], "reason": problem},
+            )
             raise HttpError(403, problem)
-        query = {name: value for name, value in request.query.items()
-                 if name not in PATIENT_PARAMS and name != REFERRER_SEARCH.study_param}
+        query = {
+            name: value
+            for name, value in request.query.items()
+            if name not in PATIENT_PARAMS and name != REFERRER_SEARCH.study_param
+        }
         query[REFERRER_SEARCH.study_param] = "\\".join(sorted(wanted))
         return query, wanted
 
     def search(request, **params):
-        tail = permissions.normalise_path(request.path)[len(ROOT):]  # as the guard saw it
+        tail = permissions.normalise_path(request.path)[len(ROOT) :]  # as the guard saw it
         query, wanted = request.query, None
         if request.principal.role == "referrer" and tail == "/studies":
             query, wanted = referrer_query(request)

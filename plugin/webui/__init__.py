@@ -26,8 +26,17 @@ from .headers import security_headers
 from .pages import WebUI
 from .static import register_routes
 
-__all__ = ["WebUI", "default_webui", "render", "error_page", "security_headers",
-           "register_static", "static_url", "gettext", "_"]
+__all__ = [
+    "WebUI",
+    "default_webui",
+    "render",
+    "error_page",
+    "security_headers",
+    "register_static",
+    "static_url",
+    "gettext",
+    "_",
+]
 
 
 @functools.cache

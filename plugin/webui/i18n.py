@@ -40,9 +40,11 @@ class Catalogues:
         by_lower = {language.lower(): language for language in self._translations}
         for tag in _preferred_tags(accept_language):
             primary = tag.split("_", 1)[0]
-            match = (by_lower.get(tag) or by_lower.get(primary)
-                     or next((name for lower, name in sorted(by_lower.items())
-                              if lower.startswith(primary + "_")), None))
+            match = (
+                by_lower.get(tag)
+                or by_lower.get(primary)
+                or next((name for lower, name in sorted(by_lower.items()) if lower.startswith(primary + "_")), None)
+            )
             if match:
                 return match
         return DEFAULT_LANGUAGE

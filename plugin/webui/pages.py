@@ -47,8 +47,9 @@ class WebUI:
         self.static = StaticFiles(static_dir)
         # One environment per language: gettext is an environment global, and
         # requests in different languages run side by side.
-        self._environments = {language: self._environment(template_dir, language)
-                              for language in self.catalogues.languages}
+        self._environments = {
+            language: self._environment(template_dir, language) for language in self.catalogues.languages
+        }
 
     def language_for(self, request):
         return self.catalogues.negotiate(request_header(request, "Accept-Language"))
@@ -60,8 +61,7 @@ class WebUI:
     def render(self, template_name, request=None, status=200, **context):
         language = self.language_for(request)
         template = self._environments[language].get_template(template_name)
-        body = template.render({**BASE_DEFAULTS, **context,
-                                "language": html_lang(language), "http_status": status})
+        body = template.render({**BASE_DEFAULTS, **context, "language": html_lang(language), "http_status": status})
         headers = security_headers()
         headers["Content-Language"] = html_lang(language)
         headers["Vary"] = "Accept-Language"
@@ -72,8 +72,10 @@ class WebUI:
         back to every page they may use), and a link back to the worklist."""
         principal = getattr(request, "principal", None)
         if principal is not None and "user" not in context:
-            context.update(user=SimpleNamespace(username=principal.username, display_name="", role=principal.role),
-                           csrf_token=principal.csrf or None)
+            context.update(
+                user=SimpleNamespace(username=principal.username, display_name="", role=principal.role),
+                csrf_token=principal.csrf or None,
+            )
         return self.render("error.html", request, status, message=message, **context)
 
     def _environment(self, template_dir, language):
@@ -90,8 +92,9 @@ class WebUI:
         environment.policies["ext.i18n.trimmed"] = True
         environment.install_gettext_translations(self.catalogues.translations(language), newstyle=True)
         environment.globals.update(static_url=self.static.url, url_with_query=url_with_query)
-        environment.filters.update(json_script=json_script, datetime=format_datetime, person_name=display_name,
-                                   name_parts=name_parts)
+        environment.filters.update(
+            json_script=json_script, datetime=format_datetime, person_name=display_name, name_parts=name_parts
+        )
         return environment
 
 

@@ -121,10 +121,12 @@ def _load(path):
     if suffix in _COMPRESSIBLE and len(body) > GZIP_MIN_BYTES:
         compressed = gzip.compress(body, compresslevel=9, mtime=0)
         gzipped = compressed if len(compressed) < len(body) else None
-    return StaticFile(body=body,
-                      content_type=MIME_TYPES.get(suffix, "application/octet-stream"),
-                      version=hashlib.sha256(body).hexdigest()[:12],
-                      gzipped=gzipped)
+    return StaticFile(
+        body=body,
+        content_type=MIME_TYPES.get(suffix, "application/octet-stream"),
+        version=hashlib.sha256(body).hexdigest()[:12],
+        gzipped=gzipped,
+    )
 
 
 def checked_name(raw_path):
@@ -134,8 +136,13 @@ def checked_name(raw_path):
     the same again %-encoded (once or twice)."""
     name = unquote(raw_path or "")
     segments = name.split("/")
-    if ("%" in name or "\\" in name or "\x00" in name or ":" in name
-            or any(not segment or segment.startswith(".") for segment in segments)):
+    if (
+        "%" in name
+        or "\\" in name
+        or "\x00" in name
+        or ":" in name
+        or any(not segment or segment.startswith(".") for segment in segments)
+    ):
         raise HttpError(400, "invalid static file path")
     return name
 

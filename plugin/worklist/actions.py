@@ -8,8 +8,8 @@ claim lapses after ``claim_minutes`` unless renewed (claiming again renews).
 import datetime
 import logging
 
-from plugin.db import utcnow
 from plugin.auth.models import User
+from plugin.db import utcnow
 from plugin.http import HttpError
 from plugin.models import PRIORITIES, Study
 from plugin.reports.models import has_draft
@@ -43,20 +43,29 @@ class Worklist:
         own = study.claimed_by_id == principal.user_id and study.claim_expires_at and study.claim_expires_at > now
         if own and study.status == "in_progress" and study.claim_expires_at - now > self._claim / 2:
             return study
-        free = Study.claimed_by_id.is_null() | (Study.claim_expires_at <= now) | (Study.claimed_by_id == principal.user_id)
+        free = (
+            Study.claimed_by_id.is_null() | (Study.claim_expires_at <= now) | (Study.claimed_by_id == principal.user_id)
+        )
         taken_from = _live_claimer(study, now) if take_over and not own else None
         if taken_from is not None:  # only the claim seen here: a third reader's claim meanwhile is not taken
             free = free | (Study.claimed_by_id == taken_from.id)
-        changed = (Study.update(claimed_by_id=principal.user_id, claim_expires_at=now + self._claim,
-                                status="in_progress", updated_at=now)
-                   .where(Study.id == study.id, Study.status.in_(CLAIMABLE), free)
-                   .execute())
+        changed = (
+            Study.update(
+                claimed_by_id=principal.user_id,
+                claim_expires_at=now + self._claim,
+                status="in_progress",
+                updated_at=now,
+            )
+            .where(Study.id == study.id, Study.status.in_(CLAIMABLE), free)
+            .execute()
+        )
         if not changed:
             self._refuse_claim(self.study(uid), now)
         if taken_from is not None:
             self._record(principal, "study_claimed", uid, {"taken_over_from": taken_from.username})
-            LOGGER.info("event=claim_taken_over study_uid=%s by=%s from=%s", uid, principal.username,
-                        taken_from.username)
+            LOGGER.info(
+                "event=claim_taken_over study_uid=%s by=%s from=%s", uid, principal.username, taken_from.username
+            )
         elif not own:
             self._record(principal, "study_claimed", uid)
         return self.study(uid)
@@ -75,8 +84,9 @@ class Worklist:
         if study.claimed_by_id != principal.user_id and principal.role != "admin":
             raise HttpError(403, "only the radiologist reading it, or an admin, can release this study")
         status = "arrived" if study.status == "in_progress" and not has_draft(uid) else study.status
-        Study.update(claimed_by_id=None, claim_expires_at=None, status=status,
-                     updated_at=utcnow()).where(Study.id == study.id).execute()
+        Study.update(claimed_by_id=None, claim_expires_at=None, status=status, updated_at=utcnow()).where(
+            Study.id == study.id
+        ).execute()
         self._record(principal, "study_released", uid)
         return self.study(uid)
 
@@ -92,10 +102,13 @@ class Worklist:
             free_or_own = study.assignee_id in (None, principal.user_id)
             to_self_or_nobody = assignee is None or assignee.id == principal.user_id
             if not (free_or_own and to_self_or_nobody):
-                raise HttpError(403, "radiologists can take unassigned studies or give back their own; "
-                                     "an admin reassigns a colleague's")
-        Study.update(assignee_id=assignee.id if assignee else None,
-                     updated_at=utcnow()).where(Study.id == study.id).execute()
+                raise HttpError(
+                    403,
+                    "radiologists can take unassigned studies or give back their own; an admin reassigns a colleague's",
+                )
+        Study.update(assignee_id=assignee.id if assignee else None, updated_at=utcnow()).where(
+            Study.id == study.id
+        ).execute()
         self._record(principal, "study_assigned", uid, {"assignee": assignee.username if assignee else None})
         return self.study(uid)
 
@@ -117,8 +130,7 @@ class Worklist:
         raise HttpError(409, f"being read by {name} (claim until {until}Z)")
 
     def _record(self, principal, action, uid, details=None):
-        self._audit.record(action, username=principal.username, role=principal.role,
-                           study_uid=uid, details=details)
+        self._audit.record(action, username=principal.username, role=principal.role, study_uid=uid, details=details)
 
 
 def _live_claimer(study, now):

@@ -36,8 +36,9 @@ def per_day_by_modality(since, today):
     days = [since + datetime.timedelta(days=i) for i in range((today - since).days + 1)]
     index = {day: i for i, day in enumerate(days)}
     counts = collections.defaultdict(lambda: [0] * len(days))
-    rows = (Study.select(Study.study_date, Study.modalities)
-            .where(Study.study_date.between(since, today), Study.status != "cancelled"))
+    rows = Study.select(Study.study_date, Study.modalities).where(
+        Study.study_date.between(since, today), Study.status != "cancelled"
+    )
     for row in rows:
         for modality in {m for m in row.modalities.split("\\") if m} or {"?"}:
             counts[modality][index[row.study_date]] += 1
@@ -47,27 +48,38 @@ def per_day_by_modality(since, today):
 def turnaround(since):
     """Median and 90th percentile minutes from arrival to final, by modality and priority."""
     samples = collections.defaultdict(list)
-    rows = (Study.select(Study.modalities, Study.priority, Study.arrived_at, Study.final_at)
-            .where(Study.final_at >= since, Study.arrived_at.is_null(False)))
+    rows = Study.select(Study.modalities, Study.priority, Study.arrived_at, Study.final_at).where(
+        Study.final_at >= since, Study.arrived_at.is_null(False)
+    )
     for row in rows:
         minutes = (row.final_at - row.arrived_at).total_seconds() / 60
         modality = row.modalities.split("\\")[0] or "?"
         samples[(modality, row.priority)].append(minutes)
-    return [{"modality": modality, "priority": priority, "studies": len(values),
-             "median_minutes": round(statistics.median(values), 1),
-             "p90_minutes": round(_percentile(values, 0.9), 1)}
-            for (modality, priority), values in sorted(samples.items())]
+    return [
+        {
+            "modality": modality,
+            "priority": priority,
+            "studies": len(values),
+            "median_minutes": round(statistics.median(values), 1),
+            "p90_minutes": round(_percentile(values, 0.9), 1),
+        }
+        for (modality, priority), values in sorted(samples.items())
+    ]
 
 
 def workload(now):
     """Per radiologist: studies assigned and still to read, and studies they are reading now."""
     names = user_names()
-    assigned = (Study.select(Study.assignee_id, fn.COUNT(Study.id).alias("n"))
-                .where(Study.assignee_id.is_null(False), Study.status.in_(WAITING))
-                .group_by(Study.assignee_id))
-    reading = (Study.select(Study.claimed_by_id, fn.COUNT(Study.id).alias("n"))
-               .where(Study.claimed_by_id.is_null(False), Study.claim_expires_at > now)
-               .group_by(Study.claimed_by_id))
+    assigned = (
+        Study.select(Study.assignee_id, fn.COUNT(Study.id).alias("n"))
+        .where(Study.assignee_id.is_null(False), Study.status.in_(WAITING))
+        .group_by(Study.assignee_id)
+    )
+    reading = (
+        Study.select(Study.claimed_by_id, fn.COUNT(Study.id).alias("n"))
+        .where(Study.claimed_by_id.is_null(False), Study.claim_expires_at > now)
+        .group_by(Study.claimed_by_id)
+    )
     table = collections.defaultdict(lambda: {"assigned": 0, "reading": 0})
     for row in assigned:
         table[names.get(row.assignee_id, "?")]["assigned"] = row.n
@@ -78,8 +90,12 @@ def workload(now):
 
 def waiting_longest(now, limit=10):
     names = user_names()
-    rows = (Study.select().where(Study.status.in_(WAITING), Study.arrived_at.is_null(False))
-            .order_by(Study.arrived_at).limit(limit))
+    rows = (
+        Study.select()
+        .where(Study.status.in_(WAITING), Study.arrived_at.is_null(False))
+        .order_by(Study.arrived_at)
+        .limit(limit)
+    )
     return [item(row, names, now) for row in rows]
 
 

@@ -10,13 +10,14 @@ scripts only act (claim, release...) and draw the chart.
 import datetime
 from urllib.parse import urlencode
 
-from plugin.db import iso_utc, utcnow
-from plugin.http import Response
 from plugin.auth.models import User
 from plugin.auth.pages import page
 from plugin.auth.permissions import permissions_of
+from plugin.db import iso_utc, utcnow
+from plugin.http import Response
 from plugin.models import PRIORITIES, STATUSES
-from plugin.webui import default_webui, gettext as _, render
+from plugin.webui import default_webui, render
+from plugin.webui import gettext as _
 from plugin.worklist import dashboard
 from plugin.worklist import query as worklist_query
 from plugin.worklist.actions import READERS
@@ -37,8 +38,14 @@ def register(router, accounts, worklist, scope, audit, today=datetime.date.today
 
     def context(request, active_nav, **extra):
         principal = request.principal
-        return dict(user=accounts.get_user(principal.user_id), csrf_token=principal.csrf,
-                    active_nav=active_nav, statuses=STATUSES, priorities=PRIORITIES, **extra)
+        return dict(
+            user=accounts.get_user(principal.user_id),
+            csrf_token=principal.csrf,
+            active_nav=active_nav,
+            statuses=STATUSES,
+            priorities=PRIORITIES,
+            **extra,
+        )
 
     @route("GET", "/")
     def server_root(request):
@@ -49,10 +56,20 @@ def register(router, accounts, worklist, scope, audit, today=datetime.date.today
     def worklist_page(request):
         role = request.principal.role
         readers = active_readers() if role != "referrer" else []
-        return render("worklist.html", request, **context(
-            request, "worklist", **abilities(role), readers=readers, modalities=MODALITY_CHOICES,
-            targets=TURNAROUND_TARGET_MINUTES, default_sort=worklist_query.DEFAULT_SORT,
-            page_data=script_data(request, poll_ms=POLL_SECONDS * 1000, opened_at=iso_utc(utcnow()))))
+        return render(
+            "worklist.html",
+            request,
+            **context(
+                request,
+                "worklist",
+                **abilities(role),
+                readers=readers,
+                modalities=MODALITY_CHOICES,
+                targets=TURNAROUND_TARGET_MINUTES,
+                default_sort=worklist_query.DEFAULT_SORT,
+                page_data=script_data(request, poll_ms=POLL_SECONDS * 1000, opened_at=iso_utc(utcnow())),
+            ),
+        )
 
     @route("GET", "/pacs/studies/{uid}")
     def study_page(request, uid):
@@ -60,36 +77,60 @@ def register(router, accounts, worklist, scope, audit, today=datetime.date.today
         principal = request.principal
         audit.record("study_viewed", username=principal.username, role=principal.role, study_uid=uid)
         detail = study_detail(worklist, scope, study, principal)
-        return render("study.html", request, **context(
-            request, "worklist", **abilities(principal.role), study=detail,
-            viewer_url=viewer_url([uid]), viewer_with_priors_url=viewer_with_priors(detail),
-            readers=active_readers() if principal.role == "admin" else [],
-            page_data=script_data(request, study={k: v for k, v in detail.items()
-                                                  if k not in ("series", "priors")})))
+        return render(
+            "study.html",
+            request,
+            **context(
+                request,
+                "worklist",
+                **abilities(principal.role),
+                study=detail,
+                viewer_url=viewer_url([uid]),
+                viewer_with_priors_url=viewer_with_priors(detail),
+                readers=active_readers() if principal.role == "admin" else [],
+                page_data=script_data(
+                    request, study={k: v for k, v in detail.items() if k not in ("series", "priors")}
+                ),
+            ),
+        )
 
     @route("GET", "/pacs/dashboard")
     def dashboard_page(request):
         figures = dashboard.summary(today(), utcnow())
         static = default_webui().static
         chart_url = static.url(CHART_SCRIPT) if static.has(CHART_SCRIPT) else None
-        return render("dashboard.html", request, **context(
-            request, "dashboard", figures=figures, chart_url=chart_url, people=people(),
-            targets=TURNAROUND_TARGET_MINUTES,
-            page_data=script_data(request, per_day=figures["per_day"])))
+        return render(
+            "dashboard.html",
+            request,
+            **context(
+                request,
+                "dashboard",
+                figures=figures,
+                chart_url=chart_url,
+                people=people(),
+                targets=TURNAROUND_TARGET_MINUTES,
+                page_data=script_data(request, per_day=figures["per_day"]),
+            ),
+        )
 
 
 def abilities(role):
     """What the page offers a role; the API checks the same permissions."""
     granted = permissions_of(role)
-    return {"can_claim": "studies.claim" in granted, "can_prioritise": "studies.prioritise" in granted,
-            "can_send": "images.send" in granted}
+    return {
+        "can_claim": "studies.claim" in granted,
+        "can_prioritise": "studies.prioritise" in granted,
+        "can_send": "images.send" in granted,
+    }
 
 
 def active_readers():
     """(username, display name) of everyone a study can be assigned to."""
-    users = (User.select(User.username, User.display_name)
-             .where(User.role.in_(READERS), User.disabled == False)  # noqa: E712 (SQL)
-             .order_by(User.username))
+    users = (
+        User.select(User.username, User.display_name)
+        .where(User.role.in_(READERS), User.disabled == False)  # noqa: E712 (SQL)
+        .order_by(User.username)
+    )
     return [(u.username, u.display_name or u.username) for u in users]
 
 
@@ -104,8 +145,13 @@ def script_data(request, **extra):
     """page_data for worklist.js: who is looking, names to show and the
     messages scripts print, in the request's language."""
     principal = request.principal
-    return {"me": principal.username, "role": principal.role, "people": people(),
-            "texts": script_texts(request), **extra}
+    return {
+        "me": principal.username,
+        "role": principal.role,
+        "people": people(),
+        "texts": script_texts(request),
+        **extra,
+    }
 
 
 def script_texts(request):

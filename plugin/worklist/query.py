@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from peewee import SQL, Value
 
 from plugin.auth.models import StudyShare, User
+from plugin.db import is_pooled, iso_utc, utcnow
 from plugin.dicomnames import age_at, display_name, pn_from_text, pn_key, search_text
 from plugin.http import DB_INT, HttpError, int_param
-from plugin.db import is_pooled, iso_utc, utcnow
 from plugin.models import PRIORITIES, STATUSES, Study, StudyTerm
 
 MAX_PAGE_SIZE = 200
@@ -161,12 +161,17 @@ def studies_of_patient(text, limit=1000):
     each the start of a word of the name, accents and case aside: "mull an" finds
     Müller^Anna), for the audit trail's patient filter."""
     text = _text(text, "patient")
-    uids = {row.study_instance_uid for row in Study.select(Study.study_instance_uid)
-            .where(Study.patient_dicom_id == text).limit(limit)}
+    uids = {
+        row.study_instance_uid
+        for row in Study.select(Study.study_instance_uid).where(Study.patient_dicom_id == text).limit(limit)
+    }
     words = search_text(text).split()
     if words:
-        named = Study.select(Study.study_instance_uid, Study.patient_name).where(
-            *(Study.id.in_(_studies_with_word(word)) for word in words)).limit(limit)
+        named = (
+            Study.select(Study.study_instance_uid, Study.patient_name)
+            .where(*(Study.id.in_(_studies_with_word(word)) for word in words))
+            .limit(limit)
+        )
         for row in named:
             name_words = search_text(row.patient_name).split()
             if all(any(n.startswith(word) for n in name_words) for word in words):
@@ -183,8 +188,7 @@ def studies_by_uid(uids):
 def _studies_with_word(prefix):
     """Studies with a search word starting with ``prefix``: an index range on study_term."""
     term = StudyTerm.term.collate('"C"') if is_pooled() else StudyTerm.term  # PostgreSQL: byte order
-    return (StudyTerm.select(StudyTerm.study)
-            .where((term >= prefix) & (term < prefix + "\U0010ffff")))
+    return StudyTerm.select(StudyTerm.study).where((term >= prefix) & (term < prefix + "\U0010ffff"))
 
 
 def _assignee(value, principal, users):
@@ -261,4 +265,3 @@ def _date(raw, name):
         return datetime.date.fromisoformat(raw.strip())
     except ValueError:
         raise HttpError(400, f"{name} must be a date as YYYY-MM-DD") from None
-

@@ -4,13 +4,14 @@ series thumbnails."""
 import datetime
 
 from plugin.auth.models import User
+from plugin.db import utcnow
 from plugin.http import HttpError, Response
 from plugin.models import DOCUMENT_MODALITIES, Series, Study
 from plugin.reports.models import Report, ReportDicom
 from plugin.thumbnails import NotRenderable, Thumbnails
-from plugin.db import utcnow
 from plugin.worklist import dashboard
 from plugin.worklist import query as worklist_query
+
 
 def referrer_keys(principal):
     """A referrer's referring-physician keys; None for every other role (no limit)."""
@@ -27,20 +28,43 @@ def study_detail(worklist, scope, study, principal):
     detail["institution_name"] = study.institution_name
     copies = report_copy_series(study.study_instance_uid)
     detail["series"] = [
-        {"series_instance_uid": s.series_instance_uid, "number": s.number, "modality": s.modality,
-         "description": s.description, "body_part": s.body_part, "instance_count": s.instance_count,
-         "document": s.modality in DOCUMENT_MODALITIES, "report_copy": s.series_instance_uid in copies}
-        for s in Series.select().where(Series.study == study).order_by(Series.number, Series.id)]
-    priors = (Study.select().where(Study.patient_dicom_id == study.patient_dicom_id,
-                                   Study.study_instance_uid != study.study_instance_uid)
-              .order_by(Study.study_date.desc(), Study.id.desc()).limit(50)) \
-        if study.patient_dicom_id else []
+        {
+            "series_instance_uid": s.series_instance_uid,
+            "number": s.number,
+            "modality": s.modality,
+            "description": s.description,
+            "body_part": s.body_part,
+            "instance_count": s.instance_count,
+            "document": s.modality in DOCUMENT_MODALITIES,
+            "report_copy": s.series_instance_uid in copies,
+        }
+        for s in Series.select().where(Series.study == study).order_by(Series.number, Series.id)
+    ]
+    priors = (
+        (
+            Study.select()
+            .where(
+                Study.patient_dicom_id == study.patient_dicom_id, Study.study_instance_uid != study.study_instance_uid
+            )
+            .order_by(Study.study_date.desc(), Study.id.desc())
+            .limit(50)
+        )
+        if study.patient_dicom_id
+        else []
+    )
     if principal.role == "referrer":
         allowed = scope.studies(principal.user_id)
         priors = [p for p in priors if p.study_instance_uid in allowed]
-    detail["priors"] = [{"study_instance_uid": p.study_instance_uid, "study_date": p.study_date,
-                         "modalities": [m for m in p.modalities.split("\\") if m],
-                         "description": p.description, "status": p.status} for p in priors]
+    detail["priors"] = [
+        {
+            "study_instance_uid": p.study_instance_uid,
+            "study_date": p.study_date,
+            "modalities": [m for m in p.modalities.split("\\") if m],
+            "description": p.description,
+            "status": p.status,
+        }
+        for p in priors
+    ]
     return detail
 
 
@@ -53,8 +77,11 @@ def _flag(data, name):
 
 def report_copy_series(study_uid):
     """SeriesInstanceUIDs of the DICOM copies of the study's signed report (and addenda)."""
-    rows = (ReportDicom.select(ReportDicom.series_instance_uid).join(Report, on=(ReportDicom.report_id == Report.id))
-            .where(Report.study_instance_uid == study_uid))
+    rows = (
+        ReportDicom.select(ReportDicom.series_instance_uid)
+        .join(Report, on=(ReportDicom.report_id == Report.id))
+        .where(Report.study_instance_uid == study_uid)
+    )
     return {row.series_instance_uid for row in rows}
 
 
@@ -66,17 +93,18 @@ def register(router, worklist, scope, host, audit, today=datetime.date.today):
         filters = worklist_query.parse_filters(request.query, today())
         items, total = worklist_query.search(filters, request.principal, referrer_keys(request.principal))
         audit.record_request("search", request)
-        return Response.json({"items": items, "total": total, "page": filters.page,
-                              "page_size": filters.page_size},
-                             headers={"Cache-Control": "no-store"})
+        return Response.json(
+            {"items": items, "total": total, "page": filters.page, "page_size": filters.page_size},
+            headers={"Cache-Control": "no-store"},
+        )
 
     @router.route("GET", "/pacs/api/studies/{uid}")
     def get_study(request, uid):
         study = worklist.study(uid)
-        audit.record("study_viewed", username=request.principal.username,
-                     role=request.principal.role, study_uid=uid)
-        return Response.json(study_detail(worklist, scope, study, request.principal),
-                             headers={"Cache-Control": "no-store"})
+        audit.record("study_viewed", username=request.principal.username, role=request.principal.role, study_uid=uid)
+        return Response.json(
+            study_detail(worklist, scope, study, request.principal), headers={"Cache-Control": "no-store"}
+        )
 
     @router.route("GET", "/pacs/api/studies/{uid}/series/{series_uid}/thumbnail")
     def thumbnail(request, uid, series_uid):
@@ -89,8 +117,7 @@ def register(router, worklist, scope, host, audit, today=datetime.date.today):
         except NotRenderable as error:
             raise HttpError(404, str(error)) from None
         audit.record_request("thumbnail_viewed", request, study_uid=uid)
-        return Response(200, png, "image/png",
-                        {"Cache-Control": "private, max-age=3600"})
+        return Response(200, png, "image/png", {"Cache-Control": "private, max-age=3600"})
 
     @router.route("GET", "/pacs/api/dashboard")
     def dashboard_figures(request):
@@ -101,6 +128,7 @@ def register(router, worklist, scope, host, audit, today=datetime.date.today):
         def handler(request, uid):
             data = request.json() if request.body else {}
             return Response.json(worklist_query.describe(perform(uid, data, request.principal)))
+
         handler.__name__ = name
         return handler
 
