@@ -98,6 +98,7 @@ from plugin.auth.scope import ReferrerScope
 from plugin.auth.tokens import TokenCodec, load_or_create_secret
 from plugin.config import Settings
 from plugin.http import decode_query
+from plugin.route_table import TABLE
 
 RATIO_TARGET = 0.9
 P95_RISE_TARGET = 2.0
@@ -200,7 +201,7 @@ def build_guard(data_dir):
     )
     accounts = Accounts(Hasher(settings.bcrypt_cost), codec, audit, settings.session_hours, settings.idle_hours)
     apikeys = ApiKeys(audit, permissions_of)
-    guard = Guard(accounts, apikeys, ReferrerScope(), audit, settings.trusted_proxies)
+    guard = Guard(accounts, apikeys, ReferrerScope(), audit, settings.trusted_proxies, table=TABLE)
     return database, accounts, apikeys, guard
 
 

@@ -8,7 +8,7 @@ from urllib.parse import quote, urlencode
 
 from pydicom.uid import generate_uid
 
-from plugin import db, health, logs, migrations, openapi, viewer
+from plugin import db, logs, migrations, route_table, routing, viewer
 from plugin.audit import AuditLog, orthanc_resolver, request_address
 from plugin.auth import pages as auth_pages
 from plugin.auth import routes as auth_routes
@@ -74,10 +74,11 @@ class App:
             self.audit,
             settings.trusted_proxies,
             {"upload": settings.max_upload_mb * 1024 * 1024},
+            table=route_table.TABLE,
         )
         self.gateway = Gateway(host, self._screen_reason, settings.max_upload_mb * 1024 * 1024)
-        health.register(self.router, host, settings)
-        openapi.register(self.router)
+        self.routes = route_table.ROUTES
+        routing.register(self.router, self.routes, self)
         register_static(self.router)
         auth_routes.register(self.router, self.accounts, self.apikeys, self.audit, settings, time.time)
         auth_pages.register(self.router, self.accounts, self.apikeys, self.audit, settings)

@@ -2,9 +2,14 @@
 
 import logging
 import shutil
+from typing import Literal
+
+from pydantic import BaseModel
 
 from plugin import db
+from plugin.auth.permissions import PUBLIC
 from plugin.http import Response
+from plugin.routing import Route
 
 LOGGER = logging.getLogger(__name__)
 
@@ -50,8 +55,29 @@ def _disk_state(settings):
     }
 
 
-def register(router, host, settings):
-    @router.route("GET", "/pacs/health")
-    def health(request):
-        status, body = health_report(host, settings)
-        return Response.json(body, status, headers={"Cache-Control": "no-store"})
+class HealthReport(BaseModel):
+    status: Literal["ok", "failing"]
+    database: Literal["ok", "unavailable"]
+    orthanc: Literal["ok", "unavailable"]
+    disk: Literal["ok", "low", "unavailable"]
+    disk_free_mb: int | None = None
+    disk_free_percent: float | None = None
+    failing: list[str] = []
+
+
+def health(app, request):
+    status, body = health_report(app.host, app.settings)
+    return Response.json(body, status, headers={"Cache-Control": "no-store"})
+
+
+ROUTES = (
+    Route(
+        "GET",
+        "/pacs/health",
+        health,
+        PUBLIC,
+        summary="Health of database, Orthanc and disk; 503 names the failing part",
+        answer=HealthReport,
+        responses=(("503", "a part is failing"),),
+    ),
+)

@@ -1,10 +1,15 @@
 """GET /pacs/api/openapi.json: the plugin's HTTP API described (OpenAPI 3.1)."""
 
+import functools
+
+from plugin import routing
+from plugin.auth.permissions import AUTHENTICATED
 from plugin.dicomservices.models import ORDER_STATUSES
 from plugin.dicomservices.orderfields import FIELDS as ORDER_FIELDS
 from plugin.dicomservices.orderfields import REQUIRED as ORDER_REQUIRED
 from plugin.http import Response
 from plugin.models import PRIORITIES, STATUSES
+from plugin.routing import Route
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -83,7 +88,17 @@ LIST_PARAMS = (
 )
 
 
-def document():
+def document(routes=()):
+    """The whole document: the declared routes' entries (plugin/routing.py) and,
+    until every route is declared, the hand-written ones below."""
+    paths, schemas = routing.openapi_paths(routes)
+    spec = _hand_written()
+    spec["paths"].update(paths)
+    spec["components"]["schemas"].update(schemas)
+    return spec
+
+
+def _hand_written():
     token = _obj(
         "access_token",
         "token_type",
@@ -114,17 +129,6 @@ def document():
         },
         "security": [{"bearer": []}, {"basic": []}, {"cookie": []}],
         "paths": {
-            "/pacs/health": {
-                "get": dict(
-                    _op(
-                        "Health of database, Orthanc and disk; 503 names the failing part",
-                        "none",
-                        {"503": {"description": "a part is failing"}},
-                    ),
-                    security=[],
-                )
-            },
-            "/pacs/api/openapi.json": {"get": _op("This document", "any logged-in user")},
             "/pacs/api/auth/login": {
                 "post": dict(
                     _op(
@@ -467,9 +471,13 @@ def document():
     }
 
 
-def register(router):
-    answer = Response.json(document())  # constant: built once
+@functools.cache
+def _answer(routes):
+    return Response.json(document(routes))  # the same for every request: built once
 
-    @router.route("GET", "/pacs/api/openapi.json")
-    def openapi(request):
-        return answer
+
+def openapi_json(app, request):
+    return _answer(app.routes)
+
+
+ROUTES = (Route("GET", "/pacs/api/openapi.json", openapi_json, AUTHENTICATED, summary="This document"),)

@@ -43,6 +43,7 @@ class Route:
     answer: type[BaseModel] | None = None
     body_limit: str = "json"  # a key of permissions.BODY_LIMITS
     page: bool = False  # an HTML page (not in the OpenAPI document)
+    responses: tuple = ()  # other statuses it answers: (status, what it means) pairs
     tags: tuple = field(default_factory=tuple)
 
     def __post_init__(self):
@@ -195,6 +196,10 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
             "description": text,
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
         }
+    for status, text in route.responses:
+        operation["responses"][status] = {"description": text}
+    if route.permission == PUBLIC:
+        operation["security"] = []
     return operation
 
 

@@ -16,6 +16,7 @@ from plugin.auth.passwords import Hasher, PasswordRejected, check_policy
 from plugin.auth.routes import int_param
 from plugin.auth.tokens import Claims, TokenCodec, TokenError
 from plugin.http import MAX_JSON_DEPTH, HttpError, Request, json_nesting_ok
+from plugin.route_table import TABLE
 
 SECRET = b"s" * 64
 IN_SCOPE, OUT_OF_SCOPE = "1.2.3.4", "1.2.3.5"
@@ -69,7 +70,7 @@ class FakeAudit:
 @pytest.fixture
 def guard():
     audit = FakeAudit()
-    g = Guard(FakeAccounts(), FakeApiKeys(), FakeScope(), audit)
+    g = Guard(FakeAccounts(), FakeApiKeys(), FakeScope(), audit, table=TABLE)
     g.audit = audit
     return g
 
@@ -87,7 +88,7 @@ def check(guard, method, path, role=None, query=None, headers=None):
 
 def test_every_rule_names_a_known_permission():
     special = {permissions.PUBLIC, permissions.AUTHENTICATED, permissions.DENY}
-    for rule in permissions.RULES:
+    for rule in TABLE.rules:
         assert rule.permission in permissions.ALL_PERMISSIONS | special, rule
         assert rule.methods <= {"GET", "POST", "PUT", "DELETE"}, rule
         assert rule.study in ("", "path", "query"), rule
@@ -130,7 +131,7 @@ def test_admin_has_every_permission_and_roles_are_nested_as_the_spec_says():
     ],
 )
 def test_match_finds_the_rule_orthanc_would_route_to(method, path, permission):
-    rule, _ = permissions.match(method, path)
+    rule, _ = TABLE.match(method, path)
     assert rule is not None and rule.permission == permission
 
 
@@ -146,7 +147,7 @@ def test_match_finds_the_rule_orthanc_would_route_to(method, path, permission):
     ],
 )
 def test_routes_the_table_does_not_name_match_nothing(method, path):
-    assert permissions.match(method, path) == (None, None)
+    assert TABLE.match(method, path) == (None, None)
 
 
 @pytest.mark.parametrize(
@@ -282,7 +283,7 @@ class RenewingAccounts(FakeAccounts):
 
 
 def test_an_expired_session_cookie_is_renewed_from_its_session_once():
-    guard = Guard(RenewingAccounts(), FakeApiKeys(), FakeScope(), FakeAudit())
+    guard = Guard(RenewingAccounts(), FakeApiKeys(), FakeScope(), FakeAudit(), table=TABLE)
     cookie = {"cookie": f"{SESSION_COOKIE}=old-radiologist", "accept": "text/html"}
     decision = guard.check("GET", "/pacs/", cookie, {}, "10.0.0.1")
     assert (decision.allowed, decision.renewed, decision.principal.role) == (True, "tok-radiologist", "radiologist")
@@ -296,7 +297,7 @@ def test_an_expired_session_cookie_is_renewed_from_its_session_once():
 
 
 def test_an_ended_session_says_it_expired_and_is_not_looked_up_again():
-    guard = Guard(RenewingAccounts(), FakeApiKeys(), FakeScope(), FakeAudit())
+    guard = Guard(RenewingAccounts(), FakeApiKeys(), FakeScope(), FakeAudit(), table=TABLE)
     cookie = {"cookie": f"{SESSION_COOKIE}=old-gone"}
     for _ in range(3):
         decision = guard.check("GET", "/pacs/", cookie, {}, "")

@@ -13,6 +13,7 @@ from plugin.auth import permissions
 from plugin.auth.guard import Guard
 from plugin.gateway import Gateway, check_body
 from plugin.http import HttpError, Request
+from plugin.route_table import TABLE
 
 MINE, OTHER = "1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.2"
 # The QIDO layer's study search (/pacs/dicom-web/studies) is checked by its handler, against the
@@ -21,7 +22,7 @@ QIDO_ROUTES = ("/dicom-web/studies", "/dicom-web/series", "/dicom-web/instances"
 
 
 def approved(path, query):
-    rule, path_study = permissions.match("GET", path)
+    rule, path_study = TABLE.match("GET", path)
     return permissions.approved_query(rule, path_study, query)
 
 
@@ -87,7 +88,7 @@ def test_path_scoped_routes_take_no_second_study():
 
 
 def guard():
-    return Guard(None, None, None, None, body_limits={"upload": 1000})
+    return Guard(None, None, None, None, body_limits={"upload": 1000}, table=TABLE)
 
 
 @pytest.mark.parametrize(

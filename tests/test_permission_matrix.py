@@ -24,6 +24,7 @@ import requests
 from pacs_server import ADMIN_PASSWORD, PacsServer
 
 from plugin.auth import permissions
+from plugin.route_table import TABLE
 
 ADMIN, RAD, TECH, REF = "admin", "radiologist", "technologist", "referrer"
 ROLES = (ADMIN, RAD, TECH, REF)
@@ -440,7 +441,7 @@ def status_of(answer):
 
 def guard_would_allow(method, path, role):
     """For requests never sent (reset, shutdown): the table's answer for a role."""
-    rule, _ = permissions.match(method, path)
+    rule, _ = TABLE.match(method, path)
     return rule is not None and rule.permission in permissions.permissions_of(role) | {
         permissions.PUBLIC,
         permissions.AUTHENTICATED,
@@ -497,17 +498,17 @@ def test_the_guard_itself_never_fails(outcomes, world):
 def test_every_rule_of_the_table_is_walked(world):
     """A rule added to permissions.py needs rows here: the matrix walks the whole table."""
     _, _, ids = world
-    walked = {permissions.match(r.method, fill(r.path, ids).split("?")[0])[0] for r in MATRIX}
-    for rule in permissions.RULES:
+    walked = {TABLE.match(r.method, fill(r.path, ids).split("?")[0])[0] for r in MATRIX}
+    for rule in TABLE.rules:
         assert rule in walked, f"no matrix row reaches {sorted(rule.methods)} {rule.pattern.pattern}"
 
 
 def test_every_method_of_every_rule_is_walked(world):
     _, _, ids = world
-    walked = {(permissions.match(r.method, fill(r.path, ids).split("?")[0])[0], r.method) for r in MATRIX}
+    walked = {(TABLE.match(r.method, fill(r.path, ids).split("?")[0])[0], r.method) for r in MATRIX}
     missing = [
         f"{method} {rule.pattern.pattern}"
-        for rule in permissions.RULES
+        for rule in TABLE.rules
         for method in sorted(rule.methods)
         if (rule, method) not in walked
     ]

@@ -55,7 +55,8 @@ def cookie(headers, name):
 
 
 class Guard:
-    def __init__(self, accounts, apikeys, scope, audit, trusted_proxies=(), body_limits=None):
+    def __init__(self, accounts, apikeys, scope, audit, trusted_proxies=(), body_limits=None, *, table):
+        self._table = table  # plugin.route_table.TABLE
         self._accounts = accounts
         self._body_limits = dict(permissions.BODY_LIMITS, **(body_limits or {}))
         self._apikeys = apikeys
@@ -66,7 +67,7 @@ class Guard:
 
     def check(self, method, path, headers, query, address):
         """The Decision for one request; never raises for any input."""
-        rule, path_study = permissions.match(method, path)
+        rule, path_study = self._table.match(method, path)
         if rule is None and not (path == "/pacs" or path.startswith("/pacs/")):
             return deny(403, "this route is not open to anyone")  # Orthanc's: the filter can only 403
         if rule is not None and rule.permission == permissions.DENY:
@@ -137,7 +138,7 @@ class Guard:
         if path.startswith("/pacs/") or path == "/pacs":
             kind = "upload"  # our handlers read what they accept and say so (413): Orthanc must only buffer it
         else:
-            rule, _ = permissions.match(method, path)
+            rule, _ = self._table.match(method, path)
             kind = rule.body if rule is not None else "none"
         limit = self._body_limits[kind]
         return f"request body larger than {limit} bytes" if int(length) > limit else ""

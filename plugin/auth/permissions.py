@@ -169,13 +169,12 @@ RULES = (
     _rule("GET|POST|PUT|DELETE", r"/dicom-web/servers(/.*)?", DENY),
     # Ours: public. "/" is answered by the plugin: a redirect to the worklist (/pacs/).
     _rule("GET", r"/", PUBLIC),
-    _rule("GET", r"/pacs/health", PUBLIC),
     _rule("GET", r"/pacs/static/.+", PUBLIC),
     _rule("GET|POST", r"/pacs/login", PUBLIC),
     _rule("POST", r"/pacs/api/auth/(login|refresh)", PUBLIC),
     # Ours: any logged-in user.
     _rule("POST", r"/pacs/api/auth/logout|/pacs/logout", AUTHENTICATED),
-    _rule("GET", r"/pacs/api/me|/pacs/account|/pacs/api/openapi\.json", AUTHENTICATED),
+    _rule("GET", r"/pacs/api/me|/pacs/account", AUTHENTICATED),
     _rule("POST", r"/pacs/api/me/password|/pacs/account/password", AUTHENTICATED),
     # Ours: administration.
     _rule("GET|POST|PUT|DELETE", r"/pacs/api/(users|apikeys)(/.*)?", "users.manage"),
@@ -389,27 +388,38 @@ def _may_match(prefixes, segment):
     return any(head.startswith(p) if len(p) <= len(head) else p.startswith(head + "/") or p == head for p in prefixes)
 
 
-_RULE_PREFIXES = [(rule, literal_prefixes(rule.pattern.pattern[len("^(?:") : -len(")$")])) for rule in RULES]
-_CANDIDATES = {}  # first path segment -> the rules, in table order, that may match
 _MAX_SEGMENTS = 512  # paths are the client's choice: a bounded cache
 
 
-def _candidates(path):
-    segment = path.split("/", 2)[1] if path.startswith("/") else path
-    rules = _CANDIDATES.get(segment)
-    if rules is None:
-        rules = tuple(rule for rule, prefixes in _RULE_PREFIXES if _may_match(prefixes, segment))
-        if len(_CANDIDATES) < _MAX_SEGMENTS:
-            _CANDIDATES[segment] = rules
-    return rules
+class PermissionTable:
+    """The rules the guard decides by, in order: the first that matches decides.
 
+    Built once (plugin/route_table.py): the rules generated from our routes'
+    declarations (plugin/routing.py), then `RULES`. Rules are tried only if
+    they can match the path's first segment (cached per segment)."""
 
-def match(method, path):
-    """(Rule, study UID from the path or None) for a request; (None, None) if no rule names it."""
-    path = normalise_path(path)
-    for rule in _candidates(path):
-        if method in rule.methods:
-            found = rule.pattern.match(path)
-            if found:
-                return rule, found.groupdict().get("study")
-    return None, None
+    def __init__(self, rules):
+        self.rules = tuple(rules)
+        self._prefixes = [
+            (rule, literal_prefixes(rule.pattern.pattern[len("^(?:") : -len(")$")])) for rule in self.rules
+        ]
+        self._candidates = {}  # first path segment -> the rules, in table order, that may match
+
+    def _candidates_for(self, path):
+        segment = path.split("/", 2)[1] if path.startswith("/") else path
+        rules = self._candidates.get(segment)
+        if rules is None:
+            rules = tuple(rule for rule, prefixes in self._prefixes if _may_match(prefixes, segment))
+            if len(self._candidates) < _MAX_SEGMENTS:
+                self._candidates[segment] = rules
+        return rules
+
+    def match(self, method, path):
+        """(Rule, study UID from the path or None) for a request; (None, None) if no rule names it."""
+        path = normalise_path(path)
+        for rule in self._candidates_for(path):
+            if method in rule.methods:
+                found = rule.pattern.match(path)
+                if found:
+                    return rule, found.groupdict().get("study")
+        return None, None

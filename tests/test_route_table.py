@@ -1,0 +1,70 @@
+"""The declared routes (plugin/route_table.py) are the single source of the router,
+the guard's rules for them and the OpenAPI document: the three agree, no hand-
+written rule also names a declared route, and each path literal appears once in
+plugin/."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from plugin import openapi, route_table, routing
+from plugin.auth import permissions
+from plugin.http import Request, Router
+
+PLUGIN = Path(__file__).resolve().parent.parent / "plugin"
+
+
+def example(route):
+    return re.sub(r"{\w+}", "1.2.840.10008.1", route.path)
+
+
+@pytest.fixture(scope="module")
+def router():
+    router = Router()
+    routing.register(router, route_table.ROUTES, None)
+    return router
+
+
+@pytest.mark.parametrize("route", route_table.ROUTES, ids=lambda r: f"{r.method} {r.path}")
+def test_the_guard_decides_a_declared_route_by_its_own_rule(route):
+    rule, study = route_table.TABLE.match(route.method, example(route))
+    expected = route.rule()
+    assert (rule.pattern.pattern, rule.permission, rule.methods, rule.study) == (
+        expected.pattern.pattern,
+        expected.permission,
+        expected.methods,
+        expected.study,
+    )
+    assert study == ("1.2.840.10008.1" if route.study else None)
+
+
+@pytest.mark.parametrize("route", route_table.ROUTES, ids=lambda r: f"{r.method} {r.path}")
+def test_no_hand_written_rule_also_names_a_declared_route(route):
+    hand = permissions.PermissionTable(permissions.RULES)
+    assert hand.match(route.method, example(route)) == (None, None)
+
+
+@pytest.mark.parametrize("route", route_table.ROUTES, ids=lambda r: f"{r.method} {r.path}")
+def test_the_router_serves_each_declared_route(router, route):
+    handler, params = router._match(Request(route.method, example(route)))
+    assert handler.__name__ == route.handler.__name__
+    assert set(params) == set(route.parameters)
+
+
+def test_the_openapi_document_has_every_declared_api_route_and_no_page():
+    paths = openapi.document(route_table.ROUTES)["paths"]
+    for route in route_table.ROUTES:
+        assert (route.method.lower() in paths.get(route.path, {})) is not route.page, route.path
+
+
+@pytest.mark.parametrize("route", route_table.ROUTES, ids=lambda r: f"{r.method} {r.path}")
+def test_each_declared_path_literal_appears_once_in_the_plugin(route):
+    quoted = re.compile(r"""["']""" + re.escape(route.path) + r"""["']""")
+    found = [
+        f"{path.relative_to(PLUGIN)}:{number}"
+        for path in sorted(PLUGIN.rglob("*.py"))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if quoted.search(line)
+    ]
+    assert len(found) == 1, found
