@@ -405,19 +405,20 @@ class PermissionTable:
         ]
         self._candidates = {}  # first path segment -> the rules, in table order, that may match
 
-    def _candidates_for(self, path):
-        segment = path.split("/", 2)[1] if path.startswith("/") else path
-        rules = self._candidates.get(segment)
-        if rules is None:
-            rules = tuple(rule for rule, prefixes in self._prefixes if _may_match(prefixes, segment))
-            if len(self._candidates) < _MAX_SEGMENTS:
-                self._candidates[segment] = rules
+    def _fill(self, segment):
+        rules = tuple(rule for rule, prefixes in self._prefixes if _may_match(prefixes, segment))
+        if len(self._candidates) < _MAX_SEGMENTS:
+            self._candidates[segment] = rules
         return rules
 
     def match(self, method, path):
         """(Rule, study UID from the path or None) for a request; (None, None) if no rule names it."""
         path = normalise_path(path)
-        for rule in self._candidates_for(path):
+        segment = path.split("/", 2)[1] if path.startswith("/") else path
+        rules = self._candidates.get(segment)
+        if rules is None:
+            rules = self._fill(segment)
+        for rule in rules:
             if method in rule.methods:
                 found = rule.pattern.match(path)
                 if found:
