@@ -21,15 +21,15 @@ from plugin.auth.scope import ReferrerScope
 from plugin.auth.tokens import TokenCodec, load_or_create_secret
 from plugin.clock import Clock
 from plugin.config import Settings
-from plugin.dicomservices import order_pages, order_routes, remote_pages, remote_routes
+from plugin.dicomservices import order_pages, order_routes
 from plugin.dicomservices.mpps import KnownNodes, MppsServer, PerformedSteps
 from plugin.dicomservices.mwl import ModalityWorklist
 from plugin.dicomservices.orders import Orders
-from plugin.dicomservices.remote import RemoteNodes
 from plugin.gateway import Gateway
 from plugin.http import HttpError, Response, Router
 from plugin.ingest import Ingest
 from plugin.ingest_screen import Examination, examine
+from plugin.nodes.service import RemoteNodes
 from plugin.reports import pages as reports_pages
 from plugin.reports import routes as reports_routes
 from plugin.reports.copies import DicomCopies
@@ -78,7 +78,7 @@ class App:
         )
         self.gateway = Gateway(host, self._screen_reason, settings.max_upload_mb * 1024 * 1024)
         self.routes = route_table.ROUTES
-        routing.register(self.router, self.routes, self)
+        routing.register(self.router, self.routes, self, self._page_error)
         register_static(self.router)
         auth_routes.register(self.router, self.accounts, self.apikeys, self.audit, settings, time.time)
         auth_pages.register(self.router, self.accounts, self.apikeys, self.audit, settings)
@@ -99,8 +99,6 @@ class App:
         self.nodes = RemoteNodes(
             host, self.audit, host.configuration().get("DicomAet", "PACS"), settings.remote_timeout
         )
-        remote_routes.register(self.router, self.nodes, self.worklist)
-        remote_pages.register(self.router, self.nodes, self.accounts)
         self.ingest.study_removed_listeners.append(self.reports.study_removed)
         self.orders = Orders(self.audit, generate_uid, clock)
         order_routes.register(self.router, self.orders, self.audit)
@@ -112,6 +110,11 @@ class App:
         self._warming = None  # the viewer's warm-up thread
         self._stop_lock = threading.Lock()
         self._stopped = False
+
+    @staticmethod
+    def _page_error(status, message, request):
+        """A page's refusal, as the HTML error page with the asker's navigation."""
+        return error_page(status, message, request, **auth_pages.signed_in(request))
 
     def start(self):
         """Background work that needs Orthanc up: workers, listeners, the viewer's warm-up.

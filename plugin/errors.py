@@ -49,4 +49,12 @@ class Unsupported(DomainError):
 
 
 class Unavailable(DomainError):
-    """A component this needs (database, disk, a remote node) is not answering."""
+    """A component this needs (database, disk) is not answering."""
+
+
+class RemoteFailed(DomainError):
+    """A remote node (another PACS, a modality) refused or failed what was asked of it."""
+
+
+class RemoteTimedOut(DomainError):
+    """A remote node did not answer in time."""

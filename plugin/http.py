@@ -19,6 +19,8 @@ from plugin.errors import (
     Invalid,
     Locked,
     NotFound,
+    RemoteFailed,
+    RemoteTimedOut,
     TooLarge,
     Unauthenticated,
     Unavailable,
@@ -116,6 +118,8 @@ HTTP_STATUS = {
     TooLarge: 413,
     Unsupported: 415,
     Locked: 423,
+    RemoteFailed: 502,
+    RemoteTimedOut: 504,
     Unavailable: 503,
 }
 

@@ -66,7 +66,6 @@ ORDER_BODY = {
         scheduled_station_aet={"oneOf": [STRING, {"type": "array", "items": STRING}]},
     ),
 }
-NODE = {"name": "name", "in": "path", "required": True, "schema": STRING}
 
 LIST_PARAMS = (
     _query("status", "comma list", {"type": "string", "example": ",".join(STATUSES[:2])}),
@@ -328,71 +327,6 @@ def _hand_written():
             },
             "/pacs/api/studies/{uid}/report/pdf": {
                 "get": _op("The report as PDF (drafts watermarked)", "reports.read", params=[UID])
-            },
-            "/pacs/api/nodes": {"get": _op("Remote DICOM nodes", "nodes.read")},
-            "/pacs/api/nodes/{name}": {
-                "put": _op(
-                    "Add or change a node",
-                    "nodes.manage",
-                    body=_obj(
-                        "aet",
-                        "host",
-                        "port",
-                        aet=STRING,
-                        host=STRING,
-                        port=INTEGER,
-                        allow_echo=BOOLEAN,
-                        allow_find=BOOLEAN,
-                        allow_move=BOOLEAN,
-                        allow_get=BOOLEAN,
-                        allow_store=BOOLEAN,
-                        allow_find_worklist=BOOLEAN,
-                    ),
-                    params=[NODE],
-                ),
-                "delete": _op("Remove a node", "nodes.manage", params=[NODE]),
-            },
-            "/pacs/api/nodes/{name}/echo": {"post": _op("C-ECHO: {ok, message}", "nodes.read", params=[NODE])},
-            "/pacs/api/nodes/{name}/query": {
-                "post": _op(
-                    "C-FIND studies on the node",
-                    "nodes.query",
-                    {"504": {"description": "the node did not answer"}},
-                    _obj(
-                        patient_id=STRING,
-                        patient_name=STRING,
-                        accession_number=STRING,
-                        study_date=STRING,
-                        modality=STRING,
-                        study_description=STRING,
-                    ),
-                    params=[NODE],
-                )
-            },
-            "/pacs/api/nodes/{name}/retrieve": {
-                "post": _op(
-                    "C-MOVE a study from the node to this PACS: {job, state}; 200 when done, 202 while a job runs",
-                    "nodes.query",
-                    {"202": {"description": "{job, state}"}},
-                    _obj("study_instance_uid", study_instance_uid=STRING),
-                    params=[NODE],
-                )
-            },
-            "/pacs/api/studies/{uid}/send": {
-                "post": _op(
-                    "C-STORE the study to a node: 202 with the Orthanc job",
-                    "images.send",
-                    {"202": {"description": "{job}"}},
-                    _obj("node", node=STRING),
-                    params=[UID],
-                )
-            },
-            "/pacs/api/jobs/{job_id}": {
-                "get": _op(
-                    "State and progress of a send or retrieve job",
-                    "jobs.read",
-                    params=[{"name": "job_id", "in": "path", "required": True, "schema": STRING}],
-                )
             },
             "/pacs/api/report-templates": {
                 "get": _op(

@@ -5,6 +5,8 @@ from these declarations, then the hand-written ones of plugin/auth/permissions.p
 
 from plugin import health, openapi, routing
 from plugin.auth import permissions
+from plugin.nodes import pages as node_pages
+from plugin.nodes import routes as node_routes
 
-ROUTES = routing.check_unique(health.ROUTES + openapi.ROUTES)
+ROUTES = routing.check_unique(health.ROUTES + openapi.ROUTES + node_routes.ROUTES + node_pages.ROUTES)
 TABLE = permissions.PermissionTable(routing.rules(ROUTES) + permissions.RULES)

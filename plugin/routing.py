@@ -23,8 +23,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from plugin.auth.permissions import AUTHENTICATED, PUBLIC, Rule
-from plugin.errors import Invalid
-from plugin.http import Response
+from plugin.errors import DomainError, Invalid
+from plugin.http import HttpError, Response, http_status
 
 _PARAM = re.compile(r"{(\w+)}")
 METHODS = ("GET", "POST", "PUT", "DELETE")
@@ -85,11 +85,22 @@ def _escaped(path):
     return "".join(part if _PARAM.fullmatch(part) else re.escape(part) for part in re.split(r"({\w+})", path))
 
 
-def handler_for(route, services):
+def handler_for(route, services, page_error=None):
     """The router's callable for ``route``: validates query and body, calls the
-    handler, turns what it returns into a Response."""
+    handler, turns what it returns into a Response. A page's refusals become
+    ``page_error(status, message, request)`` (an HTML page), not JSON."""
 
     def handle(request, **params):
+        if route.page and page_error is not None:
+            try:
+                return answer(request, **params)
+            except HttpError as error:
+                return page_error(error.status, error.message, request)
+            except DomainError as error:
+                return page_error(http_status(error), error.message, request)
+        return answer(request, **params)
+
+    def answer(request, **params):
         kwargs = dict(params)
         if route.query is not None:
             kwargs["query"] = validate(route.query, request.query, "query")
@@ -102,13 +113,19 @@ def handler_for(route, services):
 
 
 def validate(model: type[BaseModel], data: Any, where: str) -> BaseModel:
-    """``data`` as ``model``, or Invalid naming the first field that is wrong."""
+    """``data`` as ``model``, or Invalid that says what is wrong with the first bad field:
+    "<field> must be <its description>" where the field has one (the description is
+    the OpenAPI document's too), else pydantic's words."""
     try:
         return model.model_validate(data)
     except ValidationError as error:
         first = error.errors()[0]
-        location = ".".join(str(part) for part in first.get("loc", ())) or where
-        raise Invalid(f"{location}: {first.get('msg', 'invalid value')}") from None
+        location = first.get("loc", ())
+        field = model.model_fields.get(location[0]) if len(location) == 1 and isinstance(location[0], str) else None
+        if field is not None and field.description:
+            raise Invalid(f"{location[0]} must be {field.description}") from None
+        message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+        raise Invalid(f"{'.'.join(str(part) for part in location)}: {message}" if location else message) from None
 
 
 def as_response(result: Any) -> Response:
@@ -119,9 +136,9 @@ def as_response(result: Any) -> Response:
     return Response.json(result)
 
 
-def register(router, routes, services):
+def register(router, routes, services, page_error=None):
     for route in routes:
-        router.add_regex(route.method, route.router_pattern(), handler_for(route, services))
+        router.add_regex(route.method, route.router_pattern(), handler_for(route, services, page_error))
 
 
 def rules(routes: tuple[Route, ...]) -> tuple[Rule, ...]:

@@ -4,7 +4,7 @@ import re
 
 from plugin import route_table, routing
 from plugin.auth import routes as auth_routes
-from plugin.dicomservices import order_routes, remote_routes
+from plugin.dicomservices import order_routes
 from plugin.http import Router
 from plugin.openapi import document
 from plugin.reports import routes as reports_routes
@@ -14,11 +14,10 @@ from plugin.worklist import routes as worklist_routes
 def routes_of_api():
     """(method, path) of the plugin's /pacs/api and /pacs/health routes, from the router."""
     router = Router()  # the routers only: no database, no Orthanc
-    routing.register(router, route_table.ROUTES, None)
+    routing.register(router, tuple(route for route in route_table.ROUTES if not route.page), None)
     auth_routes.register(router, None, None, None, None, None)
     worklist_routes.register(router, None, None, None, None)
     reports_routes.register(router, None)
-    remote_routes.register(router, None, None)
     order_routes.register(router, None, None)
     found = set()
     for method, regex, _handler in router._routes:

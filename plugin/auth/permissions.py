@@ -196,13 +196,6 @@ RULES = (
     _rule("POST", r"/pacs/api/studies/(?P<study>[^/]+)/report/(finalize|addenda)", "reports.write", "path"),
     _rule("GET", r"/pacs/api/report-templates", "reports.write"),
     # Ours: other DICOM nodes and the jobs that talk to them.
-    _rule("GET", r"/pacs/api/nodes|/pacs/nodes", "nodes.read"),
-    _rule("POST", r"/pacs/admin/nodes(/[^/]+/delete)?", "nodes.manage"),
-    _rule("POST", r"/pacs/api/nodes/[^/]+/echo", "nodes.read"),
-    _rule("POST", r"/pacs/api/nodes/[^/]+/(query|retrieve)", "nodes.query"),
-    _rule("PUT|DELETE", r"/pacs/api/nodes/[^/]+", "nodes.manage"),
-    _rule("POST", r"/pacs/api/studies/(?P<study>[^/]+)/send", "images.send", "path"),
-    _rule("GET", r"/pacs/api/jobs/[^/]+", "jobs.read"),
     _rule("POST|PUT", r"/pacs/api/report-templates(/[^/]+)?", "templates.manage"),
     _rule("GET", r"/pacs/admin/templates", "templates.manage"),  # its forms use the API above
     # The viewer's own files carry no patient data; its data comes over DICOMweb,

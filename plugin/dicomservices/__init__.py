@@ -1,4 +1,4 @@
 """DICOM services beyond Orthanc's own: orders (scheduled procedures) with
 the Modality Worklist answered from them and the MPPS SCP that reports on
-them (orders, orderfields, mwl, mpps, order_routes), and other DICOM nodes
-(remote, remote_routes)."""
+them (orders, orderfields, mwl, mpps, order_routes). Other DICOM nodes are
+plugin/nodes."""

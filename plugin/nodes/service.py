@@ -10,7 +10,9 @@ and retrieves run as Orthanc jobs with one: no job waits forever.
 
 import re
 
-from plugin.http import HttpError
+from pydantic import BaseModel, Field, StrictBool, StrictInt, model_validator
+
+from plugin.errors import Invalid, NotFound, RemoteFailed, RemoteTimedOut
 
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 AET = re.compile(r"^[\x21-\x5b\x5d-\x7e]([\x20-\x5b\x5d-\x7e]{0,14}[\x21-\x5b\x5d-\x7e])?$")  # no backslash
@@ -41,6 +43,53 @@ ANSWER_KEYS = (
     "StudyDescription",
     "NumberOfStudyRelatedInstances",
 )
+
+
+class NodeSettings(BaseModel):
+    """A node as the PACS knows it: where it is and what it may ask of the PACS."""
+
+    aet: str = Field(
+        pattern=AET.pattern, description="1-16 printable characters, no backslash, no leading/trailing space"
+    )
+    host: str = Field(pattern=HOST.pattern, description="a host name or an IP address")
+    port: StrictInt = Field(ge=1, le=65535, description="a whole number from 1 to 65535")
+    allow_echo: StrictBool = Field(True, description="true or false")
+    allow_find: StrictBool = Field(True, description="true or false")
+    allow_move: StrictBool = Field(True, description="true or false")
+    allow_get: StrictBool = Field(True, description="true or false")
+    allow_store: StrictBool = Field(True, description="true or false")
+    allow_find_worklist: StrictBool = Field(True, description="true or false")
+
+
+def _query_value():
+    return Field("", max_length=64, pattern=r"^[^\\]*$", description="text of at most 64 characters, no backslash")
+
+
+class StudyQuery(BaseModel):
+    """A study-level C-FIND: at least one field, DICOM matching (wildcards allowed)."""
+
+    patient_id: str = _query_value()
+    patient_name: str = _query_value()
+    accession_number: str = _query_value()
+    study_date: str = _query_value()
+    modality: str = _query_value()
+    study_description: str = _query_value()
+
+    @model_validator(mode="after")
+    def one_at_least(self):
+        if not any(getattr(self, field) for field in QUERY_KEYS):
+            raise ValueError(f"give at least one of {', '.join(QUERY_KEYS)}")
+        return self
+
+
+class Retrieval(BaseModel):
+    study_instance_uid: str = Field(pattern=r"^[0-9.]{1,64}$", description="a DICOM UID")
+
+
+class Sending(BaseModel):
+    node: str = Field(description="the node's name")
+
+
 JOB_TIMEOUT = 60
 NETWORK_ERROR = 9  # Orthanc's "Error in the network protocol": the remote side failed
 
@@ -56,19 +105,10 @@ class RemoteNodes:
         nodes = self._call("GET", "/modalities?expand") or {}
         return [_public(name, node) for name, node in sorted(nodes.items())]
 
-    def save(self, name, data, actor):
+    def save(self, name, settings: NodeSettings, actor):
         _check_name(name)
-        body = {
-            "AET": _aet(data.get("aet")),
-            "Host": _host(data.get("host")),
-            "Port": _port(data.get("port")),
-            "Manufacturer": "Generic",
-        }
-        for field, key in PERMISSIONS.items():
-            value = data.get(field, True)
-            if not isinstance(value, bool):
-                raise HttpError(400, f"{field} must be true or false")
-            body[key] = value
+        body = {"AET": settings.aet, "Host": settings.host, "Port": settings.port, "Manufacturer": "Generic"}
+        body.update({key: getattr(settings, field) for field, key in PERMISSIONS.items()})
         self._call("PUT", f"/modalities/{name}", body)
         self._record(
             actor, "node_saved", details={"name": name, "aet": body["AET"], "host": body["Host"], "port": body["Port"]}
@@ -97,41 +137,32 @@ class RemoteNodes:
             "POST",
             f"/modalities/{name}/store",
             {"Resources": [study_orthanc_id], "Asynchronous": True, "Timeout": self._timeout, "Permissive": False},
-            failure=502,
+            failure=RemoteFailed,
         )
         self._record(actor, "send", study_uid, {"to": name, "job": job["ID"]})
         return job["ID"]
 
-    def query(self, name, filters, actor):
+    def query(self, name, filters: StudyQuery, actor):
         """C-FIND at study level on a node; the answers as dicts."""
         query = {tag: "" for tag in ANSWER_KEYS}
-        for field, tag in QUERY_KEYS.items():
-            value = filters.get(field, "")
-            if not isinstance(value, str) or len(value) > 64 or "\\" in value:
-                raise HttpError(400, f"{field} must be text of at most 64 characters")
-            if value:
-                query[tag] = value
-        if not any(filters.get(field) for field in QUERY_KEYS):
-            raise HttpError(400, f"give at least one of {', '.join(QUERY_KEYS)}")
+        query.update({tag: getattr(filters, field) for field, tag in QUERY_KEYS.items() if getattr(filters, field)})
         self._known(name)
         found = self._call(
             "POST",
             f"/modalities/{name}/query",
             {"Level": "Study", "Query": query, "Timeout": self._timeout},
-            failure=504,
+            failure=RemoteTimedOut,
         )
         answers = self._call("GET", f"/queries/{found['ID']}/answers?expand&simplify") or []
         self._record(actor, "node_queried", details={"node": name, "answers": len(answers)})
         return [{key: answer.get(key, "") for key in ANSWER_KEYS} for answer in answers]
 
-    def retrieve(self, name, study_uid, actor):
+    def retrieve(self, name, study_uid: str, actor):
         """C-MOVE a study from a node to this PACS: {"job": ID or None, "state"}.
 
         Orthanc 1.10 moves synchronously (no job; bounded by the timeout)
         where a later one hands back a job.
         """
-        if not isinstance(study_uid, str) or not re.fullmatch(r"[0-9.]{1,64}", study_uid):
-            raise HttpError(400, "study_instance_uid must be a DICOM UID")
         self._known(name)
         job = self._call(
             "POST",
@@ -143,7 +174,7 @@ class RemoteNodes:
                 "Asynchronous": True,
                 "Timeout": self._timeout,
             },
-            failure=502,
+            failure=RemoteFailed,
         )
         job_id = (job or {}).get("ID")
         self._record(actor, "retrieve", study_uid, {"from": name, "job": job_id})
@@ -151,7 +182,7 @@ class RemoteNodes:
 
     def job(self, job_id):
         if not re.fullmatch(r"[0-9a-f-]{36}", job_id or ""):
-            raise HttpError(400, "not a job ID")
+            raise Invalid("not a job ID")
         job = self._call("GET", f"/jobs/{job_id}")
         return {
             "id": job["ID"],
@@ -166,15 +197,15 @@ class RemoteNodes:
     def _known(self, name):
         _check_name(name)
         if self._host.rest("GET", f"/modalities/{name}/configuration", timeout=self._timeout)[0] != 200:
-            raise HttpError(404, f"no DICOM node named {name!r}")
+            raise NotFound(f"no DICOM node named {name!r}")
 
-    def _call(self, method, path, body=None, failure=502):
+    def _call(self, method, path, body=None, failure=RemoteFailed):
         status, answer = self._host.rest(method, path, body, timeout=JOB_TIMEOUT)
         if status == 404:
-            raise HttpError(404, f"not found: {path.split('?')[0]}")
+            raise NotFound(f"not found: {path.split('?')[0]}")
         if status >= 400:
             remote = status >= 500 or (isinstance(answer, dict) and answer.get("OrthancStatus") == NETWORK_ERROR)
-            raise HttpError(failure if remote else 400, _details(answer))
+            raise (failure if remote else Invalid)(_details(answer))
         return answer
 
     def _record(self, actor, action, study_uid="", details=None):
@@ -199,22 +230,4 @@ def _details(answer):
 
 def _check_name(name):
     if not isinstance(name, str) or not NAME.match(name):
-        raise HttpError(400, "a node name is 1-32 letters, digits, _ or -")
-
-
-def _aet(value):
-    if not isinstance(value, str) or not AET.match(value):
-        raise HttpError(400, "aet must be 1-16 printable characters, no backslash, no leading/trailing space")
-    return value
-
-
-def _host(value):
-    if not isinstance(value, str) or not HOST.match(value):
-        raise HttpError(400, "host must be a host name or an IP address")
-    return value
-
-
-def _port(value):
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
-        raise HttpError(400, "port must be a whole number from 1 to 65535")
-    return value
+        raise Invalid("a node name is 1-32 letters, digits, _ or -")
