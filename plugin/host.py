@@ -17,7 +17,7 @@ import requests
 from plugin.app import create_app
 from plugin.auth.permissions import GATEWAY_PATTERNS
 from plugin.dicomservices.mwl import MwlQueryError
-from plugin.http import HttpError, Request, Response
+from plugin.http import HttpError, Request, Response, html_as_text
 
 LOGGER = logging.getLogger(__name__)
 
@@ -217,8 +217,12 @@ def _send(output, response: Response):
 
 
 def _send_status_bytes(output, status, body):
-    """orthanc-python 4.2 and later (Debian 13's 5.0): SendHttpStatus(status, bytes)."""
-    output.SendHttpStatus(status, body)
+    """orthanc-python 4.2 and later (Debian 13's 5.0): SendHttpStatus(status, bytes).
+
+    Orthanc 1.12.7 adds its own "Content-Type: text/plain" to every such answer, after
+    ours, and browsers take the last: an HTML error page goes as its text (message,
+    links with their addresses) rather than as markup shown raw."""
+    output.SendHttpStatus(status, html_as_text(body) if body.lstrip().startswith(b"<!") else body)
 
 
 def _send_status_text(output, status, body):

@@ -5,6 +5,7 @@ Plain Python: the host adapter turns Orthanc's REST callback into a
 tests without Orthanc.
 """
 
+import html
 import itertools
 import json
 import logging
@@ -259,3 +260,18 @@ class Router:
             methods = ", ".join(sorted(set(allowed)))
             raise HttpError(405, f"method {request.method} not allowed here; use {methods}", {"Allow": methods})
         raise HttpError(404, f"no such route: {request.path}")
+
+
+_DROPPED = re.compile(r"<(head|script|style)\b.*?</\1>", re.S | re.I)
+_LINK = re.compile(r"<a\b[^>]*\bhref=\"([^\"]*)\"[^>]*>(.*?)</a>", re.S | re.I)
+_TAG = re.compile(r"<[^>]+>")
+_BLANK_LINES = re.compile(r"\n\s*\n+")
+
+
+def html_as_text(page):
+    """The readable text of an HTML page, each link followed by its address."""
+    text = _DROPPED.sub("", page.decode("utf-8", "replace"))
+    text = _LINK.sub(lambda link: f"{link.group(2)} ({link.group(1)})", text)
+    text = html.unescape(_TAG.sub("", text))
+    lines = (line.strip() for line in text.splitlines())
+    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip().encode("utf-8") + b"\n"

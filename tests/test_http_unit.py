@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from plugin.http import HttpError, Request, Response, Router
+from plugin.http import HttpError, Request, Response, Router, html_as_text
 
 
 def make_router():
@@ -108,3 +108,15 @@ def test_text_no_database_can_store_is_refused_at_the_door():
         assert response.status == 400 and "NUL" in body(response)["error"]
     response = router.dispatch(Request("GET", "/pacs/api/studies/1.2", {"q": "a\x00b"}))
     assert response.status == 400
+
+
+def test_an_html_error_page_reads_as_text_where_orthanc_forces_text_plain():
+    """Orthanc 1.12.7 sends every non-200 plugin answer as text/plain: the page's text,
+    its links with their addresses, nothing of its head or scripts."""
+    from plugin.webui import error_page
+
+    page = error_page(404, "There is no such page & nothing else.").body
+    text = html_as_text(page).decode()
+    assert "There is no such page & nothing else." in text
+    assert "Go to the worklist (/pacs/)" in text
+    assert "<" not in text and "script" not in text.lower() and "\n\n\n" not in text

@@ -375,6 +375,15 @@ def test_root_unknown_pages_and_the_way_back(browser, server):
         assert page.url == server.url("/pacs/")
         answer = page.goto(server.url("/pacs/no-such-page"))
         assert answer.status == 404
+        if answer.header_values("content-type")[-1].startswith("text/plain"):
+            # Orthanc 1.12.7 (Debian 13) sends every non-200 plugin answer as text/plain,
+            # whatever the plugin says: the page comes as its text (README, Both Debian
+            # releases), and the browser then asks for /favicon.ico, Orthanc's (403).
+            rad1.expected += ("status of 403",)
+            assert "There is no such page." in page.text_content("body")
+            assert "Go to the worklist (/pacs/)" in page.text_content("body")
+            assert requests.get(server.url("/pacs/api/nothing"), timeout=10).status_code == 404
+            return
         assert "There is no such page." in page.text_content(".error-panel")
         assert page.locator("nav a[href='/pacs/dashboard']").count() == 1  # the navigation, signed in
         assert page.text_content(".session a") == "Dr RAD1"
