@@ -7,6 +7,7 @@ Python that tests drive without Orthanc.
 """
 
 import atexit
+import functools
 import json
 import logging
 import threading
@@ -17,7 +18,7 @@ import requests
 from plugin.app import create_app
 from plugin.auth.permissions import GATEWAY_PATTERNS
 from plugin.dicomservices.mwl import MwlQueryError
-from plugin.http import HttpError, Request, Response, html_as_text
+from plugin.http import HttpError, Request, Response, page_shown_with_200
 
 LOGGER = logging.getLogger(__name__)
 
@@ -206,6 +207,8 @@ def _send(output, response: Response):
     if response.status == 301:
         output.Redirect(response.headers["Location"])
         return
+    if not _error_answers_keep_their_type():
+        response = page_shown_with_200(response)
     for name, value in response.headers.items():
         output.SetHttpHeader(name, value)
     if response.status == 200:
@@ -216,13 +219,18 @@ def _send(output, response: Response):
     _send_http_status(output, status, response.body)
 
 
-def _send_status_bytes(output, status, body):
-    """orthanc-python 4.2 and later (Debian 13's 5.0): SendHttpStatus(status, bytes).
+@functools.cache
+def _error_answers_keep_their_type():
+    """Whether a non-200 answer goes with the Content-Type the plugin set: so on Orthanc
+    1.10.1; 1.12.7 adds its own "Content-Type: text/plain" after ours, and browsers take
+    the last (both measured; 1.11, not measured, is taken as 1.12). Where it does not,
+    HTML pages go with 200 (http.page_shown_with_200): a refused form must stay a form."""
+    return not orthanc.CheckVersionAdvanced(1, 11, 0)
 
-    Orthanc 1.12.7 adds its own "Content-Type: text/plain" to every such answer, after
-    ours, and browsers take the last: an HTML error page goes as its text (message,
-    links with their addresses) rather than as markup shown raw."""
-    output.SendHttpStatus(status, html_as_text(body) if body.lstrip().startswith(b"<!") else body)
+
+def _send_status_bytes(output, status, body):
+    """orthanc-python 4.2 and later (Debian 13's 5.0): SendHttpStatus(status, bytes)."""
+    output.SendHttpStatus(status, body)
 
 
 def _send_status_text(output, status, body):

@@ -5,12 +5,11 @@ Plain Python: the host adapter turns Orthanc's REST callback into a
 tests without Orthanc.
 """
 
-import html
 import itertools
 import json
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qsl, unquote_plus
 
 from plugin.errors import (
@@ -262,16 +261,11 @@ class Router:
         raise HttpError(404, f"no such route: {request.path}")
 
 
-_DROPPED = re.compile(r"<(head|script|style)\b.*?</\1>", re.S | re.I)
-_LINK = re.compile(r"<a\b[^>]*\bhref=\"([^\"]*)\"[^>]*>(.*?)</a>", re.S | re.I)
-_TAG = re.compile(r"<[^>]+>")
-_BLANK_LINES = re.compile(r"\n\s*\n+")
-
-
-def html_as_text(page):
-    """The readable text of an HTML page, each link followed by its address."""
-    text = _DROPPED.sub("", page.decode("utf-8", "replace"))
-    text = _LINK.sub(lambda link: f"{link.group(2)} ({link.group(1)})", text)
-    text = html.unescape(_TAG.sub("", text))
-    lines = (line.strip() for line in text.splitlines())
-    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip().encode("utf-8") + b"\n"
+def page_shown_with_200(response):
+    """An HTML page answered with an error status (a form refused with what was typed,
+    the error page), as a server that can send such a page only as text must send it:
+    with 200, and its own status in X-Pacs-Status, so the browser shows the page.
+    Other answers (JSON, redirects, files) are returned unchanged."""
+    if response.status < 400 or not response.content_type.startswith("text/html"):
+        return response
+    return replace(response, status=200, headers={**response.headers, "X-Pacs-Status": str(response.status)})

@@ -217,3 +217,13 @@ class PacsServer:
 
 def json_dump(data):
     return json.dumps(data, indent=2, sort_keys=True)
+
+
+def shown_status(answer):
+    """The status the PACS gave a page: Orthanc 1.12 cannot send an HTML page with an
+    error status (it makes every non-200 answer text/plain), so there the page comes with
+    200 and its status in X-Pacs-Status (README, Both Debian releases). Takes a requests
+    or a Playwright response."""
+    headers = {name.lower(): value for name, value in answer.headers.items()}
+    status = getattr(answer, "status_code", None) or answer.status
+    return int(headers.get("x-pacs-status", status))

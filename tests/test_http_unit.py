@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from plugin.http import HttpError, Request, Response, Router, html_as_text
+from plugin.http import HttpError, Request, Response, Router, page_shown_with_200
 
 
 def make_router():
@@ -110,13 +110,20 @@ def test_text_no_database_can_store_is_refused_at_the_door():
     assert response.status == 400
 
 
-def test_an_html_error_page_reads_as_text_where_orthanc_forces_text_plain():
-    """Orthanc 1.12.7 sends every non-200 plugin answer as text/plain: the page's text,
-    its links with their addresses, nothing of its head or scripts."""
+def test_where_pages_cannot_carry_an_error_status_they_go_with_200_and_say_it():
+    """Orthanc 1.12.7 sends every non-200 plugin answer as text/plain: an HTML page with an
+    error status goes with 200 and its status in X-Pacs-Status, so a refused form stays
+    a form; JSON errors, redirects and files keep their status."""
     from plugin.webui import error_page
 
-    page = error_page(404, "There is no such page & nothing else.").body
-    text = html_as_text(page).decode()
-    assert "There is no such page & nothing else." in text
-    assert "Go to the worklist (/pacs/)" in text
-    assert "<" not in text and "script" not in text.lower() and "\n\n\n" not in text
+    page = error_page(404, "There is no such page.")
+    shown = page_shown_with_200(page)
+    assert (shown.status, shown.headers["X-Pacs-Status"], shown.body) == (200, "404", page.body)
+    assert all(shown.headers[name] == value for name, value in page.headers.items())
+    for unchanged in (
+        Response.error(404, "no such study"),
+        Response.redirect("/pacs/"),
+        Response(200, b"<!doctype html>", "text/html; charset=utf-8"),
+        Response(415, b"x", "application/pdf"),
+    ):
+        assert page_shown_with_200(unchanged) is unchanged
