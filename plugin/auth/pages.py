@@ -10,29 +10,14 @@ from plugin.auth.accounts import AccountError
 from plugin.auth.guard import SESSION_COOKIE, cookie
 from plugin.auth.models import ROLES, User
 from plugin.auth.routes import audit_filters, is_https, session_cookie
-from plugin.http import HttpError, Response, int_param
+from plugin.errors import DomainError
+from plugin.http import HttpError, Response, http_status, int_param
 from plugin.webui import error_page, render
 from plugin.webui import gettext as _
+from plugin.webui.forms import checked_form, safe_next
 from plugin.worklist.query import studies_by_uid
 
 LOGIN_CSRF_COOKIE = "pacs_login_csrf"
-
-
-def safe_next(target):
-    """Only our own pages: never an open redirect to another site."""
-    if isinstance(target, str) and target.startswith("/pacs/") and "//" not in target and "\\" not in target:
-        return target
-    return "/pacs/"
-
-
-def checked_form(request):
-    """The form, after checking its csrf_token when the guard left that to us."""
-    form = request.form()
-    if request.form_csrf and not hmac.compare_digest(
-        form.get("csrf_token", "").encode(), request.principal.csrf.encode()
-    ):
-        raise HttpError(403, "CSRF token missing or wrong; reload the page and try again")
-    return form
 
 
 def page(handler):
@@ -43,6 +28,8 @@ def page(handler):
             return handler(request, **params)
         except (HttpError, AccountError) as error:
             return error_page(error.status, error.message, request, **signed_in(request))
+        except DomainError as error:
+            return error_page(http_status(error), error.message, request, **signed_in(request))
 
     wrapped.__name__ = handler.__name__
     return wrapped

@@ -2,7 +2,7 @@
 and one order with its edit and cancel forms (/pacs/orders/{id}). Plain forms,
 no script: the service (plugin.dicomservices.orders) checks every field."""
 
-from plugin.auth.pages import checked_form, page
+from plugin.auth.pages import page
 from plugin.auth.permissions import permissions_of
 from plugin.dicomnames import name_parts, pn_from_parts
 from plugin.dicomservices.models import OPEN_STATUSES, ORDER_STATUSES
@@ -11,6 +11,7 @@ from plugin.dicomservices.orders import CANCELLABLE, EDITABLE, describe, describ
 from plugin.http import HttpError, Response, int_param
 from plugin.models import PRIORITIES
 from plugin.webui import render
+from plugin.webui.forms import checked_form
 
 FORM_FIELDS = (
     "patient_id",

@@ -1,7 +1,6 @@
 """The DICOM nodes page: the list with C-ECHO for everyone who may see it,
 add/edit/delete for admins, query and retrieve for those who may."""
 
-from plugin.auth.pages import checked_form
 from plugin.auth.permissions import permissions_of
 from plugin.errors import DomainError
 from plugin.http import http_status
@@ -9,6 +8,7 @@ from plugin.nodes.service import PERMISSIONS, NodeSettings
 from plugin.routing import Route, validate
 from plugin.webui import gettext as _
 from plugin.webui import render
+from plugin.webui.forms import checked_form
 
 
 def _nodes_page(app, request, status=200, error=None, messages=()):
