@@ -12,7 +12,7 @@ from plugin import db, logs, migrations, route_table, routing, viewer
 from plugin.audit import AuditLog, orthanc_resolver, request_address
 from plugin.auth import pages as auth_pages
 from plugin.auth import routes as auth_routes
-from plugin.auth.accounts import AccountError, Accounts
+from plugin.auth.accounts import Accounts
 from plugin.auth.apikeys import ApiKeys
 from plugin.auth.guard import NO_SUCH_PAGE, PASSWORD_CHANGE_FIRST, Guard
 from plugin.auth.passwords import Hasher
@@ -21,24 +21,24 @@ from plugin.auth.scope import ReferrerScope
 from plugin.auth.tokens import TokenCodec, load_or_create_secret
 from plugin.clock import Clock
 from plugin.config import Settings
-from plugin.dicomservices import order_pages, order_routes
-from plugin.dicomservices.mpps import KnownNodes, MppsServer, PerformedSteps
-from plugin.dicomservices.mwl import ModalityWorklist
-from plugin.dicomservices.orders import Orders
+from plugin.errors import Invalid
 from plugin.gateway import Gateway
 from plugin.http import HttpError, Response, Router
 from plugin.ingest import Ingest
 from plugin.ingest_screen import Examination, examine
+from plugin.mpps.service import KnownNodes, MppsServer, PerformedSteps
+from plugin.mwl.service import ModalityWorklist
 from plugin.nodes.service import RemoteNodes
-from plugin.reports import pages as reports_pages
-from plugin.reports import routes as reports_routes
+from plugin.orders import pages as order_pages
+from plugin.orders import routes as order_routes
+from plugin.orders.service import Orders
 from plugin.reports.copies import DicomCopies
 from plugin.reports.service import Reports
+from plugin.thumbnails import Thumbnails
 from plugin.viewer_ready import make_viewer_ready
-from plugin.webui import error_page, register_static
+from plugin.webui import default_webui, error_page
 from plugin.webui import gettext as _
 from plugin.worklist import pages as worklist_pages
-from plugin.worklist import routes as worklist_routes
 from plugin.worklist.actions import Worklist
 
 LOGGER = logging.getLogger(__name__)
@@ -79,13 +79,11 @@ class App:
         self.gateway = Gateway(host, self._screen_reason, settings.max_upload_mb * 1024 * 1024)
         self.routes = route_table.ROUTES
         routing.register(self.router, self.routes, self, self._page_error)
-        register_static(self.router)
-        auth_routes.register(self.router, self.accounts, self.apikeys, self.audit, settings, time.time)
-        auth_pages.register(self.router, self.accounts, self.apikeys, self.audit, settings)
-        self.worklist = Worklist(self.audit, settings.claim_minutes)
-        worklist_routes.register(self.router, self.worklist, self.scope, host, self.audit, clock.today)
-        worklist_pages.register(self.router, self.accounts, self.worklist, self.scope, self.audit, clock.today)
-        self.viewer_assets = viewer.register(self.router, host, self.audit, self.scope)
+        auth_routes.register(self.router, self)
+        self.worklist = Worklist(self.audit, Thumbnails(host), settings.claim_minutes)
+        worklist_pages.register(self.router, self)
+        self.viewer_assets = viewer.bundled_assets()
+        self.static_files = default_webui().static
         self.reports = Reports(
             self.audit,
             self.worklist,
@@ -94,8 +92,6 @@ class App:
             settings.institution_name,
             settings.logo_path or None,
         )
-        reports_routes.register(self.router, self.reports)
-        reports_pages.register(self.router, self.accounts, self.reports, self.worklist)
         self.nodes = RemoteNodes(
             host, self.audit, host.configuration().get("DicomAet", "PACS"), settings.remote_timeout
         )
@@ -218,7 +214,7 @@ class App:
             and "text/html" in request.headers.get("accept", "")
         )
         if wants_page and decision.reason == PASSWORD_CHANGE_FIRST:
-            return Response.redirect("/pacs/account")
+            return Response.redirect(auth_pages.ACCOUNT)
         if decision.status == 401 and wants_page:  # back to the same view, filters included
             path = request.path if request.path != "/pacs" else "/pacs/"  # Orthanc drops the slash
             wanted = path + ("?" + urlencode(request.query) if request.query else "")
@@ -362,7 +358,7 @@ def create_app(host, environ=None):
     try:
         with db.connection_scope():
             password_file = app.accounts.ensure_first_admin(settings.data_dir, settings.admin_password)
-    except AccountError as error:
+    except Invalid as error:
         LOGGER.error("event=first_admin_refused reason=%r", error.message)
         raise SystemExit(f"PACS cannot start: {error.message}") from None
     if password_file:

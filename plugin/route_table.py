@@ -4,9 +4,30 @@ from these declarations, then the hand-written ones of plugin/auth/permissions.p
 (Orthanc's routes, and ours not yet declared)."""
 
 from plugin import health, openapi, routing
+from plugin.auth import pages as auth_pages
 from plugin.auth import permissions
+from plugin.auth import routes as auth_routes
 from plugin.nodes import pages as node_pages
 from plugin.nodes import routes as node_routes
+from plugin.reports import pages as report_pages
+from plugin.reports import routes as report_routes
+from plugin.viewer import routes as viewer_routes
+from plugin.webui import routes as webui_routes
+from plugin.worklist import pages as worklist_pages
+from plugin.worklist import routes as worklist_routes
 
-ROUTES = routing.check_unique(health.ROUTES + openapi.ROUTES + node_routes.ROUTES + node_pages.ROUTES)
+ROUTES = routing.check_unique(
+    health.ROUTES
+    + openapi.ROUTES
+    + node_routes.ROUTES
+    + node_pages.ROUTES
+    + report_routes.ROUTES
+    + report_pages.ROUTES
+    + auth_routes.ROUTES
+    + auth_pages.ROUTES
+    + viewer_routes.ROUTES
+    + webui_routes.ROUTES
+    + worklist_routes.ROUTES
+    + worklist_pages.ROUTES
+)
 TABLE = permissions.PermissionTable(routing.rules(ROUTES) + permissions.RULES)

@@ -9,13 +9,13 @@ admin_templates.js creates and changes them through the JSON API, whose
 checks stay the only ones.
 """
 
-from plugin.auth.pages import page
 from plugin.auth.permissions import permissions_of
 from plugin.db import iso_utc
 from plugin.dicomnames import display_name
-from plugin.http import HttpError
+from plugin.errors import NotFound
 from plugin.reports.models import SECTIONS, Report, ReportTemplate
 from plugin.reports.service import SIGNED, WRITERS
+from plugin.routing import Route
 from plugin.viewer.assets import ISOLATION_HEADERS
 from plugin.webui import gettext as _
 from plugin.webui import render
@@ -45,58 +45,56 @@ SCRIPT_TEXTS = {
 ADMIN_TEXTS = {"saved": "Saved.", "failed": "That did not work: %(error)s"}
 
 
-def register(router, accounts, reports, worklist):
-    route = lambda method, pattern: lambda f: router.add(method, pattern, page(f))  # noqa: E731
+def _context(app, request, **extra):
+    principal = request.principal
+    return dict(user=app.accounts.get_user(principal.user_id), csrf_token=principal.csrf, **extra)
 
-    def context(request, **extra):
-        principal = request.principal
-        return dict(user=accounts.get_user(principal.user_id), csrf_token=principal.csrf, **extra)
 
-    @route("GET", "/pacs/studies/{uid}/report")
-    def report_page(request, uid):
-        principal = request.principal
-        report = visible_report(reports, worklist, uid, principal)
-        study = report["study"] if report else describe(worklist.study(uid))
-        writer = principal.role in WRITERS
-        editable = writer and report["status"] not in SIGNED
-        claim = claim_of_colleague(worklist, uid, principal) if editable else None
-        templates = templates_for(reports, worklist, uid, report) if editable and not claim else []
-        response = render(
-            "report.html",
+def report_page(app, request, uid):
+    principal = request.principal
+    report = visible_report(app.reports, app.worklist, uid, principal)
+    study = report["study"] if report else describe(app.worklist.study(uid))
+    writer = principal.role in WRITERS
+    editable = writer and report["status"] not in SIGNED
+    claim = claim_of_colleague(app.worklist, uid, principal) if editable else None
+    templates = templates_for(app.reports, app.worklist, uid, report) if editable and not claim else []
+    response = render(
+        "report.html",
+        request,
+        **_context(
+            app,
             request,
-            **context(
-                request,
-                active_nav="worklist",
-                uid=uid,
-                study=study,
-                patient=display_name(study["patient_name"]),
-                report=report,
-                sections=SECTIONS,
-                editable=editable,
-                templates=templates,
-                claim=claim,
-                can_sign=editable and not claim and may_sign(uid, principal),
-                can_addend=writer and not editable,
-                can_manage_templates="templates.manage" in permissions_of(principal.role),
-                page_data=script_data(request, uid, report if editable else None, templates, claim),
-            ),
-        )
-        # Isolated like the viewer it embeds and opens: the frame keeps SharedArrayBuffer
-        # and the viewer's window stays this page's to move and close (same COOP).
-        response.headers.update(ISOLATION_HEADERS)
-        return response
+            active_nav="worklist",
+            uid=uid,
+            study=study,
+            patient=display_name(study["patient_name"]),
+            report=report,
+            sections=SECTIONS,
+            editable=editable,
+            templates=templates,
+            claim=claim,
+            can_sign=editable and not claim and may_sign(uid, principal),
+            can_addend=writer and not editable,
+            can_manage_templates="templates.manage" in permissions_of(principal.role),
+            page_data=script_data(request, uid, report if editable else None, templates, claim),
+        ),
+    )
+    # Isolated like the viewer it embeds and opens: the frame keeps SharedArrayBuffer
+    # and the viewer's window stays this page's to move and close (same COOP).
+    response.headers.update(ISOLATION_HEADERS)
+    return response
 
-    @route("GET", "/pacs/admin/templates")
-    def templates_page(request):
-        rows = ReportTemplate.select().order_by(ReportTemplate.disabled, ReportTemplate.modality, ReportTemplate.name)
-        templates = [row.public() for row in rows]
-        return render(
-            "admin_templates.html",
-            request,
-            **context(
-                request, sections=SECTIONS, templates=templates, page_data={"texts": translated(ADMIN_TEXTS, request)}
-            ),
-        )
+
+def templates_page(app, request):
+    rows = ReportTemplate.select().order_by(ReportTemplate.disabled, ReportTemplate.modality, ReportTemplate.name)
+    templates = [row.public() for row in rows]
+    return render(
+        "admin_templates.html",
+        request,
+        **_context(
+            app, request, sections=SECTIONS, templates=templates, page_data={"texts": translated(ADMIN_TEXTS, request)}
+        ),
+    )
 
 
 def visible_report(reports, worklist, uid, principal):
@@ -105,8 +103,8 @@ def visible_report(reports, worklist, uid, principal):
     page saying so (after the study itself was checked)."""
     try:
         return reports.get(uid, principal)
-    except HttpError as error:
-        if error.status != 404 or principal.role in WRITERS:
+    except NotFound:
+        if principal.role in WRITERS:
             raise
     worklist.study(uid)  # an unknown study stays a 404
     return None
@@ -117,7 +115,7 @@ def claim_of_colleague(worklist, uid, principal):
     None. The page is then read-only, offering to take the study over."""
     try:
         claimer = worklist.claimed_by_other(uid, principal)
-    except HttpError:  # the study was deleted; its draft is kept
+    except NotFound:  # the study was deleted; its draft is kept
         return None
     if claimer is None:
         return None
@@ -142,7 +140,7 @@ def templates_for(reports, worklist, uid, report):
         return report["templates"]
     try:
         study = worklist.study(uid)
-    except HttpError:  # the study was deleted; its draft is kept
+    except NotFound:  # the study was deleted; its draft is kept
         return reports.templates()
     return reports.templates(study.modalities.split("\\")[0], study.body_parts.split("\\")[0])
 
@@ -167,3 +165,9 @@ def script_data(request, uid, draft, templates, claim=None):
 
 def translated(messages, request):
     return {key: _(message, request) for key, message in messages.items()}
+
+
+ROUTES = (
+    Route("GET", "/pacs/studies/{uid}/report", report_page, "reports.read", study="uid", page=True),
+    Route("GET", "/pacs/admin/templates", templates_page, "templates.manage", page=True),  # its forms use the API
+)

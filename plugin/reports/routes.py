@@ -1,107 +1,127 @@
-"""JSON API of reports (SPEC.md) and report templates."""
+"""JSON API of reports (SPEC.md) and report templates. Each handler gets the App.
 
-import contextlib
-import json
+Report answers are never cached: a draft changes with every save and a signed
+report may gain addenda."""
 
-from peewee import IntegrityError
+from plugin.http import Response
+from plugin.reports.service import Addendum, Draft, Signing, TemplateFields, TemplateQuery
+from plugin.routing import Route, validate
 
-from plugin.db import database, utcnow
-from plugin.http import HttpError, Response, path_id
-from plugin.reports.models import ReportTemplate
-
+REPORT = "/pacs/api/studies/{uid}/report"
+TEMPLATES = "/pacs/api/report-templates"
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-def register(router, reports):
-    @router.route("GET", "/pacs/api/studies/{uid}/report")
-    def get_report(request, uid):
-        return Response.json(reports.get(uid, request.principal), headers=NO_STORE)
-
-    @router.route("PUT", "/pacs/api/studies/{uid}/report")
-    def save_draft(request, uid):
-        return Response.json(reports.save_draft(uid, request.json(), request.principal), headers=NO_STORE)
-
-    @router.route("POST", "/pacs/api/studies/{uid}/report/finalize")
-    def finalize(request, uid):
-        data = request.json() if request.body else {}
-        return Response.json(reports.finalize(uid, data, request.principal), headers=NO_STORE)
-
-    @router.route("POST", "/pacs/api/studies/{uid}/report/addenda")
-    def addendum(request, uid):
-        return Response.json(reports.add_addendum(uid, request.json(), request.principal), headers=NO_STORE)
-
-    @router.route("GET", "/pacs/api/studies/{uid}/report/pdf")
-    def report_pdf(request, uid):
-        data, name = reports.pdf(uid, request.principal)
-        return Response(
-            200, data, "application/pdf", dict(NO_STORE, **{"Content-Disposition": f'inline; filename="{name}"'})
-        )
-
-    @router.route("GET", "/pacs/api/report-templates")
-    def list_templates(request):
-        return Response.json(
-            {
-                "items": reports.templates(
-                    request.query.get("modality", "").upper(), request.query.get("body_part", "").upper()
-                )
-            }
-        )
-
-    @router.route("POST", "/pacs/api/report-templates")
-    def create_template(request):
-        fields = _template_fields(request.json(), required=True)
-        now = utcnow()
-        with _unique_name(fields):
-            row = ReportTemplate.create(created_at=now, updated_at=now, **fields)
-        return Response.json(row.public(), status=201)
-
-    @router.route("PUT", "/pacs/api/report-templates/{template_id}")
-    def update_template(request, template_id):
-        row = _template(template_id)
-        fields = _template_fields(request.json(), required=False)
-        with _unique_name(fields):
-            ReportTemplate.update(updated_at=utcnow(), **fields).where(ReportTemplate.id == row.id).execute()
-        return Response.json(ReportTemplate.get_by_id(row.id).public())
+def get_report(app, request, uid):
+    return Response.json(app.reports.get(uid, request.principal), headers=NO_STORE)
 
 
-@contextlib.contextmanager
-def _unique_name(fields):
-    """A template name taken by another template is a 409, not a database error."""
-    try:
-        with database.atomic():
-            yield
-    except IntegrityError:
-        raise HttpError(409, f"a template named {fields.get('name')!r} exists") from None
+def save_draft(app, request, uid, body):
+    return Response.json(app.reports.save_draft(uid, body, request.principal), headers=NO_STORE)
 
 
-def _template(template_id):
-    number = path_id(template_id)
-    row = ReportTemplate.get_or_none(ReportTemplate.id == number) if number else None
-    if row is None:
-        raise HttpError(404, f"no template {template_id}")
-    return row
+def finalize(app, request, uid):
+    """The body may be left out (version 0), so it is not the route's declared body."""
+    signing = validate(Signing, request.json() if request.body else {}, "body")
+    return Response.json(app.reports.finalize(uid, signing, request.principal), headers=NO_STORE)
 
 
-def _template_fields(data, required):
-    fields = {}
-    for name, limit in (("name", 100), ("modality", 16), ("body_part", 64)):
-        if name in data:
-            if not isinstance(data[name], str) or len(data[name]) > limit:
-                raise HttpError(400, f"{name} must be text of at most {limit} characters")
-            fields[name] = data[name].strip() if name == "name" else data[name].strip().upper()
-    if "sections" in data:
-        sections = data["sections"]
-        if not isinstance(sections, dict) or not all(
-            isinstance(v, str) and len(v) <= 20_000 for v in sections.values()
-        ):
-            raise HttpError(400, "sections must map section names to text")
-        fields["sections"] = json.dumps(sections)
-    if "disabled" in data:
-        if not isinstance(data["disabled"], bool):
-            raise HttpError(400, "disabled must be true or false")
-        fields["disabled"] = data["disabled"]
-    if (required or "name" in fields) and not fields.get("name"):
-        raise HttpError(400, "a template needs a name")
-    if required:
-        fields.setdefault("sections", "{}")
-    return fields
+def add_addendum(app, request, uid, body):
+    return Response.json(app.reports.add_addendum(uid, body, request.principal), headers=NO_STORE)
+
+
+def report_pdf(app, request, uid):
+    data, name = app.reports.pdf(uid, request.principal)
+    headers = dict(NO_STORE, **{"Content-Disposition": f'inline; filename="{name}"'})
+    return Response(200, data, "application/pdf", headers)
+
+
+def list_templates(app, request, query):
+    return {"items": app.reports.templates(query.modality.upper(), query.body_part.upper())}
+
+
+def create_template(app, request, body):
+    return Response.json(app.reports.create_template(body), status=201)
+
+
+def change_template(app, request, template_id, body):
+    return app.reports.change_template(template_id, body)
+
+
+ROUTES = (
+    Route(
+        "GET",
+        REPORT,
+        get_report,
+        "reports.read",
+        summary="The report: sections, status, version, addenda, history, DICOM copies "
+        "(technologists and referrers: signed reports only)",
+        study="uid",
+    ),
+    Route(
+        "PUT",
+        REPORT,
+        save_draft,
+        "reports.write",
+        summary="Save the draft; send the version you loaded (409 if it changed meanwhile)",
+        study="uid",
+        body=Draft,
+        responses=(
+            ("409", "stale version, signed, claimed by another, or a colleague's draft without take_over"),
+            ("413", "a section is too long"),
+        ),
+    ),
+    Route(
+        "POST",
+        "/pacs/api/studies/{uid}/report/finalize",
+        finalize,
+        "reports.write",
+        summary="Sign: locks the report, status final, PDF and DICOM copy made (author or admin); "
+        "body {version}: the version you loaded",
+        study="uid",
+        responses=(("409", "already signed or stale version"),),
+    ),
+    Route(
+        "POST",
+        "/pacs/api/studies/{uid}/report/addenda",
+        add_addendum,
+        "reports.write",
+        summary="Append a signed addendum to a signed report; status amended",
+        study="uid",
+        body=Addendum,
+        responses=(("413", "the addendum is too long"),),
+    ),
+    Route(
+        "GET",
+        "/pacs/api/studies/{uid}/report/pdf",
+        report_pdf,
+        "reports.read",
+        summary="The report as PDF (drafts watermarked)",
+        study="uid",
+    ),
+    Route(
+        "GET",
+        TEMPLATES,
+        list_templates,
+        "reports.write",
+        summary="Report templates, best match first",
+        query=TemplateQuery,
+    ),
+    Route(
+        "POST",
+        TEMPLATES,
+        create_template,
+        "templates.manage",
+        summary="Create a template",
+        body=TemplateFields,
+        responses=(("201", "created"),),
+    ),
+    Route(
+        "PUT",
+        "/pacs/api/report-templates/{template_id}",
+        change_template,
+        "templates.manage",
+        summary="Change or disable a template",
+        body=TemplateFields,
+    ),
+)

@@ -12,15 +12,18 @@ author becomes them, and the history and the audit's ``report_saved`` name
 the previous author. Without it their save is a 409 saying whose draft it is.
 """
 
+import contextlib
 import datetime
 import json
 import logging
 
 from peewee import IntegrityError
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from plugin.auth.models import User
-from plugin.db import iso_utc, utcnow
-from plugin.http import HttpError
+from plugin.db import database, iso_utc, utcnow
+from plugin.errors import Conflict, Forbidden, Invalid, NotFound, TooLarge
+from plugin.http import path_id
 from plugin.models import Study
 from plugin.reports import pdf
 from plugin.reports.models import SECTIONS, Report, ReportAddendum, ReportEvent, ReportTemplate
@@ -33,6 +36,83 @@ COALESCE = datetime.timedelta(seconds=60)  # autosaves by one author within this
 SIGNED = ("final", "amended")
 MAX_ID = 2**63  # a database integer: larger numbers overflow the driver
 WRITERS = ("radiologist", "admin")
+VERSION = "the report version you loaded (0 for a new report)"
+
+
+class Draft(BaseModel):
+    """A save of the draft: the sections sent (a section not sent stays as it is)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # A section's null is refused as not text: None is only the default of one not sent.
+    clinical_information: str = Field(None, strict=True, description="text")
+    technique: str = Field(None, strict=True, description="text")
+    comparison: str = Field(None, strict=True, description="text")
+    findings: str = Field(None, strict=True, description="text")
+    impression: str = Field(None, strict=True, description="text")
+    version: int = Field(0, strict=True, ge=0, lt=MAX_ID, description=VERSION)
+    template_id: int | None = Field(None, strict=True, description="the id of a report template")
+    take_over: bool = Field(False, strict=True, description="true or false")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_fields(cls, data):
+        unknown = set(data) - set(cls.model_fields) if isinstance(data, dict) else ()
+        if unknown:
+            raise ValueError(f"unknown field(s): {', '.join(sorted(unknown))}")
+        return data
+
+    def sections(self):
+        """The sections sent, each checked against MAX_SECTION (too long: TooLarge, 413)."""
+        sent = {name: getattr(self, name) for name in SECTIONS if name in self.model_fields_set}
+        for name, text in sent.items():
+            if len(text) > MAX_SECTION:
+                raise TooLarge(f"{name} is longer than {MAX_SECTION} characters")
+        return sent
+
+
+class Signing(BaseModel):
+    version: int = Field(0, strict=True, ge=0, lt=MAX_ID, description=VERSION)
+
+
+class Addendum(BaseModel):
+    text: str = Field("", strict=True, description="the addendum's text")
+
+
+class TemplateFields(BaseModel):
+    """A template's fields; those not sent stay as they are (a new template needs a name)."""
+
+    name: str = Field(None, strict=True, max_length=100, description="text of at most 100 characters")
+    modality: str = Field(None, strict=True, max_length=16, description="text of at most 16 characters")
+    body_part: str = Field(None, strict=True, max_length=64, description="text of at most 64 characters")
+    sections: dict = Field(None, description="an object of section names to text")
+    disabled: bool = Field(None, strict=True, description="true or false")
+
+    @field_validator("sections")
+    @classmethod
+    def _texts(cls, sections):
+        if not all(isinstance(text, str) and len(text) <= MAX_SECTION for text in sections.values()):
+            raise ValueError("not text")  # the message is the field's description
+        return sections
+
+    def columns(self):
+        """The fields sent, as the table stores them."""
+        sent = {name: getattr(self, name) for name in self.model_fields_set}
+        for name in ("modality", "body_part"):
+            if name in sent:
+                sent[name] = sent[name].strip().upper()
+        if "name" in sent:
+            sent["name"] = sent["name"].strip()
+            if not sent["name"]:
+                raise Invalid("a template needs a name")
+        if "sections" in sent:
+            sent["sections"] = json.dumps(sent["sections"])
+        return sent
+
+
+class TemplateQuery(BaseModel):
+    modality: str = Field("", description="e.g. CT")
+    body_part: str = Field("", description="e.g. HEAD")
 
 
 class Reports:
@@ -67,7 +147,7 @@ class Reports:
         """(PDF bytes, a file name a person can file) of the study's report."""
         report = self._visible(uid, principal)
         if report is None:
-            raise HttpError(404, "this study has no report yet")
+            raise NotFound("this study has no report yet")
         self._record(principal, "report_printed", uid)
         view = self.view(report)
         return pdf.render(view, self._institution, self._logo, self._clock), pdf.file_name(view, self._clock)
@@ -124,13 +204,13 @@ class Reports:
 
     # --- writing -----------------------------------------------------------------
 
-    def save_draft(self, uid, data, principal):
-        sections, version = _sections(data), _version(data)
-        template_id, take_over = _template_id(data), _take_over(data)
+    def save_draft(self, uid, draft, principal):
+        sections, version = draft.sections(), draft.version
+        template_id, take_over = _template_id(draft.template_id), draft.take_over
         study = self._worklist.study(uid)
         report = Report.get_or_none(Report.study_instance_uid == uid)
         if report is not None and report.status in SIGNED:
-            raise HttpError(409, "this report is signed and locked; add an addendum instead")
+            raise Conflict("this report is signed and locked; add an addendum instead")
         previous = self._previous_author(report, principal, take_over)
         self._worklist.claim(uid, principal)
         if _already_saved(report, principal, sections, template_id):
@@ -152,7 +232,7 @@ class Reports:
                 .execute()
             )
             if not changed:
-                raise HttpError(409, _stale(Report.get_by_id(report.id)))
+                raise Conflict(_stale(Report.get_by_id(report.id)))
             report = Report.get_by_id(report.id)
         details = {"taken_over_from": previous} if previous else None
         if self._history(report, "taken_over" if previous else "saved", principal, now, details):
@@ -174,25 +254,24 @@ class Reports:
         if report is None or report.author_id == principal.user_id:
             return None
         if not take_over:
-            raise HttpError(
-                409,
+            raise Conflict(
                 f"this draft is {report.author_name or 'a colleague'}'s: reload to read it, "
                 "and save with take_over to continue it as yours (the take-over is recorded)",
             )
         author = User.get_or_none(User.id == report.author_id) if report.author_id is not None else None
         return author.username if author else (report.author_name or "unknown")
 
-    def finalize(self, uid, data, principal):
-        version = _version(data)
+    def finalize(self, uid, signing, principal):
+        version = signing.version
         report = Report.get_or_none(Report.study_instance_uid == uid)
         if report is None:
-            raise HttpError(404, "this study has no report to sign")
+            raise NotFound("this study has no report to sign")
         if report.status in SIGNED:
-            raise HttpError(409, "this report is already signed")
+            raise Conflict("this report is already signed")
         if principal.role != "admin" and report.author_id != principal.user_id:
-            raise HttpError(403, f"only the author ({report.author_name}) or an admin can sign this report")
+            raise Forbidden(f"only the author ({report.author_name}) or an admin can sign this report")
         if not report.findings.strip():
-            raise HttpError(400, "the findings are empty: write them before signing")
+            raise Invalid("the findings are empty: write them before signing")
         now = utcnow()
         signed = (
             Report.update(
@@ -207,7 +286,7 @@ class Reports:
             .execute()
         )
         if not signed:
-            raise HttpError(409, _stale(Report.get_by_id(report.id)))
+            raise Conflict(_stale(Report.get_by_id(report.id)))
         Study.update(status="final", final_at=now, claimed_by_id=None, claim_expires_at=None, updated_at=now).where(
             Study.study_instance_uid == uid
         ).execute()
@@ -217,15 +296,15 @@ class Reports:
         self.copies.add(report.id)
         return self._answer(Report.get_by_id(report.id), principal)
 
-    def add_addendum(self, uid, data, principal):
-        text = data.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise HttpError(400, "the addendum text is empty")
+    def add_addendum(self, uid, addendum, principal):
+        text = addendum.text
+        if not text.strip():
+            raise Invalid("the addendum text is empty")
         if len(text) > MAX_SECTION:
-            raise HttpError(413, f"the addendum is longer than {MAX_SECTION} characters")
+            raise TooLarge(f"the addendum is longer than {MAX_SECTION} characters")
         report = Report.get_or_none(Report.study_instance_uid == uid)
         if report is None or report.status not in SIGNED:
-            raise HttpError(409, "only a signed report takes addenda; edit the draft instead")
+            raise Conflict("only a signed report takes addenda; edit the draft instead")
         now = utcnow()
         addendum = ReportAddendum.create(
             report_id=report.id,
@@ -262,6 +341,27 @@ class Reports:
         found = ReportTemplate.select().where(ReportTemplate.disabled == False)  # noqa: E712
         return [t.public() for t in sorted(found, key=score, reverse=True)]
 
+    @staticmethod
+    def create_template(fields):
+        columns = fields.columns()
+        if not columns.get("name"):
+            raise Invalid("a template needs a name")
+        now = utcnow()
+        with _unique_name(columns):
+            row = ReportTemplate.create(created_at=now, updated_at=now, **dict({"sections": "{}"}, **columns))
+        return row.public()
+
+    @staticmethod
+    def change_template(template_id, fields):
+        number = path_id(template_id)
+        row = ReportTemplate.get_or_none(ReportTemplate.id == number) if number else None
+        if row is None:
+            raise NotFound(f"no template {template_id}")
+        columns = fields.columns()
+        with _unique_name(columns):
+            ReportTemplate.update(updated_at=utcnow(), **columns).where(ReportTemplate.id == row.id).execute()
+        return ReportTemplate.get_by_id(row.id).public()
+
     # --- helpers -------------------------------------------------------------------
 
     def _visible(self, uid, principal):
@@ -269,7 +369,7 @@ class Reports:
         (technologists, referrers) see signed reports only."""
         report = Report.get_or_none(Report.study_instance_uid == uid)
         if principal.role not in WRITERS and (report is None or report.status not in SIGNED):
-            raise HttpError(404, "this study has no signed report yet")
+            raise NotFound("this study has no signed report yet")
         if report is None:
             self._worklist.study(uid)  # 404 for an unknown study
         return report
@@ -305,7 +405,7 @@ class Reports:
 
     def _create(self, study, sections, version, template_id, principal, now):
         if version != 0:
-            raise HttpError(409, "this report was deleted or never existed; reload the page")
+            raise Conflict("this report was deleted or never existed; reload the page")
         try:
             sections = dict({name: "" for name in SECTIONS}, **sections)
             return Report.create(
@@ -321,7 +421,7 @@ class Reports:
                 **sections,
             )
         except IntegrityError:
-            raise HttpError(409, "a colleague started this report at the same moment; reload") from None
+            raise Conflict("a colleague started this report at the same moment; reload") from None
 
     def _history(self, report, kind, principal, now, extra=None):
         """Append to the history; autosaves by the same author within COALESCE
@@ -373,47 +473,22 @@ def _snapshot(study):
     return {key: (item[key].isoformat() if hasattr(item[key], "isoformat") else item[key]) for key in keys}
 
 
-def _sections(data):
-    unknown = set(data) - set(SECTIONS) - {"version", "template_id", "take_over"}
-    if unknown:
-        raise HttpError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
-    sections = {}
-    for name in (n for n in SECTIONS if n in data):  # a section not sent stays as it is
-        value = data[name]
-        if not isinstance(value, str):
-            raise HttpError(400, f"{name} must be text")
-        if len(value) > MAX_SECTION:
-            raise HttpError(413, f"{name} is longer than {MAX_SECTION} characters")
-        sections[name] = value
-    return sections
-
-
-def _version(data):
-    version = data.get("version", 0)
-    if not isinstance(version, int) or isinstance(version, bool) or not 0 <= version < MAX_ID:
-        raise HttpError(400, "version must be the report version you loaded (0 for a new report)")
-    return version
-
-
-def _take_over(data):
-    value = data.get("take_over", False)
-    if not isinstance(value, bool):
-        raise HttpError(400, "take_over must be true or false")
-    return value
-
-
-def _template_id(data):
-    value = data.get("template_id")
+def _template_id(value):
     if value is None:
         return None
-    if (
-        not isinstance(value, int)
-        or isinstance(value, bool)
-        or not 0 < value < MAX_ID
-        or not ReportTemplate.select().where(ReportTemplate.id == value).exists()
-    ):
-        raise HttpError(400, "template_id names no template")
+    if not 0 < value < MAX_ID or not ReportTemplate.select().where(ReportTemplate.id == value).exists():
+        raise Invalid("template_id names no template")
     return value
+
+
+@contextlib.contextmanager
+def _unique_name(columns):
+    """A template name taken by another template is a Conflict, not a database error."""
+    try:
+        with database.atomic():
+            yield
+    except IntegrityError:
+        raise Conflict(f"a template named {columns.get('name')!r} exists") from None
 
 
 def _already_saved(report, principal, sections, template_id):
