@@ -7,13 +7,13 @@ How:
   - a data folder (on /dev/shm when it has room); the PACS is started once so
     its migrations run, then stopped;
   - N orders (--orders, 10 000) are bulk-inserted into <data>/pacs.sqlite with
-    the plugin's own models and column builders (plugin.dicomservices.orders:
+    the plugin's own models and column builders (plugin.orders.service:
     each order with its scheduled study row, as the API makes them): 20
     stations (one modality each), scheduled over 30 days from two days ago,
     ~17 per station and day, upper-case ASCII names (so that person-name case
     rules cannot make the two servers differ), unique accession numbers;
   - each order is written as a worklist file holding every attribute we
-    answer (the answer of plugin.dicomservices.mwl to a query asking all keys)
+    answer (the answer of plugin.mwl.service to a query asking all keys)
     into a wlmscpfs data folder;
   - the PACS is started again (production log level, any AE may query the
     worklist) and wlmscpfs beside it;
@@ -59,11 +59,10 @@ import mwlfiles  # noqa: E402
 from pacs_server import PacsServer  # noqa: E402
 
 from plugin import db  # noqa: E402
-from plugin.dicomservices import mwl  # noqa: E402
-from plugin.dicomservices import orders as order_service  # noqa: E402
-from plugin.dicomservices.models import Order  # noqa: E402
-from plugin.models import Study  # noqa: E402
-from plugin.studyindex import save_search_terms  # noqa: E402
+from plugin.models import Study, save_search_terms  # noqa: E402
+from plugin.mwl import service as mwl  # noqa: E402
+from plugin.orders import service as order_service  # noqa: E402
+from plugin.orders.models import Order  # noqa: E402
 
 TARGET_P95_MS = 100.0
 RAM_DISK = Path("/dev/shm")

@@ -32,7 +32,7 @@ class Settings:
     remote_timeout: int = 10
     max_upload_mb: int = 512  # the largest request body: a DICOM file or ZIP uploaded, a STOW
     viewer_conversion: bool = True  # lossless changes at ingest so OHIF shows every image
-    # Modality worklist and MPPS (plugin/dicomservices); MppsPort 0: no MPPS listener.
+    # Modality worklist and MPPS (plugin/mwl, plugin/mpps); MppsPort 0: no MPPS listener.
     mpps_port: int = 4243
     mpps_aet: str = "PACS_MPPS"
     mpps_bind: str = "0.0.0.0"

@@ -17,8 +17,8 @@ import requests
 
 from plugin.app import create_app
 from plugin.auth.permissions import GATEWAY_PATTERNS
-from plugin.dicomservices.mwl import MwlQueryError
 from plugin.http import HttpError, Request, Response, page_shown_with_200
+from plugin.mwl.service import MwlQueryError
 
 LOGGER = logging.getLogger(__name__)
 

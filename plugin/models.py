@@ -77,13 +77,25 @@ class Series(BaseModel):
 
 
 class StudyTerm(BaseModel):
-    """One word of a study's folded search text (see studyindex.save_search_terms)."""
+    """One word of a study's folded search text (see save_search_terms)."""
 
     study = ForeignKeyField(Study, backref="terms", on_delete="CASCADE")
     term = TextField()
 
     class Meta:
         table_name = "study_term"
+
+
+def save_search_terms(study_id, text):
+    """Keep the study's searchable words in step with its folded search text.
+
+    Every writer of ``Study.search_text`` calls this: the worklist finds
+    words by prefix through the term index (plugin/worklist/query.py).
+    """
+    StudyTerm.delete().where(StudyTerm.study == study_id).execute()
+    terms = sorted(set(text.split()))
+    if terms:
+        StudyTerm.insert_many([(study_id, term) for term in terms], fields=[StudyTerm.study, StudyTerm.term]).execute()
 
 
 INDEX_MODELS = (Patient, Study, Series)

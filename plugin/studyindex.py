@@ -15,8 +15,8 @@ from peewee import IntegrityError
 
 from plugin.db import database, utcnow
 from plugin.dicomnames import pn_key, search_text
-from plugin.dicomservices import arrivals
-from plugin.models import DOCUMENT_MODALITIES, Patient, Series, Study, StudyTerm
+from plugin.models import DOCUMENT_MODALITIES, Patient, Series, Study, save_search_terms
+from plugin.orders import arrivals
 
 LOGGER = logging.getLogger(__name__)
 
@@ -196,18 +196,6 @@ def _store(summary, now):
         if order is not None:
             arrivals.link_arrival(order, now)
         return study
-
-
-def save_search_terms(study_id, text):
-    """Keep the study's searchable words in step with its folded search text.
-
-    Every writer of ``Study.search_text`` calls this: the worklist finds
-    words by prefix through the term index (plugin/worklist/query.py).
-    """
-    StudyTerm.delete().where(StudyTerm.study == study_id).execute()
-    terms = sorted(set(text.split()))
-    if terms:
-        StudyTerm.insert_many([(study_id, term) for term in terms], fields=[StudyTerm.study, StudyTerm.term]).execute()
 
 
 def _scheduled_study(summary):

@@ -20,9 +20,9 @@ from plugin.app import App
 from plugin.auth.accounts import Principal
 from plugin.clock import UTC, Clock, zone_name, zone_named
 from plugin.config import Settings
-from plugin.dicomservices import orderfields
-from plugin.dicomservices.mpps import _moment
 from plugin.http import HttpError, Request
+from plugin.mpps.service import _moment
+from plugin.orders import fields as orderfields
 from plugin.reports import pdf
 from plugin.reports.copies import DicomCopies
 from plugin.reports.models import ReportDicom

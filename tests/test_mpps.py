@@ -20,7 +20,7 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
-from plugin.dicomservices.mpps import NODES_TTL, KnownNodes
+from plugin.mpps.service import NODES_TTL, KnownNodes
 
 STATION = "CT_SCANNER1"
 MPPS_AET = "PACS_MPPS"

@@ -1,4 +1,4 @@
-"""The Modality Worklist: matching rules in-process (plugin.dicomservices.mwl),
+"""The Modality Worklist: matching rules in-process (plugin.mwl.service),
 then through a real Orthanc with `findscu -W`, compared with dcmtk's own
 worklist server `wlmscpfs` on dcmtk's example worklists and queries."""
 
@@ -14,8 +14,8 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from plugin.dicomservices import mwl
-from plugin.dicomservices.mwl import ModalityWorklist, MwlQueryError, parse_constraint
+from plugin.mwl import service as mwl
+from plugin.mwl.service import ModalityWorklist, MwlQueryError, parse_constraint
 
 # --- matching, in-process ------------------------------------------------------------------------
 

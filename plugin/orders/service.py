@@ -17,11 +17,10 @@ from peewee import IntegrityError
 
 from plugin.db import database, iso_utc, utcnow
 from plugin.dicomnames import pn_key, search_text
-from plugin.dicomservices import orderfields
-from plugin.dicomservices.models import OPEN_STATUSES, ORDER_STATUSES, Order, PerformedStep
 from plugin.http import HttpError, int_param, path_id
-from plugin.models import Patient, Study
-from plugin.studyindex import save_search_terms
+from plugin.models import Patient, Study, save_search_terms
+from plugin.orders import fields
+from plugin.orders.models import OPEN_STATUSES, ORDER_STATUSES, Order, PerformedStep
 
 LOGGER = logging.getLogger(__name__)
 
@@ -90,7 +89,7 @@ class Orders:
     # --- changes from users ----------------------------------------------------
 
     def create(self, data, principal):
-        values = orderfields.parse(data, True, self._clock)
+        values = fields.parse(data, True, self._clock)
         self._complete_patient(values)
         values["study_instance_uid"] = values.get("study_instance_uid") or self._new_uid()
         self._refuse_known_study(values["study_instance_uid"])
@@ -106,7 +105,7 @@ class Orders:
 
     def update(self, order_id, data, principal):
         order = self.get(order_id)
-        values = orderfields.parse(data, False, self._clock)
+        values = fields.parse(data, False, self._clock)
         if order.status not in EDITABLE:
             raise HttpError(409, f"an order that is {order.status} cannot be changed")
         if "study_instance_uid" in values and values["study_instance_uid"] != order.study_instance_uid:

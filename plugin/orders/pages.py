@@ -1,15 +1,15 @@
 """The orders pages: the list with a form to schedule a procedure (/pacs/orders)
 and one order with its edit and cancel forms (/pacs/orders/{id}). Plain forms,
-no script: the service (plugin.dicomservices.orders) checks every field."""
+no script: the service (plugin.orders.service) checks every field."""
 
 from plugin.auth.pages import page
 from plugin.auth.permissions import permissions_of
 from plugin.dicomnames import name_parts, pn_from_parts
-from plugin.dicomservices.models import OPEN_STATUSES, ORDER_STATUSES
-from plugin.dicomservices.orderfields import SEXES
-from plugin.dicomservices.orders import CANCELLABLE, EDITABLE, describe, describe_all
 from plugin.http import HttpError, Response, int_param
 from plugin.models import PRIORITIES
+from plugin.orders.fields import SEXES
+from plugin.orders.models import OPEN_STATUSES, ORDER_STATUSES
+from plugin.orders.service import CANCELLABLE, EDITABLE, describe, describe_all
 from plugin.webui import render
 from plugin.webui.forms import checked_form
 

@@ -1,7 +1,7 @@
 """JSON API of orders: create, list, read, edit, cancel."""
 
-from plugin.dicomservices.orders import describe, describe_all
 from plugin.http import HttpError, Response
+from plugin.orders.service import describe, describe_all
 
 
 def register(router, orders, audit):

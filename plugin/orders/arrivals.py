@@ -3,7 +3,7 @@ transaction when a study takes over an order's study row."""
 
 import logging
 
-from plugin.dicomservices.models import Order
+from plugin.orders.models import Order
 
 LOGGER = logging.getLogger(__name__)
 

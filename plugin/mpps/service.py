@@ -34,7 +34,7 @@ from pynetdicom.sop_class import ModalityPerformedProcedureStep, Verification
 from plugin import db
 from plugin.auth.refreshing import Refreshing
 from plugin.db import database, utcnow
-from plugin.dicomservices.models import Order, PerformedStep
+from plugin.orders.models import Order, PerformedStep
 
 LOGGER = logging.getLogger(__name__)
 
