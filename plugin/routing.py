@@ -18,7 +18,7 @@ to HTTP in one place.
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel, ValidationError
 
@@ -26,7 +26,7 @@ from plugin.auth.permissions import AUTHENTICATED, PUBLIC, Rule
 from plugin.errors import DomainError, Invalid
 from plugin.http import HttpError, Response, http_status
 
-_PARAM = re.compile(r"{(\w+)}")
+_PARAM = re.compile(r"{(\w+)(:path)?}")  # {name}: one path segment; {name:path}: the rest, slashes included
 METHODS = ("GET", "POST", "PUT", "DELETE")
 
 
@@ -38,51 +38,73 @@ class Route:
     permission: str  # PUBLIC, AUTHENTICATED or a named permission (plugin.auth.permissions)
     summary: str = ""
     study: str = ""  # the path parameter holding a StudyInstanceUID: referrers are held to their scope
+    study_param: str = ""  # or the query parameter naming the studies (one of ``params``)
+    params: dict | None = field(default=None, hash=False)  # a referrer's allowed query: name -> value form
     query: type[BaseModel] | None = None
     body: type[BaseModel] | None = None
     answer: type[BaseModel] | None = None
-    body_limit: str = "json"  # a key of permissions.BODY_LIMITS
+    body_limit: str = ""  # a key of permissions.BODY_LIMITS; by default none for GET and DELETE, else json
     page: bool = False  # an HTML page (not in the OpenAPI document)
+    documented: bool = True  # in the OpenAPI document: not for files and other answers that are not JSON
     responses: tuple = ()  # other statuses it answers: (status, what it means) pairs
     tags: tuple = field(default_factory=tuple)
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"{self.path}: method {self.method!r} is not one of {METHODS}")
-        if not self.path.startswith("/pacs"):
-            raise ValueError(f"{self.path}: our routes live under /pacs")
+        if not (self.path.startswith("/pacs") or self.path == "/"):
+            raise ValueError(f"{self.path}: our routes live under /pacs (and Orthanc's root, /)")
         if self.study and self.study not in self.parameters:
             raise ValueError(f"{self.path}: study parameter {self.study!r} is not in the path")
+        if self.study and self.study in self._rest_parameters:
+            raise ValueError(f"{self.path}: study parameter {self.study!r} must be one path segment")
+        if self.study_param and (self.study or self.study_param not in (self.params or {})):
+            raise ValueError(f"{self.path}: study_param {self.study_param!r} must be one of params, without study")
+        if self.params is not None and not (self.study or self.study_param):
+            raise ValueError(f"{self.path}: params hold a referrer's query to a study: name it (study or study_param)")
         if not self.permission:
             raise ValueError(f"{self.path}: every route names its permission")
 
     @property
     def parameters(self):
-        return tuple(_PARAM.findall(self.path))
+        return tuple(name for name, _rest in _PARAM.findall(self.path))
+
+    @property
+    def _rest_parameters(self):
+        return tuple(name for name, rest in _PARAM.findall(self.path) if rest)
 
     def router_pattern(self):
         """The anchored regex the router matches, every parameter a named group."""
-        return re.compile("^" + _PARAM.sub(r"(?P<\1>[^/]+)", _escaped(self.path)) + "$")
+        return re.compile("^" + _PARAM.sub(lambda m: f"(?P<{m.group(1)}>{_value(m)})", _escaped(self.path)) + "$")
 
     def rule(self):
         """The guard's rule: the study parameter, if any, is the group named ``study``."""
 
         def group(match):
-            return r"(?P<study>[^/]+)" if match.group(1) == self.study else r"[^/]+"
+            return f"(?P<study>{_value(match)})" if match.group(1) == self.study else _value(match)
 
         pattern = re.compile("^(?:" + _PARAM.sub(group, _escaped(self.path)) + ")$")
         return Rule(
             frozenset({self.method}),
             pattern,
             self.permission,
-            "path" if self.study else "",
-            body="none" if self.method in ("GET", "DELETE") else self.body_limit,
+            "path" if self.study else "query" if self.study_param else "",
+            params=cast(dict, self.params),  # Rule's None: no query check
+            study_param=self.study_param,
+            body=self.body_limit or ("none" if self.method in ("GET", "DELETE") else "json"),
         )
+
+
+def _value(match):
+    """What a parameter matches: one path segment, or (``{name:path}``) the rest of the path,
+    slashes included, possibly empty (the guard matches paths Orthanc has folded: no
+    trailing "/", no empty segment; the router may see "/pacs/viewer/" as such)."""
+    return ".*" if match.group(2) else "[^/]+"
 
 
 def _escaped(path):
     """The path with regex metacharacters escaped, its {parameters} kept."""
-    return "".join(part if _PARAM.fullmatch(part) else re.escape(part) for part in re.split(r"({\w+})", path))
+    return "".join(part if _PARAM.fullmatch(part) else re.escape(part) for part in re.split(r"({\w+(?::path)?})", path))
 
 
 def handler_for(route, services, page_error=None):
@@ -174,7 +196,7 @@ def openapi_paths(routes: tuple[Route, ...]) -> tuple[dict[str, Any], dict[str, 
     paths: dict[str, dict[str, Any]] = {}
     schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
     for route in routes:
-        if route.page:
+        if route.page or not route.documented:
             continue
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, schemas)
     return paths, schemas

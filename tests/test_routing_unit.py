@@ -183,3 +183,36 @@ def test_events_are_declared_with_their_fields():
     with pytest.raises(ValueError, match="without version"):
         events.publish("report.signed", study_uid="1.2", report_id=7)
     assert events.publish("study.removed", study_uid="1.2") == 0
+
+
+def test_a_path_parameter_may_take_the_rest_of_the_path():
+    route = routing.Route("GET", "/pacs/files/{name:path}", list_things, PUBLIC, documented=False)
+    assert route.parameters == ("name",)
+    assert route.router_pattern().match("/pacs/files/a/b.css").group("name") == "a/b.css"
+    assert route.router_pattern().match("/pacs/files/").group("name") == ""
+    assert route.rule().pattern.match("/pacs/files/a/b.css") and not route.rule().pattern.match("/pacs/filesX")
+    assert routing.openapi_paths((route,))[0] == {}  # documented=False: not in the OpenAPI document
+    with pytest.raises(ValueError, match="one path segment"):
+        routing.Route("GET", "/pacs/files/{name:path}", list_things, PUBLIC, study="name")
+
+
+def test_orthanc_root_may_be_declared_and_keeps_the_body_limit_it_is_given():
+    rule = routing.Route("GET", "/", list_things, PUBLIC, body_limit="json").rule()
+    assert rule.pattern.match("/") and not rule.pattern.match("/x") and rule.body == "json"
+    with pytest.raises(ValueError, match="under /pacs"):
+        routing.Route("GET", "//", list_things, PUBLIC)
+
+
+def test_a_referrers_query_is_held_to_the_declared_parameters_and_study_parameter():
+    allowed = {"limit": "number", "StudyInstanceUID": "uids"}
+    by_query = routing.Route(
+        "GET", "/pacs/search", list_things, "images.read", study_param="StudyInstanceUID", params=allowed
+    ).rule()
+    assert (by_query.study, by_query.study_param, by_query.params) == ("query", "StudyInstanceUID", allowed)
+    in_path = routing.Route("GET", "/pacs/search/{uid}", list_things, "images.read", study="uid", params=allowed)
+    assert (in_path.rule().study, in_path.rule().study_param, in_path.rule().params) == ("path", "", allowed)
+    assert ROUTES[1].rule().params is None
+    with pytest.raises(ValueError, match="study_param"):
+        routing.Route("GET", "/pacs/search", list_things, "images.read", study_param="StudyInstanceUID")
+    with pytest.raises(ValueError, match="params"):
+        routing.Route("GET", "/pacs/search", list_things, "images.read", params=allowed)

@@ -11,7 +11,8 @@ import dicomgen
 import pytest
 import requests
 
-from plugin.http import HttpError
+from plugin.errors import Invalid
+from plugin.http import http_status
 from plugin.viewer import DEFAULT_ROOT
 from plugin.viewer.assets import checked_path, rewrite
 from plugin.viewer.qido import orthanc_query
@@ -62,9 +63,9 @@ def test_rewrite_rules_still_hold_for_the_pinned_ohif():
     ],
 )
 def test_suspicious_paths_are_refused(raw):
-    with pytest.raises(HttpError) as error:
+    with pytest.raises(Invalid) as error:
         checked_path(raw)
-    assert error.value.status == 400
+    assert http_status(error.value) == 400
 
 
 def test_qido_query_is_decoded_and_includefield_split():
@@ -72,7 +73,7 @@ def test_qido_query_is_decoded_and_includefield_split():
         orthanc_query({"PatientName": "Phan*", "includefield": "00081030,00080060"})
         == "PatientName=Phan*&includefield=00081030&includefield=00080060"
     )
-    with pytest.raises(HttpError):
+    with pytest.raises(Invalid):
         orthanc_query({"PatientName": "a&limit=100000"})
 
 

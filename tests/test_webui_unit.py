@@ -11,19 +11,21 @@ import shutil
 import struct
 import textwrap
 from html.parser import HTMLParser
+from types import SimpleNamespace
 from urllib.parse import parse_qsl, urlsplit
 
 import jinja2
 import pytest
 
-from plugin import webui
+from plugin import routing, webui
 from plugin.http import Request, Response, Router
 from plugin.models import PRIORITIES, STATUSES
 from plugin.reports.models import SECTIONS
-from plugin.webui import WebUI, register_static, render, security_headers
+from plugin.webui import WebUI, default_webui, render, security_headers
+from plugin.webui import routes as webui_routes
 from plugin.webui.i18n import Catalogues
 from plugin.webui.pages import TEMPLATE_DIR, json_script, url_with_query
-from plugin.webui.static import STATIC_DIR, StaticFiles, accepts_gzip, register_routes
+from plugin.webui.static import STATIC_DIR, StaticFiles, accepts_gzip
 
 SCRIPT = "<script>alert(1)</script>"
 ATTRIBUTE_BREAK = '"><img src=x onerror=alert(1)>'
@@ -893,11 +895,9 @@ def test_frame_ancestors_choice():
 
 
 def static_router(static_files=None):
+    """A router with the web UI's declared routes, serving ``static_files`` (the default web UI's when None)."""
     router = Router()
-    if static_files is None:
-        register_static(router)
-    else:
-        register_routes(router, static_files)
+    routing.register(router, webui_routes.ROUTES, SimpleNamespace(static_files=static_files or default_webui().static))
     return router
 
 
@@ -1057,7 +1057,7 @@ class BrowserSession:
         self.refresh_status = 200
         self.console_errors = []
         self.router = Router()
-        register_static(self.router)
+        routing.register(self.router, webui_routes.ROUTES, SimpleNamespace(static_files=default_webui().static))
         self.router.add("GET", "/pacs/page/{name}", self._sample_page)
         self.router.add("GET", "/pacs/login", lambda request: render("login.html", request, csrf_token=TOKEN))
         self.router.add("POST", "/pacs/api/echo", self._echo)

@@ -14,7 +14,8 @@ import re
 import threading
 from pathlib import Path
 
-from plugin.http import HttpError, Response
+from plugin.errors import Invalid, NotFound
+from plugin.http import Response
 
 LOGGER = logging.getLogger(__name__)
 
@@ -81,12 +82,12 @@ def _kind(name):
 
 
 def checked_path(raw):
-    """A relative path inside the viewer folder, or a 400 for anything suspicious."""
+    """A relative path inside the viewer folder, or Invalid (400) for anything suspicious."""
     if any(bad in raw for bad in ("\\", "\x00", "%", "//")) or raw.startswith("/"):
-        raise HttpError(400, "invalid path")
+        raise Invalid("invalid path")
     parts = raw.split("/") if raw else []
     if any(part in ("", ".", "..") or part.startswith(".") for part in parts):
-        raise HttpError(400, "invalid path")
+        raise Invalid("invalid path")
     return "/".join(parts)
 
 
@@ -115,7 +116,7 @@ class ViewerAssets:
 
     def respond(self, request, raw_path):
         if not self.installed:
-            raise HttpError(404, "the viewer is not installed (run make install)")
+            raise NotFound("the viewer is not installed (run make install)")
         name = checked_path(raw_path)
         if name == "app-config.js":
             return self._answer(request, name, self._app_config(request), "no-cache")
@@ -123,7 +124,7 @@ class ViewerAssets:
         if path.is_file() and self._root in path.parents:
             return self._file(request, name)
         if "." in name.rsplit("/", 1)[-1]:
-            raise HttpError(404, f"no such viewer file: {name}")
+            raise NotFound(f"no such viewer file: {name}")
         return self._file(request, "index.html")  # a client route of the single-page app
 
     def _file(self, request, name):

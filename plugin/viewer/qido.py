@@ -19,18 +19,11 @@ import json
 import re
 
 from plugin.auth import permissions
-from plugin.http import HttpError, Response
+from plugin.errors import Forbidden, Invalid, NotFound
+from plugin.http import Response
 from plugin.models import Study
 
-ROOT = "/pacs/dicom-web"
-PATHS = (
-    "/studies",
-    "/series",
-    "/instances",
-    "/studies/{study}/series",
-    "/studies/{study}/instances",
-    "/studies/{study}/series/{series}/instances",
-)
+ROOT = "/pacs/dicom-web"  # its routes: plugin/viewer/routes.py
 RETRIEVE_URL = re.compile(rb'"https?://[^/"]+/dicom-web/')
 UNSAFE = ("&", "#", "\x00", "\n", "\r")
 DICOM_JSON = "application/dicom+json"
@@ -53,7 +46,7 @@ def orthanc_query(query):
     parts = []
     for key, value in query.items():
         if any(c in key or c in value for c in UNSAFE):
-            raise HttpError(400, f"query parameter {key!r} holds a character QIDO cannot take")
+            raise Invalid(f"query parameter {key!r} holds a character QIDO cannot take")
         values = value.split(",") if key.lower() == "includefield" else [value]
         parts.extend(f"{key}={v.strip()}" for v in values if v.strip() or key.lower() != "includefield")
     return "&".join(parts)
@@ -63,7 +56,7 @@ def origin(request):
     scheme = "https" if request.headers.get("x-forwarded-proto", "") == "https" else "http"
     host = request.headers.get("host", "")
     if not re.fullmatch(r"[A-Za-z0-9.\-\[\]:]{1,255}", host):
-        raise HttpError(400, "missing or invalid Host header")
+        raise Invalid("missing or invalid Host header")
     return f"{scheme}://{host}"
 
 
@@ -103,47 +96,47 @@ def only_studies(body, wanted):
     return json.dumps(kept).encode("utf-8")
 
 
-def register(router, host, audit, scope):
-    def referrer_query(request):
-        """The query Orthanc gets for a referrer's study search, and the studies it may
-        answer with (an empty set: nothing to ask); a refusal is audited like the guard's."""
-        principal = request.principal
-        problem, wanted = referrer_search(request.query, scope.studies(principal.user_id), studies_of_patient)
-        if problem:
-            audit.record_async(
-                "access_denied",
-                username=principal.username,
-                role=principal.role,
-                address=request.client_ip,
-                outcome="denied",
-                details={"path": request.path[:200], "reason": problem},
-            )
-            raise HttpError(403, problem)
-        query = {
-            name: value
-            for name, value in request.query.items()
-            if name not in PATIENT_PARAMS and name != REFERRER_SEARCH.study_param
-        }
-        query[REFERRER_SEARCH.study_param] = "\\".join(sorted(wanted))
-        return query, wanted
+def search(app, request, study="", series=""):
+    """A QIDO-RS search, answered by Orthanc's DICOMweb with what it gets wrong mended;
+    audited. ``series`` is part of the path Orthanc is asked (its answer is the path's)."""
+    tail = permissions.normalise_path(request.path)[len(ROOT) :]  # as the guard saw it
+    query, wanted = request.query, None
+    if request.principal.role == "referrer" and tail == "/studies":
+        query, wanted = referrer_query(app.audit, app.scope, request)
+    body = b"[]" if wanted == set() else answer_of(app.host, request, tail, query, wanted)
+    app.audit.record_request("search", request, study_uid=study)
+    return Response(200, body, DICOM_JSON, {"Cache-Control": "no-store"})
 
-    def search(request, **params):
-        tail = permissions.normalise_path(request.path)[len(ROOT) :]  # as the guard saw it
-        query, wanted = request.query, None
-        if request.principal.role == "referrer" and tail == "/studies":
-            query, wanted = referrer_query(request)
-        body = b"[]" if wanted == set() else answer_of(request, tail, query, wanted)
-        audit.record_request("search", request, study_uid=params.get("study", ""))
-        return Response(200, body, DICOM_JSON, {"Cache-Control": "no-store"})
 
-    def answer_of(request, tail, query, wanted):
-        query = orthanc_query(query)
-        answer = host.get_after_plugins(f"/dicom-web{tail}" + (f"?{query}" if query else ""))
-        if answer is None:
-            raise HttpError(404, "no such study or series")
-        if wanted is not None:
-            answer = only_studies(answer, wanted)
-        return RETRIEVE_URL.sub(b'"' + origin(request).encode("ascii") + b"/dicom-web/", answer)
+def referrer_query(audit, scope, request):
+    """The query Orthanc gets for a referrer's study search, and the studies it may
+    answer with (an empty set: nothing to ask); a refusal is audited like the guard's."""
+    principal = request.principal
+    problem, wanted = referrer_search(request.query, scope.studies(principal.user_id), studies_of_patient)
+    if problem:
+        audit.record_async(
+            "access_denied",
+            username=principal.username,
+            role=principal.role,
+            address=request.client_ip,
+            outcome="denied",
+            details={"path": request.path[:200], "reason": problem},
+        )
+        raise Forbidden(problem)
+    query = {
+        name: value
+        for name, value in request.query.items()
+        if name not in PATIENT_PARAMS and name != REFERRER_SEARCH.study_param
+    }
+    query[REFERRER_SEARCH.study_param] = "\\".join(sorted(wanted))
+    return query, wanted
 
-    for path in PATHS:
-        router.add("GET", ROOT + path, search)
+
+def answer_of(host, request, tail, query, wanted):
+    query = orthanc_query(query)
+    answer = host.get_after_plugins(f"/dicom-web{tail}" + (f"?{query}" if query else ""))
+    if answer is None:
+        raise NotFound("no such study or series")
+    if wanted is not None:
+        answer = only_studies(answer, wanted)
+    return RETRIEVE_URL.sub(b'"' + origin(request).encode("ascii") + b"/dicom-web/", answer)

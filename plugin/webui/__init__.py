@@ -1,8 +1,7 @@
 """The web UI base every page of the PACS uses.
 
-    from plugin.webui import render, error_page, security_headers, register_static, _
+    from plugin.webui import render, error_page, security_headers, _
 
-    register_static(router)                  # GET /pacs/static/{path}
     return render("login.html", request, csrf_token=token, error=_("Wrong password", request))
 
 - ``render(template_name, request=None, status=200, **context)`` -> ``Response``:
@@ -11,20 +10,21 @@
   context variables in a comment at its top.
 - ``error_page(status, message, request=None)``: ``error.html`` as a Response.
 - ``security_headers(frame_ancestors="'self'")``: CSP and friends for a page.
-- ``register_static(router)``: serves ``static/``; ``static_url(name)`` (also a
-  template global) is its cache-busting URL.
+- ``default_webui().static``: the files of ``static/``, served as /pacs/static/<name>
+  (``routes``); ``static_url(name)`` (also a template global) is a file's
+  cache-busting URL.
 - ``gettext(message, request=None)`` / ``_``: a UI message for Python code.
 
 Templates, catalogues and static files are loaded once, on first use.
 Implementation: ``pages`` (templates), ``i18n`` (languages), ``static``
-(files), ``headers`` (HTTP headers).
+(files), ``headers`` (HTTP headers), ``routes`` (the static files' route and
+Orthanc's root).
 """
 
 import functools
 
 from .headers import security_headers
 from .pages import WebUI
-from .static import register_routes
 
 __all__ = [
     "WebUI",
@@ -32,7 +32,6 @@ __all__ = [
     "render",
     "error_page",
     "security_headers",
-    "register_static",
     "static_url",
     "gettext",
     "_",
@@ -51,12 +50,6 @@ def render(template_name, request=None, status=200, **context):
 
 def error_page(status, message, request=None, **context):
     return default_webui().error_page(status, message, request, **context)
-
-
-def register_static(router, ui=None):
-    """GET /pacs/static/{path} from `ui`'s static files (the default web UI's
-    when None, the files `static_url` hashes)."""
-    register_routes(router, (ui or default_webui()).static)
 
 
 def static_url(name):

@@ -1,4 +1,4 @@
-"""GET /pacs/static/{path}: the web UI's CSS, JS and images.
+"""The web UI's CSS, JS and images, served as /pacs/static/<name> (plugin/webui/routes.py).
 
 The files are small, so they are read once at start-up and served from
 memory (with a gzip copy for the larger text files). Only files found inside
@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
-from plugin.http import HttpError, Response
+from plugin.errors import Invalid, NotFound
+from plugin.http import Response
 
 from .headers import quality, request_header
 
@@ -88,7 +89,7 @@ class StaticFiles:
         name = checked_name(raw_path)
         static = self._files.get(name)
         if static is None:
-            raise HttpError(404, f"no such static file: {name}")
+            raise NotFound(f"no such static file: {name}")
         headers = dict(_STATIC_HEADERS)
         # Long caching only for the current version: a page asking for a
         # newer version than this server has must not pin the old file.
@@ -130,7 +131,7 @@ def _load(path):
 
 
 def checked_name(raw_path):
-    """The relative file name a request asks for, or a 400 for anything that
+    """The relative file name a request asks for, or Invalid (400) for anything that
     could climb out of the static folder: "..", ".", hidden names, empty
     segments ("a//b"), absolute paths, backslashes, NUL, drive letters, and
     the same again %-encoded (once or twice)."""
@@ -143,7 +144,7 @@ def checked_name(raw_path):
         or ":" in name
         or any(not segment or segment.startswith(".") for segment in segments)
     ):
-        raise HttpError(400, "invalid static file path")
+        raise Invalid("invalid static file path")
     return name
 
 
@@ -154,13 +155,3 @@ def accepts_gzip(accept_encoding):
         coding, _, params = part.partition(";")
         qualities[coding.strip().lower()] = quality(params)
     return qualities.get("gzip", qualities.get("*", 0.0)) > 0
-
-
-def register_routes(router, static_files):
-    def static_file(request, path):
-        return static_files.respond(request, path)
-
-    # Router patterns are regular expressions ({name} is one path segment);
-    # static files may sit in sub-folders, so this one takes the rest of the
-    # path, and traversal attempts reach `checked_name` for a clear 400.
-    router.add("GET", URL_PREFIX + "(?P<path>.+)", static_file)

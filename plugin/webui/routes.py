@@ -1,0 +1,24 @@
+"""The web UI's own routes: its static files (CSS, JS, images: plugin/webui/static.py),
+and Orthanc's root, which leads to the worklist. Neither is JSON API: both stay out of
+the OpenAPI document."""
+
+from plugin.auth.permissions import PUBLIC
+from plugin.http import Response
+from plugin.routing import Route
+
+
+def static_file(app, request, path):
+    """A file of the static folder; traversal attempts are a clear 400, no such file a 404."""
+    return app.static_files.respond(request, path)
+
+
+def server_root(app, request):
+    """Orthanc's root leads to the worklist (whoever is not signed in then goes on to the login)."""
+    return Response.redirect("/pacs/")
+
+
+ROUTES = (
+    # Orthanc's root is not under /pacs, so the guard reads its body limit from its rule: JSON's, as ever.
+    Route("GET", "/", server_root, PUBLIC, page=True, body_limit="json"),
+    Route("GET", "/pacs/static/{path:path}", static_file, PUBLIC, documented=False),
+)
