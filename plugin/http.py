@@ -63,21 +63,29 @@ def path_id(value):
     return number if 0 < number < DB_INT else None
 
 
-def int_param(value, name, minimum=-DB_INT, maximum=DB_INT - 1):
-    """A whole number (an int, or ASCII digits) within bounds, else a 400 that names it.
+def whole_number(value, name, minimum=-DB_INT, maximum=DB_INT - 1):
+    """A whole number (an int, or ASCII digits) within bounds, else Invalid that names it.
 
     str.isdigit() is no guard: "²" passes it and int() then fails, and
     numbers past 2**63 overflow the database.
     """
     text = str(value).strip() if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
     if not (text.isascii() and text.lstrip("-").isdigit()):
-        raise HttpError(400, f"{name} must be a whole number")
+        raise Invalid(f"{name} must be a whole number")
     number = int(text)
     if number < minimum:
-        raise HttpError(400, f"{name} must be at least {minimum}")
+        raise Invalid(f"{name} must be at least {minimum}")
     if number > maximum:
-        raise HttpError(400, f"{name} must be at most {maximum}")
+        raise Invalid(f"{name} must be at most {maximum}")
     return number
+
+
+def int_param(value, name, minimum=-DB_INT, maximum=DB_INT - 1):
+    """`whole_number`, refused as an HttpError 400 (for callers that catch HttpError)."""
+    try:
+        return whole_number(value, name, minimum, maximum)
+    except Invalid as error:
+        raise HttpError(400, error.message) from None
 
 
 def unstorable_text(value):

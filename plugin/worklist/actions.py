@@ -1,7 +1,8 @@
-"""Reading workflow actions on a study: claim, release, assign, priority.
+"""The reading worklist's studies: one study, its series' thumbnails, and the
+reading workflow's actions on it: claim, release, assign, priority.
 
 A claim is one conditional UPDATE: of two radiologists claiming at once,
-exactly one changes the row; the other gets 409 naming who reads it. A
+exactly one changes the row; the other is refused (Conflict) naming who reads it. A
 claim lapses after ``claim_minutes`` unless renewed (claiming again renews).
 """
 
@@ -10,9 +11,10 @@ import logging
 
 from plugin.auth.models import User
 from plugin.db import utcnow
-from plugin.http import HttpError
-from plugin.models import PRIORITIES, Study
+from plugin.errors import Conflict, Forbidden, Invalid, NotFound
+from plugin.models import PRIORITIES, Series, Study
 from plugin.reports.models import has_draft
+from plugin.thumbnails import NotRenderable
 
 LOGGER = logging.getLogger(__name__)
 
@@ -21,21 +23,33 @@ READERS = ("radiologist", "admin")
 
 
 class Worklist:
-    def __init__(self, audit, claim_minutes=30):
+    def __init__(self, audit, thumbnails, claim_minutes=30):
         self._audit = audit
+        self._thumbnails = thumbnails  # plugin.thumbnails.Thumbnails
         self._claim = datetime.timedelta(minutes=claim_minutes)
 
     def study(self, uid):
         """The indexed study with this StudyInstanceUID (the newest, should two share it)."""
         study = Study.select().where(Study.study_instance_uid == uid).order_by(Study.id.desc()).first()
         if study is None:
-            raise HttpError(404, f"no study with StudyInstanceUID {uid}")
+            raise NotFound(f"no study with StudyInstanceUID {uid}")
         return study
+
+    def thumbnail(self, uid, series_uid):
+        """PNG bytes of a small picture of one series of the study (its middle image)."""
+        study = self.study(uid)
+        series = Series.get_or_none(Series.study == study, Series.series_instance_uid == series_uid)
+        if series is None:
+            raise NotFound(f"no series {series_uid} in this study")
+        try:
+            return self._thumbnails.get(series.orthanc_id)
+        except NotRenderable as error:
+            raise NotFound(str(error)) from None
 
     def claim(self, uid, principal, take_over=False):
         """Claim, or renew one's own claim. A fresh own claim (more than half
         its time left) is left alone: autosaving drafts claim on every save.
-        A colleague's live claim is refused (409 naming them) unless ``take_over``:
+        A colleague's live claim is refused (Conflict, naming them) unless ``take_over``:
         then the claim becomes this reader's, and the audit names the colleague
         (whose next save is refused as being read by someone else)."""
         study = self.study(uid)
@@ -82,7 +96,7 @@ class Worklist:
         if study.claimed_by_id is None:
             return study
         if study.claimed_by_id != principal.user_id and principal.role != "admin":
-            raise HttpError(403, "only the radiologist reading it, or an admin, can release this study")
+            raise Forbidden("only the radiologist reading it, or an admin, can release this study")
         status = "arrived" if study.status == "in_progress" and not has_draft(uid) else study.status
         Study.update(claimed_by_id=None, claim_expires_at=None, status=status, updated_at=utcnow()).where(
             Study.id == study.id
@@ -97,13 +111,12 @@ class Worklist:
         if username:
             assignee = User.get_or_none(User.username == str(username).strip().lower())
             if assignee is None or assignee.disabled or assignee.role not in READERS:
-                raise HttpError(400, f"assignee: {username!r} is not an active radiologist")
+                raise Invalid(f"assignee: {username!r} is not an active radiologist")
         if principal.role != "admin":
             free_or_own = study.assignee_id in (None, principal.user_id)
             to_self_or_nobody = assignee is None or assignee.id == principal.user_id
             if not (free_or_own and to_self_or_nobody):
-                raise HttpError(
-                    403,
+                raise Forbidden(
                     "radiologists can take unassigned studies or give back their own; an admin reassigns a colleague's",
                 )
         Study.update(assignee_id=assignee.id if assignee else None, updated_at=utcnow()).where(
@@ -114,7 +127,7 @@ class Worklist:
 
     def set_priority(self, uid, priority, principal):
         if priority not in PRIORITIES:
-            raise HttpError(400, f"priority must be one of {', '.join(PRIORITIES)}")
+            raise Invalid(f"priority must be one of {', '.join(PRIORITIES)}")
         study = self.study(uid)
         Study.update(priority=priority, updated_at=utcnow()).where(Study.id == study.id).execute()
         self._record(principal, "priority_changed", uid, {"from": study.priority, "to": priority})
@@ -123,11 +136,11 @@ class Worklist:
     @staticmethod
     def _refuse_claim(study, now):
         if study.status not in CLAIMABLE:
-            raise HttpError(409, f"a study that is {study.status} cannot be claimed")
+            raise Conflict(f"a study that is {study.status} cannot be claimed")
         reader = User.get_or_none(User.id == study.claimed_by_id)
         name = reader.display_name if reader else "another user"
         until = study.claim_expires_at.isoformat(timespec="minutes") if study.claim_expires_at else ""
-        raise HttpError(409, f"being read by {name} (claim until {until}Z)")
+        raise Conflict(f"being read by {name} (claim until {until}Z)")
 
     def _record(self, principal, action, uid, details=None):
         self._audit.record(action, username=principal.username, role=principal.role, study_uid=uid, details=details)

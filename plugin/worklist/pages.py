@@ -7,15 +7,13 @@ page. The study page and the dashboard tables are rendered here; their
 scripts only act (claim, release...) and draw the chart.
 """
 
-import datetime
 from urllib.parse import urlencode
 
 from plugin.auth.models import User
-from plugin.auth.pages import page
 from plugin.auth.permissions import permissions_of
 from plugin.db import iso_utc, utcnow
-from plugin.http import Response
 from plugin.models import PRIORITIES, STATUSES
+from plugin.routing import Route
 from plugin.webui import default_webui, render
 from plugin.webui import gettext as _
 from plugin.worklist import dashboard
@@ -33,85 +31,87 @@ VIEWER_URL = "/pacs/viewer/viewer"
 NO_IMAGES = ("scheduled", "cancelled")
 
 
-def register(router, accounts, worklist, scope, audit, today=datetime.date.today):
-    route = lambda method, pattern: lambda f: router.add(method, pattern, page(f))  # noqa: E731
+def context(app, request, active_nav, **extra):
+    """base.html's and every worklist page's context: who is asking, statuses and priorities."""
+    principal = request.principal
+    return dict(
+        user=app.accounts.get_user(principal.user_id),
+        csrf_token=principal.csrf,
+        active_nav=active_nav,
+        statuses=STATUSES,
+        priorities=PRIORITIES,
+        **extra,
+    )
 
-    def context(request, active_nav, **extra):
-        principal = request.principal
-        return dict(
-            user=accounts.get_user(principal.user_id),
-            csrf_token=principal.csrf,
-            active_nav=active_nav,
-            statuses=STATUSES,
-            priorities=PRIORITIES,
-            **extra,
-        )
 
-    @route("GET", "/")
-    def server_root(request):
-        """Orthanc's root leads to the worklist (whoever is not signed in then goes on to the login)."""
-        return Response.redirect("/pacs/")
-
-    @route("GET", "/pacs/?")  # Orthanc hands "/pacs/" over as "/pacs"
-    def worklist_page(request):
-        role = request.principal.role
-        readers = active_readers() if role != "referrer" else []
-        return render(
-            "worklist.html",
+def worklist_page(app, request):
+    role = request.principal.role
+    readers = active_readers() if role != "referrer" else []
+    return render(
+        "worklist.html",
+        request,
+        **context(
+            app,
             request,
-            **context(
-                request,
-                "worklist",
-                **abilities(role),
-                readers=readers,
-                modalities=MODALITY_CHOICES,
-                targets=TURNAROUND_TARGET_MINUTES,
-                default_sort=worklist_query.DEFAULT_SORT,
-                page_data=script_data(request, poll_ms=POLL_SECONDS * 1000, opened_at=iso_utc(utcnow())),
-            ),
-        )
+            "worklist",
+            **abilities(role),
+            readers=readers,
+            modalities=MODALITY_CHOICES,
+            targets=TURNAROUND_TARGET_MINUTES,
+            default_sort=worklist_query.DEFAULT_SORT,
+            page_data=script_data(request, poll_ms=POLL_SECONDS * 1000, opened_at=iso_utc(utcnow())),
+        ),
+    )
 
-    @route("GET", "/pacs/studies/{uid}")
-    def study_page(request, uid):
-        study = worklist.study(uid)
-        principal = request.principal
-        audit.record("study_viewed", username=principal.username, role=principal.role, study_uid=uid)
-        detail = study_detail(worklist, scope, study, principal)
-        return render(
-            "study.html",
-            request,
-            **context(
-                request,
-                "worklist",
-                **abilities(principal.role),
-                study=detail,
-                viewer_url=viewer_url([uid]),
-                viewer_with_priors_url=viewer_with_priors(detail),
-                readers=active_readers() if principal.role == "admin" else [],
-                page_data=script_data(
-                    request, study={k: v for k, v in detail.items() if k not in ("series", "priors")}
-                ),
-            ),
-        )
 
-    @route("GET", "/pacs/dashboard")
-    def dashboard_page(request):
-        figures = dashboard.summary(today(), utcnow())
-        static = default_webui().static
-        chart_url = static.url(CHART_SCRIPT) if static.has(CHART_SCRIPT) else None
-        return render(
-            "dashboard.html",
+def study_page(app, request, uid):
+    study = app.worklist.study(uid)
+    principal = request.principal
+    app.audit.record("study_viewed", username=principal.username, role=principal.role, study_uid=uid)
+    detail = study_detail(app.scope, study, principal)
+    return render(
+        "study.html",
+        request,
+        **context(
+            app,
             request,
-            **context(
-                request,
-                "dashboard",
-                figures=figures,
-                chart_url=chart_url,
-                people=people(),
-                targets=TURNAROUND_TARGET_MINUTES,
-                page_data=script_data(request, per_day=figures["per_day"]),
-            ),
-        )
+            "worklist",
+            **abilities(principal.role),
+            study=detail,
+            viewer_url=viewer_url([uid]),
+            viewer_with_priors_url=viewer_with_priors(detail),
+            readers=active_readers() if principal.role == "admin" else [],
+            page_data=script_data(request, study={k: v for k, v in detail.items() if k not in ("series", "priors")}),
+        ),
+    )
+
+
+def dashboard_page(app, request):
+    figures = dashboard.summary(app.clock.today(), utcnow())
+    static = default_webui().static
+    chart_url = static.url(CHART_SCRIPT) if static.has(CHART_SCRIPT) else None
+    return render(
+        "dashboard.html",
+        request,
+        **context(
+            app,
+            request,
+            "dashboard",
+            figures=figures,
+            chart_url=chart_url,
+            people=people(),
+            targets=TURNAROUND_TARGET_MINUTES,
+            page_data=script_data(request, per_day=figures["per_day"]),
+        ),
+    )
+
+
+def register(router, app):
+    """The worklist page, the one route of the worklist not declared: it is "/pacs/", which
+    Orthanc hands over as "/pacs" (and the guard, which folds a trailing "/", matches as
+    such). A Route cannot say that, so its router pattern and its guard rule (plugin/auth/
+    permissions.py) are written by hand."""
+    router.add("GET", "/pacs/?", lambda request: worklist_page(app, request))
 
 
 def abilities(role):
@@ -181,3 +181,9 @@ def viewer_with_priors(detail):
     """The viewer with the priors that have images, or None when there are none."""
     priors = [p["study_instance_uid"] for p in detail["priors"] if p["status"] not in NO_IMAGES]
     return viewer_url([detail["study_instance_uid"], *priors]) if priors else None
+
+
+ROUTES = (
+    Route("GET", "/pacs/studies/{uid}", study_page, "studies.read", study="uid", page=True),
+    Route("GET", "/pacs/dashboard", dashboard_page, "dashboard.read", page=True),
+)

@@ -10,7 +10,8 @@ from peewee import SQL, Value
 from plugin.auth.models import StudyShare, User
 from plugin.db import is_pooled, iso_utc, utcnow
 from plugin.dicomnames import age_at, display_name, pn_from_text, pn_key, search_text
-from plugin.http import DB_INT, HttpError, int_param
+from plugin.errors import Invalid
+from plugin.http import DB_INT, whole_number
 from plugin.models import PRIORITIES, STATUSES, Study, StudyTerm
 
 MAX_PAGE_SIZE = 200
@@ -56,7 +57,7 @@ class Filters:
 
 
 def parse_filters(query, today):
-    """Validate the query string; every problem is a 400 that names it."""
+    """Validate the query string; every problem is Invalid, naming it."""
     filters = Filters(
         statuses=_choices(query.get("status"), STATUSES, "status"),
         priorities=_choices(query.get("priority"), PRIORITIES, "priority"),
@@ -198,7 +199,7 @@ def _assignee(value, principal, users):
         return Study.assignee_id == principal.user_id
     ids = [uid for uid, name in users.items() if name == value]
     if not ids:
-        raise HttpError(400, f"assignee: no user named {value!r} (use a username, 'me' or 'none')")
+        raise Invalid(f"assignee: no user named {value!r} (use a username, 'me' or 'none')")
     return Study.assignee_id == ids[0]
 
 
@@ -210,7 +211,7 @@ def _choices(raw, allowed, name):
     values = [v.strip().lower() for v in (raw or "").split(",") if v.strip()]
     unknown = [v for v in values if v not in allowed]
     if unknown:
-        raise HttpError(400, f"{name}: unknown value {unknown[0]!r}; use {', '.join(allowed)}")
+        raise Invalid(f"{name}: unknown value {unknown[0]!r}; use {', '.join(allowed)}")
     return values
 
 
@@ -218,19 +219,19 @@ def _modalities(raw):
     values = [v.strip().upper() for v in (raw or "").split(",") if v.strip()]
     bad = [v for v in values if not MODALITY.match(v)]
     if bad:
-        raise HttpError(400, f"modality: {bad[0]!r} is not a DICOM modality code (e.g. CT, MR)")
+        raise Invalid(f"modality: {bad[0]!r} is not a DICOM modality code (e.g. CT, MR)")
     return values
 
 
 def _text(raw, name):
     value = (raw or "").strip()
     if len(value) > MAX_QUERY:
-        raise HttpError(400, f"{name}: at most {MAX_QUERY} characters")
+        raise Invalid(f"{name}: at most {MAX_QUERY} characters")
     return value
 
 
 def _whole(raw, name, default, minimum, maximum=DB_INT - 1):
-    return default if raw in (None, "") else int_param(raw, name, minimum, maximum)
+    return default if raw in (None, "") else whole_number(raw, name, minimum, maximum)
 
 
 def _sort(raw):
@@ -240,7 +241,7 @@ def _sort(raw):
         descending = part.startswith("-")
         name = part.lstrip("-")
         if name not in SORTS:
-            raise HttpError(400, f"sort: unknown column {name!r}; use one of {', '.join(sorted(SORTS))}")
+            raise Invalid(f"sort: unknown column {name!r}; use one of {', '.join(sorted(SORTS))}")
         keys.append((name, descending))
     return keys
 
@@ -249,12 +250,12 @@ def _dates(query, today):
     preset = (query.get("date") or "").strip().lower()
     if preset:
         if preset not in DATE_PRESETS:
-            raise HttpError(400, f"date: use one of {', '.join(DATE_PRESETS)} (or date_from/date_to)")
+            raise Invalid(f"date: use one of {', '.join(DATE_PRESETS)} (or date_from/date_to)")
         back_from, back_to = DATE_PRESETS[preset]
         return today - datetime.timedelta(days=back_from), today - datetime.timedelta(days=back_to)
     start, end = _date(query.get("date_from"), "date_from"), _date(query.get("date_to"), "date_to")
     if start and end and start > end:
-        raise HttpError(400, "date_from is after date_to")
+        raise Invalid("date_from is after date_to")
     return start, end
 
 
@@ -264,4 +265,4 @@ def _date(raw, name):
     try:
         return datetime.date.fromisoformat(raw.strip())
     except ValueError:
-        raise HttpError(400, f"{name} must be a date as YYYY-MM-DD") from None
+        raise Invalid(f"{name} must be a date as YYYY-MM-DD") from None

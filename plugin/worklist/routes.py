@@ -1,16 +1,46 @@
 """JSON API of the reading worklist: list, one study, claim/release/assign/priority,
-series thumbnails."""
+series thumbnails, the dashboard's figures. Each handler gets the App."""
 
-import datetime
+from pydantic import BaseModel, Field, StrictBool
 
 from plugin.auth.models import User
 from plugin.db import utcnow
-from plugin.http import HttpError, Response
-from plugin.models import DOCUMENT_MODALITIES, Series, Study
+from plugin.http import Response
+from plugin.models import DOCUMENT_MODALITIES, PRIORITIES, STATUSES, Series, Study
 from plugin.reports.models import Report, ReportDicom
-from plugin.thumbnails import NotRenderable, Thumbnails
+from plugin.routing import Route, validate
 from plugin.worklist import dashboard
 from plugin.worklist import query as worklist_query
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+class WorklistQuery(BaseModel):
+    """The worklist's filters, sort and page, as text: worklist.query.parse_filters
+    checks them and says what is wrong with each."""
+
+    status: str = Field("", description="comma list of " + ", ".join(STATUSES))
+    modality: str = Field("", description="comma list of modality codes, e.g. CT,MR")
+    priority: str = Field("", description="comma list of " + ", ".join(PRIORITIES))
+    assignee: str = Field("", description="a username, me or none")
+    date: str = Field("", description="today, yesterday, 7d or 30d")
+    date_from: str = Field("", description="YYYY-MM-DD (study date)")
+    date_to: str = Field("", description="YYYY-MM-DD")
+    referring: str = Field("", description="referring physician (DICOM PN)")
+    q: str = Field(
+        "",
+        description="name, patient ID or accession: each word is the start of a word (accent- and "
+        "case-insensitive), e.g. 'mül an' finds MÜLLER^ANNA",
+    )
+    sort: str = Field("", description="up to 3 columns, '-' for descending; default -priority,arrived_at")
+    page: str = Field("", description="1-based")
+    page_size: str = Field("", description="1-200 (larger is capped)")
+
+
+class Claim(BaseModel):
+    """A claim's optional body."""
+
+    take_over: StrictBool = Field(False, description="true or false")
 
 
 def referrer_keys(principal):
@@ -21,7 +51,7 @@ def referrer_keys(principal):
     return user.referring_keys if user else set()
 
 
-def study_detail(worklist, scope, study, principal):
+def study_detail(scope, study, principal):
     """The study with its series (each says whether it is a document, and whether that
     document is a copy of the study's signed report) and the patient's other studies."""
     detail = worklist_query.describe(study)
@@ -68,13 +98,6 @@ def study_detail(worklist, scope, study, principal):
     return detail
 
 
-def _flag(data, name):
-    value = data.get(name, False)
-    if not isinstance(value, bool):
-        raise HttpError(400, f"{name} must be true or false")
-    return value
-
-
 def report_copy_series(study_uid):
     """SeriesInstanceUIDs of the DICOM copies of the study's signed report (and addenda)."""
     rows = (
@@ -85,54 +108,121 @@ def report_copy_series(study_uid):
     return {row.series_instance_uid for row in rows}
 
 
-def register(router, worklist, scope, host, audit, today=datetime.date.today):
-    thumbnails = Thumbnails(host)
+def list_studies(app, request, query):
+    filters = worklist_query.parse_filters(query.model_dump(), app.clock.today())
+    items, total = worklist_query.search(filters, request.principal, referrer_keys(request.principal))
+    app.audit.record_request("search", request)
+    return Response.json(
+        {"items": items, "total": total, "page": filters.page, "page_size": filters.page_size}, headers=NO_STORE
+    )
 
-    @router.route("GET", "/pacs/api/studies")
-    def list_studies(request):
-        filters = worklist_query.parse_filters(request.query, today())
-        items, total = worklist_query.search(filters, request.principal, referrer_keys(request.principal))
-        audit.record_request("search", request)
-        return Response.json(
-            {"items": items, "total": total, "page": filters.page, "page_size": filters.page_size},
-            headers={"Cache-Control": "no-store"},
-        )
 
-    @router.route("GET", "/pacs/api/studies/{uid}")
-    def get_study(request, uid):
-        study = worklist.study(uid)
-        audit.record("study_viewed", username=request.principal.username, role=request.principal.role, study_uid=uid)
-        return Response.json(
-            study_detail(worklist, scope, study, request.principal), headers={"Cache-Control": "no-store"}
-        )
+def get_study(app, request, uid):
+    study = app.worklist.study(uid)
+    principal = request.principal
+    app.audit.record("study_viewed", username=principal.username, role=principal.role, study_uid=uid)
+    return Response.json(study_detail(app.scope, study, principal), headers=NO_STORE)
 
-    @router.route("GET", "/pacs/api/studies/{uid}/series/{series_uid}/thumbnail")
-    def thumbnail(request, uid, series_uid):
-        study = worklist.study(uid)
-        series = Series.get_or_none(Series.study == study, Series.series_instance_uid == series_uid)
-        if series is None:
-            raise HttpError(404, f"no series {series_uid} in this study")
-        try:
-            png = thumbnails.get(series.orthanc_id)
-        except NotRenderable as error:
-            raise HttpError(404, str(error)) from None
-        audit.record_request("thumbnail_viewed", request, study_uid=uid)
-        return Response(200, png, "image/png", {"Cache-Control": "private, max-age=3600"})
 
-    @router.route("GET", "/pacs/api/dashboard")
-    def dashboard_figures(request):
-        return Response.json(dashboard.summary(today(), utcnow()), headers={"Cache-Control": "no-store"})
+def thumbnail(app, request, uid, series_uid):
+    png = app.worklist.thumbnail(uid, series_uid)
+    app.audit.record_request("thumbnail_viewed", request, study_uid=uid)
+    return Response(200, png, "image/png", {"Cache-Control": "private, max-age=3600"})
 
-    def action(name, perform):
-        @router.route("POST", f"/pacs/api/studies/{{uid}}/{name}")
-        def handler(request, uid):
-            data = request.json() if request.body else {}
-            return Response.json(worklist_query.describe(perform(uid, data, request.principal)))
 
-        handler.__name__ = name
-        return handler
+def dashboard_figures(app, request):
+    return Response.json(dashboard.summary(app.clock.today(), utcnow()), headers=NO_STORE)
 
-    action("claim", lambda uid, data, who: worklist.claim(uid, who, take_over=_flag(data, "take_over")))
-    action("release", lambda uid, data, who: worklist.release(uid, who))
-    action("assign", lambda uid, data, who: worklist.assign(uid, data.get("assignee"), who))
-    action("priority", lambda uid, data, who: worklist.set_priority(uid, data.get("priority"), who))
+
+def _optional_body(request):
+    """The JSON body of an action; every action's body may be left out."""
+    return request.json() if request.body else {}
+
+
+def claim(app, request, uid):
+    take_over = validate(Claim, _optional_body(request), "body").take_over
+    return worklist_query.describe(app.worklist.claim(uid, request.principal, take_over=take_over))
+
+
+def release(app, request, uid):
+    _optional_body(request)  # nothing is read from it, but a malformed one is still refused
+    return worklist_query.describe(app.worklist.release(uid, request.principal))
+
+
+def assign(app, request, uid):
+    assignee = _optional_body(request).get("assignee")
+    return worklist_query.describe(app.worklist.assign(uid, assignee, request.principal))
+
+
+def priority(app, request, uid):
+    chosen = _optional_body(request).get("priority")
+    return worklist_query.describe(app.worklist.set_priority(uid, chosen, request.principal))
+
+
+ROUTES = (
+    Route(
+        "GET",
+        "/pacs/api/studies",
+        list_studies,
+        "studies.read",
+        summary="The reading worklist: {items, total, page, page_size} (referrers: their studies only)",
+        query=WorklistQuery,
+    ),
+    Route(
+        "GET",
+        "/pacs/api/studies/{uid}",
+        get_study,
+        "studies.read",
+        summary="One study with series, priors and state",
+        study="uid",
+    ),
+    Route(
+        "GET",
+        "/pacs/api/studies/{uid}/series/{series_uid}/thumbnail",
+        thumbnail,
+        "studies.read",
+        summary="A PNG of the series' middle image",
+        study="uid",
+    ),
+    Route(
+        "POST",
+        "/pacs/api/studies/{uid}/claim",
+        claim,
+        "studies.claim",
+        summary="Claim (in_progress, exclusive; renews an own claim). The body is optional; "
+        "take_over: true takes a colleague's live claim over (audited with their name)",
+        study="uid",
+        responses=(("409", "claimed by someone else or not claimable"),),
+    ),
+    Route(
+        "POST",
+        "/pacs/api/studies/{uid}/release",
+        release,
+        "studies.claim",
+        summary="Release a claim (the reader or an admin)",
+        study="uid",
+    ),
+    Route(
+        "POST",
+        "/pacs/api/studies/{uid}/assign",
+        assign,
+        "studies.claim",
+        summary="Assign to a radiologist: {assignee: a username, or null to unassign}",
+        study="uid",
+    ),
+    Route(
+        "POST",
+        "/pacs/api/studies/{uid}/priority",
+        priority,
+        "studies.prioritise",
+        summary="Set the priority: {priority: " + " | ".join(PRIORITIES) + "}",
+        study="uid",
+    ),
+    Route(
+        "GET",
+        "/pacs/api/dashboard",
+        dashboard_figures,
+        "dashboard.read",
+        summary="Counts, studies per day, turnaround, workload, waiting longest",
+    ),
+)
