@@ -3,7 +3,7 @@ belongs to, and the permission table the guard decides by: the rules generated
 from these declarations, then the hand-written ones of plugin/auth/permissions.py
 (Orthanc's routes, and ours not yet declared)."""
 
-from plugin import health, openapi, routing
+from plugin import health, openapi, routing, site
 from plugin.auth import pages as auth_pages
 from plugin.auth import permissions
 from plugin.auth import routes as auth_routes
@@ -12,7 +12,6 @@ from plugin.nodes import routes as node_routes
 from plugin.reports import pages as report_pages
 from plugin.reports import routes as report_routes
 from plugin.viewer import routes as viewer_routes
-from plugin.webui import routes as webui_routes
 from plugin.worklist import pages as worklist_pages
 from plugin.worklist import routes as worklist_routes
 
@@ -26,7 +25,7 @@ ROUTES = routing.check_unique(
     + auth_routes.ROUTES
     + auth_pages.ROUTES
     + viewer_routes.ROUTES
-    + webui_routes.ROUTES
+    + site.ROUTES
     + worklist_routes.ROUTES
     + worklist_pages.ROUTES
 )

@@ -1,5 +1,5 @@
 """The viewer's, the static files' and Orthanc's root's declared routes (plugin/viewer/routes.py,
-plugin/webui/routes.py) decide every request exactly as the hand-written rules they replaced
+plugin/site.py) decide every request exactly as the hand-written rules they replaced
 did: same methods, permission, study scoping, referrer query, body limit, on ordinary and odd
 paths; no other rule, hand-written or generated, names a path they name (so their place in
 the table changes nothing); and the router gives each URL the handler it had."""
@@ -8,15 +8,14 @@ import re
 
 import pytest
 
-from plugin import route_table, routing
+from plugin import route_table, routing, site
 from plugin.auth import permissions
 from plugin.auth.guard import Guard
 from plugin.auth.permissions import PUBLIC, QIDO, QIDO_BY_STUDY, _rule
 from plugin.http import HttpError, Request, Router
 from plugin.viewer import routes as viewer_routes
-from plugin.webui import routes as webui_routes
 
-OURS = viewer_routes.ROUTES + webui_routes.ROUTES
+OURS = viewer_routes.ROUTES + site.ROUTES
 OTHERS = tuple(route for route in route_table.ROUTES if route not in OURS)
 
 # The hand-written rules as they were (plugin/auth/permissions.py before these routes were declared).

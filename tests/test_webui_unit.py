@@ -17,12 +17,11 @@ from urllib.parse import parse_qsl, urlsplit
 import jinja2
 import pytest
 
-from plugin import routing, webui
+from plugin import routing, site, webui
 from plugin.http import Request, Response, Router
 from plugin.models import PRIORITIES, STATUSES
 from plugin.reports.models import SECTIONS
 from plugin.webui import WebUI, default_webui, render, security_headers
-from plugin.webui import routes as webui_routes
 from plugin.webui.i18n import Catalogues
 from plugin.webui.pages import TEMPLATE_DIR, json_script, url_with_query
 from plugin.webui.static import STATIC_DIR, StaticFiles, accepts_gzip
@@ -897,7 +896,7 @@ def test_frame_ancestors_choice():
 def static_router(static_files=None):
     """A router with the web UI's declared routes, serving ``static_files`` (the default web UI's when None)."""
     router = Router()
-    routing.register(router, webui_routes.ROUTES, SimpleNamespace(static_files=static_files or default_webui().static))
+    routing.register(router, site.ROUTES, SimpleNamespace(static_files=static_files or default_webui().static))
     return router
 
 
@@ -1057,7 +1056,7 @@ class BrowserSession:
         self.refresh_status = 200
         self.console_errors = []
         self.router = Router()
-        routing.register(self.router, webui_routes.ROUTES, SimpleNamespace(static_files=default_webui().static))
+        routing.register(self.router, site.ROUTES, SimpleNamespace(static_files=default_webui().static))
         self.router.add("GET", "/pacs/page/{name}", self._sample_page)
         self.router.add("GET", "/pacs/login", lambda request: render("login.html", request, csrf_token=TOKEN))
         self.router.add("POST", "/pacs/api/echo", self._echo)

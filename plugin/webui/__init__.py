@@ -11,14 +11,13 @@
 - ``error_page(status, message, request=None)``: ``error.html`` as a Response.
 - ``security_headers(frame_ancestors="'self'")``: CSP and friends for a page.
 - ``default_webui().static``: the files of ``static/``, served as /pacs/static/<name>
-  (``routes``); ``static_url(name)`` (also a template global) is a file's
+  (plugin/site.py); ``static_url(name)`` (also a template global) is a file's
   cache-busting URL.
 - ``gettext(message, request=None)`` / ``_``: a UI message for Python code.
 
 Templates, catalogues and static files are loaded once, on first use.
 Implementation: ``pages`` (templates), ``i18n`` (languages), ``static``
-(files), ``headers`` (HTTP headers), ``routes`` (the static files' route and
-Orthanc's root).
+(files), ``headers`` (HTTP headers).
 """
 
 import functools

@@ -1,4 +1,4 @@
-"""The web UI's CSS, JS and images, served as /pacs/static/<name> (plugin/webui/routes.py).
+"""The web UI's CSS, JS and images, served as /pacs/static/<name> (plugin/site.py).
 
 The files are small, so they are read once at start-up and served from
 memory (with a gzip copy for the larger text files). Only files found inside

@@ -1,6 +1,9 @@
-"""The web UI's own routes: its static files (CSS, JS, images: plugin/webui/static.py),
-and Orthanc's root, which leads to the worklist. Neither is JSON API: both stay out of
-the OpenAPI document."""
+"""The site's routes that belong to no feature: Orthanc's root, which leads to the
+worklist, and the web UI's static files (CSS, JS, images: plugin/webui/static.py).
+Neither is JSON API: both stay out of the OpenAPI document.
+
+Not in plugin.webui: declaring a route needs plugin.routing, which needs
+plugin.auth, whose pages need plugin.webui (an import cycle)."""
 
 from plugin.auth.permissions import PUBLIC
 from plugin.http import Response
