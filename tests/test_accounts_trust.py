@@ -13,7 +13,11 @@ import pytest
 import requests
 from pacs_server import ADMIN_PASSWORD, PacsServer
 
-from plugin.auth.accounts import LOCKED, REVOCATION_TTL
+from plugin.auth.accounts import REVOCATION_TTL
+from plugin.errors import Locked
+from plugin.http import HTTP_STATUS
+
+LOCKED = HTTP_STATUS[Locked]  # 423: Orthanc 1.10.1 cannot send 429
 
 PASSWORD = "Trusted-Session-{}-Lantern"
 NEW_PASSWORD = "Another-Violet-Harbour-{}"

@@ -17,7 +17,10 @@ import pytest
 import requests
 from pacs_server import ADMIN_PASSWORD, PacsServer
 
-from plugin.auth.accounts import LOCKED  # 423: Orthanc 1.10.1 cannot send 429
+from plugin.errors import Locked
+from plugin.http import HTTP_STATUS
+
+LOCKED = HTTP_STATUS[Locked]  # 423: Orthanc 1.10.1 cannot send 429
 
 PASSWORD = "Attack-Surface-9-{}"
 SQL_AND_SCRIPT = (

@@ -10,12 +10,12 @@ import jwt
 import pytest
 
 from plugin.auth import permissions
-from plugin.auth.accounts import AccountError, Principal
+from plugin.auth.accounts import Principal
 from plugin.auth.guard import SESSION_COOKIE, Guard
 from plugin.auth.passwords import Hasher, PasswordRejected, check_policy
-from plugin.auth.routes import int_param
 from plugin.auth.tokens import Claims, TokenCodec, TokenError
-from plugin.http import MAX_JSON_DEPTH, HttpError, Request, json_nesting_ok
+from plugin.errors import Unauthenticated
+from plugin.http import MAX_JSON_DEPTH, HttpError, Request, int_param, json_nesting_ok
 from plugin.route_table import TABLE
 
 SECRET = b"s" * 64
@@ -277,7 +277,7 @@ class RenewingAccounts(FakeAccounts):
     def renew(self, token, address=""):
         self.renewals.append((token, address))
         if token == "old-gone":
-            raise AccountError(401, "session ended; please log in again")
+            raise Unauthenticated("session ended; please log in again")
         role = token[4:]
         return f"tok-{role}", Claims(7, f"user-{role}", role, f"sid-{role}", f"csrf-{role}", int(time.time()) + 60)
 

@@ -15,12 +15,15 @@ from hypothesis import strategies as st
 from zxcvbn import zxcvbn
 
 from plugin import db, migrations
-from plugin.auth.accounts import LOCKED, AccountError, Accounts, LockoutPolicy, Principal
+from plugin.auth.accounts import Accounts, LockoutPolicy, Principal
 from plugin.auth.models import LoginFailure, Session
 from plugin.auth.passwords import MAX_BYTES, MIN_LENGTH, MIN_SCORE, Hasher, PasswordRejected, check_policy
 from plugin.auth.tokens import TokenCodec
+from plugin.errors import DomainError, Forbidden, Locked
+from plugin.http import HTTP_STATUS, http_status
 
 REPO = Path(__file__).resolve().parent.parent
+LOCKED = HTTP_STATUS[Locked]  # the HTTP status of a login refused by the lockout
 WEAK = ("aaaaaaaaaa", "1111111111", "abcdefghij", "clinic2026", "Password2026", "qwertyuiop")
 
 
@@ -183,7 +186,7 @@ def test_a_password_change_ends_the_other_sessions_only(accounts):
     accounts.change_password(sessions[0], password, "Entirely-New-Lantern-43")
     assert [accounts.is_revoked(s.session_id) for s in sessions] == [False, True, True, True]
     assert not accounts.is_revoked(theirs.session_id)
-    with pytest.raises(AccountError):
+    with pytest.raises(Forbidden):
         accounts.change_password(sessions[0], "wrong-current-password", "Another-New-Lantern-44")
 
 
@@ -224,8 +227,8 @@ def test_the_lockout_follows_its_rule(strict, real_users, sequence):
         try:
             strict.login(name, password if right else "Wrong-Guess-Lantern-9", address)
             status = 200
-        except AccountError as error:
-            status = error.status
+        except DomainError as error:
+            status = http_status(error)
         on_name = sum(1 for n, _ in failures if n == name)
         from_address = sum(1 for _, a in failures if a == address)
         if on_name >= POLICY.per_account:

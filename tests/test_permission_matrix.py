@@ -64,6 +64,7 @@ MATRIX = (
     row("GET", "/pacs/static/no-such-file.css", EVERYONE),
     row("GET", "/pacs/login", EVERYONE),
     row("POST", "/pacs/login", EVERYONE, b""),  # the page refuses the form itself (no CSRF cookie)
+    row("POST", "/pacs/api/auth/login", EVERYONE, {}),  # 400: fields missing
     # refresh is public, but without a token there is nothing to refresh (401)
     row("POST", "/pacs/api/auth/refresh", LOGGED_IN),
     # --- ours: any logged-in user ----------------------------------------------
@@ -88,6 +89,10 @@ MATRIX = (
     row("POST", "/pacs/api/apikeys", ONLY_ADMIN, {}),
     row("DELETE", "/pacs/api/apikeys/999999", ONLY_ADMIN),
     row("GET", "/pacs/admin/users", ONLY_ADMIN),
+    row("POST", "/pacs/admin/users", ONLY_ADMIN, b""),  # the page says what is missing
+    row("POST", "/pacs/admin/users/999999", ONLY_ADMIN, b""),
+    row("POST", "/pacs/admin/users/999999/password", ONLY_ADMIN, b""),
+    row("POST", "/pacs/admin/apikeys", ONLY_ADMIN, b""),
     row("GET", "/pacs/admin/apikeys", ONLY_ADMIN),
     row("POST", "/pacs/admin/apikeys/999999/revoke", ONLY_ADMIN, b""),
     row("GET", "/pacs/api/audit", ONLY_ADMIN),

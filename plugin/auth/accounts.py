@@ -25,13 +25,13 @@ from plugin.auth.refreshing import Refreshing
 from plugin.auth.tokens import TokenError
 from plugin.db import utcnow
 from plugin.dicomnames import pn_from_text
+from plugin.errors import Conflict, Forbidden, Invalid, Locked, NotFound, Unauthenticated
 
 LOGGER = logging.getLogger(__name__)
 
 INITIAL_PASSWORD_FILE = "initial-admin-password"
 REVOCATION_TTL = 2.0
 MAX_USERNAME = 64
-LOCKED = 423  # the HTTP status of a login refused by the lockout
 
 
 @dataclass(frozen=True)
@@ -44,15 +44,6 @@ class Principal:
     session_id: str = ""
     csrf: str = ""
     via: str = "bearer"
-
-
-class AccountError(Exception):
-    """A refusal with the HTTP status that fits it and a message for the user."""
-
-    def __init__(self, status, message):
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -85,7 +76,7 @@ class Accounts:
         username = normalise_username(username)
         _check_username(username)
         _check_role(role)
-        check_policy_or_400(password, username)
+        _checked_password(password, username)
         display_name = _text(display_name or username, "display_name", 200) or username
         now = utcnow()
         try:
@@ -101,7 +92,7 @@ class Accounts:
                 password_changed_at=now,
             )
         except IntegrityError:
-            raise AccountError(409, f"user {username!r} already exists") from None
+            raise Conflict(f"user {username!r} already exists") from None
         if must_change_password:
             self._pending.invalidate()
         self._record(actor, "user_created", details={"username": username, "role": role})
@@ -124,7 +115,7 @@ class Accounts:
             and user.id == actor.user_id
             and (changes.get("disabled") or changes.get("role", "admin") != "admin")
         ):
-            raise AccountError(409, "you cannot disable your own account or drop your own admin role")
+            raise Conflict("you cannot disable your own account or drop your own admin role")
         if not changes:
             return user
         User.update(updated_at=utcnow(), **changes).where(User.id == user.id).execute()
@@ -137,7 +128,7 @@ class Accounts:
     def get_user(self, user_id):
         user = User.get_or_none(User.id == user_id)
         if user is None:
-            raise AccountError(404, f"no user with id {user_id}")
+            raise NotFound(f"no user with id {user_id}")
         return user
 
     def list_users(self):
@@ -146,7 +137,7 @@ class Accounts:
     def reset_password(self, user_id, new_password, actor):
         """An admin sets a new password; the user must change it at next login."""
         user = self.get_user(user_id)
-        check_policy_or_400(new_password, user.username)
+        _checked_password(new_password, user.username)
         self._set_password(user, new_password, must_change=True)
         self.revoke_user_sessions(user.id)
         self._record(actor, "password_reset", details={"username": user.username})
@@ -160,10 +151,10 @@ class Accounts:
         if not isinstance(current, str) or not self._hasher.verify(current, user.password_hash):
             self._record(principal, "password_changed", outcome="failure")
             self._login_failed(user.username, address)
-            raise AccountError(403, "current password is wrong")
-        check_policy_or_400(new_password, user.username)
+            raise Forbidden("current password is wrong")
+        _checked_password(new_password, user.username)
         if new_password == current:
-            raise AccountError(400, "the new password must differ from the current one")
+            raise Invalid("the new password must differ from the current one")
         self._set_password(user, new_password, must_change=False)
         # Whoever knew the old password may hold another session: end them all but this one.
         ended = self.revoke_user_sessions(user.id, keep=principal.session_id)
@@ -190,23 +181,23 @@ class Accounts:
             written = _write_private(Path(data_dir) / INITIAL_PASSWORD_FILE, password + "\n")
         try:
             self.create_user("admin", password, "admin", "Administrator", must_change_password=written is not None)
-        except AccountError as error:
-            if error.status == 409:  # another node created it first
-                return None
-            raise AccountError(error.status, f"PACS_ADMIN_PASSWORD: {error.message}") from None
+        except Conflict:  # another node created it first
+            return None
+        except Invalid as error:
+            raise Invalid(f"PACS_ADMIN_PASSWORD: {error.message}") from None
         LOGGER.warning("event=first_admin_created username=admin password_source=%s", written or "PACS_ADMIN_PASSWORD")
         return written
 
     # --- logins and sessions --------------------------------------------------
 
     def login(self, username, password, address=""):
-        """(token, Claims, User) for good credentials; AccountError otherwise.
+        """(token, Claims, User) for good credentials; a domain error (plugin.errors) otherwise.
 
         The answer takes one bcrypt whether or not the user exists.
         """
         username = normalise_username(username)
         if not username or not isinstance(password, str) or not password:
-            raise AccountError(400, "username and password are required")
+            raise Invalid("username and password are required")
         username = username[:MAX_USERNAME]
         if self._failures(LoginFailure.username == username) >= self._lockout.per_account:
             self._audit.record(
@@ -221,7 +212,7 @@ class Accounts:
         if not self._hasher.verify(password, user.password_hash if user else None):
             if self._login_failed(username, address):
                 raise self._locked("address")
-            raise AccountError(401, "wrong username or password")
+            raise Unauthenticated("wrong username or password")
         if user.disabled:
             self._audit.record(
                 "login_failed",
@@ -231,7 +222,7 @@ class Accounts:
                 outcome="denied",
                 details={"reason": "disabled"},
             )
-            raise AccountError(403, "this account is disabled")
+            raise Forbidden("this account is disabled")
         LoginFailure.delete().where(LoginFailure.username == username).execute()
         now = utcnow()
         User.update(last_login_at=now).where(User.id == user.id).execute()
@@ -252,7 +243,7 @@ class Accounts:
         try:
             claims = self._codec.decode(token, verify_exp=False)
         except TokenError:
-            raise AccountError(401, "login required") from None
+            raise Unauthenticated("login required") from None
         session = Session.get_or_none(Session.id == claims.session_id)
         now = utcnow()
         if (
@@ -261,11 +252,11 @@ class Accounts:
             or session.expires_at <= now
             or session.last_seen_at + self._idle <= now
         ):
-            raise AccountError(401, "session ended; please log in again")
+            raise Unauthenticated("session ended; please log in again")
         user = session.user
         if user.disabled or user.role != claims.role or user.id != claims.user_id:
             self.revoke_session(session.id)
-            raise AccountError(401, "session ended; please log in again")
+            raise Unauthenticated("session ended; please log in again")
         Session.update(last_seen_at=now).where(Session.id == session.id).execute()
         return self._issue(user, session.id, claims.csrf, session.expires_at)
 
@@ -327,10 +318,10 @@ class Accounts:
 
     def _locked(self, scope):
         minutes = self._lockout.window_seconds // 60
-        # 423 Locked, not 429: Orthanc 1.10.1 has no 429 in its status table, and a
-        # plugin answer with a status it does not know ends the connection, unanswered.
+        # Locked (HTTP 423), not "too many requests" (429): Orthanc 1.10.1 has no 429 in its status
+        # table, and a plugin answer with a status it does not know ends the connection, unanswered.
         hint = " (the right password of an account that is not locked still works)" if scope == "address" else ""
-        return AccountError(LOCKED, f"too many failed logins for this {scope}; try again in {minutes} minutes{hint}")
+        return Locked(f"too many failed logins for this {scope}; try again in {minutes} minutes{hint}")
 
     def _failures(self, condition):
         since = utcnow() - datetime.timedelta(seconds=self._lockout.window_seconds)
@@ -389,26 +380,26 @@ def _users_to_change_password():
         return frozenset(row.id for row in rows)
 
 
-def check_policy_or_400(password, username):
+def _checked_password(password, username):
     try:
         check_policy(password, username)
     except PasswordRejected as error:
-        raise AccountError(400, str(error)) from None
+        raise Invalid(str(error)) from None
 
 
 def _check_username(username):
     if not username or len(username) > MAX_USERNAME or not all(c.isalnum() or c in "._-@" for c in username):
-        raise AccountError(400, f"username must be 1-{MAX_USERNAME} letters, digits or . _ - @")
+        raise Invalid(f"username must be 1-{MAX_USERNAME} letters, digits or . _ - @")
 
 
 def _check_role(role):
     if role not in ROLES:
-        raise AccountError(400, f"role must be one of {', '.join(ROLES)}")
+        raise Invalid(f"role must be one of {', '.join(ROLES)}")
 
 
 def _text(value, name, limit):
     if not isinstance(value, str) or len(value) > limit:
-        raise AccountError(400, f"{name} must be text of at most {limit} characters")
+        raise Invalid(f"{name} must be text of at most {limit} characters")
     return value.strip()
 
 
@@ -418,10 +409,10 @@ def _names_text(names):
     if isinstance(names, str):
         names = names.splitlines()
     if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
-        raise AccountError(400, "referring_names must be a list of DICOM person names")
+        raise Invalid("referring_names must be a list of DICOM person names")
     cleaned = [pn_from_text(n) for n in names if n.strip()]
     if len(cleaned) > 50 or any(len(n) > 200 for n in cleaned):
-        raise AccountError(400, "referring_names: at most 50 names of at most 200 characters")
+        raise Invalid("referring_names: at most 50 names of at most 200 characters")
     return "\n".join(cleaned)
 
 

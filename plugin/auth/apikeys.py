@@ -11,10 +11,11 @@ import secrets
 import time
 
 from plugin import db
-from plugin.auth.accounts import AccountError, Principal
+from plugin.auth.accounts import Principal
 from plugin.auth.models import ROLES, ApiKey, User
 from plugin.auth.refreshing import Refreshing
 from plugin.db import utcnow
+from plugin.errors import Invalid, NotFound
 
 PREFIX = "pacs_"
 CACHE_TTL = 5.0
@@ -38,19 +39,19 @@ class ApiKeys:
     def create(self, name, user_id, role, expires_days, actor):
         """(the key itself, shown once; the ApiKey row)."""
         if not isinstance(name, str) or not name.strip() or len(name) > 100:
-            raise AccountError(400, "name must be 1-100 characters")
+            raise Invalid("name must be 1-100 characters")
         user = User.get_or_none(User.id == user_id)
         if user is None:
-            raise AccountError(404, f"no user with id {user_id}")
+            raise NotFound(f"no user with id {user_id}")
         role = role or user.role
         if role not in ROLES:
-            raise AccountError(400, f"role must be one of {', '.join(ROLES)}")
+            raise Invalid(f"role must be one of {', '.join(ROLES)}")
         if not self._permissions_of(role) <= self._permissions_of(user.role):
-            raise AccountError(400, f"a key cannot have more rights than its user ({user.role})")
+            raise Invalid(f"a key cannot have more rights than its user ({user.role})")
         expires_at = None
         if expires_days not in (None, ""):
             if not isinstance(expires_days, int) or isinstance(expires_days, bool) or not 0 < expires_days <= MAX_DAYS:
-                raise AccountError(400, f"expires_days must be a whole number from 1 to {MAX_DAYS}")
+                raise Invalid(f"expires_days must be a whole number from 1 to {MAX_DAYS}")
             expires_at = utcnow() + datetime.timedelta(days=expires_days)
         key = PREFIX + secrets.token_urlsafe(32)
         row = ApiKey.create(
@@ -75,7 +76,7 @@ class ApiKeys:
     def revoke(self, key_id, actor):
         row = ApiKey.get_or_none(ApiKey.id == key_id)
         if row is None:
-            raise AccountError(404, f"no API key with id {key_id}")
+            raise NotFound(f"no API key with id {key_id}")
         if row.revoked_at is None:
             ApiKey.update(revoked_at=utcnow()).where(ApiKey.id == key_id).execute()
             self._keys.invalidate()

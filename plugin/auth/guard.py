@@ -13,9 +13,10 @@ import time
 from dataclasses import dataclass
 
 from plugin.auth import permissions
-from plugin.auth.accounts import AccountError, Principal
+from plugin.auth.accounts import Principal
 from plugin.auth.apikeys import looks_like_key
 from plugin.auth.tokens import TokenError
+from plugin.errors import Unauthenticated
 
 LOGGER = logging.getLogger(__name__)
 
@@ -197,7 +198,7 @@ class Guard:
                 )
             try:
                 principal, expires, renewed = self._renew(token, address)
-            except AccountError:
+            except Unauthenticated:
                 self._remember((token, via), (None, now + ENDED_SESSION_SECONDS, SESSION_EXPIRED))
                 return None, SESSION_EXPIRED, ""
         self._remember((token, via), (principal, expires, renewed))
@@ -205,7 +206,7 @@ class Guard:
 
     def _renew(self, token, address):
         """(Principal, expiry, new token) of a session cookie whose token expired while
-        its session is still open (AccountError when it has ended): once per token
+        its session is still open (Unauthenticated when it has ended): once per token
         lifetime per cookie, since the answer is kept in the token cache."""
         renewed, claims = self._accounts.renew(token, address)
         LOGGER.debug("event=session_renewed user=%s", claims.username)

@@ -4,29 +4,36 @@ administration, the audit log. Forms post urlencoded with a csrf_token field."""
 import hmac
 import json
 import secrets
+import weakref
 from types import SimpleNamespace
 
-from plugin.auth.accounts import AccountError
 from plugin.auth.guard import SESSION_COOKIE, cookie
 from plugin.auth.models import ROLES, User
-from plugin.auth.routes import audit_filters, is_https, session_cookie
+from plugin.auth.permissions import AUTHENTICATED, PUBLIC
+from plugin.auth.routes import audit_filters, is_https, read_audit, session_cookie
 from plugin.errors import DomainError
 from plugin.http import HttpError, Response, http_status, int_param
+from plugin.routing import Route
 from plugin.webui import error_page, render
 from plugin.webui import gettext as _
 from plugin.webui.forms import checked_form, safe_next
 from plugin.worklist.query import studies_by_uid
 
+LOGIN = "/pacs/login"
+ACCOUNT = "/pacs/account"  # where a user told to change their password is sent
+USERS = "/pacs/admin/users"
+KEYS = "/pacs/admin/apikeys"
 LOGIN_CSRF_COOKIE = "pacs_login_csrf"
 
 
 def page(handler):
-    """Errors on a page become an HTML error page, not JSON."""
+    """Errors on a page become an HTML error page, not JSON (pages not yet declared as
+    routes: a declared page's refusals become the error page in plugin.routing)."""
 
     def wrapped(request, **params):
         try:
             return handler(request, **params)
-        except (HttpError, AccountError) as error:
+        except HttpError as error:
             return error_page(error.status, error.message, request, **signed_in(request))
         except DomainError as error:
             return error_page(http_status(error), error.message, request, **signed_in(request))
@@ -47,281 +54,295 @@ def with_cookie(response, value):
     return response
 
 
-def register(router, accounts, apikeys, audit, settings):
-    route = lambda method, pattern: lambda f: router.add(method, pattern, page(f))  # noqa: E731
+# --- login and logout ----------------------------------------------------------------
 
-    def user_of(request):
-        return accounts.get_user(request.principal.user_id)
 
-    def context(request, **extra):
-        return dict(user=user_of(request), csrf_token=request.principal.csrf, **extra)
+def login_page(app, request, status=200, error=None, username="", messages=()):
+    token = secrets.token_urlsafe(24)
+    response = render(
+        "login.html",
+        request,
+        status,
+        csrf_token=token,
+        error=error,
+        messages=messages,
+        username=username,
+        next_url=safe_next(request.query.get("next")),
+    )
+    secure = "; Secure" if is_https(request, app.settings) else ""
+    return with_cookie(
+        response, f"{LOGIN_CSRF_COOKIE}={token}; Path={LOGIN}; HttpOnly; SameSite=Strict; Max-Age=3600{secure}"
+    )
 
-    # --- login and logout ----------------------------------------------------
 
-    def login_page(request, status=200, error=None, username="", messages=()):
-        token = secrets.token_urlsafe(24)
-        response = render(
-            "login.html",
+def show_login(app, request):
+    if request.principal is not None:
+        return Response.redirect(safe_next(request.query.get("next")))
+    if cookie(request.headers, SESSION_COOKIE):  # still sent, but its session has ended (signing out clears it)
+        return login_page(
+            app,
             request,
-            status,
-            csrf_token=token,
-            error=error,
-            messages=messages,
-            username=username,
-            next_url=safe_next(request.query.get("next")),
+            messages=[{"level": "warning", "text": _("Your session expired. Please sign in again.", request)}],
         )
-        secure = "; Secure" if is_https(request, settings) else ""
-        return with_cookie(
-            response, f"{LOGIN_CSRF_COOKIE}={token}; Path=/pacs/login; HttpOnly; SameSite=Strict; Max-Age=3600{secure}"
-        )
+    return login_page(app, request)
 
-    @route("GET", "/pacs/login")
-    def show_login(request):
-        if request.principal is not None:
-            return Response.redirect(safe_next(request.query.get("next")))
-        if cookie(request.headers, SESSION_COOKIE):  # still sent, but its session has ended (signing out clears it)
-            return login_page(
-                request,
-                messages=[{"level": "warning", "text": _("Your session expired. Please sign in again.", request)}],
-            )
-        return login_page(request)
 
-    @route("POST", "/pacs/login")
-    def submit_login(request):
-        form = request.form()
-        expected = cookie(request.headers, LOGIN_CSRF_COOKIE)
-        if not expected or not hmac.compare_digest(form.get("csrf_token", "").encode(), expected.encode()):
-            return login_page(request, 403, _("The form expired; please try again.", request))
-        try:
-            token, _claims, user = accounts.login(form.get("username", ""), form.get("password", ""), request.client_ip)
-        except AccountError as error:
-            return login_page(request, error.status, error.message, form.get("username", ""))
-        target = "/pacs/account" if user.must_change_password else safe_next(form.get("next"))
-        cookie_value = session_cookie(token, settings.session_hours * 3600, is_https(request, settings))
-        return with_cookie(Response.redirect(target), cookie_value)
+def submit_login(app, request):
+    form = request.form()
+    expected = cookie(request.headers, LOGIN_CSRF_COOKIE)
+    if not expected or not hmac.compare_digest(form.get("csrf_token", "").encode(), expected.encode()):
+        return login_page(app, request, 403, _("The form expired; please try again.", request))
+    try:
+        token, _claims, user = app.accounts.login(form.get("username", ""), form.get("password", ""), request.client_ip)
+    except DomainError as error:
+        return login_page(app, request, http_status(error), error.message, form.get("username", ""))
+    target = ACCOUNT if user.must_change_password else safe_next(form.get("next"))
+    cookie_value = session_cookie(token, app.settings.session_hours * 3600, is_https(request, app.settings))
+    return with_cookie(Response.redirect(target), cookie_value)
 
-    @route("POST", "/pacs/logout")
-    def submit_logout(request):
-        checked_form(request)
-        accounts.logout(request.principal, request.client_ip)
-        return with_cookie(Response.redirect("/pacs/login"), session_cookie("", 0, is_https(request, settings)))
 
-    # --- own account ---------------------------------------------------------
+def submit_logout(app, request):
+    checked_form(request)
+    app.accounts.logout(request.principal, request.client_ip)
+    return with_cookie(Response.redirect(LOGIN), session_cookie("", 0, is_https(request, app.settings)))
 
-    @route("GET", "/pacs/account")
-    def account(request):
-        user = user_of(request)
-        messages = []
-        if user.must_change_password:
-            messages.append({"level": "warning", "text": _("Please choose a new password before you go on.", request)})
-        return render("account.html", request, messages=messages, active_nav="account", **context(request))
 
-    @route("POST", "/pacs/account/password")
-    def change_password(request):
-        form = checked_form(request)
-        if form.get("new_password", "") != form.get("confirm_password", ""):
-            return render(
-                "account.html",
-                request,
-                400,
-                error=_("The two new passwords differ.", request),
-                active_nav="account",
-                **context(request),
-            )
-        try:
-            accounts.change_password(
-                request.principal, form.get("current_password", ""), form.get("new_password", ""), request.client_ip
-            )
-        except AccountError as error:
-            return render(
-                "account.html", request, error.status, error=error.message, active_nav="account", **context(request)
-            )
+# --- own account -----------------------------------------------------------------------
+
+
+def context(app, request, **extra):
+    """What every page shows of whoever is signed in: who they are and their CSRF token."""
+    return dict(user=app.accounts.get_user(request.principal.user_id), csrf_token=request.principal.csrf, **extra)
+
+
+def account(app, request):
+    user = app.accounts.get_user(request.principal.user_id)
+    messages = []
+    if user.must_change_password:
+        messages.append({"level": "warning", "text": _("Please choose a new password before you go on.", request)})
+    return render("account.html", request, messages=messages, active_nav="account", **context(app, request))
+
+
+def change_password(app, request):
+    form = checked_form(request)
+    if form.get("new_password", "") != form.get("confirm_password", ""):
         return render(
             "account.html",
             request,
+            400,
+            error=_("The two new passwords differ.", request),
             active_nav="account",
-            messages=[{"level": "success", "text": _("Password changed.", request)}],
-            **context(request),
+            **context(app, request),
         )
-
-    # --- users ------------------------------------------------------------------
-
-    def users_page(request, status=200, error=None, messages=()):
-        users = [
-            SimpleNamespace(
-                id=u.id,
-                username=u.username,
-                display_name=u.display_name,
-                role=u.role,
-                referrer_names=u.referring_name_list,
-                disabled=u.disabled,
-                last_login=u.last_login_at,
-            )
-            for u in accounts.list_users()
-        ]
+    try:
+        app.accounts.change_password(
+            request.principal, form.get("current_password", ""), form.get("new_password", ""), request.client_ip
+        )
+    except DomainError as error:
         return render(
-            "admin_users.html",
+            "account.html",
             request,
-            status,
-            users=users,
-            roles=list(ROLES),
-            error=error,
-            messages=list(messages),
-            active_nav="users",
-            **context(request),
+            http_status(error),
+            error=error.message,
+            active_nav="account",
+            **context(app, request),
         )
+    return render(
+        "account.html",
+        request,
+        active_nav="account",
+        messages=[{"level": "success", "text": _("Password changed.", request)}],
+        **context(app, request),
+    )
 
-    def user_action(request, action, done):
-        try:
-            action()
-        except AccountError as error:
-            return users_page(request, error.status, error.message)
-        return users_page(request, messages=[{"level": "success", "text": done}])
 
-    @route("GET", "/pacs/admin/users")
-    def users(request):
-        return users_page(request)
+# --- users -------------------------------------------------------------------------------
 
-    @route("POST", "/pacs/admin/users")
-    def create_user(request):
-        form = checked_form(request)
-        return user_action(
-            request,
-            lambda: accounts.create_user(
-                form.get("username", ""),
-                form.get("password", ""),
-                form.get("role", ""),
-                form.get("display_name", ""),
-                form.get("referrer_names", ""),
-                actor=request.principal,
-            ),
-            _("User created.", request),
+
+def users_page(app, request, status=200, error=None, messages=()):
+    users = [
+        SimpleNamespace(
+            id=u.id,
+            username=u.username,
+            display_name=u.display_name,
+            role=u.role,
+            referrer_names=u.referring_name_list,
+            disabled=u.disabled,
+            last_login=u.last_login_at,
         )
+        for u in app.accounts.list_users()
+    ]
+    return render(
+        "admin_users.html",
+        request,
+        status,
+        users=users,
+        roles=list(ROLES),
+        error=error,
+        messages=list(messages),
+        active_nav="users",
+        **context(app, request),
+    )
 
-    @route("POST", "/pacs/admin/users/{user_id}")
-    def edit_user(request, user_id):
-        form = checked_form(request)
-        return user_action(
-            request,
-            lambda: accounts.update_user(
-                _user_id(user_id),
-                actor=request.principal,
-                role=form.get("role"),
-                display_name=form.get("display_name"),
-                referring_names=form.get("referrer_names", ""),
-                disabled=form.get("disabled") == "1",
-            ),
-            _("User saved.", request),
+
+def user_action(app, request, action, done):
+    """The users page again, saying what was done or why not."""
+    try:
+        action()
+    except DomainError as error:
+        return users_page(app, request, http_status(error), error.message)
+    return users_page(app, request, messages=[{"level": "success", "text": done}])
+
+
+def users(app, request):
+    return users_page(app, request)
+
+
+def create_user(app, request):
+    form = checked_form(request)
+    return user_action(
+        app,
+        request,
+        lambda: app.accounts.create_user(
+            form.get("username", ""),
+            form.get("password", ""),
+            form.get("role", ""),
+            form.get("display_name", ""),
+            form.get("referrer_names", ""),
+            actor=request.principal,
+        ),
+        _("User created.", request),
+    )
+
+
+def edit_user(app, request, user_id):
+    form = checked_form(request)
+    return user_action(
+        app,
+        request,
+        lambda: app.accounts.update_user(
+            _user_id(user_id),
+            actor=request.principal,
+            role=form.get("role"),
+            display_name=form.get("display_name"),
+            referring_names=form.get("referrer_names", ""),
+            disabled=form.get("disabled") == "1",
+        ),
+        _("User saved.", request),
+    )
+
+
+def reset_password(app, request, user_id):
+    form = checked_form(request)
+    return user_action(
+        app,
+        request,
+        lambda: app.accounts.reset_password(_user_id(user_id), form.get("new_password", ""), request.principal),
+        _("Password reset; the user must change it at next login.", request),
+    )
+
+
+# --- API keys ----------------------------------------------------------------------------
+
+
+def keys_page(app, request, status=200, error=None, new_key=None):
+    keys = [
+        SimpleNamespace(
+            id=k.id,
+            name=k.name,
+            username=k.user.username,
+            role=k.role,
+            created_at=k.created_at,
+            expires_at=k.expires_at,
+            last_used_at=k.last_used_at,
+            revoked=k.revoked_at is not None,
         )
+        for k in app.apikeys.list()
+    ]
+    users = [SimpleNamespace(id=u.id, username=u.username) for u in app.accounts.list_users()]
+    return render(
+        "admin_apikeys.html",
+        request,
+        status,
+        api_keys=keys,
+        users=users,
+        roles=list(ROLES),
+        new_key=new_key,
+        error=error,
+        active_nav="apikeys",
+        **context(app, request),
+    )
 
-    @route("POST", "/pacs/admin/users/{user_id}/password")
-    def reset_password(request, user_id):
-        form = checked_form(request)
-        return user_action(
-            request,
-            lambda: accounts.reset_password(_user_id(user_id), form.get("new_password", ""), request.principal),
-            _("Password reset; the user must change it at next login.", request),
+
+def keys(app, request):
+    return keys_page(app, request)
+
+
+def create_key(app, request):
+    form = checked_form(request)
+    days = form.get("expires_in_days", "").strip()
+    try:
+        key, row = app.apikeys.create(
+            form.get("name", ""),
+            _user_id(form.get("user_id")),
+            form.get("role") or None,
+            int_param(days, "expires in days") if days else None,
+            request.principal,
         )
+    except DomainError as error:
+        return keys_page(app, request, http_status(error), error.message)
+    return keys_page(app, request, new_key=SimpleNamespace(name=row.name, secret=key))
 
-    # --- API keys -----------------------------------------------------------------
 
-    def keys_page(request, status=200, error=None, new_key=None):
-        keys = [
-            SimpleNamespace(
-                id=k.id,
-                name=k.name,
-                username=k.user.username,
-                role=k.role,
-                created_at=k.created_at,
-                expires_at=k.expires_at,
-                last_used_at=k.last_used_at,
-                revoked=k.revoked_at is not None,
-            )
-            for k in apikeys.list()
-        ]
-        users = [SimpleNamespace(id=u.id, username=u.username) for u in accounts.list_users()]
-        return render(
-            "admin_apikeys.html",
-            request,
-            status,
-            api_keys=keys,
-            users=users,
-            roles=list(ROLES),
-            new_key=new_key,
-            error=error,
-            active_nav="apikeys",
-            **context(request),
+def revoke_key(app, request, key_id):
+    checked_form(request)
+    app.apikeys.revoke(_user_id(key_id), request.principal)
+    return keys_page(app, request)
+
+
+# --- audit log ---------------------------------------------------------------------------
+
+# Walking the whole chain is slow: on a trail's first view and on request only.
+_LAST_CHECK = weakref.WeakKeyDictionary()  # AuditLog -> its last verification
+
+
+def chain_status(app, request):
+    checked = _LAST_CHECK.get(app.audit)
+    if checked is None or request.query.get("verify") == "1":
+        checked = _LAST_CHECK[app.audit] = app.audit.verify()
+        app.audit.record(
+            "audit_verified",
+            username=request.principal.username,
+            role=request.principal.role,
+            address=request.client_ip,
+            outcome="success" if checked.ok else "failure",
         )
+    return checked
 
-    @route("GET", "/pacs/admin/apikeys")
-    def keys(request):
-        return keys_page(request)
 
-    @route("POST", "/pacs/admin/apikeys")
-    def create_key(request):
-        form = checked_form(request)
-        days = form.get("expires_in_days", "").strip()
-        try:
-            key, row = apikeys.create(
-                form.get("name", ""),
-                _user_id(form.get("user_id")),
-                form.get("role") or None,
-                int_param(days, "expires in days") if days else None,
-                request.principal,
-            )
-        except AccountError as error:
-            return keys_page(request, error.status, error.message)
-        return keys_page(request, new_key=SimpleNamespace(name=row.name, secret=key))
-
-    @route("POST", "/pacs/admin/apikeys/{key_id}/revoke")
-    def revoke_key(request, key_id):
-        checked_form(request)
-        apikeys.revoke(_user_id(key_id), request.principal)
-        return keys_page(request)
-
-    # --- audit log ---------------------------------------------------------------
-
-    last_check = []  # walking the whole chain is slow: on first view and on request only
-
-    def chain_status(request):
-        if not last_check or request.query.get("verify") == "1":
-            last_check[:] = [audit.verify()]
-            audit.record(
-                "audit_verified",
-                username=request.principal.username,
-                role=request.principal.role,
-                address=request.client_ip,
-                outcome="success" if last_check[0].ok else "failure",
-            )
-        return last_check[0]
-
-    @route("GET", "/pacs/admin/audit")
-    def audit_log(request):
-        filters = audit_filters(request)
-        try:
-            items, total = audit.query(**filters)
-        except ValueError as error:
-            raise HttpError(400, str(error)) from None
-        studies = studies_by_uid(e["study_uid"] for e in items)
-        labels = action_labels(request)
-        entries = [audit_entry(e, studies.get(e["study_uid"]), labels) for e in items]
-        shown = {k: v for k, v in filters.items() if k not in ("page", "page_size")}
-        shown["user"] = shown.pop("username")
-        shown["study_uid"] = request.query.get("study_uid", "")
-        shown["patient"] = request.query.get("patient", "")
-        return render(
-            "admin_audit.html",
-            request,
-            chain=chain_status(request),
-            filters=shown,
-            entries=entries,
-            page=filters["page"],
-            page_size=filters["page_size"],
-            total=total,
-            actions=sorted(labels.items(), key=lambda item: item[1]),
-            active_nav="audit",
-            **context(request),
-        )
+def audit_log(app, request):
+    filters = audit_filters(request.query)
+    items, total = read_audit(app.audit.query, filters)
+    studies = studies_by_uid(e["study_uid"] for e in items)
+    labels = action_labels(request)
+    entries = [audit_entry(e, studies.get(e["study_uid"]), labels) for e in items]
+    shown = {k: v for k, v in filters.items() if k not in ("page", "page_size")}
+    shown["user"] = shown.pop("username")
+    shown["study_uid"] = request.query.get("study_uid", "")
+    shown["patient"] = request.query.get("patient", "")
+    return render(
+        "admin_audit.html",
+        request,
+        chain=chain_status(app, request),
+        filters=shown,
+        entries=entries,
+        page=filters["page"],
+        page_size=filters["page_size"],
+        total=total,
+        actions=sorted(labels.items(), key=lambda item: item[1]),
+        active_nav="audit",
+        **context(app, request),
+    )
 
 
 # What each audit action means, for people reading the trail (the code stays in the CSV and the API).
@@ -422,3 +443,20 @@ def _detail_text(details):
 
 def _user_id(value):
     return int_param(value, "id", minimum=1)
+
+
+ROUTES = (
+    Route("GET", LOGIN, show_login, PUBLIC, page=True),
+    Route("POST", LOGIN, submit_login, PUBLIC, page=True),
+    Route("POST", "/pacs/logout", submit_logout, AUTHENTICATED, page=True),
+    Route("GET", ACCOUNT, account, AUTHENTICATED, page=True),
+    Route("POST", "/pacs/account/password", change_password, AUTHENTICATED, page=True),
+    Route("GET", USERS, users, "users.manage", page=True),
+    Route("POST", USERS, create_user, "users.manage", page=True),
+    Route("POST", "/pacs/admin/users/{user_id}", edit_user, "users.manage", page=True),
+    Route("POST", "/pacs/admin/users/{user_id}/password", reset_password, "users.manage", page=True),
+    Route("GET", KEYS, keys, "users.manage", page=True),
+    Route("POST", KEYS, create_key, "users.manage", page=True),
+    Route("POST", "/pacs/admin/apikeys/{key_id}/revoke", revoke_key, "users.manage", page=True),
+    Route("GET", "/pacs/admin/audit", audit_log, "audit.read", page=True),
+)

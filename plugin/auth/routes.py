@@ -1,11 +1,25 @@
-"""JSON API of accounts: login, refresh, logout, own account, users, API keys, audit."""
+"""JSON API of accounts: login, refresh, logout, own account, users, API keys, audit.
+Each handler gets the App."""
 
 import dataclasses
+import time
+from typing import Annotated, Any, Literal
 
-from plugin.auth.accounts import AccountError
+from pydantic import BaseModel, Field, WithJsonSchema, model_validator
+
+from plugin.audit import MAX_PAGE_SIZE
 from plugin.auth.guard import SESSION_COOKIE, cookie
-from plugin.http import HttpError, Response, int_param
+from plugin.auth.models import ROLES
+from plugin.auth.permissions import AUTHENTICATED, PUBLIC
+from plugin.errors import Invalid, Unauthenticated, Unsupported
+from plugin.http import DB_INT, Response, int_param
+from plugin.routing import Route, as_response, validate
 from plugin.worklist.query import studies_of_patient
+
+USERS = "/pacs/api/users"
+USER = "/pacs/api/users/{id}"
+KEYS = "/pacs/api/apikeys"
+LAST_AUDIT_PAGE = (DB_INT - 1) // MAX_PAGE_SIZE + 1  # the database's integers hold the offset of every page
 
 
 def session_cookie(token, max_age, secure):
@@ -19,11 +33,11 @@ def is_https(request, settings):
     return settings.secure_cookies or request.headers.get("x-forwarded-proto", "") == "https"
 
 
-def token_answer(token, claims, user_public, settings, request, now):
+def token_answer(token, claims, user_public, settings, request):
     body = {
         "access_token": token,
         "token_type": "Bearer",
-        "expires_in": max(0, claims.expires - int(now)),
+        "expires_in": max(0, claims.expires - int(time.time())),
         "csrf_token": claims.csrf,
         "user": user_public,
     }
@@ -31,157 +45,217 @@ def token_answer(token, claims, user_public, settings, request, now):
     return Response.json(body, headers={"Set-Cookie": cookie_value, "Cache-Control": "no-store"})
 
 
-def json_fields(request, *required):
-    data = request.json()
-    missing = [name for name in required if name not in data]
-    if missing:
-        raise HttpError(400, f"missing field(s): {', '.join(missing)}")
-    return data
+# --- bodies ---------------------------------------------------------------------------
+# The services check the values they are given and say what is wrong in their own words:
+# a body's fields reach them as sent, typed here for the OpenAPI document.
+
+Text = Annotated[Any, WithJsonSchema({"type": "string"})]
+Whole = Annotated[Any, WithJsonSchema({"type": "integer"})]
+Flag = Annotated[Any, WithJsonSchema({"type": "boolean"})]
+Names = Annotated[Any, WithJsonSchema({"type": "array", "items": {"type": "string"}})]
+Role = Annotated[Any, WithJsonSchema({"enum": list(ROLES)})]
 
 
-def account_errors(handler):
-    """AccountError (and the audit log's ValueError for bad filters) -> HttpError,
-    so handlers can just call the services."""
+class Body(BaseModel):
+    """A JSON object with every required field present ("missing field(s): ..." otherwise)."""
 
-    def wrapped(request, **params):
-        try:
-            return handler(request, **params)
-        except AccountError as error:
-            raise HttpError(error.status, error.message) from None
-        except (ValueError, OverflowError) as error:  # OverflowError: a date or number out of range
-            raise HttpError(400, str(error)) from None
-
-    wrapped.__name__ = handler.__name__
-    return wrapped
+    @model_validator(mode="before")
+    @classmethod
+    def required_fields(cls, data):
+        missing = [name for name, field in cls.model_fields.items() if field.is_required() and name not in data]
+        if missing:
+            raise ValueError(f"missing field(s): {', '.join(missing)}")
+        return data
 
 
-def register(router, accounts, apikeys, audit, settings, clock):
-    route = lambda method, pattern: lambda f: router.add(method, pattern, account_errors(f))  # noqa: E731
+class Credentials(Body):
+    username: Text
+    password: Text
 
-    @route("POST", "/pacs/api/auth/login")
-    def login(request):
-        # JSON only: a cross-site form cannot send it without a CORS preflight.
-        if not request.headers.get("content-type", "").startswith("application/json"):
-            raise HttpError(415, "send the credentials as application/json")
-        data = json_fields(request, "username", "password")
-        token, claims, user = accounts.login(data["username"], data["password"], request.client_ip)
-        return token_answer(token, claims, user.public(), settings, request, clock())
 
-    @route("POST", "/pacs/api/auth/refresh")
-    def refresh(request):
-        scheme, _, credential = request.headers.get("authorization", "").partition(" ")
-        token = credential.strip() if scheme.lower() == "bearer" else cookie(request.headers, SESSION_COOKIE)
-        if not token:
-            raise HttpError(401, "login required")
-        token, claims = accounts.refresh(token, request.client_ip)
-        return token_answer(token, claims, accounts.get_user(claims.user_id).public(), settings, request, clock())
+class PasswordChange(Body):
+    current_password: Text
+    new_password: Text
 
-    @route("POST", "/pacs/api/auth/logout")
-    def logout(request):
-        accounts.logout(request.principal, request.client_ip)
-        expired = session_cookie("", 0, is_https(request, settings))
-        return Response.json({"status": "logged out"}, headers={"Set-Cookie": expired})
 
-    @route("GET", "/pacs/api/me")
-    def me(request):
-        principal = request.principal
-        user = accounts.get_user(principal.user_id)
-        return Response.json(dict(user.public(), role=principal.role, via=principal.via, csrf_token=principal.csrf))
+class NewUser(Body):
+    username: Text
+    password: Text
+    role: Role
+    display_name: Text = ""
+    referring_names: Names = []
 
-    @route("POST", "/pacs/api/me/password")
-    def change_password(request):
-        data = json_fields(request, "current_password", "new_password")
-        accounts.change_password(request.principal, data["current_password"], data["new_password"], request.client_ip)
-        return Response.json({"status": "password changed"})
 
-    @route("GET", "/pacs/api/users")
-    def list_users(request):
-        return Response.json({"items": [u.public() for u in accounts.list_users()]})
+class UserChanges(Body):
+    """Only the fields sent are changed."""
 
-    @route("POST", "/pacs/api/users")
-    def create_user(request):
-        data = json_fields(request, "username", "password", "role")
-        user = accounts.create_user(
-            data["username"],
-            data["password"],
-            data["role"],
-            data.get("display_name", ""),
-            data.get("referring_names", []),
-            actor=request.principal,
-        )
-        return Response.json(user.public(), status=201)
+    role: Text = None
+    display_name: Text = None
+    referring_names: Names = None
+    disabled: Flag = None
 
-    @route("GET", "/pacs/api/users/{user_id}")
-    def get_user(request, user_id):
-        return Response.json(accounts.get_user(int_param(user_id, "user id")).public())
-
-    @route("PUT", "/pacs/api/users/{user_id}")
-    def update_user(request, user_id):
-        data = request.json()
-        unknown = set(data) - {"role", "display_name", "referring_names", "disabled"}
+    @model_validator(mode="before")
+    @classmethod
+    def known_fields(cls, data):
+        unknown = set(data) - set(cls.model_fields)
         if unknown:
-            raise HttpError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+            raise ValueError(f"unknown field(s): {', '.join(sorted(unknown))}")
         if "disabled" in data and not isinstance(data["disabled"], bool):
-            raise HttpError(400, "disabled must be true or false")
-        user = accounts.update_user(int_param(user_id, "user id"), actor=request.principal, **data)
-        return Response.json(user.public())
-
-    @route("POST", "/pacs/api/users/{user_id}/password")
-    def reset_password(request, user_id):
-        data = json_fields(request, "password")
-        accounts.reset_password(int_param(user_id, "user id"), data["password"], request.principal)
-        return Response.json({"status": "password reset; the user must change it at next login"})
-
-    @route("GET", "/pacs/api/apikeys")
-    def list_keys(request):
-        return Response.json({"items": [k.public() for k in apikeys.list()]})
-
-    @route("POST", "/pacs/api/apikeys")
-    def create_key(request):
-        data = json_fields(request, "name", "user_id")
-        key, row = apikeys.create(
-            data["name"],
-            int_param(data["user_id"], "user_id"),
-            data.get("role"),
-            data.get("expires_days"),
-            request.principal,
-        )
-        return Response.json(dict(row.public(), key=key), status=201)
-
-    @route("DELETE", "/pacs/api/apikeys/{key_id}")
-    def revoke_key(request, key_id):
-        return Response.json(apikeys.revoke(int_param(key_id, "key id"), request.principal).public())
-
-    @route("GET", "/pacs/api/audit")
-    def audit_entries(request):
-        items, total = audit.query(**audit_filters(request))
-        return Response.json({"items": items, "total": total})
-
-    @route("GET", "/pacs/api/audit.csv")
-    def audit_csv(request):
-        filters = audit_filters(request)
-        filters.pop("page"), filters.pop("page_size")
-        audit.record(
-            "export",
-            username=request.principal.username,
-            role=request.principal.role,
-            address=request.client_ip,
-            details={"what": "audit log csv"},
-        )
-        body = audit.export_csv(**filters).encode("utf-8")
-        return Response(
-            200, body, "text/csv; charset=utf-8", {"Content-Disposition": 'attachment; filename="audit.csv"'}
-        )
-
-    @route("GET", "/pacs/api/audit/verify")
-    def audit_verify(request):
-        return Response.json(dataclasses.asdict(audit.verify()))
+            raise ValueError("disabled must be true or false")
+        return data
 
 
-def audit_filters(request):
-    """The audit trail's filters from the query; ``patient`` (an ID or a name) stands
-    for the studies of the patients it names."""
-    query = request.query
+class PasswordReset(Body):
+    password: Text
+
+
+class NewApiKey(Body):
+    name: Text
+    user_id: Whole
+    role: Text = None
+    expires_days: Whole = None
+
+
+class Token(BaseModel):
+    """A login's answer; the session cookie carries the same token."""
+
+    access_token: str
+    token_type: Literal["Bearer"]
+    expires_in: int
+    csrf_token: str
+    user: dict
+
+
+def _whole(default, description):
+    return Field(default, description=description, json_schema_extra={"type": "integer"})
+
+
+class AuditQuery(BaseModel):
+    """The audit trail's filters (each optional)."""
+
+    user: str = Field("", description="username")
+    action: str = Field("", description="action name")
+    study_uid: str = Field("", description="StudyInstanceUID")
+    patient: str = Field("", description="a patient ID, or words of a patient's name: entries of their studies")
+    outcome: str = Field("", description="success, failure, denied")
+    date_from: str = Field("", description="YYYY-MM-DD")
+    date_to: str = Field("", description="YYYY-MM-DD")
+    page: str = _whole("1", "1-based")
+    page_size: str = _whole("50", f"at most {MAX_PAGE_SIZE}")
+
+
+# --- handlers -------------------------------------------------------------------------
+
+
+def login(app, request):
+    # JSON only: a cross-site form cannot send it without a CORS preflight.
+    if not request.headers.get("content-type", "").startswith("application/json"):
+        raise Unsupported("send the credentials as application/json")
+    credentials = validate(Credentials, request.json(), "body")
+    token, claims, user = app.accounts.login(credentials.username, credentials.password, request.client_ip)
+    return token_answer(token, claims, user.public(), app.settings, request)
+
+
+def refresh(app, request):
+    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+    token = credential.strip() if scheme.lower() == "bearer" else cookie(request.headers, SESSION_COOKIE)
+    if not token:
+        raise Unauthenticated("login required")
+    token, claims = app.accounts.refresh(token, request.client_ip)
+    user = app.accounts.get_user(claims.user_id)
+    return token_answer(token, claims, user.public(), app.settings, request)
+
+
+def logout(app, request):
+    app.accounts.logout(request.principal, request.client_ip)
+    expired = session_cookie("", 0, is_https(request, app.settings))
+    return Response.json({"status": "logged out"}, headers={"Set-Cookie": expired})
+
+
+def me(app, request):
+    principal = request.principal
+    user = app.accounts.get_user(principal.user_id)
+    return dict(user.public(), role=principal.role, via=principal.via, csrf_token=principal.csrf)
+
+
+def change_password(app, request, body):
+    app.accounts.change_password(request.principal, body.current_password, body.new_password, request.client_ip)
+    return {"status": "password changed"}
+
+
+def list_users(app, request):
+    return {"items": [user.public() for user in app.accounts.list_users()]}
+
+
+def create_user(app, request, body):
+    user = app.accounts.create_user(
+        body.username, body.password, body.role, body.display_name, body.referring_names, actor=request.principal
+    )
+    return Response.json(user.public(), status=201)
+
+
+def get_user(app, request, id):
+    return app.accounts.get_user(int_param(id, "user id")).public()
+
+
+def update_user(app, request, id, body):
+    changes = body.model_dump(exclude_unset=True)
+    return app.accounts.update_user(int_param(id, "user id"), actor=request.principal, **changes).public()
+
+
+def reset_password(app, request, id, body):
+    app.accounts.reset_password(int_param(id, "user id"), body.password, request.principal)
+    return {"status": "password reset; the user must change it at next login"}
+
+
+def list_keys(app, request):
+    return {"items": [key.public() for key in app.apikeys.list()]}
+
+
+def create_key(app, request, body):
+    key, row = app.apikeys.create(
+        body.name, int_param(body.user_id, "user_id"), body.role, body.expires_days, request.principal
+    )
+    return Response.json(dict(row.public(), key=key), status=201)
+
+
+def revoke_key(app, request, id):
+    return app.apikeys.revoke(int_param(id, "key id"), request.principal).public()
+
+
+def audit_entries(app, request, query):
+    items, total = read_audit(app.audit.query, audit_filters(query.model_dump()))
+    return {"items": items, "total": total}
+
+
+def audit_csv(app, request, query):
+    filters = audit_filters(query.model_dump())
+    filters.pop("page"), filters.pop("page_size")
+    app.audit.record(
+        "export",
+        username=request.principal.username,
+        role=request.principal.role,
+        address=request.client_ip,
+        details={"what": "audit log csv"},
+    )
+    body = read_audit(app.audit.export_csv, filters).encode("utf-8")
+    return Response(200, body, "text/csv; charset=utf-8", {"Content-Disposition": 'attachment; filename="audit.csv"'})
+
+
+def audit_verify(app, request):
+    return dataclasses.asdict(app.audit.verify())
+
+
+def register(router, app):
+    """The one route of accounts not yet declared: the viewer's keep-alive script
+    (plugin/viewer/app_config.py) writes the refresh address too, and a declared
+    route's path is written once (tests/test_route_table.py)."""
+    router.add("POST", "/pacs/api/auth/refresh", lambda request: as_response(refresh(app, request)))
+
+
+def audit_filters(query):
+    """The audit trail's filters from a query's values; ``patient`` (an ID or a name)
+    stands for the studies of the patients it names."""
     study_uid = query.get("study_uid") or None
     if query.get("patient", "").strip():
         of_patient = studies_of_patient(query["patient"])
@@ -193,6 +267,90 @@ def audit_filters(request):
         "outcome": query.get("outcome") or None,
         "date_from": query.get("date_from") or None,
         "date_to": query.get("date_to") or None,
-        "page": int_param(query.get("page", "1"), "page"),
+        "page": int_param(query.get("page", "1"), "page", maximum=LAST_AUDIT_PAGE),
         "page_size": int_param(query.get("page_size", "50"), "page_size"),
     }
+
+
+def read_audit(read, filters):
+    """``read(**filters)``, the audit trail's query or export. The trail refuses a filter
+    it cannot apply (an unknown action, a date it cannot read) with ValueError: here,
+    where the filters are the asker's, that is their bad input."""
+    try:
+        return read(**filters)
+    except ValueError as error:
+        raise Invalid(str(error)) from None
+
+
+ROUTES = (
+    Route(
+        "POST",
+        "/pacs/api/auth/login",
+        login,
+        PUBLIC,
+        summary="Log in: a token and a session cookie (send {username, password} as application/json)",
+        answer=Token,
+        responses=(("415", "not sent as application/json"), ("423", "locked after repeated failures")),
+    ),
+    Route("POST", "/pacs/api/auth/logout", logout, AUTHENTICATED, summary="End the session"),
+    Route("GET", "/pacs/api/me", me, AUTHENTICATED, summary="The caller's account"),
+    Route(
+        "POST",
+        "/pacs/api/me/password",
+        change_password,
+        AUTHENTICATED,
+        summary="Change own password (ends the caller's other sessions)",
+        body=PasswordChange,
+        responses=(("423", "locked after repeated failures"),),
+    ),
+    Route("GET", USERS, list_users, "users.manage", summary="List users"),
+    Route(
+        "POST",
+        USERS,
+        create_user,
+        "users.manage",
+        summary="Create a user",
+        body=NewUser,
+        responses=(("201", "created"),),
+    ),
+    Route("GET", USER, get_user, "users.manage", summary="One user"),
+    Route(
+        "PUT",
+        USER,
+        update_user,
+        "users.manage",
+        summary="Change role, display name, referring names, disabled",
+        body=UserChanges,
+    ),
+    Route(
+        "POST",
+        "/pacs/api/users/{id}/password",
+        reset_password,
+        "users.manage",
+        summary="Reset a password",
+        body=PasswordReset,
+    ),
+    Route("GET", KEYS, list_keys, "users.manage", summary="List API keys"),
+    Route(
+        "POST",
+        KEYS,
+        create_key,
+        "users.manage",
+        summary="Create an API key (the key is shown once)",
+        body=NewApiKey,
+        responses=(("201", "created; 'key' holds the secret"),),
+    ),
+    Route("DELETE", "/pacs/api/apikeys/{id}", revoke_key, "users.manage", summary="Revoke an API key"),
+    Route(
+        "GET", "/pacs/api/audit", audit_entries, "audit.read", summary="The audit trail, newest first", query=AuditQuery
+    ),
+    Route(
+        "GET",
+        "/pacs/api/audit.csv",
+        audit_csv,
+        "audit.read",
+        summary="The audit trail as CSV (same filters)",
+        query=AuditQuery,
+    ),
+    Route("GET", "/pacs/api/audit/verify", audit_verify, "audit.read", summary="Check the hash chain"),
+)
