@@ -29,8 +29,6 @@ from plugin.ingest_screen import Examination, examine
 from plugin.mpps.service import KnownNodes, MppsServer, PerformedSteps
 from plugin.mwl.service import ModalityWorklist
 from plugin.nodes.service import RemoteNodes
-from plugin.orders import pages as order_pages
-from plugin.orders import routes as order_routes
 from plugin.orders.service import Orders
 from plugin.reports.copies import DicomCopies
 from plugin.reports.service import Reports
@@ -97,8 +95,6 @@ class App:
         )
         self.ingest.study_removed_listeners.append(self.reports.study_removed)
         self.orders = Orders(self.audit, generate_uid, clock)
-        order_routes.register(self.router, self.orders, self.audit)
-        order_pages.register(self.router, self.orders, self.accounts, self.audit)
         self.modality_worklist = ModalityWorklist(
             self.orders.worklist_candidates, settings.case_sensitive_pn, settings.mwl_max_answers
         )

@@ -5,10 +5,6 @@ import functools
 from plugin import routing
 from plugin.auth.permissions import AUTHENTICATED
 from plugin.http import Response
-from plugin.models import PRIORITIES
-from plugin.orders.fields import FIELDS as ORDER_FIELDS
-from plugin.orders.fields import REQUIRED as ORDER_REQUIRED
-from plugin.orders.models import ORDER_STATUSES
 from plugin.routing import Route
 
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -37,35 +33,12 @@ def _op(summary, permission, responses=None, body=None, params=()):
     return op
 
 
-def _query(name, description, schema=None):
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": schema or {"type": "string"},
-    }
-
-
 def _obj(*required, **properties):
     return {"type": "object", "required": list(required), "properties": properties}
 
 
 STRING, INTEGER, BOOLEAN = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
 UID = {"name": "uid", "in": "path", "required": True, "description": "StudyInstanceUID", "schema": STRING}
-ID = {"name": "id", "in": "path", "required": True, "schema": INTEGER}
-ORDER_BODY = {
-    "type": "object",
-    "required": list(ORDER_REQUIRED),
-    "properties": dict(
-        {name: STRING for name in ORDER_FIELDS},
-        scheduled_at={"type": "string", "format": "date-time"},
-        patient_birth_date={"type": "string", "format": "date"},
-        priority={"enum": list(PRIORITIES)},
-        patient_sex={"enum": ["M", "F", "O", ""]},
-        scheduled_station_aet={"oneOf": [STRING, {"type": "array", "items": STRING}]},
-    ),
-}
 
 
 def document(routes=()):
@@ -104,56 +77,6 @@ def _hand_written():
                     "A new token for a session still open",
                     "none",
                     {"200": {"description": "token", **_json({"$ref": "#/components/schemas/Token"})}},
-                )
-            },
-            "/pacs/api/orders": {
-                "get": _op(
-                    "Orders, by scheduled time: {items, total}",
-                    "orders.read",
-                    params=[
-                        _query("status", "comma list of " + ", ".join(ORDER_STATUSES)),
-                        _query("modality", "comma list of modality codes"),
-                        _query("date_from", "YYYY-MM-DD (scheduled date)"),
-                        _query("date_to", "YYYY-MM-DD"),
-                        _query("q", "patient name, patient ID or accession; partial"),
-                        _query("page", "1-based", INTEGER),
-                        _query("page_size", "1-200", INTEGER),
-                    ],
-                ),
-                "post": _op(
-                    "Schedule a procedure (a modality worklist item; on the reading worklist as "
-                    "scheduled); the accession number is generated when absent; a known patient ID "
-                    "lends name, birth date and sex",
-                    "orders.write",
-                    {
-                        "201": {"description": "created"},
-                        "409": {"description": "accession number or StudyInstanceUID in use", **_json(ERROR)},
-                    },
-                    ORDER_BODY,
-                ),
-            },
-            "/pacs/api/orders/{id}": {
-                "get": _op(
-                    "One order with its performed procedure steps (MPPS)",
-                    "orders.read",
-                    {"404": {"description": "unknown"}},
-                    params=[ID],
-                ),
-                "put": _op(
-                    "Change a scheduled order (the fields given)",
-                    "orders.write",
-                    {"409": {"description": "no longer scheduled, or a number in use", **_json(ERROR)}},
-                    _obj(**ORDER_BODY["properties"]),
-                    params=[ID],
-                ),
-            },
-            "/pacs/api/orders/{id}/cancel": {
-                "post": _op(
-                    "Cancel an order (scheduled, in progress or discontinued)",
-                    "orders.write",
-                    {"409": {"description": "completed or arrived", **_json(ERROR)}},
-                    _obj(reason=STRING),
-                    params=[ID],
                 )
             },
         },

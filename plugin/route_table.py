@@ -9,6 +9,8 @@ from plugin.auth import permissions
 from plugin.auth import routes as auth_routes
 from plugin.nodes import pages as node_pages
 from plugin.nodes import routes as node_routes
+from plugin.orders import pages as order_pages
+from plugin.orders import routes as order_routes
 from plugin.reports import pages as report_pages
 from plugin.reports import routes as report_routes
 from plugin.viewer import routes as viewer_routes
@@ -20,6 +22,8 @@ ROUTES = routing.check_unique(
     + openapi.ROUTES
     + node_routes.ROUTES
     + node_pages.ROUTES
+    + order_routes.ROUTES
+    + order_pages.ROUTES
     + report_routes.ROUTES
     + report_pages.ROUTES
     + auth_routes.ROUTES

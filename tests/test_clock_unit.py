@@ -20,7 +20,8 @@ from plugin.app import App
 from plugin.auth.accounts import Principal
 from plugin.clock import UTC, Clock, zone_name, zone_named
 from plugin.config import Settings
-from plugin.http import HttpError, Request
+from plugin.errors import Invalid
+from plugin.http import Request
 from plugin.mpps.service import _moment
 from plugin.orders import fields as orderfields
 from plugin.reports import pdf
@@ -108,7 +109,7 @@ def test_a_birth_date_may_be_the_clinics_today_not_its_tomorrow():
     assert parse({"patient_birth_date": "2026-11-24"}, False, clock(AUCKLAND))["patient_birth_date"] == datetime.date(
         2026, 11, 24
     )
-    with pytest.raises(HttpError, match="in the future"):
+    with pytest.raises(Invalid, match="in the future"):
         parse({"patient_birth_date": "2026-11-24"}, False, clock(PARIS))
 
 

@@ -6,7 +6,6 @@ from plugin import route_table, routing
 from plugin.auth import routes as auth_routes
 from plugin.http import Router
 from plugin.openapi import document
-from plugin.orders import routes as order_routes
 
 
 def routes_of_api():
@@ -14,7 +13,6 @@ def routes_of_api():
     router = Router()  # the routers only: no database, no Orthanc
     routing.register(router, tuple(route for route in route_table.ROUTES if route.documented and not route.page), None)
     auth_routes.register(router, None)
-    order_routes.register(router, None, None)
     found = set()
     for method, regex, _handler in router._routes:
         path = regex.pattern.strip("^$").replace("\\", "")

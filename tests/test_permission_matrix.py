@@ -132,11 +132,13 @@ MATRIX = (
     row("GET", "/pacs/api/orders", STAFF),
     row("GET", "/pacs/api/orders/999999", STAFF),
     row("GET", "/pacs/orders", STAFF),
+    row("GET", "/pacs/orders/999999", STAFF),
     row("POST", "/pacs/api/orders", UPLOADERS, []),  # 400: not an object
     row("PUT", "/pacs/api/orders/999999", UPLOADERS, []),
     row("POST", "/pacs/api/orders/999999/cancel", UPLOADERS, {}),
     row("POST", "/pacs/orders", UPLOADERS, b""),
     row("POST", "/pacs/orders/999999", UPLOADERS, b""),
+    row("POST", "/pacs/orders/999999/cancel", UPLOADERS, b""),
     # --- ours: other DICOM nodes, sending, jobs ----------------------------------------
     row("GET", "/pacs/api/nodes", STAFF),
     row("GET", "/pacs/nodes", STAFF),

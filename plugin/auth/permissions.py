@@ -173,10 +173,6 @@ RULES = (
     # Ours: the reading worklist's page, "/pacs/" (Orthanc hands it over as "/pacs", which a
     # declared Route cannot say: plugin/worklist/pages.py register).
     _rule("GET", r"/pacs/?", "studies.read"),
-    # Ours: orders (the modality worklist).
-    _rule("GET", r"/pacs/(api/)?orders(/[^/]+)?", "orders.read"),
-    _rule("POST", r"/pacs/(api/)?orders|/pacs/(api/)?orders/[^/]+/cancel|/pacs/orders/[^/]+", "orders.write"),
-    _rule("PUT", r"/pacs/api/orders/[^/]+", "orders.write"),
     # DICOMweb (QIDO-RS, WADO-RS, STOW-RS) and WADO-URI. STOW's body is DICOMweb's to read:
     # its size is capped here and every instance in it passes the ingest screen.
     _rule(

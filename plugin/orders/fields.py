@@ -3,13 +3,16 @@
 Every value ends up in a DICOM attribute of the worklist answer, so each is
 held to its value representation (PS3.5 6.2): length, no "\\" (the value
 separator) where one value is meant, no control characters. Every problem is
-an HttpError 400 that names the field.
+an Invalid error that names the field.
 """
 
 import datetime
 import re
+from typing import Annotated, Any
 
-from plugin.http import HttpError
+from pydantic import ConfigDict, WithJsonSchema, create_model
+
+from plugin.errors import Invalid
 from plugin.models import PRIORITIES
 
 SEXES = ("M", "F", "O", "")
@@ -25,15 +28,15 @@ def _string(data, name):
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise HttpError(400, f"{name} must be a string")
+        raise Invalid(f"{name} must be a string")
     return value.strip()
 
 
 def _checked(value, name, limit, multiline=False):
     if len(value) > limit:
-        raise HttpError(400, f"{name} is longer than {limit} characters")
+        raise Invalid(f"{name} is longer than {limit} characters")
     if (_CONTROL_EXCEPT_LINES if multiline else _CONTROL).search(value):
-        raise HttpError(400, f"{name} contains control characters")
+        raise Invalid(f"{name} contains control characters")
     return value
 
 
@@ -43,7 +46,7 @@ def short_string(limit):
     def parse(data, name):
         value = _checked(_string(data, name), name, limit)
         if "\\" in value:
-            raise HttpError(400, f"{name} must not contain a backslash")
+            raise Invalid(f"{name} must not contain a backslash")
         return value
 
     return parse
@@ -58,11 +61,10 @@ def person_name(data, name):
     """PN: up to three groups (alphabetic=ideographic=phonetic) of five ^-separated parts."""
     value = _checked(_string(data, name), name, 3 * MAX_PN_GROUP + 2)
     if "\\" in value:
-        raise HttpError(400, f"{name} must not contain a backslash")
+        raise Invalid(f"{name} must not contain a backslash")
     groups = value.split("=")
     if len(groups) > 3 or any(len(g) > MAX_PN_GROUP or g.count("^") > 4 for g in groups):
-        raise HttpError(
-            400,
+        raise Invalid(
             f"{name} is not a DICOM person name (Family^Given^Middle^Prefix^Suffix, "
             f"at most {MAX_PN_GROUP} characters per group)",
         )
@@ -73,7 +75,7 @@ def code_string(choices):
     def parse(data, name):
         value = _string(data, name).upper()
         if value not in choices:
-            raise HttpError(400, f"{name} must be one of {', '.join(c for c in choices if c) or 'empty'}")
+            raise Invalid(f"{name} must be one of {', '.join(c for c in choices if c) or 'empty'}")
         return value
 
     return parse
@@ -82,14 +84,14 @@ def code_string(choices):
 def modality(data, name):
     value = _string(data, name).upper()
     if not _MODALITY.match(value):
-        raise HttpError(400, f"{name} must be a modality code such as CT or MR")
+        raise Invalid(f"{name} must be a modality code such as CT or MR")
     return value
 
 
 def priority(data, name):
     value = _string(data, name).lower() or "routine"
     if value not in PRIORITIES:
-        raise HttpError(400, f"{name} must be one of {', '.join(PRIORITIES)}")
+        raise Invalid(f"{name} must be one of {', '.join(PRIORITIES)}")
     return value
 
 
@@ -103,13 +105,13 @@ def station_aets(data, name):
     elif isinstance(raw, list) and all(isinstance(v, str) for v in raw):
         values = raw
     else:
-        raise HttpError(400, f"{name} must be an AE title or a list of AE titles")
+        raise Invalid(f"{name} must be an AE title or a list of AE titles")
     values = [v.strip() for v in values]
     if values == [""]:
         return ""
     for value in values:
         if not value or len(value) > 16 or _CONTROL.search(value):
-            raise HttpError(400, f"{name}: {value!r} is not an AE title (1-16 characters)")
+            raise Invalid(f"{name}: {value!r} is not an AE title (1-16 characters)")
     return "\\".join(values)
 
 
@@ -121,11 +123,11 @@ def past_date(data, name, clock):
     try:
         date = datetime.date.fromisoformat(value)
     except ValueError:
-        raise HttpError(400, f"{name} must be a date YYYY-MM-DD") from None
+        raise Invalid(f"{name} must be a date YYYY-MM-DD") from None
     if len(value) != 10:
-        raise HttpError(400, f"{name} must be a date YYYY-MM-DD")
+        raise Invalid(f"{name} must be a date YYYY-MM-DD")
     if date > clock.today():
-        raise HttpError(400, f"{name} is in the future")
+        raise Invalid(f"{name} is in the future")
     return date
 
 
@@ -140,23 +142,23 @@ def scheduled_at(data, name, clock):
     try:
         moment = datetime.datetime.fromisoformat(value)
     except ValueError:
-        raise HttpError(400, f"{name} must be an ISO 8601 date and time, e.g. 2026-11-23T09:30") from None
+        raise Invalid(f"{name} must be an ISO 8601 date and time, e.g. 2026-11-23T09:30") from None
     if "T" not in value.upper() and " " not in value:
-        raise HttpError(400, f"{name} needs a time as well as a date, e.g. 2026-11-23T09:30")
+        raise Invalid(f"{name} needs a time as well as a date, e.g. 2026-11-23T09:30")
     try:
         if moment.tzinfo is not None:
             moment = clock.local(moment).replace(tzinfo=None)
     except OverflowError:  # 0001-01-01T00:00+14:00 has no local time
         moment = None
     if moment is None or not 1900 <= moment.year <= 9999:  # DA is YYYYMMDD
-        raise HttpError(400, f"{name} must be a date and time between the years 1900 and 9999")
+        raise Invalid(f"{name} must be a date and time between the years 1900 and 9999")
     return moment.strftime("%Y%m%d"), moment.strftime("%H%M%S")
 
 
 def uid(data, name):
     value = _string(data, name)
     if value and (len(value) > 64 or not _UID.match(value)):
-        raise HttpError(400, f"{name} is not a DICOM UID (digits and dots, at most 64 characters)")
+        raise Invalid(f"{name} is not a DICOM UID (digits and dots, at most 64 characters)")
     return value
 
 
@@ -198,10 +200,10 @@ def parse(data, creating, clock):
     dates and times in the clinic's zone (``clock``: plugin/clock.Clock)."""
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:
-        raise HttpError(400, f"unknown field(s): {', '.join(unknown)}")
+        raise Invalid(f"unknown field(s): {', '.join(unknown)}")
     missing = [name for name in REQUIRED if creating and not _present(data.get(name))]
     if missing:
-        raise HttpError(400, f"missing field(s): {', '.join(missing)}")
+        raise Invalid(f"missing field(s): {', '.join(missing)}")
     values = {
         name: FIELDS[name](data, name, clock) if name in CLOCKED else FIELDS[name](data, name)
         for name in FIELDS
@@ -209,7 +211,7 @@ def parse(data, creating, clock):
     }
     for name in REQUIRED:
         if name in values and not values[name]:
-            raise HttpError(400, f"{name} must not be empty")
+            raise Invalid(f"{name} must not be empty")
     if "scheduled_at" in values:
         values["scheduled_date"], values["scheduled_time"] = values.pop("scheduled_at")
     return values
@@ -217,3 +219,33 @@ def parse(data, creating, clock):
 
 def _present(value):
     return value is not None and (not isinstance(value, str) or value.strip() != "")
+
+
+# --- the body as documented (OpenAPI) ---------------------------------------------
+
+_STRING = {"type": "string"}
+SCHEMAS = {
+    "scheduled_at": {"type": "string", "format": "date-time"},
+    "patient_birth_date": {"type": "string", "format": "date"},
+    "priority": {"enum": list(PRIORITIES)},
+    "patient_sex": {"enum": list(SEXES)},
+    "scheduled_station_aet": {"oneOf": [_STRING, {"type": "array", "items": _STRING}]},
+}
+
+
+def _body_model(name, required):
+    """A model that documents the order's fields and hands the body on as posted:
+    `parse` checks it, naming every missing field at once and each bad one, which a
+    model's first error could not. Any field takes any value here; the service decides."""
+    fields = {field: (Annotated[Any, WithJsonSchema(SCHEMAS.get(field, _STRING))], None) for field in FIELDS}
+    config = ConfigDict(extra="allow", json_schema_extra={"required": list(required), "additionalProperties": False})
+    return create_model(name, __config__=config, **fields)
+
+
+NewOrder = _body_model("NewOrder", REQUIRED)
+OrderChanges = _body_model("OrderChanges", ())
+
+
+def posted(body):
+    """The fields a body model holds, exactly as they were posted (unknown ones too)."""
+    return body.model_dump(exclude_unset=True)

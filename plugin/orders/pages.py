@@ -2,14 +2,15 @@
 and one order with its edit and cancel forms (/pacs/orders/{id}). Plain forms,
 no script: the service (plugin.orders.service) checks every field."""
 
-from plugin.auth.pages import page
 from plugin.auth.permissions import permissions_of
 from plugin.dicomnames import name_parts, pn_from_parts
-from plugin.http import HttpError, Response, int_param
+from plugin.errors import DomainError, Invalid
+from plugin.http import Response, http_status
 from plugin.models import PRIORITIES
 from plugin.orders.fields import SEXES
 from plugin.orders.models import OPEN_STATUSES, ORDER_STATUSES
-from plugin.orders.service import CANCELLABLE, EDITABLE, describe, describe_all
+from plugin.orders.service import CANCELLABLE, EDITABLE, describe, describe_all, whole_number
+from plugin.routing import Route
 from plugin.webui import render
 from plugin.webui.forms import checked_form
 
@@ -28,6 +29,8 @@ FORM_FIELDS = (
 NAME_FIELDS = {"patient_name": "patient", "referring_physician": "referring"}
 MODALITIES = ("CR", "CT", "DX", "MG", "MR", "NM", "OT", "PT", "RF", "US", "XA")
 PAGE_SIZE = 50
+ORDERS = "/pacs/orders"
+ORDER = "/pacs/orders/{id}"
 
 
 def fields_of(form, order=None):
@@ -44,105 +47,115 @@ def fields_of(form, order=None):
     return fields
 
 
-def register(router, orders, accounts, audit):
-    def context(request, **extra):
-        principal = request.principal
-        return dict(
-            user=accounts.get_user(principal.user_id),
-            csrf_token=principal.csrf,
-            active_nav="orders",
-            can_write="orders.write" in permissions_of(principal.role),
-            priorities=PRIORITIES,
-            sexes=[s for s in SEXES if s],
-            modalities=MODALITIES,
-            order_statuses=ORDER_STATUSES,
-            **extra,
-        )
+def _context(app, request, **extra):
+    principal = request.principal
+    return dict(
+        user=app.accounts.get_user(principal.user_id),
+        csrf_token=principal.csrf,
+        active_nav="orders",
+        can_write="orders.write" in permissions_of(principal.role),
+        priorities=PRIORITIES,
+        sexes=[s for s in SEXES if s],
+        modalities=MODALITIES,
+        order_statuses=ORDER_STATUSES,
+        **extra,
+    )
 
-    def list_page(request, status=200, error=None, form=None):
-        filters = {name: request.query.get(name, "") for name in ("status", "q", "date_from", "date_to")}
-        query = dict(
-            filters,
-            status=filters["status"] or ",".join(OPEN_STATUSES),
-            page=request.query.get("page", "1"),
-            page_size=str(PAGE_SIZE),
-        )
-        try:
-            rows, total = orders.search(query)
-            audit.record_request("search", request)
-        except HttpError as bad_filter:
-            rows, total, error = [], 0, bad_filter.message
-        return render(
-            "orders.html",
+
+def _list_page(app, request, status=200, error=None, form=None):
+    """The list, filtered as the query asks (a filter it cannot take is said on the page)."""
+    filters = {name: request.query.get(name, "") for name in ("status", "q", "date_from", "date_to")}
+    query = dict(
+        filters,
+        status=filters["status"] or ",".join(OPEN_STATUSES),
+        page=request.query.get("page", "1"),
+        page_size=str(PAGE_SIZE),
+    )
+    try:
+        rows, total = app.orders.search(query)
+        app.audit.record_request("search", request)
+    except Invalid as bad_filter:
+        rows, total, error = [], 0, bad_filter.message
+    return render(
+        "orders.html",
+        request,
+        status,
+        **_context(
+            app,
             request,
-            status,
-            **context(
-                request,
-                orders=describe_all(rows),
-                total=total,
-                filters=filters,
-                page=int_param(query["page"], "page", minimum=1) if query["page"] else 1,
-                page_size=PAGE_SIZE,
-                form=form or {"priority": "routine"},
-                error=error,
-            ),
-        )
+            orders=describe_all(rows),
+            total=total,
+            filters=filters,
+            page=whole_number(query["page"], "page", minimum=1) if query["page"] else 1,
+            page_size=PAGE_SIZE,
+            form=form or {"priority": "routine"},
+            error=error,
+        ),
+    )
 
-    def order_page(request, order, status=200, error=None, form=None):
-        described = describe(order)
-        audit.record_request("resource_read", request, study_uid=described["study_instance_uid"])
-        return render(
-            "order.html",
+
+def _order_page(app, request, order, status=200, error=None, form=None):
+    described = describe(order)
+    app.audit.record_request("resource_read", request, study_uid=described["study_instance_uid"])
+    return render(
+        "order.html",
+        request,
+        status,
+        **_context(
+            app,
             request,
-            status,
-            **context(
-                request,
-                order=described,
-                form=form or described,
-                error=error,
-                editable=order.status in EDITABLE,
-                cancellable=order.status in CANCELLABLE,
-            ),
-        )
+            order=described,
+            form=form or described,
+            error=error,
+            editable=order.status in EDITABLE,
+            cancellable=order.status in CANCELLABLE,
+        ),
+    )
 
-    @router.route("GET", "/pacs/orders")
-    @page
-    def show_orders(request):
-        return list_page(request)
 
-    @router.route("POST", "/pacs/orders")
-    @page
-    def create_order(request):
-        values = fields_of(checked_form(request))
-        try:
-            order = orders.create(values, request.principal)
-        except HttpError as error:
-            return list_page(request, error.status, error.message, values)
-        return Response.redirect(f"/pacs/orders/{order.id}")
+def show_orders(app, request):
+    return _list_page(app, request)
 
-    @router.route("GET", "/pacs/orders/{id}")
-    @page
-    def show_order(request, id):
-        return order_page(request, orders.get(id))
 
-    @router.route("POST", "/pacs/orders/{id}")
-    @page
-    def edit_order(request, id):
-        order = orders.get(id)
-        values = fields_of(checked_form(request), order)
-        try:
-            orders.update(id, values, request.principal)
-        except HttpError as error:
-            return order_page(request, order, error.status, error.message, dict(describe(order), **values))
-        return Response.redirect(f"/pacs/orders/{id}")
+def create_order(app, request):
+    """A refusal shows the list again with the form as it was typed."""
+    values = fields_of(checked_form(request))
+    try:
+        order = app.orders.create(values, request.principal)
+    except DomainError as error:
+        return _list_page(app, request, http_status(error), error.message, values)
+    return Response.redirect(ORDER.format(id=order.id))
 
-    @router.route("POST", "/pacs/orders/{id}/cancel")
-    @page
-    def cancel_order(request, id):
-        order = orders.get(id)
-        reason = checked_form(request).get("reason", "").strip()[:1024]
-        try:
-            orders.cancel(id, request.principal, reason)
-        except HttpError as error:
-            return order_page(request, order, error.status, error.message)
-        return Response.redirect(f"/pacs/orders/{id}")
+
+def show_order(app, request, id):
+    return _order_page(app, request, app.orders.get(id))
+
+
+def edit_order(app, request, id):
+    """A refusal shows the order again with the form as it was typed."""
+    order = app.orders.get(id)
+    values = fields_of(checked_form(request), order)
+    try:
+        app.orders.update(id, values, request.principal)
+    except DomainError as error:
+        return _order_page(app, request, order, http_status(error), error.message, dict(describe(order), **values))
+    return Response.redirect(ORDER.format(id=id))
+
+
+def cancel_order(app, request, id):
+    order = app.orders.get(id)
+    reason = checked_form(request).get("reason", "").strip()[:1024]
+    try:
+        app.orders.cancel(id, request.principal, reason)
+    except DomainError as error:
+        return _order_page(app, request, order, http_status(error), error.message)
+    return Response.redirect(ORDER.format(id=id))
+
+
+ROUTES = (
+    Route("GET", ORDERS, show_orders, "orders.read", page=True),
+    Route("POST", ORDERS, create_order, "orders.write", page=True),
+    Route("GET", ORDER, show_order, "orders.read", page=True),
+    Route("POST", ORDER, edit_order, "orders.write", page=True),
+    Route("POST", "/pacs/orders/{id}/cancel", cancel_order, "orders.write", page=True),
+)

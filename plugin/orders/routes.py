@@ -1,35 +1,83 @@
-"""JSON API of orders: create, list, read, edit, cancel."""
+"""JSON API of orders: create, list, read, edit, cancel. Each handler gets the App."""
 
-from plugin.http import HttpError, Response
-from plugin.orders.service import describe, describe_all
+from pydantic import BaseModel, Field, StrictStr
+
+from plugin.http import Response
+from plugin.orders.fields import NewOrder, OrderChanges, posted
+from plugin.orders.service import OrderSearch, describe, describe_all
+from plugin.routing import Route, validate
+
+ORDERS = "/pacs/api/orders"
+ORDER = "/pacs/api/orders/{id}"
+NO_STORE = {"Cache-Control": "no-store"}
 
 
-def register(router, orders, audit):
-    @router.route("POST", "/pacs/api/orders")
-    def create_order(request):
-        order = orders.create(request.json(), request.principal)
-        return Response.json(describe(order), 201, {"Location": f"/pacs/api/orders/{order.id}"})
+class Cancellation(BaseModel):
+    reason: StrictStr = Field("", max_length=1024, description="a text of at most 1024 characters")
 
-    @router.route("GET", "/pacs/api/orders")
-    def list_orders(request):
-        rows, total = orders.search(request.query)
-        audit.record_request("search", request)
-        return Response.json({"items": describe_all(rows), "total": total}, headers={"Cache-Control": "no-store"})
 
-    @router.route("GET", "/pacs/api/orders/{id}")
-    def get_order(request, id):
-        order = describe(orders.get(id))
-        audit.record_request("resource_read", request, study_uid=order["study_instance_uid"])
-        return Response.json(order, headers={"Cache-Control": "no-store"})
+def create_order(app, request, body):
+    order = app.orders.create(posted(body), request.principal)
+    return Response.json(describe(order), 201, {"Location": ORDER.format(id=order.id)})
 
-    @router.route("PUT", "/pacs/api/orders/{id}")
-    def edit_order(request, id):
-        return Response.json(describe(orders.update(id, request.json(), request.principal)))
 
-    @router.route("POST", "/pacs/api/orders/{id}/cancel")
-    def cancel_order(request, id):
-        data = request.json() if request.body else {}
-        reason = data.get("reason", "")
-        if not isinstance(reason, str) or len(reason) > 1024:
-            raise HttpError(400, "reason must be a text of at most 1024 characters")
-        return Response.json(describe(orders.cancel(id, request.principal, reason.strip())))
+def list_orders(app, request, query):
+    rows, total = app.orders.search(query.model_dump())
+    app.audit.record_request("search", request)
+    return Response.json({"items": describe_all(rows), "total": total}, headers=NO_STORE)
+
+
+def get_order(app, request, id):
+    order = describe(app.orders.get(id))
+    app.audit.record_request("resource_read", request, study_uid=order["study_instance_uid"])
+    return Response.json(order, headers=NO_STORE)
+
+
+def edit_order(app, request, id, body):
+    return describe(app.orders.update(id, posted(body), request.principal))
+
+
+def cancel_order(app, request, id):
+    """The body, and its reason, may be left out."""
+    cancellation = validate(Cancellation, request.json() if request.body else {}, "body")
+    return describe(app.orders.cancel(id, request.principal, cancellation.reason.strip()))
+
+
+ROUTES = (
+    Route(
+        "GET",
+        ORDERS,
+        list_orders,
+        "orders.read",
+        summary="Orders, by scheduled time: {items, total}",
+        query=OrderSearch,
+    ),
+    Route(
+        "POST",
+        ORDERS,
+        create_order,
+        "orders.write",
+        summary="Schedule a procedure (a modality worklist item; on the reading worklist as scheduled); "
+        "the accession number is generated when absent; a known patient ID lends name, birth date and sex",
+        body=NewOrder,
+        responses=(("201", "created"), ("409", "accession number or StudyInstanceUID in use")),
+    ),
+    Route("GET", ORDER, get_order, "orders.read", summary="One order with its performed procedure steps (MPPS)"),
+    Route(
+        "PUT",
+        ORDER,
+        edit_order,
+        "orders.write",
+        summary="Change a scheduled order (the fields given)",
+        body=OrderChanges,
+        responses=(("409", "no longer scheduled, or a number in use"),),
+    ),
+    Route(
+        "POST",
+        "/pacs/api/orders/{id}/cancel",
+        cancel_order,
+        "orders.write",
+        summary="Cancel an order (scheduled, in progress or discontinued): {reason} optional",
+        responses=(("409", "completed or arrived"),),
+    ),
+)

@@ -14,10 +14,12 @@ import logging
 import secrets
 
 from peewee import IntegrityError
+from pydantic import BaseModel, Field
 
 from plugin.db import database, iso_utc, utcnow
 from plugin.dicomnames import pn_key, search_text
-from plugin.http import HttpError, int_param, path_id
+from plugin.errors import Conflict, Invalid, NotFound, Unavailable
+from plugin.http import DB_INT, path_id
 from plugin.models import Patient, Study, save_search_terms
 from plugin.orders import fields
 from plugin.orders.models import OPEN_STATUSES, ORDER_STATUSES, Order, PerformedStep
@@ -42,6 +44,19 @@ _PREFILTER_OPERATORS = {
 }
 
 
+class OrderSearch(BaseModel):
+    """The filters of the orders list as the query string gives them: text, checked by
+    `Orders.search` (its messages name the filter)."""
+
+    status: str = Field("", description="comma list of " + ", ".join(ORDER_STATUSES))
+    modality: str = Field("", description="comma list of modality codes")
+    date_from: str = Field("", description="YYYY-MM-DD (scheduled date)")
+    date_to: str = Field("", description="YYYY-MM-DD")
+    q: str = Field("", description="patient name, patient ID or accession; partial")
+    page: str = Field("", description="1-based page number")
+    page_size: str = Field("", description=f"1-{MAX_PAGE_SIZE}")
+
+
 class Orders:
     def __init__(self, audit, uid_factory, clock):
         self._audit = audit
@@ -54,17 +69,17 @@ class Orders:
         number = path_id(order_id)
         order = Order.get_or_none(Order.id == number) if number else None
         if order is None:
-            raise HttpError(404, f"no order {order_id}")
+            raise NotFound(f"no order {order_id}")
         return order
 
     def search(self, query):
-        """(orders, total) for GET /pacs/api/orders: filters status, modality,
-        date_from, date_to (YYYY-MM-DD, scheduled date), q (name, patient ID or
-        accession, case-insensitive, partial), page, page_size."""
+        """(orders, total) for the filters of an `OrderSearch` as a mapping: status,
+        modality, date_from, date_to (YYYY-MM-DD, scheduled date), q (name, patient ID
+        or accession, case-insensitive, partial), page, page_size."""
         conditions = []
         statuses = [s for s in (query.get("status") or "").split(",") if s]
         if any(s not in ORDER_STATUSES for s in statuses):
-            raise HttpError(400, f"status must be among {', '.join(ORDER_STATUSES)}")
+            raise Invalid(f"status must be among {', '.join(ORDER_STATUSES)}")
         if statuses:
             conditions.append(Order.status.in_(statuses))
         modalities = [m.strip().upper() for m in (query.get("modality") or "").split(",") if m.strip()]
@@ -107,7 +122,7 @@ class Orders:
         order = self.get(order_id)
         values = fields.parse(data, False, self._clock)
         if order.status not in EDITABLE:
-            raise HttpError(409, f"an order that is {order.status} cannot be changed")
+            raise Conflict(f"an order that is {order.status} cannot be changed")
         if "study_instance_uid" in values and values["study_instance_uid"] != order.study_instance_uid:
             values["study_instance_uid"] = values["study_instance_uid"] or self._new_uid()
             self._refuse_known_study(values["study_instance_uid"])
@@ -127,7 +142,7 @@ class Orders:
                     .execute()
                 )
                 if not updated:
-                    raise HttpError(409, "the order changed meanwhile: it can no longer be edited")
+                    raise Conflict("the order changed meanwhile: it can no longer be edited")
                 order = Order.get_by_id(order.id)
                 self._mirror(order, now)
         except IntegrityError:
@@ -148,7 +163,7 @@ class Orders:
                 .execute()
             )
             if not updated:
-                raise HttpError(409, f"an order that is {self.get(order_id).status} cannot be cancelled")
+                raise Conflict(f"an order that is {self.get(order_id).status} cannot be cancelled")
             (
                 Study.update(status="cancelled", updated_at=now)
                 .where(Study.id == order.study_id, Study.status == "scheduled", Study.orthanc_id.is_null())
@@ -218,7 +233,7 @@ class Orders:
                 if known.get(name):
                     values[name] = known[name]
         if not values.get("patient_name"):
-            raise HttpError(400, f"patient_name is needed for a new patient ({values['patient_id']!r} is unknown)")
+            raise Invalid(f"patient_name is needed for a new patient ({values['patient_id']!r} is unknown)")
 
     def _accession(self, wanted):
         """The requested accession number if no order has it, else a new one: "A",
@@ -230,19 +245,19 @@ class Orders:
             candidate = f"A{self._clock.today():%y%m%d}{secrets.randbelow(100000):05d}"
             if not Order.select().where(Order.accession_number == candidate).exists():
                 return candidate
-        raise HttpError(503, "no free accession number today: give one")
+        raise Unavailable("no free accession number today: give one")
 
     @staticmethod
     def _refuse_known_study(study_instance_uid):
         if Study.select().where(Study.study_instance_uid == study_instance_uid).exists():
-            raise HttpError(409, f"a study or order with StudyInstanceUID {study_instance_uid} exists already")
+            raise Conflict(f"a study or order with StudyInstanceUID {study_instance_uid} exists already")
 
     @staticmethod
     def _refuse_duplicates(accession, study_instance_uid):
         if accession and Order.select().where(Order.accession_number == accession).exists():
-            raise HttpError(409, f"accession number {accession} is already used by another order")
+            raise Conflict(f"accession number {accession} is already used by another order")
         if study_instance_uid and Order.select().where(Order.study_instance_uid == study_instance_uid).exists():
-            raise HttpError(409, f"StudyInstanceUID {study_instance_uid} is already used by another order")
+            raise Conflict(f"StudyInstanceUID {study_instance_uid} is already used by another order")
 
     def _record(self, principal, action, order, details=None):
         self._audit.record(
@@ -307,13 +322,28 @@ def _dicom_date(value, name):
     try:
         return datetime.date.fromisoformat(value).strftime("%Y%m%d")
     except ValueError:
-        raise HttpError(400, f"{name} must be a date YYYY-MM-DD") from None
+        raise Invalid(f"{name} must be a date YYYY-MM-DD") from None
 
 
 def _whole(value, name, default):
+    """A page or page size: a whole number from 1 to MAX_PAGE (the default when not given)."""
     if value in (None, ""):
         return default
-    return int_param(value, name, minimum=1, maximum=MAX_PAGE)
+    return whole_number(value, name, minimum=1, maximum=MAX_PAGE)
+
+
+def whole_number(value, name, minimum=-DB_INT, maximum=DB_INT - 1):
+    """An int, or ASCII digits, within bounds; else Invalid naming it (str.isdigit() is
+    no guard: "²" passes it and int() then fails)."""
+    text = str(value).strip() if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
+    if not (text.isascii() and text.lstrip("-").isdigit()):
+        raise Invalid(f"{name} must be a whole number")
+    number = int(text)
+    if number < minimum:
+        raise Invalid(f"{name} must be at least {minimum}")
+    if number > maximum:
+        raise Invalid(f"{name} must be at most {maximum}")
+    return number
 
 
 def describe(order):
