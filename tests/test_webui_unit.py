@@ -192,7 +192,7 @@ def sample_contexts(hostile=""):
 
 
 def order_samples(admin, h):
-    """Contexts of the orders pages (plugin.dicomservices.order_pages)."""
+    """Contexts of the orders pages (plugin.orders.pages)."""
     order = {
         "id": 7,
         "accession_number": "A2611230001" + h,
