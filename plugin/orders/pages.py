@@ -5,11 +5,11 @@ no script: the service (plugin.orders.service) checks every field."""
 from plugin.auth.permissions import permissions_of
 from plugin.dicomnames import name_parts, pn_from_parts
 from plugin.errors import DomainError, Invalid
-from plugin.http import Response, http_status
+from plugin.http import Response, http_status, whole_number
 from plugin.models import PRIORITIES
 from plugin.orders.fields import SEXES
 from plugin.orders.models import OPEN_STATUSES, ORDER_STATUSES
-from plugin.orders.service import CANCELLABLE, EDITABLE, describe, describe_all, whole_number
+from plugin.orders.service import CANCELLABLE, EDITABLE, describe, describe_all
 from plugin.routing import Route
 from plugin.webui import render
 from plugin.webui.forms import checked_form

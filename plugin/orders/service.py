@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from plugin.db import database, iso_utc, utcnow
 from plugin.dicomnames import pn_key, search_text
 from plugin.errors import Conflict, Invalid, NotFound, Unavailable
-from plugin.http import DB_INT, path_id
+from plugin.http import path_id, whole_number
 from plugin.models import Patient, Study, save_search_terms
 from plugin.orders import fields
 from plugin.orders.models import OPEN_STATUSES, ORDER_STATUSES, Order, PerformedStep
@@ -330,20 +330,6 @@ def _whole(value, name, default):
     if value in (None, ""):
         return default
     return whole_number(value, name, minimum=1, maximum=MAX_PAGE)
-
-
-def whole_number(value, name, minimum=-DB_INT, maximum=DB_INT - 1):
-    """An int, or ASCII digits, within bounds; else Invalid naming it (str.isdigit() is
-    no guard: "²" passes it and int() then fails)."""
-    text = str(value).strip() if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
-    if not (text.isascii() and text.lstrip("-").isdigit()):
-        raise Invalid(f"{name} must be a whole number")
-    number = int(text)
-    if number < minimum:
-        raise Invalid(f"{name} must be at least {minimum}")
-    if number > maximum:
-        raise Invalid(f"{name} must be at most {maximum}")
-    return number
 
 
 def describe(order):
