@@ -12,10 +12,10 @@ from plugin.auth.models import ROLES, User
 from plugin.auth.permissions import AUTHENTICATED, PUBLIC
 from plugin.auth.routes import audit_filters, is_https, read_audit, session_cookie
 from plugin.errors import DomainError
-from plugin.http import HttpError, Response, http_status, int_param
+from plugin.http import Response, http_status, int_param
 from plugin.routing import Route
-from plugin.webui import error_page, render
 from plugin.webui import gettext as _
+from plugin.webui import render
 from plugin.webui.forms import checked_form, safe_next
 from plugin.worklist.query import studies_by_uid
 
@@ -24,22 +24,6 @@ ACCOUNT = "/pacs/account"  # where a user told to change their password is sent
 USERS = "/pacs/admin/users"
 KEYS = "/pacs/admin/apikeys"
 LOGIN_CSRF_COOKIE = "pacs_login_csrf"
-
-
-def page(handler):
-    """Errors on a page become an HTML error page, not JSON (pages not yet declared as
-    routes: a declared page's refusals become the error page in plugin.routing)."""
-
-    def wrapped(request, **params):
-        try:
-            return handler(request, **params)
-        except HttpError as error:
-            return error_page(error.status, error.message, request, **signed_in(request))
-        except DomainError as error:
-            return error_page(http_status(error), error.message, request, **signed_in(request))
-
-    wrapped.__name__ = handler.__name__
-    return wrapped
 
 
 def signed_in(request):
