@@ -12,7 +12,7 @@ from plugin.auth.models import ROLES, User
 from plugin.auth.permissions import AUTHENTICATED, PUBLIC
 from plugin.auth.routes import audit_filters, is_https, read_audit, session_cookie
 from plugin.errors import DomainError
-from plugin.http import Response, http_status, int_param
+from plugin.http import Response, http_status, whole_number
 from plugin.routing import Route
 from plugin.webui import gettext as _
 from plugin.webui import render
@@ -201,11 +201,12 @@ def create_user(app, request):
 
 def edit_user(app, request, user_id):
     form = checked_form(request)
+    user = _user_id(user_id)  # a malformed id is the error page, not the users page
     return user_action(
         app,
         request,
         lambda: app.accounts.update_user(
-            _user_id(user_id),
+            user,
             actor=request.principal,
             role=form.get("role"),
             display_name=form.get("display_name"),
@@ -218,10 +219,11 @@ def edit_user(app, request, user_id):
 
 def reset_password(app, request, user_id):
     form = checked_form(request)
+    user = _user_id(user_id)  # a malformed id is the error page, not the users page
     return user_action(
         app,
         request,
-        lambda: app.accounts.reset_password(_user_id(user_id), form.get("new_password", ""), request.principal),
+        lambda: app.accounts.reset_password(user, form.get("new_password", ""), request.principal),
         _("Password reset; the user must change it at next login.", request),
     )
 
@@ -265,13 +267,11 @@ def keys(app, request):
 def create_key(app, request):
     form = checked_form(request)
     days = form.get("expires_in_days", "").strip()
+    user_id = _user_id(form.get("user_id"))  # malformed numbers are the error page, not the keys page
+    expires_days = whole_number(days, "expires in days") if days else None
     try:
         key, row = app.apikeys.create(
-            form.get("name", ""),
-            _user_id(form.get("user_id")),
-            form.get("role") or None,
-            int_param(days, "expires in days") if days else None,
-            request.principal,
+            form.get("name", ""), user_id, form.get("role") or None, expires_days, request.principal
         )
     except DomainError as error:
         return keys_page(app, request, http_status(error), error.message)
@@ -426,7 +426,7 @@ def _detail_text(details):
 
 
 def _user_id(value):
-    return int_param(value, "id", minimum=1)
+    return whole_number(value, "id", minimum=1)
 
 
 ROUTES = (

@@ -12,7 +12,7 @@ from plugin.auth.guard import SESSION_COOKIE, cookie
 from plugin.auth.models import ROLES
 from plugin.auth.permissions import AUTHENTICATED, PUBLIC
 from plugin.errors import Invalid, Unauthenticated, Unsupported
-from plugin.http import DB_INT, Response, int_param
+from plugin.http import DB_INT, Response, whole_number
 from plugin.routing import Route, as_response, validate
 from plugin.worklist.query import studies_of_patient
 
@@ -195,16 +195,16 @@ def create_user(app, request, body):
 
 
 def get_user(app, request, id):
-    return app.accounts.get_user(int_param(id, "user id")).public()
+    return app.accounts.get_user(whole_number(id, "user id")).public()
 
 
 def update_user(app, request, id, body):
     changes = body.model_dump(exclude_unset=True)
-    return app.accounts.update_user(int_param(id, "user id"), actor=request.principal, **changes).public()
+    return app.accounts.update_user(whole_number(id, "user id"), actor=request.principal, **changes).public()
 
 
 def reset_password(app, request, id, body):
-    app.accounts.reset_password(int_param(id, "user id"), body.password, request.principal)
+    app.accounts.reset_password(whole_number(id, "user id"), body.password, request.principal)
     return {"status": "password reset; the user must change it at next login"}
 
 
@@ -214,13 +214,13 @@ def list_keys(app, request):
 
 def create_key(app, request, body):
     key, row = app.apikeys.create(
-        body.name, int_param(body.user_id, "user_id"), body.role, body.expires_days, request.principal
+        body.name, whole_number(body.user_id, "user_id"), body.role, body.expires_days, request.principal
     )
     return Response.json(dict(row.public(), key=key), status=201)
 
 
 def revoke_key(app, request, id):
-    return app.apikeys.revoke(int_param(id, "key id"), request.principal).public()
+    return app.apikeys.revoke(whole_number(id, "key id"), request.principal).public()
 
 
 def audit_entries(app, request, query):
@@ -267,8 +267,8 @@ def audit_filters(query):
         "outcome": query.get("outcome") or None,
         "date_from": query.get("date_from") or None,
         "date_to": query.get("date_to") or None,
-        "page": int_param(query.get("page", "1"), "page", maximum=LAST_AUDIT_PAGE),
-        "page_size": int_param(query.get("page_size", "50"), "page_size"),
+        "page": whole_number(query.get("page", "1"), "page", maximum=LAST_AUDIT_PAGE),
+        "page_size": whole_number(query.get("page_size", "50"), "page_size"),
     }
 
 
