@@ -19,7 +19,7 @@ from plugin.auth.accounts import Accounts, LockoutPolicy, Principal
 from plugin.auth.models import LoginFailure, Session
 from plugin.auth.passwords import MAX_BYTES, MIN_LENGTH, MIN_SCORE, Hasher, PasswordRejected, check_policy
 from plugin.auth.tokens import TokenCodec
-from plugin.errors import DomainError, Forbidden, Locked
+from plugin.errors import Conflict, DomainError, Forbidden, Locked
 from plugin.http import HTTP_STATUS, http_status
 
 REPO = Path(__file__).resolve().parent.parent
@@ -188,6 +188,18 @@ def test_a_password_change_ends_the_other_sessions_only(accounts):
     assert not accounts.is_revoked(theirs.session_id)
     with pytest.raises(Forbidden):
         accounts.change_password(sessions[0], "wrong-current-password", "Another-New-Lantern-44")
+
+
+def test_an_admin_cannot_disable_or_demote_themselves_but_may_another_admin(accounts):
+    admin, _ = new_user(accounts, "admin")
+    other, _ = new_user(accounts, "admin")
+    actor = Principal(admin.id, admin.username, admin.role)
+    for change in ({"disabled": True}, {"role": "radiologist"}, {"role": "referrer"}):
+        with pytest.raises(Conflict, match="you cannot disable your own account or drop your own admin role"):
+            accounts.update_user(admin.id, actor=actor, **change)
+    assert accounts.update_user(admin.id, actor=actor, role="admin", display_name="Still Admin").role == "admin"
+    assert accounts.update_user(other.id, actor=actor, role="radiologist").role == "radiologist"
+    assert accounts.update_user(other.id, actor=actor, disabled=True).disabled
 
 
 # A model of the lockout rule, checked against Accounts over generated attempts.

@@ -21,6 +21,7 @@ from peewee import IntegrityError
 from plugin import db
 from plugin.auth.models import ROLES, LoginFailure, Session, User
 from plugin.auth.passwords import PasswordRejected, check_policy
+from plugin.auth.permissions import permissions_of
 from plugin.auth.refreshing import Refreshing
 from plugin.auth.tokens import TokenError
 from plugin.db import utcnow
@@ -110,11 +111,9 @@ class Accounts:
             changes["referring_names"] = _names_text(referring_names)
         if disabled is not None:
             changes["disabled"] = bool(disabled)
-        if (
-            actor is not None
-            and user.id == actor.user_id
-            and (changes.get("disabled") or changes.get("role", "admin") != "admin")
-        ):
+        # Whoever manages users cannot lock themselves out of it (else no one might be left to).
+        drops_own_rights = "role" in changes and "users.manage" not in permissions_of(changes["role"])
+        if actor is not None and user.id == actor.user_id and (changes.get("disabled") or drops_own_rights):
             raise Conflict("you cannot disable your own account or drop your own admin role")
         if not changes:
             return user
