@@ -415,4 +415,4 @@ def test_radiologists_see_orders_without_the_forms(server):
         == 403
     )
     referrer, _ = browser(server, "drwho")
-    assert referrer.get(server.url("/pacs/orders"), timeout=30).status_code == 403
+    assert shown_status(referrer.get(server.url("/pacs/orders"), timeout=30)) == 403

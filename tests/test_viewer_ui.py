@@ -18,7 +18,7 @@ import time
 import dicomgen
 import pytest
 from conftest import log_in
-from pacs_server import PacsServer
+from pacs_server import PacsServer, shown_status
 from PIL import Image
 from viewer_page import CANVAS, FIRST_IMAGE, SCREENSHOTS, centre, grey_stats, viewport_image
 
@@ -246,7 +246,7 @@ def test_referrer_sees_their_study_and_nothing_outside_their_scope(server, page)
     page.wait_for_url(server.url(f"/pacs/studies/{server.ct.study_uid}/report"))
 
     outside = server.mr.study_uid
-    assert page.goto(server.url(f"/pacs/studies/{outside}")).status == 403
+    assert shown_status(page.goto(server.url(f"/pacs/studies/{outside}"))) == 403
     answers = []
     page.on(
         "response",
