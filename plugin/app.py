@@ -77,7 +77,6 @@ class App:
         self.gateway = Gateway(host, self._screen_reason, settings.max_upload_mb * 1024 * 1024)
         self.routes = route_table.ROUTES
         routing.register(self.router, self.routes, self, self._page_error)
-        auth_routes.register(self.router, self)
         self.worklist = Worklist(self.audit, Thumbnails(host), settings.claim_minutes)
         worklist_pages.register(self.router, self)
         self.viewer_assets = viewer.bundled_assets()

@@ -7,51 +7,10 @@ from plugin.auth.permissions import AUTHENTICATED
 from plugin.http import Response
 from plugin.routing import Route
 
-ERROR = {"$ref": "#/components/schemas/Error"}
-
-
-def _json(schema):
-    return {"content": {"application/json": {"schema": schema}}}
-
-
-def _op(summary, permission, responses=None, body=None, params=()):
-    op = {
-        "summary": summary,
-        "description": f"Permission: {permission}.",
-        "responses": {
-            "200": {"description": "OK"},
-            **(responses or {}),
-            "400": {"description": "bad input", **_json(ERROR)},
-            "401": {"description": "no or bad login", **_json(ERROR)},
-            "403": {"description": "not allowed", **_json(ERROR)},
-        },
-    }
-    if body:
-        op["requestBody"] = {"required": True, **_json(body)}
-    if params:
-        op["parameters"] = list(params)
-    return op
-
-
-def _obj(*required, **properties):
-    return {"type": "object", "required": list(required), "properties": properties}
-
-
-STRING, INTEGER, BOOLEAN = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
-UID = {"name": "uid", "in": "path", "required": True, "description": "StudyInstanceUID", "schema": STRING}
-
 
 def document(routes=()):
-    """The whole document: the declared routes' entries (plugin/routing.py) and,
-    until every route is declared, the hand-written ones below."""
+    """The whole document, its paths and schemas from the declared routes (plugin/routing.py)."""
     paths, schemas = routing.openapi_paths(routes)
-    spec = _hand_written()
-    spec["paths"].update(paths)
-    spec["components"]["schemas"].update(schemas)
-    return spec
-
-
-def _hand_written():
     return {
         "openapi": "3.1.0",
         "info": {
@@ -63,7 +22,7 @@ def _hand_written():
             "Basic with an API key as the password.",
         },
         "components": {
-            "schemas": {"Error": _obj("error", error=STRING)},
+            "schemas": schemas,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "basic": {"type": "http", "scheme": "basic"},
@@ -71,15 +30,7 @@ def _hand_written():
             },
         },
         "security": [{"bearer": []}, {"basic": []}, {"cookie": []}],
-        "paths": {
-            "/pacs/api/auth/refresh": {
-                "post": _op(
-                    "A new token for a session still open",
-                    "none",
-                    {"200": {"description": "token", **_json({"$ref": "#/components/schemas/Token"})}},
-                )
-            },
-        },
+        "paths": paths,
     }
 
 

@@ -3,7 +3,6 @@
 import re
 
 from plugin import route_table, routing
-from plugin.auth import routes as auth_routes
 from plugin.http import Router
 from plugin.openapi import document
 
@@ -12,7 +11,6 @@ def routes_of_api():
     """(method, path) of the plugin's /pacs/api and /pacs/health routes, from the router."""
     router = Router()  # the routers only: no database, no Orthanc
     routing.register(router, tuple(route for route in route_table.ROUTES if route.documented and not route.page), None)
-    auth_routes.register(router, None)
     found = set()
     for method, regex, _handler in router._routes:
         path = regex.pattern.strip("^$").replace("\\", "")

@@ -13,8 +13,11 @@ from plugin.auth.models import ROLES
 from plugin.auth.permissions import AUTHENTICATED, PUBLIC
 from plugin.errors import Invalid, Unauthenticated, Unsupported
 from plugin.http import DB_INT, Response, whole_number
-from plugin.routing import Route, as_response, validate
+from plugin.routing import Route, validate
 from plugin.worklist.query import studies_of_patient
+
+# Also written into the viewer's keep-alive script (plugin/viewer/app_config.py).
+REFRESH = "/pacs/api/auth/refresh"
 
 USERS = "/pacs/api/users"
 USER = "/pacs/api/users/{id}"
@@ -246,13 +249,6 @@ def audit_verify(app, request):
     return dataclasses.asdict(app.audit.verify())
 
 
-def register(router, app):
-    """The one route of accounts not yet declared: the viewer's keep-alive script
-    (plugin/viewer/app_config.py) writes the refresh address too, and a declared
-    route's path is written once (tests/test_route_table.py)."""
-    router.add("POST", "/pacs/api/auth/refresh", lambda request: as_response(refresh(app, request)))
-
-
 def audit_filters(query):
     """The audit trail's filters from a query's values; ``patient`` (an ID or a name)
     stands for the studies of the patients it names."""
@@ -292,6 +288,7 @@ ROUTES = (
         answer=Token,
         responses=(("415", "not sent as application/json"), ("423", "locked after repeated failures")),
     ),
+    Route("POST", REFRESH, refresh, PUBLIC, summary="A new token for a session still open", answer=Token),
     Route("POST", "/pacs/api/auth/logout", logout, AUTHENTICATED, summary="End the session"),
     Route("GET", "/pacs/api/me", me, AUTHENTICATED, summary="The caller's account"),
     Route(
