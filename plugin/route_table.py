@@ -1,7 +1,7 @@
 """Every route of ours, each declared once (plugin/routing.py) by the package it
 belongs to, and the permission table the guard decides by: the rules generated
 from these declarations, then the hand-written ones of plugin/auth/permissions.py
-(Orthanc's routes, and ours not yet declared)."""
+(Orthanc's routes, and the two of ours a declaration cannot say yet)."""
 
 from plugin import health, openapi, routing, site
 from plugin.auth import pages as auth_pages
