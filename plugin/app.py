@@ -22,6 +22,7 @@ from plugin.auth.tokens import TokenCodec, load_or_create_secret
 from plugin.clock import Clock
 from plugin.config import Settings
 from plugin.errors import Invalid
+from plugin.events import Events
 from plugin.gateway import Gateway
 from plugin.http import HttpError, Response, Router
 from plugin.ingest import Ingest
@@ -54,7 +55,8 @@ class App:
         self.settings = settings
         self.clock = clock  # the clinic's time zone: every local date and time
         self.router = Router()
-        self.ingest = Ingest(host, settings.reconcile_interval, settings.stable_age)
+        self.events = Events()  # named events (plugin/events.py): publishers and listeners meet here
+        self.ingest = Ingest(host, settings.reconcile_interval, settings.stable_age, events=self.events)
         self.audit = AuditLog(window_seconds=settings.image_audit_window)
         self.audit.set_resolver(orthanc_resolver(host))  # patient and study of an Orthanc resource
         codec = TokenCodec(
@@ -92,7 +94,7 @@ class App:
         self.nodes = RemoteNodes(
             host, self.audit, host.configuration().get("DicomAet", "PACS"), settings.remote_timeout
         )
-        self.ingest.study_removed_listeners.append(self.reports.study_removed)
+        self.events.subscribe("study.removed", self.reports.study_removed)
         self.orders = Orders(self.audit, generate_uid, clock)
         self.modality_worklist = ModalityWorklist(
             self.orders.worklist_candidates, settings.case_sensitive_pn, settings.mwl_max_answers

@@ -25,6 +25,7 @@ import threading
 import time
 
 from plugin import db, studyindex
+from plugin.events import Events
 
 LOGGER = logging.getLogger(__name__)
 
@@ -33,8 +34,9 @@ POLL = 0.2
 
 
 class Ingest:
-    def __init__(self, host, reconcile_interval=900.0, quiet_seconds=None, clock=time.monotonic):
+    def __init__(self, host, reconcile_interval=900.0, quiet_seconds=None, clock=time.monotonic, events=None):
         self._host = host
+        self._events = events if events is not None else Events()  # publishes study.indexed, study.removed
         self._interval = reconcile_interval
         self._quiet = quiet_seconds  # None: wait for STABLE_STUDY only
         self._clock = clock
@@ -43,9 +45,6 @@ class Ingest:
         self._stopping = threading.Event()  # at shutdown: what is queued waits for the next reconcile
         self._receiving = set()  # Orthanc IDs of studies with new images (worker thread only)
         self._last_instance = 0.0
-        # Notification hooks: each gets the StudyInstanceUID of a study that
-        # left the archive; a failing listener is logged, the others still run.
-        self.study_removed_listeners = []
 
     # --- called on Orthanc's change thread: enqueue only -------------------
 
@@ -161,6 +160,7 @@ class Ingest:
             (done - started) * 1000,
             (started - (queued_at or started)) * 1000,
         )
+        self._events.publish("study.indexed", study_uid=summary.study_instance_uid, orthanc_id=orthanc_id)
         return row
 
     def remove_study(self, orthanc_id):
@@ -168,11 +168,7 @@ class Ingest:
         if study_uid is None:
             return
         LOGGER.info("event=study_removed orthanc_id=%s study_uid=%s", orthanc_id, study_uid)
-        for listener in self.study_removed_listeners:
-            try:
-                listener(study_uid)
-            except Exception:
-                LOGGER.exception("event=study_removed_listener_failed study_uid=%s", study_uid)
+        self._events.publish("study.removed", study_uid=study_uid)
 
     def series_deleted(self, series_orthanc_id):
         """A series went away: refresh its study (which may be gone too)."""

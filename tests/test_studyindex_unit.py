@@ -10,6 +10,7 @@ import time
 import pytest
 
 from plugin import db, ingest, migrations, studyindex
+from plugin.events import Events
 from plugin.ingest import Ingest
 from plugin.models import Patient, Series, Study
 
@@ -402,6 +403,21 @@ def test_reconcile_removes_a_study_only_once_orthanc_confirms_it_is_gone(index_d
 
     assert Ingest(orthanc).reconcile()["removed"] == 1
     assert set(studyindex.indexed_versions()) == {"s2"}
+
+
+def test_indexing_and_removal_are_published_as_named_events(index_db, orthanc):
+    events, heard = Events(), []
+    for name in ("study.indexed", "study.removed"):
+        events.subscribe(name, lambda name=name, **payload: heard.append((name, payload)))
+    orthanc.add("s1")
+    running = Ingest(orthanc, events=events)
+    running.reconcile()
+    del orthanc.studies["s1"]
+    running.reconcile()
+    assert heard == [
+        ("study.indexed", {"study_uid": "1.2.840.s1", "orthanc_id": "s1"}),
+        ("study.removed", {"study_uid": "1.2.840.s1"}),
+    ]
 
 
 def test_reconcile_walks_every_page(index_db, orthanc, monkeypatch):

@@ -323,11 +323,11 @@ class Reports:
         self.copies.add(report.id, addendum.id)
         return self._answer(Report.get_by_id(report.id), principal)
 
-    def study_removed(self, uid):
-        """The study left the archive: keep its report, flagged, and say so."""
-        flagged = Report.update(study_deleted_at=utcnow()).where(Report.study_instance_uid == uid).execute()
+    def study_removed(self, study_uid):
+        """The study left the archive (event study.removed): keep its report, flagged, and say so."""
+        flagged = Report.update(study_deleted_at=utcnow()).where(Report.study_instance_uid == study_uid).execute()
         if flagged:
-            LOGGER.warning("event=study_removed_with_report study_uid=%s (the report is kept)", uid)
+            LOGGER.warning("event=study_removed_with_report study_uid=%s (the report is kept)", study_uid)
 
     # --- templates ---------------------------------------------------------------
 
