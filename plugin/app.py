@@ -63,7 +63,12 @@ class App:
             load_or_create_secret(settings.data_dir, settings.jwt_secret), int(settings.access_token_minutes * 60)
         )
         self.accounts = Accounts(
-            Hasher(settings.bcrypt_cost), codec, self.audit, settings.session_hours, settings.idle_hours
+            Hasher(settings.bcrypt_cost),
+            codec,
+            self.audit,
+            settings.session_hours,
+            settings.idle_hours,
+            events=self.events,
         )
         self.apikeys = ApiKeys(self.audit, permissions_of)
         self.scope = ReferrerScope()
@@ -90,12 +95,13 @@ class App:
             clock,
             settings.institution_name,
             settings.logo_path or None,
+            events=self.events,
         )
         self.nodes = RemoteNodes(
             host, self.audit, host.configuration().get("DicomAet", "PACS"), settings.remote_timeout
         )
         self.events.subscribe("study.removed", self.reports.study_removed)
-        self.orders = Orders(self.audit, generate_uid, clock)
+        self.orders = Orders(self.audit, generate_uid, clock, events=self.events)
         self.modality_worklist = ModalityWorklist(
             self.orders.worklist_candidates, settings.case_sensitive_pn, settings.mwl_max_answers
         )

@@ -1,6 +1,8 @@
 """Fixtures: a real Orthanc with the PACS plugin, started per test session
-(``pacs``) or per test (``fresh_pacs``) on free loopback ports."""
+(``pacs``) or per test (``fresh_pacs``) on free loopback ports; a migrated SQLite
+database per test (``index_db``) for services tested in process."""
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -12,6 +14,8 @@ for path in (REPO, REPO / "tests"):
         sys.path.insert(0, str(path))
 
 from pacs_server import PacsServer  # noqa: E402
+
+from plugin import db, migrations  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +42,27 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+@pytest.fixture(scope="session")
+def migrated_file(tmp_path_factory):
+    """Every migration takes a few hundred ms: run them once, copy the file per test."""
+    path = tmp_path_factory.mktemp("index") / "migrated.sqlite"
+    database = db.open_database(f"sqlite:///{path}")
+    migrations.migrate(database)
+    database.close()
+    return path
+
+
+@pytest.fixture
+def index_db(tmp_path, migrated_file):
+    """A fresh, migrated index; `plugin.db.database` is a global proxy bound to it."""
+    path = tmp_path / "index.sqlite"
+    shutil.copyfile(migrated_file, path)
+    database = db.open_database(f"sqlite:///{path}")
+    assert migrations.migrate(database) == []
+    yield database
+    database.close()
 
 
 @pytest.fixture(scope="session")

@@ -4,12 +4,11 @@ in, rows of a temporary SQLite index out."""
 import datetime
 import itertools
 import json
-import shutil
 import time
 
 import pytest
 
-from plugin import db, ingest, migrations, studyindex
+from plugin import ingest, studyindex
 from plugin.events import Events
 from plugin.ingest import Ingest
 from plugin.models import Patient, Series, Study
@@ -122,27 +121,6 @@ class FakeOrthanc:
 
 
 # --- fixtures ---------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def migrated_file(tmp_path_factory):
-    """Every migration takes a few hundred ms: run them once, copy the file per test."""
-    path = tmp_path_factory.mktemp("index") / "migrated.sqlite"
-    database = db.open_database(f"sqlite:///{path}")
-    migrations.migrate(database)
-    database.close()
-    return path
-
-
-@pytest.fixture
-def index_db(tmp_path, migrated_file):
-    """A fresh, migrated index; `plugin.db.database` is a global proxy bound to it."""
-    path = tmp_path / "index.sqlite"
-    shutil.copyfile(migrated_file, path)
-    database = db.open_database(f"sqlite:///{path}")
-    assert migrations.migrate(database) == []
-    yield database
-    database.close()
 
 
 @pytest.fixture

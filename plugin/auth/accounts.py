@@ -27,6 +27,7 @@ from plugin.auth.tokens import TokenError
 from plugin.db import utcnow
 from plugin.dicomnames import pn_from_text
 from plugin.errors import Conflict, Forbidden, Invalid, Locked, NotFound, Unauthenticated
+from plugin.events import Events
 
 LOGGER = logging.getLogger(__name__)
 
@@ -59,8 +60,9 @@ def normalise_username(username):
 
 
 class Accounts:
-    def __init__(self, hasher, codec, audit, session_hours=12.0, idle_hours=2.0, lockout=LockoutPolicy()):
+    def __init__(self, hasher, codec, audit, session_hours=12.0, idle_hours=2.0, lockout=LockoutPolicy(), events=None):
         self._hasher = hasher
+        self._events = events if events is not None else Events()  # account.created, account.changed
         self._codec = codec
         self._audit = audit
         self._session_length = datetime.timedelta(hours=session_hours)
@@ -97,6 +99,7 @@ class Accounts:
         if must_change_password:
             self._pending.invalidate()
         self._record(actor, "user_created", details={"username": username, "role": role})
+        self._events.publish("account.created", user_id=user.id, username=username)
         return user
 
     def update_user(self, user_id, actor=None, role=None, display_name=None, referring_names=None, disabled=None):
@@ -122,6 +125,7 @@ class Accounts:
             self.revoke_user_sessions(user.id)
         action = "user_disabled" if changes.get("disabled") else "user_updated"
         self._record(actor, action, details={"username": user.username, **{k: v for k, v in changes.items()}})
+        self._events.publish("account.changed", user_id=user.id, username=user.username)
         return self.get_user(user_id)
 
     def get_user(self, user_id):

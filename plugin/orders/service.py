@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from plugin.db import database, iso_utc, utcnow
 from plugin.dicomnames import pn_key, search_text
 from plugin.errors import Conflict, Invalid, NotFound, Unavailable
+from plugin.events import Events
 from plugin.http import path_id, whole_number
 from plugin.models import Patient, Study, save_search_terms
 from plugin.orders import fields
@@ -58,8 +59,9 @@ class OrderSearch(BaseModel):
 
 
 class Orders:
-    def __init__(self, audit, uid_factory, clock):
+    def __init__(self, audit, uid_factory, clock, events=None):
         self._audit = audit
+        self._events = events if events is not None else Events()  # order.created, order.changed
         self._new_uid = uid_factory
         self._clock = clock  # the clinic's: scheduled times, birth dates, accession numbers
 
@@ -116,6 +118,7 @@ class Orders:
             raise
         self._record(principal, "order_created", order)
         LOGGER.info("event=order_created id=%d by=%s", order.id, principal.username)
+        self._events.publish("order.created", order_id=order.id, accession_number=order.accession_number)
         return order
 
     def update(self, order_id, data, principal):
@@ -149,6 +152,7 @@ class Orders:
             self._refuse_duplicates(changed.get("accession_number"), changed.get("study_instance_uid"))
             raise
         self._record(principal, "order_updated", order, {"fields": sorted(changed)})
+        self._changed(order)
         return order
 
     def cancel(self, order_id, principal, reason=""):
@@ -171,7 +175,13 @@ class Orders:
             )
         order = Order.get_by_id(order.id)
         self._record(principal, "order_cancelled", order, {"reason": reason} if reason else None)
+        self._changed(order)
         return order
+
+    def _changed(self, order):
+        self._events.publish(
+            "order.changed", order_id=order.id, accession_number=order.accession_number, status=order.status
+        )
 
     # --- the modality worklist -------------------------------------------------
 

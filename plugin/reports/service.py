@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from plugin.auth.models import User
 from plugin.db import database, iso_utc, utcnow
 from plugin.errors import Conflict, Forbidden, Invalid, NotFound, TooLarge
+from plugin.events import Events
 from plugin.http import path_id
 from plugin.models import Study
 from plugin.reports import pdf
@@ -116,8 +117,9 @@ class TemplateQuery(BaseModel):
 
 
 class Reports:
-    def __init__(self, audit, worklist, copies_factory, clock, institution="", logo=None):
+    def __init__(self, audit, worklist, copies_factory, clock, institution="", logo=None, events=None):
         self._audit = audit
+        self._events = events if events is not None else Events()  # report.signed, report.amended
         self._worklist = worklist
         self._clock = clock  # the clinic's: the PDF's times and file name
         self._institution = institution
@@ -294,6 +296,7 @@ class Reports:
         self._history(report, "finalized", principal, now)
         self._record(principal, "report_finalized", uid, {"version": report.version})
         self.copies.add(report.id)
+        self._events.publish("report.signed", study_uid=uid, report_id=report.id, version=report.version)
         return self._answer(Report.get_by_id(report.id), principal)
 
     def add_addendum(self, uid, addendum, principal):
@@ -321,6 +324,7 @@ class Reports:
         self._history(report, "addendum", principal, now, {"addendum": text.strip()})
         self._record(principal, "report_addended", uid, {"addendum_id": addendum.id})
         self.copies.add(report.id, addendum.id)
+        self._events.publish("report.amended", study_uid=uid, report_id=report.id, version=report.version)
         return self._answer(Report.get_by_id(report.id), principal)
 
     def study_removed(self, study_uid):
