@@ -5,7 +5,7 @@ import datetime
 import importlib
 
 import pytest
-from test_studyindex_unit import FakeOrthanc, index_db, migrated_file, orthanc_series, stored  # noqa: F401 (fixtures)
+from test_studyindex_unit import FakeOrthanc, orthanc_series, stored
 
 from plugin import audit as audit_module
 from plugin.auth.accounts import Principal
