@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qsl, unquote_plus
 
+from plugin import jsonout
 from plugin.errors import (
     Conflict,
     DomainError,
@@ -205,9 +206,8 @@ class Response:
 
     @classmethod
     def json(cls, data, status=200, headers=None):
-        # ensure_ascii: Orthanc's SendHttpStatus takes a str whose length is
-        # counted in characters, so non-200 bodies must stay 7-bit.
-        body = json.dumps(data, ensure_ascii=True, default=str).encode("ascii")
+        """A JSON answer, written by the one encoder (plugin.jsonout: times in UTC with a Z)."""
+        body = jsonout.dumps(data).encode("ascii")
         return cls(status, body, "application/json", dict(headers or {}))
 
     @classmethod
