@@ -1,9 +1,12 @@
 """Fixtures: a real Orthanc with the PACS plugin, started per test session
 (``pacs``) or per test (``fresh_pacs``) on free loopback ports; a migrated SQLite
-database per test (``index_db``) for services tested in process."""
+database per test (``index_db``) for services tested in process; an empty
+PostgreSQL database of its own (``pg_database``) where the machine has one.
+Fakes to run services with: tests/fakes.py."""
 
 import shutil
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -63,6 +66,26 @@ def index_db(tmp_path, migrated_file):
     assert migrations.migrate(database) == []
     yield database
     database.close()
+
+
+@pytest.fixture
+def pg_database():
+    """The URL of a new, empty database on the machine's PostgreSQL (127.0.0.1:5432,
+    user postgres), dropped afterwards; the test is skipped, saying why, where there is none."""
+    psycopg2 = pytest.importorskip("psycopg2")
+    try:
+        admin = psycopg2.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3")
+    except psycopg2.OperationalError as error:
+        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432: {error}")
+    admin.autocommit = True
+    name = f"pacs_test_{uuid.uuid4().hex[:12]}"
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    with admin.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    admin.close()
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ Skipped, with the reason, where PostgreSQL is not reachable on 127.0.0.1:5432.
 
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import psycopg2
@@ -16,7 +15,6 @@ from plugin import db, migrations
 from plugin.audit import AuditEntry, AuditLog
 
 REPO = Path(__file__).resolve().parent.parent
-ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 
 # Appends from another process: url, entries per thread, threads, name.
 APPENDER = """
@@ -34,24 +32,12 @@ threads = [threading.Thread(target=work, args=(n,)) for n in range(int(sys.argv[
 
 
 @pytest.fixture
-def pg_url():
-    try:
-        conn = psycopg2.connect(ADMIN_DSN)
-    except psycopg2.OperationalError as error:
-        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432: {error}")
-    conn.autocommit = True
-    name = f"pacs_audit_test_{uuid.uuid4().hex[:12]}"
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql://postgres@127.0.0.1:5432/{name}"
-    handle = db.open_database(url)
+def pg_url(pg_database):
+    """The migrated database's URL."""
+    handle = db.open_database(pg_database)
     migrations.migrate(handle)
-    yield url
+    yield pg_database
     handle.close_all()
-    with conn.cursor() as cur:
-        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-    conn.close()
 
 
 def _raw(url, statement):
@@ -61,10 +47,9 @@ def _raw(url, statement):
 
 def test_entries_verify_after_the_round_trip_and_edits_are_found(pg_url):
     log = AuditLog(clock=lambda: 1_700_000_000.000001)
-    with db.connection_scope():
-        log.record("login", username="Ωμέγα 山田\x00", address="2001:db8::1", details={"note": "=1+1", "ok": True})
-        AuditLog().record("report_finalized", username="anna", study_uid="1.2.3")
-        assert log.verify().ok
+    log.record("login", username="Ωμέγα 山田\x00", address="2001:db8::1", details={"note": "=1+1", "ok": True})
+    AuditLog().record("report_finalized", username="anna", study_uid="1.2.3")
+    assert log.verify().ok
     assert (
         subprocess.run(
             [sys.executable, "-m", "plugin.audit", "verify", "--database-url", pg_url], cwd=REPO, timeout=60
@@ -72,8 +57,7 @@ def test_entries_verify_after_the_round_trip_and_edits_are_found(pg_url):
         == 0
     )
     _raw(pg_url, "UPDATE audit_log SET address = '2001:db8::2' WHERE id = 1")
-    with db.connection_scope():
-        assert log.verify().first_bad_id == 1
+    assert log.verify().first_bad_id == 1
     assert (
         subprocess.run(
             [sys.executable, "-m", "plugin.audit", "verify", "--database-url", pg_url],
@@ -90,7 +74,6 @@ def test_appends_from_two_processes_keep_one_chain(pg_url):
         subprocess.Popen([sys.executable, "-c", APPENDER, pg_url, "100", "4", f"node{n}"], cwd=REPO) for n in range(2)
     ]
     assert [worker.wait(timeout=120) for worker in workers] == [0, 0]
-    with db.connection_scope():
-        result = AuditLog().verify(batch=128)
-        assert (result.ok, result.checked) == (True, 800)
-        assert AuditEntry.select(AuditEntry.prev_hash).distinct().count() == 800
+    result = AuditLog().verify(batch=128)
+    assert (result.ok, result.checked) == (True, 800)
+    assert AuditEntry.select(AuditEntry.prev_hash).distinct().count() == 800

@@ -11,13 +11,12 @@ from zoneinfo import ZoneInfo
 
 import pypdf
 import pytest
+from fakes import FakeHost, principal
 from test_report_copies_unit import STUDY_UID, FlakyOrthanc, report  # noqa: F401 (fixture)
-from test_shutdown import FakeHost
 
 from plugin import app as app_module
 from plugin import db, migrations
 from plugin.app import App
-from plugin.auth.accounts import Principal
 from plugin.clock import UTC, Clock, zone_name, zone_named
 from plugin.config import Settings
 from plugin.errors import Invalid
@@ -114,7 +113,7 @@ def test_a_birth_date_may_be_the_clinics_today_not_its_tomorrow():
 
 
 def admin():
-    return Principal(user_id=1, username="admin", role="admin")
+    return principal("admin")
 
 
 def test_the_app_gives_its_clock_to_orders_worklist_dashboard_reports_and_mpps(tmp_path):

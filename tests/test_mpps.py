@@ -438,30 +438,11 @@ def test_the_listener_starts_and_stops_with_orthanc(tmp_path):
 # --- the same round on PostgreSQL (scale-out) --------------------------------------------------
 
 
-@pytest.fixture
-def pg_url():
-    psycopg2 = pytest.importorskip("psycopg2")
-    dsn = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
-    try:
-        admin = psycopg2.connect(dsn)
-    except psycopg2.OperationalError as error:
-        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432: {error}")
-    admin.autocommit = True
-    name = f"pacs_orders_{generate_uid()[-12:]}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    with admin.cursor() as cur:
-        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-    admin.close()
-
-
-def test_orders_worklist_and_mpps_on_postgresql(pg_url, tmp_path):
+def test_orders_worklist_and_mpps_on_postgresql(pg_database, tmp_path):
     mpps_port = free_port()
     pacs = PacsServer(
         tmp_path / "pacs",
-        environ={"PACS_DATABASE_URL": pg_url},
+        environ={"PACS_DATABASE_URL": pg_database},
         overrides={"Pacs": {"MppsPort": mpps_port, "MppsBind": "127.0.0.1"}},
     ).start()
     pacs.mpps_port = mpps_port

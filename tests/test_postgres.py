@@ -3,36 +3,10 @@
 Skipped, with the reason, where PostgreSQL is not reachable on 127.0.0.1:5432.
 """
 
-import uuid
-
 import dicomgen
 import psycopg2
 import pytest
 from pacs_server import PacsServer
-
-ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
-
-
-def _admin():
-    conn = psycopg2.connect(ADMIN_DSN)
-    conn.autocommit = True
-    return conn
-
-
-@pytest.fixture
-def pg_database():
-    try:
-        conn = _admin()
-    except psycopg2.OperationalError as error:
-        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432: {error}")
-    name = f"pacs_test_{uuid.uuid4().hex[:12]}"
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    with conn.cursor() as cur:
-        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-    conn.close()
 
 
 def _study_row(url, study_uid):

@@ -5,10 +5,9 @@ import datetime
 import importlib
 
 import pytest
-from test_studyindex_unit import FakeOrthanc, orthanc_series, stored
+from fakes import FakeOrthanc, orthanc_series, principal, stored
 
 from plugin import audit as audit_module
-from plugin.auth.accounts import Principal
 from plugin.auth.pages import AUDIT_ACTIONS, _detail_text
 from plugin.clock import Clock
 from plugin.dicomnames import display_name, name_parts, pn_from_parts, pn_from_text
@@ -119,7 +118,7 @@ def test_the_migration_recounts_studies_and_adds_descriptions_to_the_search(inde
     assert (row.modalities, row.series_count, row.instance_count) == ("CT", 1, 3)
     assert Series.select().where(Series.study == row.id).count() == 2
     filters = query.parse_filters({"q": "knee"}, None)
-    items, total = query.search(filters, Principal(1, "admin", "admin"))
+    items, total = query.search(filters, principal("admin"))
     assert total == 1 and items[0]["description"] == "CT KNEE"
 
 

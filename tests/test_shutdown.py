@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fakes import FakeHost
 from pacs_server import PacsServer, free_port
 from pynetdicom import AE
 from pynetdicom.sop_class import ModalityPerformedProcedureStep
@@ -27,29 +28,6 @@ from plugin.clock import Clock
 from plugin.config import Settings
 
 ORDER = ["mpps", "report_copies", "ingest", "viewer_warm", "audit", "http_session", "database"]
-
-
-class FakeHost:
-    """Orthanc as App needs it to start: no studies, one DICOM node allowed the worklist."""
-
-    def __init__(self, configuration):
-        self._configuration = configuration
-        self.closed = False
-
-    def configuration(self):
-        return self._configuration
-
-    def capabilities(self):
-        return frozenset()
-
-    def get_json(self, path):
-        return [] if path.startswith("/studies?") else None
-
-    def rest(self, method, path, body=None, timeout=60, raw=None):
-        return 200, {"modality": {"AET": "MODALITY", "AllowFindWorklist": True}}
-
-    def close(self):
-        self.closed = True
 
 
 @pytest.fixture

@@ -2,123 +2,15 @@
 in, rows of a temporary SQLite index out."""
 
 import datetime
-import itertools
-import json
 import time
 
 import pytest
+from fakes import FakeOrthanc, orthanc_series, orthanc_study, stored
 
 from plugin import ingest, studyindex
 from plugin.events import Events
 from plugin.ingest import Ingest
 from plugin.models import Patient, Series, Study
-
-_counter = itertools.count(1)
-
-
-# --- Orthanc-shaped JSON -------------------------------------------------------
-
-
-def orthanc_series(number="1", modality="CT", body_part="HEAD", instances=2, description="AXIAL"):
-    n = next(_counter)
-    tags = {
-        "SeriesInstanceUID": f"1.2.3.{n}",
-        "Modality": modality,
-        "BodyPartExamined": body_part,
-        "SeriesDescription": description,
-    }
-    if number is not None:
-        tags["SeriesNumber"] = number
-    return {
-        "ID": f"series-{n}",
-        "MainDicomTags": tags,
-        "Type": "Series",
-        "Instances": [f"instance-{n}-{i}" for i in range(instances)],
-    }
-
-
-def orthanc_study(study_id, series=None, last_update="20261123T101500", stable=True, patient="patient-1", **tags):
-    """GET /studies/{id} (as /studies?expand gives it) and its series."""
-    series = [orthanc_series()] if series is None else series
-    main = {
-        "StudyInstanceUID": f"1.2.840.{study_id}",
-        "AccessionNumber": "ACC1",
-        "StudyDate": "20261123",
-        "StudyTime": "101500",
-        "StudyDescription": "CT HEAD",
-        "ReferringPhysicianName": "WHO^DR",
-        "InstitutionName": "Clinic",
-    }
-    main.update(tags)
-    study = {
-        "ID": study_id,
-        "Type": "Study",
-        "IsStable": stable,
-        "LastUpdate": last_update,
-        "ParentPatient": patient,
-        "MainDicomTags": main,
-        "PatientMainDicomTags": {
-            "PatientID": "PID1",
-            "PatientName": "DOE^JANE",
-            "PatientBirthDate": "19700101",
-            "PatientSex": "F",
-        },
-        "Series": [s["ID"] for s in series],
-    }
-    return study, series
-
-
-class FakeOrthanc:
-    """The host Ingest talks to: answers its GETs from studies held in memory."""
-
-    def __init__(self, extended_find=False):
-        self.studies = {}
-        self.failing = set()
-        self.hidden_from_listing = set()
-        self.extended_find = extended_find
-        self.reads = []
-
-    def capabilities(self):
-        return frozenset({"extended_find"}) if self.extended_find else frozenset()
-
-    def builtin(self, method, uri, body=b""):
-        """Orthanc 1.12's extended /tools/find: IDs with LastUpdate and IsStable only."""
-        assert (method, uri) == ("POST", "/tools/find") and self.extended_find
-        query = json.loads(body)
-        assert query["ResponseContent"] == ["Metadata", "IsStable"]
-        listed = [self.studies[k][0] for k in sorted(self.studies) if k not in self.hidden_from_listing]
-        page = listed[query["Since"] : query["Since"] + query["Limit"]]
-        return json.dumps(
-            [
-                {"ID": s["ID"], "Type": "Study", "IsStable": s["IsStable"], "Metadata": {"LastUpdate": s["LastUpdate"]}}
-                for s in page
-            ]
-        ).encode()
-
-    def add(self, study_id, **kwargs):
-        self.studies[study_id] = orthanc_study(study_id, **kwargs)
-        return self.studies[study_id]
-
-    def get_json(self, path):
-        self.reads.append(path)
-        if path.startswith("/studies?"):
-            assert not self.extended_find, "1.12 lists studies with /tools/find"
-            return self._page(path)
-        parts = path.strip("/").split("/")
-        study_id = parts[1]
-        if study_id in self.failing:
-            raise RuntimeError(f"Orthanc failed on {path}")
-        if study_id not in self.studies:
-            return None
-        study, series = self.studies[study_id]
-        return series if parts[2:] == ["series"] else study
-
-    def _page(self, path):
-        query = dict(p.split("=") for p in path.split("?", 1)[1].split("&") if "=" in p)
-        since, limit = int(query["since"]), int(query["limit"])
-        listed = [self.studies[k][0] for k in sorted(self.studies) if k not in self.hidden_from_listing]
-        return listed[since : since + limit]
-
 
 # --- fixtures ---------------------------------------------------------------------
 
@@ -136,10 +28,6 @@ def worker(orthanc, index_db):
     running.wait_idle()
     yield running
     running.stop()
-
-
-def stored(study_id, orthanc):
-    return studyindex.store(studyindex.summarise(*orthanc.studies[study_id]))
 
 
 # --- parse_date / parse_int ----------------------------------------------------------
