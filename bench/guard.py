@@ -93,11 +93,11 @@ from plugin.auth.accounts import Accounts
 from plugin.auth.apikeys import ApiKeys
 from plugin.auth.guard import SESSION_COOKIE, Guard
 from plugin.auth.passwords import Hasher
-from plugin.auth.permissions import permissions_of
 from plugin.auth.scope import ReferrerScope
 from plugin.auth.tokens import TokenCodec, load_or_create_secret
 from plugin.config import Settings
 from plugin.http import decode_query
+from plugin.permissions import permissions_of
 from plugin.route_table import TABLE
 
 RATIO_TARGET = 0.9
@@ -210,10 +210,9 @@ def micro_bench(root, study, calls):
     data_dir = root / "micro"
     data_dir.mkdir()
     database, accounts, apikeys, guard = build_guard(data_dir)
-    with db.connection_scope():
-        user = accounts.create_user(READER[0], READER[1], ROLE)
-        token = accounts.login(READER[0], READER[1], "127.0.0.1")[0]
-        key, _ = apikeys.create("bench", user.id, None, None, accounts.get_user(user.id))
+    user = accounts.create_user(READER[0], READER[1], ROLE)
+    token = accounts.login(READER[0], READER[1], "127.0.0.1")[0]
+    key, _ = apikeys.create("bench", user.id, None, None, accounts.get_user(user.id))
     app = SimpleNamespace(guard=guard)  # App.allows uses nothing else of the App
     path = study.frame_path(study.sop_uids[0])
     browser = {

@@ -16,7 +16,6 @@ from plugin.auth.accounts import Accounts
 from plugin.auth.apikeys import ApiKeys
 from plugin.auth.guard import NO_SUCH_PAGE, PASSWORD_CHANGE_FIRST, Guard
 from plugin.auth.passwords import Hasher
-from plugin.auth.permissions import permissions_of
 from plugin.auth.scope import ReferrerScope
 from plugin.auth.tokens import TokenCodec, load_or_create_secret
 from plugin.clock import Clock
@@ -31,13 +30,13 @@ from plugin.mpps.service import KnownNodes, MppsServer, PerformedSteps
 from plugin.mwl.service import ModalityWorklist
 from plugin.nodes.service import RemoteNodes
 from plugin.orders.service import Orders
+from plugin.permissions import permissions_of
 from plugin.reports.copies import DicomCopies
 from plugin.reports.service import Reports
 from plugin.thumbnails import Thumbnails
 from plugin.viewer_ready import make_viewer_ready
 from plugin.webui import default_webui, error_page
 from plugin.webui import gettext as _
-from plugin.worklist import pages as worklist_pages
 from plugin.worklist.actions import Worklist
 
 LOGGER = logging.getLogger(__name__)
@@ -85,7 +84,6 @@ class App:
         self.routes = route_table.ROUTES
         routing.register(self.router, self.routes, self, self._page_error)
         self.worklist = Worklist(self.audit, Thumbnails(host), settings.claim_minutes)
-        worklist_pages.register(self.router, self)
         self.viewer_assets = viewer.bundled_assets()
         self.static_files = default_webui().static
         self.reports = Reports(
@@ -177,25 +175,23 @@ class App:
         if refusal:
             LOGGER.warning("event=request_body_refused method=%s path=%s reason=%s", method, path[:200], refusal)
             return False
-        if path.startswith("/pacs/") or path in ("/pacs", "/"):  # "/": our redirect to the worklist
+        if routing.is_ours(path) or path == "/":  # "/": our redirect to the worklist
             return True
         decision = self.guard.check(method, path, headers, query, self.guard.client_address(ip, headers))
         return decision.allowed
 
+    @db.unit_of_work
     def handle(self, request):
         """Answer one of our HTTP routes (any Orthanc HTTP thread)."""
         request.client_ip = self.guard.client_address(request.client_ip, request.headers)
         address = request_address.set(request.client_ip)
         try:
-            with db.connection_scope():
-                decision = self.guard.check(
-                    request.method, request.path, request.headers, request.query, request.client_ip
-                )
-                if not decision.allowed:
-                    return self._renewing(request, decision, self.refusal(request, decision))
-                request.principal = decision.principal
-                request.form_csrf = decision.form_csrf
-                return self._renewing(request, decision, self.router.dispatch(request))
+            decision = self.guard.check(request.method, request.path, request.headers, request.query, request.client_ip)
+            if not decision.allowed:
+                return self._renewing(request, decision, self.refusal(request, decision))
+            request.principal = decision.principal
+            request.form_csrf = decision.form_csrf
+            return self._renewing(request, decision, self.router.dispatch(request))
         finally:
             request_address.reset(address)
 
@@ -219,13 +215,15 @@ class App:
         if wants_page and decision.reason == PASSWORD_CHANGE_FIRST:
             return Response.redirect(auth_pages.ACCOUNT)
         if decision.status == 401 and wants_page:  # back to the same view, filters included
-            path = request.path if request.path != "/pacs" else "/pacs/"  # Orthanc drops the slash
+            path = request.path if request.path != routing.PREFIX else routing.HOME  # Orthanc drops the slash
             wanted = path + ("?" + urlencode(request.query) if request.query else "")
             return Response.redirect("/pacs/login?next=" + quote(wanted, safe=""))
         if wants_page:
             message = _("There is no such page.", request) if decision.reason == NO_SUCH_PAGE else decision.reason
             return error_page(decision.status, message, request, **auth_pages.signed_in(request))
         headers = {"WWW-Authenticate": 'Bearer realm="pacs"'} if decision.status == 401 else {}
+        if decision.allow:
+            headers["Allow"] = decision.allow
         return Response.error(decision.status, decision.reason, headers)
 
     def handle_gateway(self, request):
@@ -290,12 +288,12 @@ class App:
             LOGGER.exception("event=instance_screen_failed")
             return Examination("the PACS could not check this file")
 
+    @db.unit_of_work
     def worklist_find(self, query, issuer_aet, called_aet):
         """An MWL C-FIND (Orthanc's DICOM thread): (answers as DICOM bytes, complete?).
         Raises MwlQueryError for a query that cannot be answered."""
         started = time.perf_counter()
-        with db.connection_scope():
-            answers, complete = self.modality_worklist.find(query)
+        answers, complete = self.modality_worklist.find(query)
         LOGGER.info(
             "event=mwl_find issuer=%s called=%s answers=%d complete=%s took_ms=%.1f",
             issuer_aet,
@@ -359,8 +357,7 @@ def create_app(host, environ=None):
         raise
     app = App(host, settings, clock)
     try:
-        with db.connection_scope():
-            password_file = app.accounts.ensure_first_admin(settings.data_dir, settings.admin_password)
+        password_file = app.accounts.ensure_first_admin(settings.data_dir, settings.admin_password)
     except Invalid as error:
         LOGGER.error("event=first_admin_refused reason=%r", error.message)
         raise SystemExit(f"PACS cannot start: {error.message}") from None

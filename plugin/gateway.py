@@ -24,8 +24,8 @@ import zipfile
 import zlib
 from urllib.parse import urlencode
 
-from plugin.auth.permissions import GATEWAY_PATTERNS
 from plugin.http import MAX_JSON_DEPTH, HttpError, Response, Router, json_nesting_ok
+from plugin.permissions import GATEWAY_PATTERNS
 
 LOGGER = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from typing import Literal
 from pydantic import BaseModel
 
 from plugin import db
-from plugin.auth.permissions import PUBLIC
 from plugin.http import Response
+from plugin.permissions import PUBLIC
 from plugin.routing import Route
 
 LOGGER = logging.getLogger(__name__)

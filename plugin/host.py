@@ -16,9 +16,9 @@ import orthanc
 import requests
 
 from plugin.app import create_app
-from plugin.auth.permissions import GATEWAY_PATTERNS
 from plugin.http import HttpError, Request, Response, page_shown_with_200
 from plugin.mwl.service import MwlQueryError
+from plugin.permissions import GATEWAY_PATTERNS
 
 LOGGER = logging.getLogger(__name__)
 

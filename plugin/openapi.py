@@ -3,8 +3,8 @@
 import functools
 
 from plugin import routing
-from plugin.auth.permissions import AUTHENTICATED
 from plugin.http import Response
+from plugin.permissions import AUTHENTICATED
 from plugin.routing import Route
 
 

@@ -1,11 +1,10 @@
 """Every route of ours, each declared once (plugin/routing.py) by the package it
 belongs to, and the permission table the guard decides by: the rules generated
-from these declarations, then the hand-written ones of plugin/auth/permissions.py
+from these declarations, then the hand-written ones of plugin/permissions.py
 (Orthanc's routes, and the two of ours a declaration cannot say yet)."""
 
-from plugin import health, openapi, routing, site
+from plugin import health, openapi, permissions, routing, site
 from plugin.auth import pages as auth_pages
-from plugin.auth import permissions
 from plugin.auth import routes as auth_routes
 from plugin.nodes import pages as node_pages
 from plugin.nodes import routes as node_routes

@@ -22,12 +22,19 @@ from typing import Any, cast
 
 from pydantic import BaseModel, ValidationError
 
-from plugin.auth.permissions import AUTHENTICATED, PUBLIC, Rule
 from plugin.errors import DomainError, Invalid
 from plugin.http import HttpError, Response, http_status
+from plugin.permissions import AUTHENTICATED, PUBLIC, Rule
 
 _PARAM = re.compile(r"{(\w+)(:path)?}")  # {name}: one path segment; {name:path}: the rest, slashes included
 METHODS = ("GET", "POST", "PUT", "DELETE")
+PREFIX = "/pacs"  # every route of ours is under it, Orthanc's root "/" aside
+HOME = "/pacs/"  # the web UI's home: the reading worklist (plugin/worklist/pages.py declares it)
+
+
+def is_ours(path):
+    """Whether ``path`` is under /pacs: ours to answer, not Orthanc's."""
+    return path == PREFIX or path.startswith(PREFIX + "/")
 
 
 @dataclass(frozen=True)
@@ -35,7 +42,7 @@ class Route:
     method: str
     path: str
     handler: Callable[..., Any]
-    permission: str  # PUBLIC, AUTHENTICATED or a named permission (plugin.auth.permissions)
+    permission: str  # PUBLIC, AUTHENTICATED or a named permission (plugin.permissions)
     summary: str = ""
     study: str = ""  # the path parameter holding a StudyInstanceUID: referrers are held to their scope
     study_param: str = ""  # or the query parameter naming the studies (one of ``params``)
@@ -52,7 +59,7 @@ class Route:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"{self.path}: method {self.method!r} is not one of {METHODS}")
-        if not (self.path.startswith("/pacs") or self.path == "/"):
+        if not (is_ours(self.path) or self.path == "/"):
             raise ValueError(f"{self.path}: our routes live under /pacs (and Orthanc's root, /)")
         if self.study and self.study not in self.parameters:
             raise ValueError(f"{self.path}: study parameter {self.study!r} is not in the path")
@@ -76,6 +83,14 @@ class Route:
     def router_pattern(self):
         """The anchored regex the router matches, every parameter a named group."""
         return re.compile("^" + _PARAM.sub(lambda m: f"(?P<{m.group(1)}>{_value(m)})", _escaped(self.path)) + "$")
+
+    def methods_rule(self, declared):
+        """The guard's rule for the methods this route's path does not declare (``declared``
+        are those it does): whoever may use the path is told 405 (Method Not Allowed) by the
+        guard, everyone else is refused as on the route; nothing reaches the router."""
+        pattern = re.compile("^(?:" + _PARAM.sub(_value, _escaped(self.path)) + ")$")
+        others = frozenset(METHODS) - frozenset(declared)
+        return Rule(others, pattern, self.permission, body="none", only=", ".join(sorted(declared)))
 
     def rule(self):
         """The guard's rule: the study parameter, if any, is the group named ``study``."""
@@ -103,8 +118,12 @@ def _value(match):
 
 
 def _escaped(path):
-    """The path with regex metacharacters escaped, its {parameters} kept."""
-    return "".join(part if _PARAM.fullmatch(part) else re.escape(part) for part in re.split(r"({\w+(?::path)?})", path))
+    """The path with regex metacharacters escaped, its {parameters} kept. A trailing "/"
+    is optional: Orthanc hands the home page over without it, and the guard folds it away."""
+    escaped = "".join(
+        part if _PARAM.fullmatch(part) else re.escape(part) for part in re.split(r"({\w+(?::path)?})", path)
+    )
+    return escaped + "?" if len(path) > 1 and path.endswith("/") else escaped
 
 
 def handler_for(route, services, page_error=None):
@@ -162,8 +181,20 @@ def register(router, routes, services, page_error=None):
 
 
 def rules(routes: tuple[Route, ...]) -> tuple[Rule, ...]:
-    """The guard's rules for every declared route, in declaration order."""
-    return tuple(route.rule() for route in routes)
+    """The guard's rules for every declared route, in declaration order; then, for each
+    path of the JSON API (the OpenAPI document's), one for the methods it does not
+    declare, guarded as the path's first route: a client that uses a wrong method on a
+    real path is told so (405). Pages and files stay "no such page" for other methods."""
+    declared: dict[str, list[Route]] = {}
+    for route in routes:
+        if route.documented and not route.page:
+            declared.setdefault(route.path, []).append(route)
+    undeclared = tuple(
+        same_path[0].methods_rule({route.method for route in same_path})
+        for same_path in declared.values()
+        if len(same_path) < len(METHODS)
+    )
+    return tuple(route.rule() for route in routes) + undeclared
 
 
 def check_unique(routes: tuple[Route, ...]) -> tuple[Route, ...]:

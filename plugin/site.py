@@ -5,9 +5,9 @@ Neither is JSON API: both stay out of the OpenAPI document.
 Not in plugin.webui: declaring a route needs plugin.routing, which needs
 plugin.auth, whose pages need plugin.webui (an import cycle)."""
 
-from plugin.auth.permissions import PUBLIC
 from plugin.http import Response
-from plugin.routing import Route
+from plugin.permissions import PUBLIC
+from plugin.routing import HOME, Route
 
 
 def static_file(app, request, path):
@@ -17,7 +17,7 @@ def static_file(app, request, path):
 
 def server_root(app, request):
     """Orthanc's root leads to the worklist (whoever is not signed in then goes on to the login)."""
-    return Response.redirect("/pacs/")
+    return Response.redirect(HOME)
 
 
 ROUTES = (

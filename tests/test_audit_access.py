@@ -21,9 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pacs_server import free_port
 
-from plugin import db, launcher, migrations
+from plugin import db, launcher, migrations, permissions
 from plugin.audit import AuditLog
-from plugin.auth import permissions
 
 PASSWORD = "Vq7!mZ2#rT9@kLp4-audit-trail"
 NODE_AET = "AUDITWS"

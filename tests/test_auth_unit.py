@@ -9,7 +9,7 @@ import time
 import jwt
 import pytest
 
-from plugin.auth import permissions
+from plugin import permissions
 from plugin.auth.accounts import Principal
 from plugin.auth.guard import SESSION_COOKIE, Guard
 from plugin.auth.passwords import Hasher, PasswordRejected, check_policy

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plugin.auth import permissions
+from plugin import permissions
 from plugin.auth.guard import Guard
 from plugin.gateway import Gateway, check_body
 from plugin.http import HttpError, Request

@@ -17,19 +17,14 @@ PLUGIN = pathlib.Path(__file__).resolve().parent.parent / "plugin"
 # on any cycle not listed, and on a listed one that is gone (then strike it).
 #   auth.pages and auth.routes read worklist.query (a user's saved worklist view);
 #   worklist reads reports.models (a study's report) and reports reads worklist.query;
-#   reports.pages shows the viewer's assets, and viewer.qido asks auth.permissions;
-#   plugin.routing reads Rule, PUBLIC and AUTHENTICATED from auth.permissions, and
-#   auth, worklist, reports and viewer declare their routes with plugin.routing
-#   (those three names outside plugin.auth would end the last four).
+#   reports.pages shows the viewer's assets, and viewer.app_config names auth's refresh route.
+# (The cycles through plugin.routing ended when the permission table moved from
+# plugin.auth to plugin.permissions.)
 KNOWN_CYCLES = {
     ("plugin.auth", "plugin.worklist"),
     ("plugin.reports", "plugin.worklist"),
     ("plugin.auth", "plugin.worklist", "plugin.reports"),
     ("plugin.auth", "plugin.worklist", "plugin.reports", "plugin.viewer"),
-    ("plugin.auth", "plugin.routing"),
-    ("plugin.auth", "plugin.worklist", "plugin.routing"),
-    ("plugin.auth", "plugin.worklist", "plugin.reports", "plugin.routing"),
-    ("plugin.auth", "plugin.worklist", "plugin.reports", "plugin.viewer", "plugin.routing"),
 }
 
 

@@ -1,5 +1,5 @@
 """The permission matrix: every role, and no login at all, against every route
-family of the permission table (plugin/auth/permissions.py) and the routes it
+family of the permission table (plugin/permissions.py) and the routes it
 must not name, with each method, over real HTTP to a real Orthanc.
 
 "Allowed" means the guard let the request through: the answer is not the
@@ -23,7 +23,7 @@ import pytest
 import requests
 from pacs_server import ADMIN_PASSWORD, PacsServer
 
-from plugin.auth import permissions
+from plugin import permissions
 from plugin.route_table import TABLE
 
 ADMIN, RAD, TECH, REF = "admin", "radiologist", "technologist", "referrer"

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from plugin import openapi, route_table, routing
-from plugin.auth import permissions
+from plugin import openapi, permissions, route_table, routing
 from plugin.http import Request, Router
 
 PLUGIN = Path(__file__).resolve().parent.parent / "plugin"

@@ -9,10 +9,10 @@ import pytest
 from pydantic import BaseModel, Field
 
 from plugin import routing
-from plugin.auth.permissions import AUTHENTICATED, PUBLIC
 from plugin.errors import Conflict, DomainError, Forbidden, Invalid, Locked, NotFound, Unavailable
 from plugin.events import Events, UnknownEvent
 from plugin.http import Request, Response, Router, http_status
+from plugin.permissions import AUTHENTICATED, PUBLIC
 
 
 class Priority(BaseModel):

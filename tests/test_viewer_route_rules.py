@@ -8,17 +8,16 @@ import re
 
 import pytest
 
-from plugin import route_table, routing, site
-from plugin.auth import permissions
+from plugin import permissions, route_table, routing, site
 from plugin.auth.guard import Guard
-from plugin.auth.permissions import PUBLIC, QIDO, QIDO_BY_STUDY, _rule
 from plugin.http import HttpError, Request, Router
+from plugin.permissions import PUBLIC, QIDO, QIDO_BY_STUDY, _rule
 from plugin.viewer import routes as viewer_routes
 
 OURS = viewer_routes.ROUTES + site.ROUTES
 OTHERS = tuple(route for route in route_table.ROUTES if route not in OURS)
 
-# The hand-written rules as they were (plugin/auth/permissions.py before these routes were declared).
+# The hand-written rules as they were (plugin/permissions.py before these routes were declared).
 REPLACED = (
     _rule("GET", r"/", PUBLIC),
     _rule("GET", r"/pacs/static/.+", PUBLIC),

@@ -7,7 +7,6 @@ from the database every few seconds (so a logout on another node counts
 too). A still-open session renews its token through `refresh`.
 """
 
-import contextlib
 import datetime
 import logging
 import os
@@ -19,15 +18,15 @@ from pathlib import Path
 from peewee import IntegrityError
 
 from plugin import db
-from plugin.auth.models import ROLES, LoginFailure, Session, User
+from plugin.auth.models import LoginFailure, Session, User
 from plugin.auth.passwords import PasswordRejected, check_policy
-from plugin.auth.permissions import permissions_of
 from plugin.auth.refreshing import Refreshing
 from plugin.auth.tokens import TokenError
 from plugin.db import utcnow
 from plugin.dicomnames import pn_from_text
 from plugin.errors import Conflict, Forbidden, Invalid, Locked, NotFound, Unauthenticated
 from plugin.events import Events
+from plugin.permissions import ADMIN, ROLES, permissions_of
 
 LOGGER = logging.getLogger(__name__)
 
@@ -173,6 +172,7 @@ class Accounts:
         ).where(User.id == user.id).execute()
         self._pending.invalidate()
 
+    @db.unit_of_work
     def ensure_first_admin(self, data_dir, password=""):
         """Create ``admin`` when there is no user at all. Returns the password
         file written when no password was given, else None."""
@@ -183,7 +183,7 @@ class Accounts:
             password = secrets.token_urlsafe(18)
             written = _write_private(Path(data_dir) / INITIAL_PASSWORD_FILE, password + "\n")
         try:
-            self.create_user("admin", password, "admin", "Administrator", must_change_password=written is not None)
+            self.create_user("admin", password, ADMIN, "Administrator", must_change_password=written is not None)
         except Conflict:  # another node created it first
             return None
         except Invalid as error:
@@ -263,12 +263,11 @@ class Accounts:
         Session.update(last_seen_at=now).where(Session.id == session.id).execute()
         return self._issue(user, session.id, claims.csrf, session.expires_at)
 
+    @db.unit_of_work
     def renew(self, token, address=""):
         """``refresh`` for the guard, which may run in the HTTP filter, where the thread
         holds no database connection of its own: it borrows one when it must."""
-        scope = db.connection_scope() if db.database.is_closed() else contextlib.nullcontext()
-        with scope:
-            return self.refresh(token, address)
+        return self.refresh(token, address)
 
     def logout(self, principal, address=""):
         if principal.session_id:
@@ -369,18 +368,18 @@ class Accounts:
         )
 
 
+@db.unit_of_work
 def _revoked_sessions():
     """IDs of the ended sessions that could still carry a valid token."""
-    with db.connection_scope():
-        rows = Session.select(Session.id).where(Session.revoked_at.is_null(False), Session.expires_at > utcnow())
-        return frozenset(row.id for row in rows)
+    rows = Session.select(Session.id).where(Session.revoked_at.is_null(False), Session.expires_at > utcnow())
+    return frozenset(row.id for row in rows)
 
 
+@db.unit_of_work
 def _users_to_change_password():
     """IDs of the users who must change their password (few: usually none)."""
-    with db.connection_scope():
-        rows = User.select(User.id).where(User.must_change_password == True)  # noqa: E712 (peewee)
-        return frozenset(row.id for row in rows)
+    rows = User.select(User.id).where(User.must_change_password == True)  # noqa: E712 (peewee)
+    return frozenset(row.id for row in rows)
 
 
 def _checked_password(password, username):

@@ -12,10 +12,11 @@ import time
 
 from plugin import db
 from plugin.auth.accounts import Principal
-from plugin.auth.models import ROLES, ApiKey, User
+from plugin.auth.models import ApiKey, User
 from plugin.auth.refreshing import Refreshing
 from plugin.db import utcnow
 from plugin.errors import Invalid, NotFound
+from plugin.permissions import ROLES
 
 PREFIX = "pacs_"
 CACHE_TTL = 5.0
@@ -100,22 +101,22 @@ class ApiKeys:
             return None
         return Principal(user_id, owner, role, via="apikey")
 
+    @db.unit_of_work
     def _load(self):
         """{key hash: (user id, username, role, expiry)} of every usable key."""
-        with db.connection_scope():
-            rows = (
-                ApiKey.select(ApiKey.key_hash, ApiKey.role, ApiKey.expires_at, User.id, User.username, User.role)
-                .join(User)
-                .where(ApiKey.revoked_at.is_null(), User.disabled == False)  # noqa: E712 (SQL, not Python)
+        rows = (
+            ApiKey.select(ApiKey.key_hash, ApiKey.role, ApiKey.expires_at, User.id, User.username, User.role)
+            .join(User)
+            .where(ApiKey.revoked_at.is_null(), User.disabled == False)  # noqa: E712 (SQL, not Python)
+        )
+        # A key never has more rights than its user has now (a demoted user's keys stop).
+        return {
+            row.key_hash: (
+                row.user.id,
+                row.user.username,
+                row.role,
+                row.expires_at.replace(tzinfo=datetime.timezone.utc).timestamp() if row.expires_at else None,
             )
-            # A key never has more rights than its user has now (a demoted user's keys stop).
-            return {
-                row.key_hash: (
-                    row.user.id,
-                    row.user.username,
-                    row.role,
-                    row.expires_at.replace(tzinfo=datetime.timezone.utc).timestamp() if row.expires_at else None,
-                )
-                for row in rows
-                if self._permissions_of(row.role) <= self._permissions_of(row.user.role)
-            }
+            for row in rows
+            if self._permissions_of(row.role) <= self._permissions_of(row.user.role)
+        }

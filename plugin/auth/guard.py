@@ -12,11 +12,12 @@ import logging
 import time
 from dataclasses import dataclass
 
-from plugin.auth import permissions
+from plugin import permissions
 from plugin.auth.accounts import Principal
 from plugin.auth.apikeys import looks_like_key
 from plugin.auth.tokens import TokenError
 from plugin.errors import Unauthenticated
+from plugin.routing import is_ours
 
 LOGGER = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class Decision:
     principal: Principal = None
     form_csrf: bool = False  # a cookie-authenticated form: the handler checks its token
     renewed: str = ""  # a new access token for the session cookie (its old one had expired)
+    allow: str = ""  # with 405: the methods the path takes
 
 
 def allow(principal, form_csrf=False, renewed=""):
@@ -44,6 +46,11 @@ def allow(principal, form_csrf=False, renewed=""):
 
 def deny(status, reason, principal=None, renewed=""):
     return Decision(False, status, reason, principal, renewed=renewed)
+
+
+def _wrong_method(rule, principal, renewed=""):
+    """405 for a method a declared path does not take, to one who may use the path."""
+    return Decision(False, 405, f"this path takes {rule.only}", principal, renewed=renewed, allow=rule.only)
 
 
 def cookie(headers, name):
@@ -69,15 +76,17 @@ class Guard:
     def check(self, method, path, headers, query, address):
         """The Decision for one request; never raises for any input."""
         rule, path_study = self._table.match(method, path)
-        if rule is None and not (path == "/pacs" or path.startswith("/pacs/")):
+        if rule is None and not is_ours(path):
             return deny(403, "this route is not open to anyone")  # Orthanc's: the filter can only 403
         if rule is not None and rule.permission == permissions.DENY:
             return deny(403, "this route is disabled on this server")
         principal, problem, renewed = self.authenticate(headers, address)
         if rule is None:  # every route of ours is in the table: an unknown one is not there
             return deny(404, NO_SUCH_PAGE, principal, renewed)
-        if rule.permission == permissions.PUBLIC:
+        if rule.permission == permissions.PUBLIC and not rule.only:
             return allow(principal)  # no new cookie on public answers: static files may be cached
+        if rule.permission == permissions.PUBLIC:
+            return _wrong_method(rule, principal)
         if principal is None:
             return deny(401, problem or "login required")
         csrf = self._csrf(method, path, headers, principal)
@@ -88,10 +97,12 @@ class Guard:
             # routes open to any logged-in user (account, password, logout) stay open.
             if self._accounts.password_change_pending(principal):
                 return deny(403, PASSWORD_CHANGE_FIRST, principal, renewed)
-            if rule.permission not in permissions.permissions_of(principal.role):
+            if not permissions.can(principal, rule.permission):
                 return self._denied(principal, address, path, "your role may not do this")
+        if rule.only:
+            return _wrong_method(rule, principal, renewed)
         studies = self._studies(rule, path_study, query)
-        if principal.role == "referrer" and rule.study:
+        if rule.study and not permissions.can(principal, "studies.read_all"):
             if rule.params is not None:  # the query reaches Orthanc: only what was parsed and approved
                 problem, studies = permissions.approved_query(rule, path_study, query)
                 if problem:
@@ -100,7 +111,7 @@ class Guard:
                 return self._denied(principal, address, path, "name the study (StudyInstanceUID) you want")
             if not set(studies) <= self._scope.studies(principal.user_id):
                 return self._denied(principal, address, path, "this study is not in your scope")
-        if not path.startswith("/pacs"):  # our own routes audit in their handlers
+        if not is_ours(path):  # our own routes audit in their handlers
             self._audit_access(principal, address, path, query, studies)
         return allow(principal, form_csrf=csrf is not None, renewed=renewed)
 
@@ -136,7 +147,7 @@ class Guard:
             return "invalid Content-Length"
         if int(length) == 0:  # every image frame: no table look-up
             return ""
-        if path.startswith("/pacs/") or path == "/pacs":
+        if is_ours(path):
             kind = "upload"  # our handlers read what they accept and say so (413): Orthanc must only buffer it
         else:
             rule, _ = self._table.match(method, path)
@@ -243,7 +254,7 @@ class Guard:
         # JSON API: its handlers read the body as JSON whatever its declared type, and a
         # same-site page may POST any body as a "form" with the cookie (fetch, no-cors).
         if (
-            path.startswith("/pacs/")
+            is_ours(path)
             and not path.startswith("/pacs/api/")
             and content_type.startswith("application/x-www-form-urlencoded")
         ):

@@ -5,8 +5,6 @@ from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, Text
 from plugin.db import BaseModel
 from plugin.dicomnames import pn_key
 
-ROLES = ("admin", "radiologist", "technologist", "referrer")
-
 
 class User(BaseModel):
     username = CharField(max_length=64, unique=True)

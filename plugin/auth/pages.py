@@ -8,11 +8,11 @@ import weakref
 from types import SimpleNamespace
 
 from plugin.auth.guard import SESSION_COOKIE, cookie
-from plugin.auth.models import ROLES, User
-from plugin.auth.permissions import AUTHENTICATED, PUBLIC
+from plugin.auth.models import User
 from plugin.auth.routes import audit_filters, is_https, read_audit, session_cookie
 from plugin.errors import DomainError
 from plugin.http import Response, http_status, whole_number
+from plugin.permissions import AUTHENTICATED, PUBLIC
 from plugin.routing import Route
 from plugin.webui import gettext as _
 from plugin.webui import render
@@ -161,7 +161,6 @@ def users_page(app, request, status=200, error=None, messages=()):
         request,
         status,
         users=users,
-        roles=list(ROLES),
         error=error,
         messages=list(messages),
         active_nav="users",
@@ -252,7 +251,6 @@ def keys_page(app, request, status=200, error=None, new_key=None):
         status,
         api_keys=keys,
         users=users,
-        roles=list(ROLES),
         new_key=new_key,
         error=error,
         active_nav="apikeys",

@@ -2,6 +2,7 @@
 Each handler gets the App."""
 
 import dataclasses
+import datetime
 import time
 from typing import Annotated, Any, Literal
 
@@ -9,12 +10,12 @@ from pydantic import BaseModel, Field, WithJsonSchema, model_validator
 
 from plugin.audit import MAX_PAGE_SIZE
 from plugin.auth.guard import SESSION_COOKIE, cookie
-from plugin.auth.models import ROLES
-from plugin.auth.permissions import AUTHENTICATED, PUBLIC
 from plugin.errors import Invalid, Unauthenticated, Unsupported
+from plugin.listquery import Date, ListQuery, Text, Whole
 from plugin.http import DB_INT, Response, whole_number
+from plugin.permissions import AUTHENTICATED, PUBLIC, ROLES
 from plugin.routing import Route, validate
-from plugin.worklist.query import studies_of_patient
+from plugin.worklist.query import MAX_QUERY, studies_of_patient
 
 # Also written into the viewer's keep-alive script (plugin/viewer/app_config.py).
 REFRESH = "/pacs/api/auth/refresh"
@@ -129,22 +130,24 @@ class Token(BaseModel):
     user: dict
 
 
-def _whole(default, description):
-    return Field(default, description=description, json_schema_extra={"type": "integer"})
-
-
-class AuditQuery(BaseModel):
-    """The audit trail's filters (each optional)."""
+class AuditQuery(ListQuery):
+    """The audit trail's filters (each optional) and page."""
 
     user: str = Field("", description="username")
     action: str = Field("", description="action name")
     study_uid: str = Field("", description="StudyInstanceUID")
-    patient: str = Field("", description="a patient ID, or words of a patient's name: entries of their studies")
+    patient: Annotated[str, Text(MAX_QUERY)] = Field(
+        "", description="a patient ID, or words of a patient's name: entries of their studies"
+    )
     outcome: str = Field("", description="success, failure, denied")
-    date_from: str = Field("", description="YYYY-MM-DD")
-    date_to: str = Field("", description="YYYY-MM-DD")
-    page: str = _whole("1", "1-based")
-    page_size: str = _whole("50", f"at most {MAX_PAGE_SIZE}")
+    date_from: Annotated[datetime.date | None, Date(times=True)] = Field(
+        None, description="YYYY-MM-DD (or an ISO date-time)"
+    )
+    date_to: Annotated[datetime.date | None, Date(times=True)] = Field(
+        None, description="YYYY-MM-DD, the whole day (or an ISO date-time)"
+    )
+    page: Annotated[int, Whole(maximum=LAST_AUDIT_PAGE)] = Field(1, description="1-based")
+    page_size: Annotated[int, Whole()] = Field(50, description=f"at most {MAX_PAGE_SIZE}")
 
 
 # --- handlers -------------------------------------------------------------------------
@@ -227,12 +230,12 @@ def revoke_key(app, request, id):
 
 
 def audit_entries(app, request, query):
-    items, total = read_audit(app.audit.query, audit_filters(query.model_dump()))
+    items, total = read_audit(app.audit.query, audit_filters(query))
     return {"items": items, "total": total}
 
 
 def audit_csv(app, request, query):
-    filters = audit_filters(query.model_dump())
+    filters = audit_filters(query)
     filters.pop("page"), filters.pop("page_size")
     app.audit.record(
         "export",
@@ -250,21 +253,21 @@ def audit_verify(app, request):
 
 
 def audit_filters(query):
-    """The audit trail's filters from a query's values; ``patient`` (an ID or a name)
-    stands for the studies of the patients it names."""
-    study_uid = query.get("study_uid") or None
-    if query.get("patient", "").strip():
-        of_patient = studies_of_patient(query["patient"])
+    """The audit trail's filters from its checked `AuditQuery`; ``patient`` (an ID or
+    a name) stands for the studies of the patients it names."""
+    study_uid = query.study_uid or None
+    if query.patient:
+        of_patient = studies_of_patient(query.patient)
         study_uid = [uid for uid in of_patient if study_uid in (None, uid)]
     return {
-        "username": query.get("user") or None,
-        "action": query.get("action") or None,
+        "username": query.user or None,
+        "action": query.action or None,
         "study_uid": study_uid,
-        "outcome": query.get("outcome") or None,
-        "date_from": query.get("date_from") or None,
-        "date_to": query.get("date_to") or None,
-        "page": whole_number(query.get("page", "1"), "page", maximum=LAST_AUDIT_PAGE),
-        "page_size": whole_number(query.get("page_size", "50"), "page_size"),
+        "outcome": query.outcome or None,
+        "date_from": query.date_from,
+        "date_to": query.date_to,
+        "page": query.page,
+        "page_size": query.page_size,
     }
 
 

@@ -1,10 +1,10 @@
 """The DICOM nodes page: the list with C-ECHO for everyone who may see it,
 add/edit/delete for admins, query and retrieve for those who may."""
 
-from plugin.auth.permissions import permissions_of
 from plugin.errors import DomainError
 from plugin.http import http_status
 from plugin.nodes.service import PERMISSIONS, NodeSettings
+from plugin.permissions import can
 from plugin.routing import Route, validate
 from plugin.webui import gettext as _
 from plugin.webui import render
@@ -13,7 +13,6 @@ from plugin.webui.forms import checked_form
 
 def _nodes_page(app, request, status=200, error=None, messages=()):
     principal = request.principal
-    allowed = permissions_of(principal.role)
     return render(
         "nodes.html",
         request,
@@ -21,8 +20,8 @@ def _nodes_page(app, request, status=200, error=None, messages=()):
         nodes=app.nodes.list(),
         error=error,
         messages=list(messages),
-        can_manage="nodes.manage" in allowed,
-        can_query="nodes.query" in allowed,
+        can_manage=can(principal, "nodes.manage"),
+        can_query=can(principal, "nodes.query"),
         user=app.accounts.get_user(principal.user_id),
         csrf_token=principal.csrf,
         active_nav="nodes",

@@ -2,14 +2,14 @@
 and one order with its edit and cancel forms (/pacs/orders/{id}). Plain forms,
 no script: the service (plugin.orders.service) checks every field."""
 
-from plugin.auth.permissions import permissions_of
 from plugin.dicomnames import name_parts, pn_from_parts
 from plugin.errors import DomainError, Invalid
-from plugin.http import Response, http_status, whole_number
+from plugin.http import Response, http_status
 from plugin.models import PRIORITIES
 from plugin.orders.fields import SEXES
 from plugin.orders.models import OPEN_STATUSES, ORDER_STATUSES
-from plugin.orders.service import CANCELLABLE, EDITABLE, describe, describe_all
+from plugin.orders.service import CANCELLABLE, EDITABLE, OrderSearch, describe, describe_all
+from plugin.permissions import can
 from plugin.routing import Route
 from plugin.webui import render
 from plugin.webui.forms import checked_form
@@ -53,7 +53,7 @@ def _context(app, request, **extra):
         user=app.accounts.get_user(principal.user_id),
         csrf_token=principal.csrf,
         active_nav="orders",
-        can_write="orders.write" in permissions_of(principal.role),
+        can_write=can(principal, "orders.write"),
         priorities=PRIORITIES,
         sexes=[s for s in SEXES if s],
         modalities=MODALITIES,
@@ -63,16 +63,13 @@ def _context(app, request, **extra):
 
 
 def _list_page(app, request, status=200, error=None, form=None):
-    """The list, filtered as the query asks (a filter it cannot take is said on the page)."""
+    """The list, filtered as the query asks (a filter it cannot take is said on the page;
+    a malformed page number is the error page)."""
     filters = {name: request.query.get(name, "") for name in ("status", "q", "date_from", "date_to")}
-    query = dict(
-        filters,
-        status=filters["status"] or ",".join(OPEN_STATUSES),
-        page=request.query.get("page", "1"),
-        page_size=str(PAGE_SIZE),
-    )
+    page = OrderSearch.model_validate({"page": request.query.get("page", "")}).page
+    asked = dict(filters, status=filters["status"] or ",".join(OPEN_STATUSES), page=page, page_size=PAGE_SIZE)
     try:
-        rows, total = app.orders.search(query)
+        rows, total = app.orders.search(OrderSearch.model_validate(asked))
         app.audit.record_request("search", request)
     except Invalid as bad_filter:
         rows, total, error = [], 0, bad_filter.message
@@ -86,7 +83,7 @@ def _list_page(app, request, status=200, error=None, form=None):
             orders=describe_all(rows),
             total=total,
             filters=filters,
-            page=whole_number(query["page"], "page", minimum=1) if query["page"] else 1,
+            page=page,
             page_size=PAGE_SIZE,
             form=form or {"priority": "routine"},
             error=error,

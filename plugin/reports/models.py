@@ -37,6 +37,9 @@ class ReportTemplate(BaseModel):
         }
 
 
+SIGNED = ("final", "amended")
+
+
 class Report(BaseModel):
     study_instance_uid = TextField(unique=True)
     status = CharField(max_length=16, index=True)
@@ -56,6 +59,10 @@ class Report(BaseModel):
     signed_at = DateTimeField(null=True)
     study_deleted_at = DateTimeField(null=True)
     study_snapshot = TextField(default="{}")  # demographics, kept should the study be deleted
+
+    @property
+    def is_signed(self):
+        return self.status in SIGNED
 
     class Meta:
         table_name = "report"

@@ -9,12 +9,10 @@ admin_templates.js creates and changes them through the JSON API, whose
 checks stay the only ones.
 """
 
-from plugin.auth.permissions import permissions_of
-from plugin.db import iso_utc
 from plugin.dicomnames import display_name
 from plugin.errors import NotFound
-from plugin.reports.models import SECTIONS, Report, ReportTemplate
-from plugin.reports.service import SIGNED, WRITERS
+from plugin.permissions import can
+from plugin.reports.models import SECTIONS, SIGNED, Report, ReportTemplate
 from plugin.routing import Route
 from plugin.viewer.assets import ISOLATION_HEADERS
 from plugin.webui import gettext as _
@@ -54,7 +52,7 @@ def report_page(app, request, uid):
     principal = request.principal
     report = visible_report(app.reports, app.worklist, uid, principal)
     study = report["study"] if report else describe(app.worklist.study(uid))
-    writer = principal.role in WRITERS
+    writer = can(principal, "reports.write")
     editable = writer and report["status"] not in SIGNED
     claim = claim_of_colleague(app.worklist, uid, principal) if editable else None
     templates = templates_for(app.reports, app.worklist, uid, report) if editable and not claim else []
@@ -75,7 +73,7 @@ def report_page(app, request, uid):
             claim=claim,
             can_sign=editable and not claim and may_sign(uid, principal),
             can_addend=writer and not editable,
-            can_manage_templates="templates.manage" in permissions_of(principal.role),
+            can_manage_templates=can(principal, "templates.manage"),
             page_data=script_data(request, uid, report if editable else None, templates, claim),
         ),
     )
@@ -104,7 +102,7 @@ def visible_report(reports, worklist, uid, principal):
     try:
         return reports.get(uid, principal)
     except NotFound:
-        if principal.role in WRITERS:
+        if can(principal, "reports.write"):
             raise
     worklist.study(uid)  # an unknown study stays a 404
     return None
@@ -120,16 +118,14 @@ def claim_of_colleague(worklist, uid, principal):
     if claimer is None:
         return None
     study = worklist.study(uid)
-    return {"name": claimer.display_name or claimer.username, "until": iso_utc(study.claim_expires_at)}
+    return {"name": claimer.display_name or claimer.username, "until": study.claim_expires_at}
 
 
 def may_sign(uid, principal):
     """The author (whoever saves first, for a new report) or an admin; the
     API checks the same and says why when it refuses."""
-    if principal.role == "admin":
-        return True
     author = Report.select(Report.author_id).where(Report.study_instance_uid == uid).first()
-    return author is None or author.author_id == principal.user_id
+    return can(principal, "reports.edit", author)
 
 
 def templates_for(reports, worklist, uid, report):

@@ -21,22 +21,21 @@ from peewee import IntegrityError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from plugin.auth.models import User
-from plugin.db import database, iso_utc, utcnow
+from plugin.db import database, utcnow
 from plugin.errors import Conflict, Forbidden, Invalid, NotFound, TooLarge
 from plugin.events import Events
 from plugin.http import path_id
 from plugin.models import Study
+from plugin.permissions import can
 from plugin.reports import pdf
-from plugin.reports.models import SECTIONS, Report, ReportAddendum, ReportEvent, ReportTemplate
+from plugin.reports.models import SECTIONS, SIGNED, Report, ReportAddendum, ReportEvent, ReportTemplate
 from plugin.worklist.query import describe
 
 LOGGER = logging.getLogger(__name__)
 
 MAX_SECTION = 20_000
 COALESCE = datetime.timedelta(seconds=60)  # autosaves by one author within this are one history entry
-SIGNED = ("final", "amended")
 MAX_ID = 2**63  # a database integer: larger numbers overflow the driver
-WRITERS = ("radiologist", "admin")
 VERSION = "the report version you loaded (0 for a new report)"
 
 
@@ -139,7 +138,7 @@ class Reports:
         """The report as the API gives it (view, DICOM copies, history for writers)."""
         answer = self.view(report)
         answer["dicom_copies"] = self.copies.states(report.id)
-        if principal.role in WRITERS:
+        if can(principal, "reports.write"):
             answer["history"] = self.history(report)
             if report.status == "draft":
                 answer["own_draft"] = report.author_id == principal.user_id
@@ -172,14 +171,14 @@ class Reports:
             "template_id": report.template_id,
             "sections": report.sections(),
             "author_name": report.author_name,
-            "created_at": iso_utc(report.created_at),
-            "updated_at": iso_utc(report.updated_at),
+            "created_at": report.created_at,
+            "updated_at": report.updated_at,
             "signer_name": report.signer_name,
-            "signed_at": iso_utc(report.signed_at),
+            "signed_at": report.signed_at,
             "study": json.loads(report.study_snapshot),
             "study_deleted": report.study_deleted_at is not None,
             "addenda": [
-                {"id": a.id, "text": a.text, "author_name": a.author_name, "signed_at": iso_utc(a.signed_at)}
+                {"id": a.id, "text": a.text, "author_name": a.author_name, "signed_at": a.signed_at}
                 for a in addenda.order_by(ReportAddendum.id)
             ],
         }
@@ -198,7 +197,7 @@ class Reports:
                 "kind": e.kind,
                 "username": e.username,
                 "name": names.get(e.username) or e.username,
-                "at": iso_utc(e.at),
+                "at": e.at,
                 "sections": json.loads(e.data),
             }
             for e in events
@@ -270,7 +269,7 @@ class Reports:
             raise NotFound("this study has no report to sign")
         if report.status in SIGNED:
             raise Conflict("this report is already signed")
-        if principal.role != "admin" and report.author_id != principal.user_id:
+        if not can(principal, "reports.edit", report):
             raise Forbidden(f"only the author ({report.author_name}) or an admin can sign this report")
         if not report.findings.strip():
             raise Invalid("the findings are empty: write them before signing")
@@ -372,7 +371,7 @@ class Reports:
         """The report as this user may see it: those who do not write reports
         (technologists, referrers) see signed reports only."""
         report = Report.get_or_none(Report.study_instance_uid == uid)
-        if principal.role not in WRITERS and (report is None or report.status not in SIGNED):
+        if not can(principal, "reports.view", report):
             raise NotFound("this study has no signed report yet")
         if report is None:
             self._worklist.study(uid)  # 404 for an unknown study

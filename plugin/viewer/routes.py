@@ -9,7 +9,7 @@ StudyInstanceUID query parameter, each parameter by its exact name and form
 other studies), and its handler answers it from their scope.
 """
 
-from plugin.auth.permissions import QIDO, QIDO_BY_STUDY
+from plugin.permissions import QIDO, QIDO_BY_STUDY
 from plugin.routing import Route
 from plugin.viewer.qido import search
 

@@ -4,6 +4,7 @@ safe place to go next."""
 import hmac
 
 from plugin.errors import Forbidden
+from plugin.routing import HOME
 
 
 def checked_form(request):
@@ -18,6 +19,6 @@ def checked_form(request):
 
 def safe_next(target):
     """Only our own pages: never an open redirect to another site."""
-    if isinstance(target, str) and target.startswith("/pacs/") and "//" not in target and "\\" not in target:
+    if isinstance(target, str) and target.startswith(HOME) and "//" not in target and "\\" not in target:
         return target
-    return "/pacs/"
+    return HOME

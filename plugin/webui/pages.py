@@ -7,7 +7,7 @@ in Python.
 """
 
 import datetime
-import json
+from collections.abc import Mapping
 from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlencode
@@ -17,6 +17,8 @@ from markupsafe import Markup
 
 from plugin.dicomnames import display_name, name_parts
 from plugin.http import Response
+from plugin.jsonout import dumps, utc_text
+from plugin.permissions import NEW_USER_ROLE, ROLES, can
 
 from .headers import request_header, security_headers
 from .i18n import LOCALE_DIR, Catalogues, html_lang
@@ -92,10 +94,23 @@ class WebUI:
         environment.policies["ext.i18n.trimmed"] = True
         environment.install_gettext_translations(self.catalogues.translations(language), newstyle=True)
         environment.globals.update(static_url=self.static.url, url_with_query=url_with_query)
+        # Who may do what (plugin/permissions.py): the links and forms a user is offered.
+        environment.globals.update(can=user_can, roles=ROLES, new_user_role=NEW_USER_ROLE)
         environment.filters.update(
-            json_script=json_script, datetime=format_datetime, person_name=display_name, name_parts=name_parts
+            json_script=json_script,
+            datetime=format_datetime,
+            utc=utc_text,  # a stored time as the API writes it, for <time datetime> and page scripts
+            person_name=display_name,
+            name_parts=name_parts,
         )
         return environment
+
+
+def user_can(user, permission):
+    """`can` for templates: ``user`` is what base.html is given (a User, or a mapping
+    with its role), and templates ask only about named permissions."""
+    role = user.get("role") if isinstance(user, Mapping) else getattr(user, "role", None)
+    return can(SimpleNamespace(role=role), permission)
 
 
 def _blank_none(value):
@@ -108,7 +123,7 @@ def json_script(data, element_id):
     """``<script type="application/json" id=...>`` holding `data` for page
     scripts: CSP lets it through because it is never executed, and "</" in
     patient data cannot close it. ASCII only, so any status can carry it."""
-    text = json.dumps(data, ensure_ascii=True, default=str).translate(_JSON_SCRIPT_ESCAPES)
+    text = dumps(data).translate(_JSON_SCRIPT_ESCAPES)
     return Markup('<script type="application/json" id="{}">{}</script>').format(element_id, Markup(text))
 
 

@@ -13,13 +13,13 @@ from plugin.auth.models import User
 from plugin.db import utcnow
 from plugin.errors import Conflict, Forbidden, Invalid, NotFound
 from plugin.models import PRIORITIES, Series, Study
+from plugin.permissions import can
 from plugin.reports.models import has_draft
 from plugin.thumbnails import NotRenderable
 
 LOGGER = logging.getLogger(__name__)
 
 CLAIMABLE = ("arrived", "in_progress")
-READERS = ("radiologist", "admin")
 
 
 class Worklist:
@@ -95,7 +95,7 @@ class Worklist:
         study = self.study(uid)
         if study.claimed_by_id is None:
             return study
-        if study.claimed_by_id != principal.user_id and principal.role != "admin":
+        if not can(principal, "studies.release", study):
             raise Forbidden("only the radiologist reading it, or an admin, can release this study")
         status = "arrived" if study.status == "in_progress" and not has_draft(uid) else study.status
         Study.update(claimed_by_id=None, claim_expires_at=None, status=status, updated_at=utcnow()).where(
@@ -110,15 +110,12 @@ class Worklist:
         assignee = None
         if username:
             assignee = User.get_or_none(User.username == str(username).strip().lower())
-            if assignee is None or assignee.disabled or assignee.role not in READERS:
+            if assignee is None or assignee.disabled or not can(assignee, "studies.claim"):
                 raise Invalid(f"assignee: {username!r} is not an active radiologist")
-        if principal.role != "admin":
-            free_or_own = study.assignee_id in (None, principal.user_id)
-            to_self_or_nobody = assignee is None or assignee.id == principal.user_id
-            if not (free_or_own and to_self_or_nobody):
-                raise Forbidden(
-                    "radiologists can take unassigned studies or give back their own; an admin reassigns a colleague's",
-                )
+        if not can(principal, "studies.assign", (study, assignee)):
+            raise Forbidden(
+                "radiologists can take unassigned studies or give back their own; an admin reassigns a colleague's",
+            )
         Study.update(assignee_id=assignee.id if assignee else None, updated_at=utcnow()).where(
             Study.id == study.id
         ).execute()

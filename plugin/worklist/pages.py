@@ -10,15 +10,14 @@ scripts only act (claim, release...) and draw the chart.
 from urllib.parse import urlencode
 
 from plugin.auth.models import User
-from plugin.auth.permissions import permissions_of
-from plugin.db import iso_utc, utcnow
+from plugin.db import utcnow
 from plugin.models import PRIORITIES, STATUSES
-from plugin.routing import Route
+from plugin.permissions import can, roles_with
+from plugin.routing import HOME, Route
 from plugin.webui import default_webui, render
 from plugin.webui import gettext as _
 from plugin.worklist import dashboard
 from plugin.worklist import query as worklist_query
-from plugin.worklist.actions import READERS
 from plugin.worklist.routes import study_detail
 
 # Minutes from arrival after which an unread study is overdue, by priority.
@@ -45,8 +44,8 @@ def context(app, request, active_nav, **extra):
 
 
 def worklist_page(app, request):
-    role = request.principal.role
-    readers = active_readers() if role != "referrer" else []
+    principal = request.principal
+    readers = active_readers() if can(principal, "studies.read_all") else []
     return render(
         "worklist.html",
         request,
@@ -54,12 +53,12 @@ def worklist_page(app, request):
             app,
             request,
             "worklist",
-            **abilities(role),
+            **abilities(principal),
             readers=readers,
             modalities=MODALITY_CHOICES,
             targets=TURNAROUND_TARGET_MINUTES,
             default_sort=worklist_query.DEFAULT_SORT,
-            page_data=script_data(request, poll_ms=POLL_SECONDS * 1000, opened_at=iso_utc(utcnow())),
+            page_data=script_data(request, poll_ms=POLL_SECONDS * 1000, opened_at=utcnow()),
         ),
     )
 
@@ -76,11 +75,11 @@ def study_page(app, request, uid):
             app,
             request,
             "worklist",
-            **abilities(principal.role),
+            **abilities(principal),
             study=detail,
             viewer_url=viewer_url([uid]),
             viewer_with_priors_url=viewer_with_priors(detail),
-            readers=active_readers() if principal.role == "admin" else [],
+            readers=active_readers() if can(principal, "studies.assign_any") else [],
             page_data=script_data(request, study={k: v for k, v in detail.items() if k not in ("series", "priors")}),
         ),
     )
@@ -106,21 +105,12 @@ def dashboard_page(app, request):
     )
 
 
-def register(router, app):
-    """The worklist page, the one route of the worklist not declared: it is "/pacs/", which
-    Orthanc hands over as "/pacs" (and the guard, which folds a trailing "/", matches as
-    such). A Route cannot say that, so its router pattern and its guard rule (plugin/auth/
-    permissions.py) are written by hand."""
-    router.add("GET", "/pacs/?", lambda request: worklist_page(app, request))
-
-
-def abilities(role):
-    """What the page offers a role; the API checks the same permissions."""
-    granted = permissions_of(role)
+def abilities(principal):
+    """What the page offers; the API checks the same permissions."""
     return {
-        "can_claim": "studies.claim" in granted,
-        "can_prioritise": "studies.prioritise" in granted,
-        "can_send": "images.send" in granted,
+        "can_claim": can(principal, "studies.claim"),
+        "can_prioritise": can(principal, "studies.prioritise"),
+        "can_send": can(principal, "images.send"),
     }
 
 
@@ -128,7 +118,7 @@ def active_readers():
     """(username, display name) of everyone a study can be assigned to."""
     users = (
         User.select(User.username, User.display_name)
-        .where(User.role.in_(READERS), User.disabled == False)  # noqa: E712 (SQL)
+        .where(User.role.in_(roles_with("studies.claim")), User.disabled == False)  # noqa: E712 (SQL)
         .order_by(User.username)
     )
     return [(u.username, u.display_name or u.username) for u in users]
@@ -137,7 +127,7 @@ def active_readers():
 def people():
     """{username: display name} of every reader, disabled ones too: old claims
     and assignments still name them."""
-    users = User.select(User.username, User.display_name).where(User.role.in_(READERS))
+    users = User.select(User.username, User.display_name).where(User.role.in_(roles_with("studies.claim")))
     return {u.username: u.display_name or u.username for u in users}
 
 
@@ -147,7 +137,8 @@ def script_data(request, **extra):
     principal = request.principal
     return {
         "me": principal.username,
-        "role": principal.role,
+        "may_release_any": can(principal, "studies.release_any"),
+        "may_assign_any": can(principal, "studies.assign_any"),
         "people": people(),
         "texts": script_texts(request),
         **extra,
@@ -184,6 +175,7 @@ def viewer_with_priors(detail):
 
 
 ROUTES = (
+    Route("GET", HOME, worklist_page, "studies.read", page=True),
     Route("GET", "/pacs/studies/{uid}", study_page, "studies.read", study="uid", page=True),
     Route("GET", "/pacs/dashboard", dashboard_page, "dashboard.read", page=True),
 )

@@ -31,7 +31,8 @@
   var texts = data.texts || {};
   var people = data.people || {};
   var me = data.me || "";
-  var role = data.role || "";
+  var mayReleaseAny = data.may_release_any === true;
+  var mayAssignAny = data.may_assign_any === true;
   var UNREAD = ["arrived", "in_progress"];
   var CLOCK_MS = 15000;
 
@@ -203,9 +204,9 @@
     var mine = item.claimed_by === me;
     var shown = {
       claim: unread && !item.claimed_by,
-      release: Boolean(item.claimed_by) && (mine || role === "admin"),
+      release: Boolean(item.claimed_by) && (mine || mayReleaseAny),
       assign: unread && !item.assignee,
-      unassign: Boolean(item.assignee) && (item.assignee === me || role === "admin"),
+      unassign: Boolean(item.assignee) && (item.assignee === me || mayAssignAny),
       priority: unread || item.status === "scheduled"
     };
     root.querySelectorAll("[data-action]").forEach(function (control) {

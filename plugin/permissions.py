@@ -27,40 +27,33 @@ PUBLIC = "public"
 AUTHENTICATED = "authenticated"
 DENY = "deny"
 
+# The roles, the only place their names are compared: everything else asks `can`.
+ADMIN = "admin"
+STAFF = {  # what every role but the referrer has
+    "studies.read",
+    "studies.read_all",  # every study, not only a scope's
+    "dashboard.read",
+    "images.read",
+    "images.send",
+    "orthanc.read",
+    "nodes.read",
+    "jobs.read",
+    "reports.read",
+}
 ROLE_PERMISSIONS = {
-    "radiologist": {
-        "studies.read",
-        "studies.claim",
+    "radiologist": STAFF
+    | {
+        "studies.claim",  # and can be assigned studies
         "studies.prioritise",
-        "dashboard.read",
-        "images.read",
         "images.download",
-        "images.send",
-        "orthanc.read",
-        "nodes.read",
         "nodes.query",
-        "jobs.read",
-        "reports.read",
         "reports.write",
         "orders.read",
     },
-    "technologist": {
-        "studies.read",
-        "studies.prioritise",
-        "dashboard.read",
-        "images.read",
-        "images.upload",
-        "images.send",
-        "orthanc.read",
-        "nodes.read",
-        "jobs.read",
-        "reports.read",
-        "orders.read",
-        "orders.write",
-    },
+    "technologist": STAFF | {"studies.prioritise", "images.upload", "orders.read", "orders.write"},
     "referrer": {"studies.read", "images.read", "reports.read"},
 }
-ROLE_PERMISSIONS["admin"] = set().union(*ROLE_PERMISSIONS.values()) | {
+ROLE_PERMISSIONS[ADMIN] = set().union(*ROLE_PERMISSIONS.values()) | {
     "admin",
     "users.manage",
     "audit.read",
@@ -68,8 +61,13 @@ ROLE_PERMISSIONS["admin"] = set().union(*ROLE_PERMISSIONS.values()) | {
     "nodes.manage",
     "jobs.manage",
     "templates.manage",
+    "studies.release_any",  # a colleague's claim
+    "studies.assign_any",  # to anyone who reads, over a colleague's assignment
+    "reports.edit_any",  # a colleague's draft
 }
-ALL_PERMISSIONS = frozenset(ROLE_PERMISSIONS["admin"])
+ALL_PERMISSIONS = frozenset(ROLE_PERMISSIONS[ADMIN])
+ROLES = (ADMIN, "radiologist", "technologist", "referrer")  # in the order forms offer them
+NEW_USER_ROLE = "referrer"  # the least a new account can do: an admin raises it
 
 STUDY_UID_PARAMS = ("StudyInstanceUID", "0020000D", "studyUID")
 
@@ -129,6 +127,7 @@ class Rule:
     study_param: str = ""  # with study "query": the one parameter that names the studies
     body: str = "json"  # a key of BODY_LIMITS
     gateway: bool = False  # answered through the plugin, which checks the body
+    only: str = ""  # a declared path's other methods ("GET, PUT"): the guard answers 405
 
 
 def _rule(methods, pattern, permission, study="", *, params=None, study_param="", body="json", gateway=False):
@@ -167,11 +166,6 @@ RULES = (
     # DICOMweb's client (other DICOMweb servers, their credentials): configure them in
     # orthanc.json; its JSON bodies reach a parser the plugin cannot guard.
     _rule("GET|POST|PUT|DELETE", r"/dicom-web/servers(/.*)?", DENY),
-    # Ours: a user is never deleted (disabled instead): an admin's DELETE gets the router's 405.
-    _rule("DELETE", r"/pacs/api/users/[^/]+", "users.manage"),
-    # Ours: the reading worklist's page, "/pacs/" (Orthanc hands it over as "/pacs", which a
-    # declared Route cannot say: plugin/worklist/pages.py register).
-    _rule("GET", r"/pacs/?", "studies.read"),
     # DICOMweb (QIDO-RS, WADO-RS, STOW-RS) and WADO-URI. STOW's body is DICOMweb's to read:
     # its size is capped here and every instance in it passes the ingest screen.
     _rule(
@@ -220,6 +214,65 @@ GATEWAY_PATTERNS = tuple(rule.pattern.pattern for rule in RULES if rule.gateway)
 
 def permissions_of(role):
     return frozenset(ROLE_PERMISSIONS.get(role, ()))
+
+
+def roles_with(permission):
+    """The roles granted ``permission`` (to select the users who have it)."""
+    return tuple(role for role in ROLES if permission in ROLE_PERMISSIONS[role])
+
+
+def can(principal, action, target=None):
+    """Whether ``principal`` (anything with a ``role``: a Principal, a User) may do
+    ``action``: a named permission, or one of `OBJECT_RULES`' actions on ``target``.
+    The one place the API, the pages and the templates ask; no role name is compared
+    anywhere else."""
+    if principal is None:
+        return False
+    granted = permissions_of(principal.role)
+    decide = OBJECT_RULES.get(action)
+    if decide is not None:
+        return decide(principal, granted, target)
+    if action not in ALL_PERMISSIONS:
+        raise ValueError(f"no such permission: {action!r}")
+    return action in granted
+
+
+def _may_release(principal, granted, study):
+    """A claim is given back by its holder, or by whoever may release any."""
+    return study.claimed_by_id in (None, principal.user_id) or "studies.release_any" in granted
+
+
+def _may_assign(principal, granted, change):
+    """``change`` is (study, new assignee User or None). Readers take an unassigned
+    study or give back their own; whoever may assign any reassigns a colleague's."""
+    study, assignee = change
+    if "studies.assign_any" in granted:
+        return True
+    free_or_own = study.assignee_id in (None, principal.user_id)
+    to_self_or_nobody = assignee is None or assignee.id == principal.user_id
+    return "studies.claim" in granted and free_or_own and to_self_or_nobody
+
+
+def _may_edit_report(principal, granted, report):
+    """A draft is its author's to change, or that of whoever may edit any."""
+    if "reports.write" not in granted:
+        return False
+    return report is None or report.author_id == principal.user_id or "reports.edit_any" in granted
+
+
+def _may_view_report(principal, granted, report):
+    """Writers read drafts; everyone who reads reports reads signed ones."""
+    if "reports.write" in granted:
+        return True
+    return "reports.read" in granted and report is not None and report.is_signed
+
+
+OBJECT_RULES = {
+    "studies.release": _may_release,
+    "studies.assign": _may_assign,
+    "reports.edit": _may_edit_report,
+    "reports.view": _may_view_report,
+}
 
 
 def normalise_path(path):
