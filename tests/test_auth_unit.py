@@ -192,6 +192,14 @@ def test_unknown_and_disabled_routes_are_denied_even_to_admin(guard):
     assert check(guard, "POST", "/tools/execute-script/", "admin").status == 403
 
 
+def test_a_wrong_method_on_an_api_path_is_405_to_those_who_may_use_it_and_refused_to_others(guard):
+    decision = check(guard, "DELETE", "/pacs/api/users/7", "admin")  # users are disabled, never deleted
+    assert (decision.allowed, decision.status, decision.allow) == (False, 405, "GET, PUT")
+    assert check(guard, "DELETE", "/pacs/api/users/7", "radiologist").status == 403
+    assert check(guard, "DELETE", "/pacs/api/users/7").status == 401
+    assert check(guard, "GET", "/pacs/api/auth/login").status == 405  # a public path: 405 to anyone
+
+
 def test_no_login_is_401_and_a_bad_token_says_why(guard):
     decision = check(guard, "GET", "/pacs/api/me")
     assert (decision.allowed, decision.status) == (False, 401)

@@ -82,3 +82,30 @@ def test_each_declared_path_literal_appears_once_in_the_plugin(route):
         if quoted.search(line)
     ]
     assert len(found) == 1, found
+
+
+API_PATHS = {}
+for _route in route_table.ROUTES:
+    if _route.documented and not _route.page:
+        API_PATHS.setdefault(_route.path, []).append(_route)
+
+
+@pytest.mark.parametrize("path", sorted(API_PATHS))
+def test_a_json_api_paths_other_methods_are_the_guards_405_under_the_paths_permission(path):
+    declared = {route.method for route in API_PATHS[path]}
+    for method in set(routing.METHODS) - declared:
+        rule, _study = route_table.TABLE.match(method, example(API_PATHS[path][0]))
+        assert (rule.permission, rule.only, rule.body) == (
+            API_PATHS[path][0].permission,
+            ", ".join(sorted(declared)),
+            "none",
+        ), method
+
+
+def test_pages_and_files_are_no_such_page_for_other_methods():
+    for route in route_table.ROUTES:
+        if route.page or not route.documented:
+            declared = {r.method for r in route_table.ROUTES if r.path == route.path}
+            for method in set(routing.METHODS) - declared:
+                rule, _study = route_table.TABLE.match(method, example(route))
+                assert rule is None or not rule.only, (method, route.path)
