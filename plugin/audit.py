@@ -35,7 +35,6 @@ Command line: ``python -m plugin.audit verify [--database-url URL]``.
 
 import argparse
 import collections
-import contextlib
 import contextvars
 import csv
 import datetime
@@ -188,6 +187,7 @@ class AuditLog:
 
     # --- appending ---------------------------------------------------------
 
+    @db.unit_of_work
     def record(self, action, *, username="", role="", address="", study_uid="", outcome="success", details=None):
         """Append one entry now and return it.
 
@@ -199,11 +199,9 @@ class AuditLog:
         """
         address = address or request_address.get()
         content = self._content(action, username, role, address, study_uid, outcome, details)
-        with _connection():
-            if database.in_transaction():
-                return _append([content])[0]
-            with _APPEND_LOCK:
-                return _append([content])[0]
+        if database.in_transaction():
+            return _append([content])[0]
+        return _append_locked([content])[0]
 
     def record_async(self, action, *, username="", role="", address="", study_uid="", outcome="success", details=None):
         """Queue one entry for the writer thread; never touches the database.
@@ -288,8 +286,8 @@ class AuditLog:
         """``resolver(level, key)``: (patient ID, study UID) of an Orthanc resource
         (level patients|studies|series|instances, key its Orthanc id) or of a study
         (level "study", key its UID); ("", "") when unknown. Called in the writer
-        thread only."""
-        self.resolver = resolver
+        thread only, each call a unit of work of its own."""
+        self.resolver = db.unit_of_work(resolver)
 
     def _first_in_window(self, key):
         now = self._clock()
@@ -379,8 +377,7 @@ class AuditLog:
             return
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
-                with db.connection_scope(), _APPEND_LOCK:
-                    _append(contents)
+                _append_locked(contents)
                 return
             except Exception:
                 LOGGER.exception("event=audit_write_failed entries=%d attempt=%d", len(contents), attempt)
@@ -431,8 +428,7 @@ class AuditLog:
         found = self._resolved.get((level, key))
         if found is None:
             try:
-                with db.connection_scope():
-                    found = self.resolver(level, key)
+                found = self.resolver(level, key)
             except Exception:
                 LOGGER.exception("event=audit_resolve_failed level=%s", level)
                 found = ("", key if level == "study" else "")
@@ -449,11 +445,11 @@ class AuditLog:
 
     # --- reading -----------------------------------------------------------
 
+    @db.unit_of_work
     def verify(self, batch=1000):
         """Walk the whole chain in id order, recomputing every hash and link."""
         started = time.monotonic()
-        with _connection():
-            result = _verify_chain(max(1, int(batch)))
+        result = _verify_chain(max(1, int(batch)))
         took_ms = (time.monotonic() - started) * 1000
         if result.ok:
             LOGGER.info(
@@ -471,6 +467,7 @@ class AuditLog:
             )
         return result
 
+    @db.unit_of_work
     def query(
         self,
         username=None,
@@ -489,12 +486,12 @@ class AuditLog:
         """
         page = max(1, int(page))
         page_size = min(MAX_PAGE_SIZE, max(1, int(page_size)))
-        with _connection():
-            selected = _filtered(username, action, study_uid, outcome, date_from, date_to)
-            total = selected.count()
-            rows = selected.order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).paginate(page, page_size).dicts()
-            return [_public(row) for row in rows], total
+        selected = _filtered(username, action, study_uid, outcome, date_from, date_to)
+        total = selected.count()
+        rows = selected.order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).paginate(page, page_size).dicts()
+        return [_public(row) for row in rows], total
 
+    @db.unit_of_work
     def export_csv(self, username=None, action=None, study_uid=None, outcome=None, date_from=None, date_to=None):
         """Every matching entry as CSV text (header first, newest first).
 
@@ -504,12 +501,11 @@ class AuditLog:
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow(CSV_COLUMNS)
-        with _connection():
-            selected = _filtered(username, action, study_uid, outcome, date_from, date_to)
-            rows = selected.order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).dicts()
-            for row in rows.iterator():
-                row["at"] = format_at(row["at"])
-                writer.writerow([_csv_cell(row[column]) for column in CSV_COLUMNS])
+        selected = _filtered(username, action, study_uid, outcome, date_from, date_to)
+        rows = selected.order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).dicts()
+        for row in rows.iterator():
+            row["at"] = format_at(row["at"])
+            writer.writerow([_csv_cell(row[column]) for column in CSV_COLUMNS])
         return out.getvalue()
 
 
@@ -571,6 +567,15 @@ def format_at(value):
     return str(value)
 
 
+@db.unit_of_work
+def _append_locked(contents):
+    """`_append` outside any transaction, under the in-process lock. The connection
+    is taken before the lock, everywhere: a thread holding the lock never waits
+    on the pool for a connection that a thread waiting on the lock holds."""
+    with _APPEND_LOCK:
+        return _append(contents)
+
+
 def _append(contents):
     """Write entries at the end of the chain, in one transaction."""
     sqlite = isinstance(database.obj, SqliteDatabase)
@@ -612,11 +617,6 @@ def _chain_problem(row, prev):
 
 
 # --- helpers ------------------------------------------------------------------
-
-
-def _connection():
-    """A pooled connection for this unit of work, unless the caller has one."""
-    return db.connection_scope() if database.is_closed() else contextlib.nullcontext()
 
 
 def _clean(value, limit=MAX_TEXT):

@@ -108,18 +108,18 @@ class Ingest:
             finally:
                 self._queue.task_done()
 
+    @db.unit_of_work
     def _perform(self, kind, resource_id, queued_at):
-        with db.connection_scope():
-            if kind == "index":
-                self.index_study(resource_id, queued_at)
-            elif kind == "remove":
-                self.remove_study(resource_id)
-            elif kind == "series_deleted":
-                self.series_deleted(resource_id)
-            elif kind == "series_arrived":
-                self.series_arrived(resource_id)
-            elif kind == "reconcile":
-                self.reconcile()
+        if kind == "index":
+            self.index_study(resource_id, queued_at)
+        elif kind == "remove":
+            self.remove_study(resource_id)
+        elif kind == "series_deleted":
+            self.series_deleted(resource_id)
+        elif kind == "series_arrived":
+            self.series_arrived(resource_id)
+        elif kind == "reconcile":
+            self.reconcile()
 
     # --- the work itself (callable directly) ---------------------------------
 
@@ -133,12 +133,12 @@ class Ingest:
             return
         for orthanc_id in list(self._receiving):
             try:
-                with db.connection_scope():
-                    self.index_study(orthanc_id, self._last_instance)
+                self.index_study(orthanc_id, self._last_instance)
             except Exception:
                 LOGGER.exception("event=ingest_task_failed task=quiet_index id=%s", orthanc_id)
                 self._receiving.discard(orthanc_id)
 
+    @db.unit_of_work
     def index_study(self, orthanc_id, queued_at=None, study=None):
         """(Re-)index one study; remove it from the index if Orthanc lost it."""
         self._receiving.discard(orthanc_id)

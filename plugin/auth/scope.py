@@ -37,16 +37,16 @@ class ReferrerScope:
             self._lock.release()
 
     @staticmethod
+    @db.unit_of_work
     def _load(user_id):
-        with db.connection_scope():
-            user = User.get_or_none(User.id == user_id)
-            if user is None or user.disabled:
-                return frozenset()
-            keys = user.referring_keys
-            uids = set()
-            if keys:
-                query = Study.select(Study.study_instance_uid).where(Study.referring_key.in_(list(keys)))
-                uids.update(row.study_instance_uid for row in query)
-            shares = StudyShare.select(StudyShare.study_instance_uid).where(StudyShare.user == user_id)
-            uids.update(row.study_instance_uid for row in shares)
-            return frozenset(uids)
+        user = User.get_or_none(User.id == user_id)
+        if user is None or user.disabled:
+            return frozenset()
+        keys = user.referring_keys
+        uids = set()
+        if keys:
+            query = Study.select(Study.study_instance_uid).where(Study.referring_key.in_(list(keys)))
+            uids.update(row.study_instance_uid for row in query)
+        shares = StudyShare.select(StudyShare.study_instance_uid).where(StudyShare.user == user_id)
+        uids.update(row.study_instance_uid for row in shares)
+        return frozenset(uids)

@@ -67,6 +67,7 @@ class PerformedSteps:
     def __init__(self, clock):
         self._clock = clock  # the clinic's: a step's start and end are kept in its zone
 
+    @db.unit_of_work
     def create(self, sop_instance_uid, attributes, calling_aet=""):
         """N-CREATE: a new step, IN PROGRESS. Returns a DIMSE status."""
         status = _text(attributes, "PerformedProcedureStepStatus")
@@ -117,6 +118,7 @@ class PerformedSteps:
                 _move_order(order, IN_PROGRESS, now)
             return order
 
+    @db.unit_of_work
     def update(self, sop_instance_uid, modifications):
         """N-SET: new attributes, perhaps the final status. Returns a DIMSE status."""
         now = utcnow()
@@ -329,8 +331,7 @@ class MppsServer:
         given = event.request.AffectedSOPInstanceUID
         uid = given or generate_uid()
         attributes = event.attribute_list
-        with db.connection_scope():
-            status = self._steps.create(uid, attributes, event.assoc.requestor.ae_title)
+        status = self._steps.create(uid, attributes, event.assoc.requestor.ae_title)
         if status != SUCCESS:
             return status, None
         if not given:
@@ -342,8 +343,7 @@ class MppsServer:
         if refusal:
             return refusal, None
         modifications = event.modification_list
-        with db.connection_scope():
-            status = self._steps.update(event.request.RequestedSOPInstanceUID, modifications)
+        status = self._steps.update(event.request.RequestedSOPInstanceUID, modifications)
         return status, (modifications if status == SUCCESS else None)
 
     def _refusal(self, event):

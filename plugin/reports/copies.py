@@ -126,13 +126,13 @@ class DicomCopies:
     def _run(self):
         while not self._stopping.is_set():
             try:
-                with db.connection_scope():
-                    self._retry_due()
+                self._retry_due()
             except Exception:
                 LOGGER.exception("event=report_copy_retry_failed")
             self._wake.wait(self._retry)
             self._wake.clear()
 
+    @db.unit_of_work
     def _retry_due(self):
         now = utcnow()
         for row in ReportDicom.select().where(ReportDicom.status == "pending").order_by(ReportDicom.id):
