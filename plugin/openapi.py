@@ -19,7 +19,12 @@ def document(routes=()):
             "description": 'Errors are JSON {"error": message}. Browsers use the session '
             "cookie (state-changing requests need X-CSRF-Token); API clients "
             "send Authorization: Bearer <access token or API key>, or HTTP "
-            "Basic with an API key as the password.",
+            "Basic with an API key as the password. Times in answers are ISO 8601 "
+            "in UTC with a Z, to the second (2026-12-04T16:18:30Z), dates YYYY-MM-DD; "
+            "the exceptions: an audit entry's at keeps its microseconds (the text its "
+            "hash covers); an order's scheduled_at is the clinic's local date and "
+            "time, without offset, as the modality worklist gives it, and its performed "
+            "steps' started_at and ended_at are DICOM date-times (YYYYMMDDHHMMSS, local).",
         },
         "components": {
             "schemas": schemas,

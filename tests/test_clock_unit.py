@@ -190,7 +190,7 @@ def test_mpps_times_are_kept_in_the_clinics_zone(attributes, kept):
 # --- the report: PDF and DICOM copy ----------------------------------------------------------
 
 
-def view(signed_at="2026-12-04T16:26:11Z", addendum_at="2026-12-04T23:30:00Z"):
+def view(signed_at=datetime.datetime(2026, 12, 4, 16, 26, 11), addendum_at=datetime.datetime(2026, 12, 4, 23, 30)):
     study = {
         "patient_name": "Doe^Jane",
         "patient_id": "P1",
@@ -222,7 +222,7 @@ def test_the_pdf_shows_local_times_naming_the_zone():
 
 def test_the_pdf_file_name_takes_the_clinics_date():
     """Signed 23:30 UTC on the 4th: the 5th in Paris; no study date, so the signature's."""
-    late = view(signed_at="2026-12-04T23:30:00Z")
+    late = view(signed_at=datetime.datetime(2026, 12, 4, 23, 30))
     assert pdf.file_name(late, Clock.named("Europe/Paris")) == "DOE_Jane_2026-12-05_A1_report.pdf"
     assert pdf.file_name(late, Clock.named("UTC")) == "DOE_Jane_2026-12-04_A1_report.pdf"
 

@@ -135,12 +135,12 @@ def test_the_migration_recounts_studies_and_adds_descriptions_to_the_search(inde
                 "accession_number": "ACC-200",
                 "patient_id": "P1",
             },
-            "2026-12-05T09:00:00Z",
+            datetime.datetime(2026, 12, 5, 9),
             "MULLER_Anna_2026-12-04_ACC-200_report.pdf",
         ),
         (
             {"patient_name": "山田^太郎", "study_date": None, "accession_number": "", "patient_id": "P/2 x"},
-            "2026-12-03T10:00:00Z",
+            datetime.datetime(2026, 12, 3, 10),
             "P-2-x_2026-12-03_report.pdf",
         ),
         (

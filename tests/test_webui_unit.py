@@ -267,7 +267,7 @@ def worklist_samples(admin, h):
         "priority": "stat",
         "assignee": "rad",
         "claimed_by": "rad",
-        "arrived_at": "2026-03-01T10:20:00Z",
+        "arrived_at": datetime.datetime(2026, 3, 1, 10, 20),
         "final_at": None,
         "institution_name": "Clinic" + h,
         "series": [
@@ -385,7 +385,7 @@ def report_sample_contexts(hostile=""):
         "template_id": 1,
         "sections": sections,
         "author_name": "Dr Rad" + h,
-        "updated_at": "2026-01-01T10:00:00Z",
+        "updated_at": datetime.datetime(2026, 1, 1, 10),
         "signer_name": "",
         "signed_at": None,
         "addenda": [],
@@ -396,7 +396,7 @@ def report_sample_contexts(hostile=""):
                 "kind": "saved",
                 "username": "rad" + h,
                 "name": "Dr Rad" + h,
-                "at": "2026-01-01T10:00:00Z",
+                "at": datetime.datetime(2026, 1, 1, 10),
                 "sections": sections,
             }
         ],
@@ -405,8 +405,10 @@ def report_sample_contexts(hostile=""):
         draft,
         status="amended",
         signer_name="Dr Rad" + h,
-        signed_at="2026-01-01T11:00:00Z",
-        addenda=[{"id": 1, "text": "Addendum" + h, "author_name": "Dr Q" + h, "signed_at": "2026-01-02T11:00:00Z"}],
+        signed_at=datetime.datetime(2026, 1, 1, 11),
+        addenda=[
+            {"id": 1, "text": "Addendum" + h, "author_name": "Dr Q" + h, "signed_at": datetime.datetime(2026, 1, 2, 11)}
+        ],
     )
     blank = {
         "status": "none",
@@ -442,7 +444,7 @@ def report_sample_contexts(hostile=""):
             templates=[],
             can_sign=False,
             can_addend=False,
-            claim={"name": "Dr Q" + h, "until": "2026-01-01T10:30:00Z"},
+            claim={"name": "Dr Q" + h, "until": datetime.datetime(2026, 1, 1, 10, 30)},
         ),
         "admin_templates": {
             "user": dict(user_, role="admin"),

@@ -3,7 +3,6 @@ sections, signature, addenda, page numbers, and a PRELIMINARY watermark on
 drafts. Text is laid out as plain text (markup in a report prints as typed);
 DejaVu Sans with Droid Sans Fallback covers Latin, Greek, Cyrillic and CJK."""
 
-import datetime
 import functools
 import re
 import unicodedata
@@ -35,7 +34,7 @@ def file_name(view, clock):
     study = view["study"]
     family, given = name_parts(study.get("patient_name") or "")
     who = "_".join(part for part in (_safe(family).upper(), _safe(given)) if part) or _safe(study.get("patient_id"))
-    signed = _moment(view.get("signed_at"))
+    signed = view.get("signed_at")
     when = study.get("study_date") or (clock.local(signed) if signed else clock.now()).date().isoformat()
     parts = [who[:60], _safe(when), _safe(study.get("accession_number"))[:32], "report"]
     return "_".join(part for part in parts if part) + ".pdf"
@@ -94,11 +93,6 @@ class _Document(FPDF):
         self.cell(0, 8, f"Page {self.page_no()} of {{nb}}", align="C")
 
 
-def _moment(stamp):
-    """A time as the report view gives it ("2026-12-04T16:26:11Z": UTC), aware; None for none."""
-    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
-
-
 def render(view, institution, logo, clock):
     """PDF bytes of a report view (see plugin/reports/service.py: ``view``); its times
     in the clinic's zone (``clock``: plugin/clock.Clock), naming it."""
@@ -113,7 +107,7 @@ def render(view, institution, logo, clock):
             _section(pdf, title, view["sections"][key])
     _signature(pdf, view, clock)
     for addendum in view["addenda"]:
-        signed = clock.text(_moment(addendum["signed_at"]))
+        signed = clock.text(addendum["signed_at"])
         _section(pdf, f"Addendum — {addendum['author_name']}, {signed}", addendum["text"])
     return bytes(pdf.output())
 
@@ -163,7 +157,7 @@ def _signature(pdf, view, clock):
     if view["status"] == "draft":
         pdf.multi_cell(0, 6, "Preliminary report — not signed.", new_x="LMARGIN", new_y="NEXT")
     else:
-        signed = clock.text(_moment(view["signed_at"]))
+        signed = clock.text(view["signed_at"])
         pdf.multi_cell(
             0, 6, f"Electronically signed by {view['signer_name']} on {signed}", new_x="LMARGIN", new_y="NEXT"
         )
