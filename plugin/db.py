@@ -8,11 +8,11 @@ one that reads, then writes after another connection has written, fails at
 once with "database is locked" whatever the busy timeout (seen indexing
 studies while the audit writer ran).
 PostgreSQL gets a bounded pool; each request borrows a connection for its
-duration (`connection_scope`) so 50 HTTP threads cannot exhaust it.
+duration (`unit_of_work`) so 50 HTTP threads cannot exhaust it.
 """
 
-import contextlib
 import datetime
+import functools
 import re
 from pathlib import Path
 
@@ -70,11 +70,27 @@ def is_pooled():
     return not isinstance(database.obj, SqliteDatabase)
 
 
-def connection_scope():
-    """Borrow a pooled connection for one unit of work (PostgreSQL only)."""
-    if is_pooled():
-        return database.connection_context()
-    return contextlib.nullcontext()
+def unit_of_work(function):
+    """Run each call of ``function`` as one unit of work on the calling thread.
+
+    Put it on every entry where a thread starts working with the database (an
+    HTTP request, a DICOM handler, a worker's task, a cache's reload). With
+    PostgreSQL, a call that finds this thread without a connection borrows one
+    from the pool for the call and gives it back when the call ends, however it
+    ends (return or exception); a call made inside another unit of work (or
+    while the thread holds a connection anyway) reuses that connection and
+    leaves it open for its owner. With SQLite it does nothing: peewee keeps one
+    connection per thread for the thread's life.
+    """
+
+    @functools.wraps(function)
+    def in_unit_of_work(*args, **kwargs):
+        if is_pooled() and database.is_closed():
+            with database.connection_context():
+                return function(*args, **kwargs)
+        return function(*args, **kwargs)
+
+    return in_unit_of_work
 
 
 def close_connections():
@@ -85,7 +101,7 @@ def close_connections():
         database.close()
 
 
+@unit_of_work
 def check():
     """Raise if the database does not answer a trivial query."""
-    with connection_scope():
-        database.execute_sql("SELECT 1").fetchone()
+    database.execute_sql("SELECT 1").fetchone()
