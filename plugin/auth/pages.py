@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 from plugin.auth.guard import SESSION_COOKIE, cookie
 from plugin.auth.models import User
-from plugin.auth.routes import audit_filters, is_https, read_audit, session_cookie
+from plugin.auth.routes import AuditQuery, audit_filters, is_https, read_audit, session_cookie
 from plugin.errors import DomainError
 from plugin.http import Response, http_status, whole_number
 from plugin.permissions import AUTHENTICATED, PUBLIC
@@ -286,6 +286,7 @@ def revoke_key(app, request, key_id):
 
 # Walking the whole chain is slow: on a trail's first view and on request only.
 _LAST_CHECK = weakref.WeakKeyDictionary()  # AuditLog -> its last verification
+AUDIT_FILTERS = ("user", "action", "study_uid", "patient", "outcome", "date_from", "date_to")
 
 
 def chain_status(app, request):
@@ -302,16 +303,13 @@ def chain_status(app, request):
     return checked
 
 
-def audit_log(app, request):
-    filters = audit_filters(request.query)
+def audit_log(app, request, query):
+    filters = audit_filters(query)
     items, total = read_audit(app.audit.query, filters)
     studies = studies_by_uid(e["study_uid"] for e in items)
     labels = action_labels(request)
     entries = [audit_entry(e, studies.get(e["study_uid"]), labels) for e in items]
-    shown = {k: v for k, v in filters.items() if k not in ("page", "page_size")}
-    shown["user"] = shown.pop("username")
-    shown["study_uid"] = request.query.get("study_uid", "")
-    shown["patient"] = request.query.get("patient", "")
+    shown = {name: request.query.get(name, "") for name in AUDIT_FILTERS}  # the form as it was filled in
     return render(
         "admin_audit.html",
         request,
@@ -440,5 +438,5 @@ ROUTES = (
     Route("GET", KEYS, keys, "users.manage", page=True),
     Route("POST", KEYS, create_key, "users.manage", page=True),
     Route("POST", "/pacs/admin/apikeys/{key_id}/revoke", revoke_key, "users.manage", page=True),
-    Route("GET", "/pacs/admin/audit", audit_log, "audit.read", page=True),
+    Route("GET", "/pacs/admin/audit", audit_log, "audit.read", page=True, query=AuditQuery),
 )

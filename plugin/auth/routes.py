@@ -11,8 +11,10 @@ from pydantic import BaseModel, Field, WithJsonSchema, model_validator
 from plugin.audit import MAX_PAGE_SIZE
 from plugin.auth.guard import SESSION_COOKIE, cookie
 from plugin.errors import Invalid, Unauthenticated, Unsupported
-from plugin.listquery import Date, ListQuery, Text, Whole
 from plugin.http import DB_INT, Response, whole_number
+from plugin.listquery import Date, ListQuery
+from plugin.listquery import Text as QueryText
+from plugin.listquery import Whole as QueryWhole
 from plugin.permissions import AUTHENTICATED, PUBLIC, ROLES
 from plugin.routing import Route, validate
 from plugin.worklist.query import MAX_QUERY, studies_of_patient
@@ -136,7 +138,7 @@ class AuditQuery(ListQuery):
     user: str = Field("", description="username")
     action: str = Field("", description="action name")
     study_uid: str = Field("", description="StudyInstanceUID")
-    patient: Annotated[str, Text(MAX_QUERY)] = Field(
+    patient: Annotated[str, QueryText(MAX_QUERY)] = Field(
         "", description="a patient ID, or words of a patient's name: entries of their studies"
     )
     outcome: str = Field("", description="success, failure, denied")
@@ -146,8 +148,8 @@ class AuditQuery(ListQuery):
     date_to: Annotated[datetime.date | None, Date(times=True)] = Field(
         None, description="YYYY-MM-DD, the whole day (or an ISO date-time)"
     )
-    page: Annotated[int, Whole(maximum=LAST_AUDIT_PAGE)] = Field(1, description="1-based")
-    page_size: Annotated[int, Whole()] = Field(50, description=f"at most {MAX_PAGE_SIZE}")
+    page: Annotated[int, QueryWhole(maximum=LAST_AUDIT_PAGE)] = Field(1, description="1-based")
+    page_size: Annotated[int, QueryWhole()] = Field(50, description=f"at most {MAX_PAGE_SIZE}")
 
 
 # --- handlers -------------------------------------------------------------------------

@@ -22,7 +22,7 @@ def create_order(app, request, body):
 
 
 def list_orders(app, request, query):
-    rows, total = app.orders.search(query.model_dump())
+    rows, total = app.orders.search(query)
     app.audit.record_request("search", request)
     return Response.json({"items": describe_all(rows), "total": total}, headers=NO_STORE)
 

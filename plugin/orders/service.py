@@ -12,15 +12,17 @@ import datetime
 import json
 import logging
 import secrets
+from typing import Annotated
 
 from peewee import IntegrityError
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from plugin.db import database, utcnow
+from plugin.db import database, iso_utc, utcnow
 from plugin.dicomnames import pn_key, search_text
 from plugin.errors import Conflict, Invalid, NotFound, Unavailable
 from plugin.events import Events
-from plugin.http import path_id, whole_number
+from plugin.http import path_id
+from plugin.listquery import Choices, Codes, Date, ListQuery, Text, Whole
 from plugin.models import Patient, Study, save_search_terms
 from plugin.orders import fields
 from plugin.orders.models import OPEN_STATUSES, ORDER_STATUSES, Order, PerformedStep
@@ -45,17 +47,18 @@ _PREFILTER_OPERATORS = {
 }
 
 
-class OrderSearch(BaseModel):
-    """The filters of the orders list as the query string gives them: text, checked by
-    `Orders.search` (its messages name the filter)."""
+class OrderSearch(ListQuery):
+    """The filters and page of the orders list."""
 
-    status: str = Field("", description="comma list of " + ", ".join(ORDER_STATUSES))
-    modality: str = Field("", description="comma list of modality codes")
-    date_from: str = Field("", description="YYYY-MM-DD (scheduled date)")
-    date_to: str = Field("", description="YYYY-MM-DD")
-    q: str = Field("", description="patient name, patient ID or accession; partial")
-    page: str = Field("", description="1-based page number")
-    page_size: str = Field("", description=f"1-{MAX_PAGE_SIZE}")
+    status: Annotated[list, Choices(ORDER_STATUSES)] = Field(
+        [], description="comma list of " + ", ".join(ORDER_STATUSES)
+    )
+    modality: Annotated[list, Codes()] = Field([], description="comma list of modality codes")
+    date_from: Annotated[datetime.date | None, Date()] = Field(None, description="YYYY-MM-DD (scheduled date)")
+    date_to: Annotated[datetime.date | None, Date()] = Field(None, description="YYYY-MM-DD")
+    q: Annotated[str, Text()] = Field("", description="patient name, patient ID or accession; partial")
+    page: Annotated[int, Whole(1, MAX_PAGE)] = Field(1, description="1-based page number")
+    page_size: Annotated[int, Whole(1, MAX_PAGE, cap=MAX_PAGE_SIZE)] = Field(50, description=f"1-{MAX_PAGE_SIZE}")
 
 
 class Orders:
@@ -75,32 +78,27 @@ class Orders:
         return order
 
     def search(self, query):
-        """(orders, total) for the filters of an `OrderSearch` as a mapping: status,
-        modality, date_from, date_to (YYYY-MM-DD, scheduled date), q (name, patient ID
-        or accession, case-insensitive, partial), page, page_size."""
+        """(orders, total) for an `OrderSearch`: text (q) matches name, patient ID or
+        accession, case-insensitive, partial; dates are scheduled dates."""
         conditions = []
-        statuses = [s for s in (query.get("status") or "").split(",") if s]
-        if any(s not in ORDER_STATUSES for s in statuses):
-            raise Invalid(f"status must be among {', '.join(ORDER_STATUSES)}")
-        if statuses:
-            conditions.append(Order.status.in_(statuses))
-        modalities = [m.strip().upper() for m in (query.get("modality") or "").split(",") if m.strip()]
-        if modalities:
-            conditions.append(Order.modality.in_(modalities))
-        for name, compare in (("date_from", Order.scheduled_date.__ge__), ("date_to", Order.scheduled_date.__le__)):
-            if query.get(name):
-                conditions.append(compare(_dicom_date(query[name], name)))
-        text = (query.get("q") or "").strip()
-        if text:
+        if query.status:
+            conditions.append(Order.status.in_(query.status))
+        if query.modality:
+            conditions.append(Order.modality.in_(query.modality))
+        if query.date_from:
+            conditions.append(Order.scheduled_date >= query.date_from.strftime("%Y%m%d"))
+        if query.date_to:
+            conditions.append(Order.scheduled_date <= query.date_to.strftime("%Y%m%d"))
+        if query.q:
             conditions.append(
-                Order.patient_name.contains(text)
-                | Order.patient_id.contains(text)
-                | Order.accession_number.contains(text)
+                Order.patient_name.contains(query.q)
+                | Order.patient_id.contains(query.q)
+                | Order.accession_number.contains(query.q)
             )
-        page = _whole(query.get("page"), "page", 1)
-        page_size = min(MAX_PAGE_SIZE, _whole(query.get("page_size"), "page_size", 50))
         selected = Order.select().where(*conditions) if conditions else Order.select()
-        rows = selected.order_by(Order.scheduled_date, Order.scheduled_time, Order.id).paginate(page, page_size)
+        rows = selected.order_by(Order.scheduled_date, Order.scheduled_time, Order.id).paginate(
+            query.page, query.page_size
+        )
         return list(rows), selected.count()
 
     # --- changes from users ----------------------------------------------------
@@ -328,20 +326,6 @@ def _date_of(dicom_date):
     return datetime.date(int(dicom_date[:4]), int(dicom_date[4:6]), int(dicom_date[6:8]))
 
 
-def _dicom_date(value, name):
-    try:
-        return datetime.date.fromisoformat(value).strftime("%Y%m%d")
-    except ValueError:
-        raise Invalid(f"{name} must be a date YYYY-MM-DD") from None
-
-
-def _whole(value, name, default):
-    """A page or page size: a whole number from 1 to MAX_PAGE (the default when not given)."""
-    if value in (None, ""):
-        return default
-    return whole_number(value, name, minimum=1, maximum=MAX_PAGE)
-
-
 def describe(order):
     """The JSON of one order."""
     return describe_all([order])[0]
@@ -391,9 +375,9 @@ def _describe(order, steps, study):
         "study": _linked_study(study),
         "performed_steps": [describe_step(step) for step in steps],
         "created_by": order.created_by,
-        "created_at": order.created_at,
-        "updated_at": order.updated_at,
-        "arrived_at": order.arrived_at,
+        "created_at": iso_utc(order.created_at),
+        "updated_at": iso_utc(order.updated_at),
+        "arrived_at": iso_utc(order.arrived_at),
     }
 
 

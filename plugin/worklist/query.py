@@ -4,14 +4,16 @@ on the study table (patient fields are copied onto it, so no join)."""
 import datetime
 import re
 from dataclasses import dataclass, field
+from typing import Annotated
 
 from peewee import SQL, Value
+from pydantic import Field
 
 from plugin.auth.models import StudyShare, User
-from plugin.db import is_pooled, utcnow
+from plugin.db import is_pooled, iso_utc, utcnow
 from plugin.dicomnames import age_at, display_name, pn_from_text, pn_key, search_text
 from plugin.errors import Invalid
-from plugin.http import DB_INT, whole_number
+from plugin.listquery import Choices, Codes, Date, ListQuery, OneOf, Sort, Text, Whole
 from plugin.models import PRIORITIES, STATUSES, Study, StudyTerm
 
 MAX_PAGE_SIZE = 200
@@ -41,14 +43,45 @@ SORTS = {
 DEFAULT_SORT = "-priority,arrived_at"
 
 
+class WorklistQuery(ListQuery):
+    """The worklist's filters, sort and page (GET /pacs/api/studies)."""
+
+    status: Annotated[list, Choices(STATUSES)] = Field([], description="comma list of " + ", ".join(STATUSES))
+    modality: Annotated[list, Codes(MODALITY, "a DICOM modality code (e.g. CT, MR)")] = Field(
+        [], description="comma list of modality codes, e.g. CT,MR"
+    )
+    priority: Annotated[list, Choices(PRIORITIES)] = Field([], description="comma list of " + ", ".join(PRIORITIES))
+    assignee: Annotated[str, Text(lower=True)] = Field("", description="a username, me or none")
+    date: Annotated[str, OneOf(DATE_PRESETS, " (or date_from/date_to)")] = Field(
+        "", description="today, yesterday, 7d or 30d"
+    )
+    date_from: Annotated[datetime.date | None, Date()] = Field(None, description="YYYY-MM-DD (study date)")
+    date_to: Annotated[datetime.date | None, Date()] = Field(None, description="YYYY-MM-DD")
+    referring: Annotated[str, Text(MAX_QUERY)] = Field("", description="referring physician (DICOM PN)")
+    q: Annotated[str, Text(MAX_QUERY)] = Field(
+        "",
+        description="name, patient ID or accession: each word is the start of a word (accent- and "
+        "case-insensitive), e.g. 'mül an' finds MÜLLER^ANNA",
+    )
+    sort: Annotated[list, Sort(SORTS)] = Field(
+        DEFAULT_SORT,
+        validate_default=True,
+        description="up to 3 columns, '-' for descending; default -priority,arrived_at",
+    )
+    page: Annotated[int, Whole(1, MAX_PAGE)] = Field(1, description="1-based")
+    page_size: Annotated[int, Whole(1, cap=MAX_PAGE_SIZE)] = Field(
+        DEFAULT_PAGE_SIZE, description=f"1-{MAX_PAGE_SIZE} (larger is capped)"
+    )
+
+
 @dataclass
 class Filters:
     statuses: list = field(default_factory=list)
     modalities: list = field(default_factory=list)
     priorities: list = field(default_factory=list)
     assignee: str = ""  # "", "me", "none" or a username
-    date_from: datetime.date = None
-    date_to: datetime.date = None
+    date_from: datetime.date | None = None
+    date_to: datetime.date | None = None
     referring: str = ""
     q: str = ""
     sort: list = field(default_factory=list)
@@ -56,21 +89,28 @@ class Filters:
     page_size: int = DEFAULT_PAGE_SIZE
 
 
-def parse_filters(query, today):
-    """Validate the query string; every problem is Invalid, naming it."""
-    filters = Filters(
-        statuses=_choices(query.get("status"), STATUSES, "status"),
-        priorities=_choices(query.get("priority"), PRIORITIES, "priority"),
-        modalities=_modalities(query.get("modality")),
-        assignee=(query.get("assignee") or "").strip().lower(),
-        referring=_text(query.get("referring"), "referring"),
-        q=_text(query.get("q"), "q"),
-        sort=_sort(query.get("sort") or DEFAULT_SORT),
-        page=_whole(query.get("page"), "page", 1, minimum=1, maximum=MAX_PAGE),
-        page_size=min(MAX_PAGE_SIZE, _whole(query.get("page_size"), "page_size", DEFAULT_PAGE_SIZE, minimum=1)),
+def parse_filters(values, today):
+    """The filters of a query string's ``values``; every problem is Invalid, naming it."""
+    return filters_from(WorklistQuery.model_validate(values), today)
+
+
+def filters_from(query, today):
+    """The filters of a checked `WorklistQuery`: its date preset (days before ``today``)
+    stands for date_from and date_to."""
+    date_from, date_to = _dates(query, today)
+    return Filters(
+        statuses=query.status,
+        modalities=query.modality,
+        priorities=query.priority,
+        assignee=query.assignee,
+        date_from=date_from,
+        date_to=date_to,
+        referring=query.referring,
+        q=query.q,
+        sort=query.sort,
+        page=query.page,
+        page_size=query.page_size,
     )
-    filters.date_from, filters.date_to = _dates(query, today)
-    return filters
 
 
 def search(filters, principal, scope_keys=None, now=None):
@@ -117,10 +157,10 @@ def item(study, users, now):
         "priority": study.priority,
         "assignee": users.get(study.assignee_id),
         "claimed_by": users.get(study.claimed_by_id) if claimed else None,
-        "claim_expires_at": study.claim_expires_at if claimed else None,
-        "arrived_at": study.arrived_at,
-        "final_at": study.final_at,
-        "updated_at": study.updated_at,
+        "claim_expires_at": iso_utc(study.claim_expires_at) if claimed else None,
+        "arrived_at": iso_utc(study.arrived_at),
+        "final_at": iso_utc(study.final_at),
+        "updated_at": iso_utc(study.updated_at),
     }
 
 
@@ -160,8 +200,7 @@ def _conditions(filters, principal, scope_keys, users):
 def studies_of_patient(text, limit=1000):
     """StudyInstanceUIDs of a patient named by ID (exactly) or by name (words of it,
     each the start of a word of the name, accents and case aside: "mull an" finds
-    Müller^Anna), for the audit trail's patient filter."""
-    text = _text(text, "patient")
+    Müller^Anna), for the audit trail's patient filter (checked by its query model)."""
     uids = {
         row.study_instance_uid
         for row in Study.select(Study.study_instance_uid).where(Study.patient_dicom_id == text).limit(limit)
@@ -207,62 +246,10 @@ def user_names():
     return {u.id: u.username for u in User.select(User.id, User.username)}
 
 
-def _choices(raw, allowed, name):
-    values = [v.strip().lower() for v in (raw or "").split(",") if v.strip()]
-    unknown = [v for v in values if v not in allowed]
-    if unknown:
-        raise Invalid(f"{name}: unknown value {unknown[0]!r}; use {', '.join(allowed)}")
-    return values
-
-
-def _modalities(raw):
-    values = [v.strip().upper() for v in (raw or "").split(",") if v.strip()]
-    bad = [v for v in values if not MODALITY.match(v)]
-    if bad:
-        raise Invalid(f"modality: {bad[0]!r} is not a DICOM modality code (e.g. CT, MR)")
-    return values
-
-
-def _text(raw, name):
-    value = (raw or "").strip()
-    if len(value) > MAX_QUERY:
-        raise Invalid(f"{name}: at most {MAX_QUERY} characters")
-    return value
-
-
-def _whole(raw, name, default, minimum, maximum=DB_INT - 1):
-    return default if raw in (None, "") else whole_number(raw, name, minimum, maximum)
-
-
-def _sort(raw):
-    keys = []
-    for part in raw.split(",")[:3]:
-        part = part.strip()
-        descending = part.startswith("-")
-        name = part.lstrip("-")
-        if name not in SORTS:
-            raise Invalid(f"sort: unknown column {name!r}; use one of {', '.join(sorted(SORTS))}")
-        keys.append((name, descending))
-    return keys
-
-
 def _dates(query, today):
-    preset = (query.get("date") or "").strip().lower()
-    if preset:
-        if preset not in DATE_PRESETS:
-            raise Invalid(f"date: use one of {', '.join(DATE_PRESETS)} (or date_from/date_to)")
-        back_from, back_to = DATE_PRESETS[preset]
+    if query.date:
+        back_from, back_to = DATE_PRESETS[query.date]
         return today - datetime.timedelta(days=back_from), today - datetime.timedelta(days=back_to)
-    start, end = _date(query.get("date_from"), "date_from"), _date(query.get("date_to"), "date_to")
-    if start and end and start > end:
+    if query.date_from and query.date_to and query.date_from > query.date_to:
         raise Invalid("date_from is after date_to")
-    return start, end
-
-
-def _date(raw, name):
-    if not raw:
-        return None
-    try:
-        return datetime.date.fromisoformat(raw.strip())
-    except ValueError:
-        raise Invalid(f"{name} must be a date as YYYY-MM-DD") from None
+    return query.date_from, query.date_to
