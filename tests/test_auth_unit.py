@@ -8,9 +8,9 @@ import time
 
 import jwt
 import pytest
+from fakes import RecordingAudit, principal
 
 from plugin import permissions
-from plugin.auth.accounts import Principal
 from plugin.auth.guard import SESSION_COOKIE, Guard
 from plugin.auth.passwords import Hasher, PasswordRejected, check_policy
 from plugin.auth.tokens import Claims, TokenCodec, TokenError
@@ -35,7 +35,8 @@ class FakeAccounts:
         if not token.startswith("tok-") or token == "tok-ended":
             raise TokenError("invalid token")
         role = token[4:]
-        return Principal(7, f"user-{role}", role, f"sid-{role}", f"csrf-{role}", via), time.time() + 60
+        who = principal(role, 7, f"user-{role}", session_id=f"sid-{role}", csrf=f"csrf-{role}", via=via)
+        return who, time.time() + 60
 
     def is_revoked(self, session_id):
         return session_id in self.revoked
@@ -48,7 +49,7 @@ class FakeApiKeys:
     def principal(self, key, username=None):
         if key != "pacs_goodkey" or username not in (None, "keyowner"):
             return None
-        return Principal(8, "keyowner", "technologist", via="apikey")
+        return principal("technologist", 8, "keyowner", via="apikey")
 
 
 class FakeScope:
@@ -56,20 +57,9 @@ class FakeScope:
         return frozenset({IN_SCOPE})
 
 
-class FakeAudit:
-    def __init__(self):
-        self.entries = []
-
-    def record_async(self, action, **fields):
-        self.entries.append((action, fields))
-
-    def record_access(self, action, *, username, role, address, path, study_uid="", query=None):
-        self.entries.append((action, {"username": username, "study_uid": study_uid}))
-
-
 @pytest.fixture
 def guard():
-    audit = FakeAudit()
+    audit = RecordingAudit()
     g = Guard(FakeAccounts(), FakeApiKeys(), FakeScope(), audit, table=TABLE)
     g.audit = audit
     return g
@@ -291,7 +281,7 @@ class RenewingAccounts(FakeAccounts):
 
 
 def test_an_expired_session_cookie_is_renewed_from_its_session_once():
-    guard = Guard(RenewingAccounts(), FakeApiKeys(), FakeScope(), FakeAudit(), table=TABLE)
+    guard = Guard(RenewingAccounts(), FakeApiKeys(), FakeScope(), RecordingAudit(), table=TABLE)
     cookie = {"cookie": f"{SESSION_COOKIE}=old-radiologist", "accept": "text/html"}
     decision = guard.check("GET", "/pacs/", cookie, {}, "10.0.0.1")
     assert (decision.allowed, decision.renewed, decision.principal.role) == (True, "tok-radiologist", "radiologist")
@@ -305,7 +295,7 @@ def test_an_expired_session_cookie_is_renewed_from_its_session_once():
 
 
 def test_an_ended_session_says_it_expired_and_is_not_looked_up_again():
-    guard = Guard(RenewingAccounts(), FakeApiKeys(), FakeScope(), FakeAudit(), table=TABLE)
+    guard = Guard(RenewingAccounts(), FakeApiKeys(), FakeScope(), RecordingAudit(), table=TABLE)
     cookie = {"cookie": f"{SESSION_COOKIE}=old-gone"}
     for _ in range(3):
         decision = guard.check("GET", "/pacs/", cookie, {}, "")

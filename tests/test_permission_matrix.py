@@ -16,6 +16,7 @@ scope) and not of another (out of scope).
 """
 
 import json
+import re
 from dataclasses import dataclass
 
 import dicomgen
@@ -288,7 +289,9 @@ MATRIX = (
     row("GET", "/some/unknown", NOBODY),
     row("GET", "/pacs/api/unknown", NOBODY),
     row("GET", "/pacs/api/me/anything", NOBODY),
-    row("POST", "/pacs/api/me", NOBODY, {}),
+    # A declared API path, a method it does not take: the guard's 405 (Allow: GET) to whoever
+    # may use the path, so nothing reaches a handler; no login is 401 as on the path.
+    row("POST", "/pacs/api/me", LOGGED_IN, {}),
     row("PUT", "/system", NOBODY, {}),
     row("DELETE", "/system", NOBODY),
     row("PUT", "/patients/" + DUMMY + "/protected", ONLY_ADMIN, "1"),
@@ -308,6 +311,32 @@ MATRIX = (
     row("DELETE", "/dicom-web/studies/{study_in}", NOBODY),
     row("DELETE", "/wado", NOBODY),
 )
+
+
+def wrong_method_rows(matrix):
+    """Rows for the methods a declared JSON API path does not take (the guard's generated
+    405 rules): each is let through (to be told 405) to exactly those a row of the path's
+    own methods lets through (the widest such row: a referrer's in-scope study), or to
+    everyone on a public path (whose handler may refuse for its own reasons, as refresh)."""
+    rows = []
+    for rule in TABLE.rules:
+        if not rule.only:
+            continue
+        own = [
+            entry
+            for entry in matrix
+            if entry.method in rule.only.split(", ") and rule.pattern.match(re.sub(r"{\w+}", "x", entry.path))
+        ]
+        widest = max(own, key=lambda entry: len(entry.allowed))
+        allowed = EVERYONE if rule.permission == permissions.PUBLIC else widest.allowed
+        rows += [
+            row(method, widest.path, allowed, {} if method in ("POST", "PUT") else None)
+            for method in sorted(rule.methods)
+        ]
+    return tuple(rows)
+
+
+MATRIX += wrong_method_rows(MATRIX)
 
 
 # --- the world the matrix runs in ---------------------------------------------------

@@ -111,7 +111,7 @@ def test_drafts_are_for_writers_and_signed_reports_for_every_reader(role, status
 
 # --- no role name compared outside the permission module --------------------------
 
-ROLE_LITERAL = re.compile(r"""["'](?:%s)["']""" % "|".join(ROLES))
+ROLE_LITERAL = re.compile(r"""["'](?:""" + "|".join(ROLES) + r""")["']""")
 # Where a role's name may still appear in plugin/, each for a reason other than a decision.
 NOT_DECISIONS = {
     ("webui/templates/_macros.html", '"admin": _("Administrator"), "radiologist": _("Radiologist"),'),  # labels
