@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import dicomgen
 import pytest
 import requests
+from fakes import ManualClock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pacs_server import free_port
@@ -365,14 +366,6 @@ def test_internal_route_is_refused_to_http_clients(audited):
 # --- the audit's own logic in isolation (no Orthanc) ------------------------------
 
 
-class Clock:
-    def __init__(self):
-        self.now = 1_700_000_000.0
-
-    def __call__(self):
-        return self.now
-
-
 @pytest.fixture
 def database(tmp_path):
     handle = db.open_database("sqlite:///" + str(tmp_path / "pacs.sqlite"))
@@ -411,7 +404,7 @@ _QUERIES = st.dictionaries(_NAMES, st.text("ABC*?01 %", max_size=6), max_size=6)
 def test_a_search_is_one_entry_whatever_its_order_and_paging(query, shuffled, paging):
     """The same search in another parameter order or on another page is throttled; what is
     queued never holds a secret-looking parameter; another search is a new entry."""
-    log = AuditLog(window_seconds=300, clock=Clock())
+    log = AuditLog(window_seconds=300, clock=ManualClock(1_700_000_000.0))
     assert log.record_access("search", username="u", role="r", address="a", path="/dicom-web/studies", query=query)
     items = list(query.items())
     shuffled.shuffle(items)
@@ -433,7 +426,7 @@ def test_the_writer_fills_in_patient_and_study_once_per_study(database):
         asked.append((level, key))
         return ("PID-7", "1.2.7") if key.startswith("in-study") else ("", "")
 
-    clock = Clock()
+    clock = ManualClock(1_700_000_000.0)
     log = AuditLog(window_seconds=60, clock=clock)
     log.set_resolver(resolver)
     for i in range(50):
@@ -476,7 +469,7 @@ def test_the_writer_fills_in_patient_and_study_once_per_study(database):
 
 
 def test_a_node_report_is_recorded_as_the_node():
-    log = AuditLog(clock=Clock())
+    log = AuditLog(clock=ManualClock(1_700_000_000.0))
     report = {
         "service": "C-FIND",
         "origin": {"RemoteAet": "WS1", "RemoteIp": "10.1.2.3"},

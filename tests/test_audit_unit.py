@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fakes import ManualClock
 
 from plugin import audit, db, migrations
 from plugin.audit import GENESIS_HASH, AuditEntry, AuditLog
@@ -34,14 +35,6 @@ threads = [threading.Thread(target=work, args=(n,)) for n in range(int(sys.argv[
 [t.start() for t in threads]
 [t.join() for t in threads]
 """
-
-
-class FakeClock:
-    def __init__(self, now=1_700_000_000.0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
 
 
 @pytest.fixture
@@ -106,7 +99,7 @@ def test_empty_log_verifies(database, log):
 
 
 def test_record_returns_the_stored_entry_with_microseconds(database):
-    entry = AuditLog(clock=FakeClock(1_700_000_000.123456)).record(
+    entry = AuditLog(clock=ManualClock(1_700_000_000.123456)).record(
         "login", username="anna", role="admin", address="192.0.2.1"
     )
     stored = AuditEntry.get_by_id(entry.id)
@@ -243,7 +236,7 @@ def test_hostile_text_is_stored_so_that_it_verifies(database, log):
 
 
 def test_image_access_is_recorded_once_per_user_study_and_window():
-    clock = FakeClock()
+    clock = ManualClock(1_700_000_000.0)
     log = AuditLog(window_seconds=300, clock=clock)
     assert log.record_access(
         "images_retrieved", username="anna", role="radiologist", address="10.0.0.1", path="", study_uid="1.2.3"
@@ -269,7 +262,7 @@ def test_image_access_is_recorded_once_per_user_study_and_window():
 
 
 def test_image_access_is_written_by_the_writer_thread(database):
-    clock = FakeClock()
+    clock = ManualClock(1_700_000_000.0)
     log = AuditLog(window_seconds=60, clock=clock)
     for _ in range(1000):  # a viewer fetching 1000 frames
         log.record_access(
@@ -298,7 +291,7 @@ def test_image_access_is_written_by_the_writer_thread(database):
 
 
 def test_image_access_throttle_memory_is_bounded(monkeypatch):
-    clock = FakeClock()
+    clock = ManualClock(1_700_000_000.0)
     log = AuditLog(window_seconds=10, clock=clock)
     for i in range(500):
         clock.now += 0.1
@@ -345,7 +338,7 @@ def test_a_full_queue_drops_and_is_reported(database, monkeypatch, caplog):
 def test_entries_the_writer_cannot_store_are_logged(database, monkeypatch, caplog):
     monkeypatch.setattr(audit, "RETRY_DELAY", 0)
     sql(database, "DROP TABLE audit_log")
-    log = AuditLog(clock=FakeClock())
+    log = AuditLog(clock=ManualClock(1_700_000_000.0))
     log.start()
     with caplog.at_level(logging.ERROR, logger="plugin.audit"):
         log.record_async("report_finalized", username="anna", study_uid="1.2.3", details={"patient": "secret name"})
@@ -372,7 +365,7 @@ def _seed_for_queries(log, clock):
 
 
 def test_query_filters_and_pages_newest_first(database):
-    clock = FakeClock()
+    clock = ManualClock(1_700_000_000.0)
     log = AuditLog(clock=clock)
     _seed_for_queries(log, clock)
 

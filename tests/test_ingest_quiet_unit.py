@@ -2,6 +2,7 @@
 period, without waiting for Orthanc's coarser STABLE_STUDY (no Orthanc here)."""
 
 import pytest
+from fakes import ManualClock
 
 from plugin import db
 from plugin.ingest import Ingest
@@ -10,14 +11,6 @@ from plugin.ingest import Ingest
 @pytest.fixture(autouse=True)
 def database(tmp_path):
     db.open_database(f"sqlite:///{tmp_path / 'pacs.sqlite'}")
-
-
-class Clock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
 
 
 class FakeOrthanc:
@@ -35,7 +28,7 @@ def quiet_ingest(clock, indexed):
 
 
 def test_a_quiet_study_is_indexed_after_the_quiet_period():
-    clock, indexed = Clock(), []
+    clock, indexed = ManualClock(100.0), []
     ingest = quiet_ingest(clock, indexed)
     ingest.on_change("new_series", "series", "S1")
     kind, series, _queued = ingest._queue.get_nowait()
@@ -53,6 +46,6 @@ def test_a_quiet_study_is_indexed_after_the_quiet_period():
 
 
 def test_without_a_quiet_period_only_stable_study_indexes():
-    ingest = Ingest(FakeOrthanc(), quiet_seconds=None, clock=Clock())
+    ingest = Ingest(FakeOrthanc(), quiet_seconds=None, clock=ManualClock(100.0))
     ingest.on_change("new_series", "series", "S1")
     assert ingest._queue.empty()

@@ -9,13 +9,14 @@ import string
 import time
 from pathlib import Path
 
+import fakes
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from zxcvbn import zxcvbn
 
 from plugin import db, migrations
-from plugin.auth.accounts import Accounts, LockoutPolicy, Principal
+from plugin.auth.accounts import Accounts, LockoutPolicy
 from plugin.auth.models import LoginFailure, Session
 from plugin.auth.passwords import MAX_BYTES, MIN_LENGTH, MIN_SCORE, Hasher, PasswordRejected, check_policy
 from plugin.auth.tokens import TokenCodec
@@ -125,21 +126,11 @@ def test_an_accepted_password_is_long_unguessable_and_free_of_the_username(passw
 # --- Accounts on SQLite ----------------------------------------------------------------------
 
 
-class Recorder:
-    """The audit trail's record(); what it writes is the audit's own tests' business."""
-
-    def __init__(self):
-        self.actions = []
-
-    def record(self, action, **fields):
-        self.actions.append((action, fields))
-
-
 @pytest.fixture(scope="module")
 def accounts(tmp_path_factory):
     handle = db.open_database("sqlite:///" + str(tmp_path_factory.mktemp("accounts") / "pacs.sqlite"))
     migrations.migrate(handle)
-    yield Accounts(Hasher(cost=4), TokenCodec(b"k" * 64), Recorder())
+    yield Accounts(Hasher(cost=4), TokenCodec(b"k" * 64), fakes.RecordingAudit())
     handle.close()
 
 
@@ -151,13 +142,15 @@ def new_user(accounts, role="radiologist"):
 
 def session_of(accounts, user, password, address="10.0.0.1"):
     _, claims, _ = accounts.login(user.username, password, address)
-    return Principal(user.id, user.username, user.role, claims.session_id, claims.csrf, "bearer")
+    return fakes.principal(
+        user.role, user.id, user.username, session_id=claims.session_id, csrf=claims.csrf, via="bearer"
+    )
 
 
 def test_password_change_pending_follows_the_flag_at_once_and_never_holds_back_api_keys(accounts):
     user, password = new_user(accounts)
     principal = session_of(accounts, user, password)
-    as_key = Principal(user.id, user.username, user.role, via="apikey")
+    as_key = fakes.principal(user.role, user.id, user.username, via="apikey")
     assert not accounts.password_change_pending(principal)
     accounts.reset_password(user.id, "Admin-Chosen-Lantern-41", actor=None)
     fresh = session_of(accounts, user, "Admin-Chosen-Lantern-41")
@@ -193,7 +186,7 @@ def test_a_password_change_ends_the_other_sessions_only(accounts):
 def test_an_admin_cannot_disable_or_demote_themselves_but_may_another_admin(accounts):
     admin, _ = new_user(accounts, "admin")
     other, _ = new_user(accounts, "admin")
-    actor = Principal(admin.id, admin.username, admin.role)
+    actor = fakes.principal(admin.role, admin.id, admin.username)
     for change in ({"disabled": True}, {"role": "radiologist"}, {"role": "referrer"}):
         with pytest.raises(Conflict, match="you cannot disable your own account or drop your own admin role"):
             accounts.update_user(admin.id, actor=actor, **change)
@@ -209,7 +202,7 @@ POLICY = LockoutPolicy(window_seconds=900, per_account=3, per_address=6)  # smal
 
 @pytest.fixture(scope="module")
 def strict(accounts):
-    return Accounts(Hasher(cost=4), TokenCodec(b"k" * 64), Recorder(), lockout=POLICY)
+    return Accounts(Hasher(cost=4), TokenCodec(b"k" * 64), fakes.RecordingAudit(), lockout=POLICY)
 
 
 @pytest.fixture(scope="module")

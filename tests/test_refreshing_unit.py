@@ -3,18 +3,13 @@ invalidation during a reload is not lost."""
 
 import threading
 
+from fakes import ManualClock
+
 from plugin.auth.refreshing import Refreshing
 
 
-class Clock:
-    now = 100.0
-
-    def __call__(self):
-        return self.now
-
-
 def test_reloads_after_the_ttl_only():
-    clock, loads = Clock(), []
+    clock, loads = ManualClock(100.0), []
     value = Refreshing(lambda: loads.append(1) or len(loads), ttl=2, clock=clock)
     assert value.get() == 1 and value.get() == 1
     clock.now += 3
@@ -22,7 +17,7 @@ def test_reloads_after_the_ttl_only():
 
 
 def test_others_keep_the_last_value_while_one_reloads():
-    clock, release, started = Clock(), threading.Event(), threading.Event()
+    clock, release, started = ManualClock(100.0), threading.Event(), threading.Event()
     results = iter([1, 2])
 
     def load():
@@ -44,7 +39,7 @@ def test_others_keep_the_last_value_while_one_reloads():
 
 
 def test_an_invalidation_during_a_reload_forces_another():
-    clock, started, release = Clock(), threading.Event(), threading.Event()
+    clock, started, release = ManualClock(100.0), threading.Event(), threading.Event()
     loads = []
 
     def load():
