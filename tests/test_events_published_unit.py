@@ -8,8 +8,9 @@ to come: the end-to-end report tests run the code path, without asserting it.)""
 import itertools
 
 import pytest
+from fakes import RecordingAudit, principal
 
-from plugin.auth.accounts import Accounts, Principal
+from plugin.auth.accounts import Accounts
 from plugin.auth.passwords import Hasher
 from plugin.auth.tokens import TokenCodec
 from plugin.clock import Clock
@@ -24,16 +25,7 @@ ORDER = {
     "procedure": "CT ABDOMEN",
     "accession_number": "EV-ACC-1",
 }
-ADMIN = Principal(1, "admin", "admin")
-
-
-class QuietAudit:
-    """The services' audit trail: what they record is not this test's business."""
-
-    def record(self, *args, **fields):
-        pass
-
-    record_async = record
+ADMIN = principal("admin")
 
 
 @pytest.fixture
@@ -48,7 +40,7 @@ def events():
 
 def test_orders_publish_creation_changes_and_cancellation(index_db, events):
     uids = (f"1.2.826.0.1.3680043.8.498.{n}" for n in itertools.count(1))
-    orders = Orders(QuietAudit(), lambda: next(uids), Clock.named("UTC"), events=events)
+    orders = Orders(RecordingAudit(), lambda: next(uids), Clock.named("UTC"), events=events)
     order = orders.create(dict(ORDER), ADMIN)
     orders.update(order.id, {"procedure": "CT CHEST"}, ADMIN)
     orders.update(order.id, {"procedure": "CT CHEST"}, ADMIN)  # nothing changed: nothing published
@@ -61,7 +53,7 @@ def test_orders_publish_creation_changes_and_cancellation(index_db, events):
 
 
 def test_accounts_publish_creation_and_changes(index_db, events):
-    accounts = Accounts(Hasher(4), TokenCodec(b"k" * 32), QuietAudit(), events=events)
+    accounts = Accounts(Hasher(4), TokenCodec(b"k" * 32), RecordingAudit(), events=events)
     user = accounts.create_user("events-user", "Harbour-lantern-47-quietly", "referrer", actor=ADMIN)
     accounts.update_user(user.id, actor=ADMIN, display_name="Dr Events")
     assert events.heard == [
