@@ -90,6 +90,12 @@ class PacsServer:
             self.url("/pacs/api/auth/login"), timeout=30, json={"username": username, "password": password}
         )
 
+    def bearer_session(self, username, password):
+        """A requests.Session signed in as ``username`` by bearer token, as an API client is."""
+        session = requests.Session()
+        session.headers["Authorization"] = "Bearer " + self.login(username, password).json()["access_token"]
+        return session
+
     def _wait_ready(self, timeout):
         probe = "/pacs/health" if self.plugin else "/system"
         deadline = time.monotonic() + timeout

@@ -51,9 +51,7 @@ def server(tmp_path_factory):
 
 
 def as_user(server, username):
-    session = requests.Session()
-    session.headers["Authorization"] = "Bearer " + server.login(username, PASSWORD).json()["access_token"]
-    return session
+    return server.bearer_session(username, PASSWORD)
 
 
 def create(server, session=None, **changes):

@@ -8,7 +8,6 @@ import subprocess
 import dicomgen
 import pypdf
 import pytest
-import requests
 from pacs_server import PacsServer
 
 PASSWORD = "Report-writing-2026!"
@@ -60,11 +59,7 @@ def server(tmp_path_factory):
 
 
 def user(server, name):
-    session = requests.Session()
-    token = server.login(name, PASSWORD).json()["access_token"]
-    session.headers["Authorization"] = f"Bearer {token}"
-    session.base = server.url
-    return session
+    return server.bearer_session(name, PASSWORD)
 
 
 def report_url(server, key, tail=""):

@@ -75,10 +75,7 @@ def server(tmp_path_factory):
 
 
 def as_user(server, username):
-    token = server.login(username, PASSWORD).json()["access_token"]
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {token}"
-    return session
+    return server.bearer_session(username, PASSWORD)
 
 
 def studies(server, session=None, **params):
