@@ -17,7 +17,7 @@ from typing import Annotated
 from peewee import IntegrityError
 from pydantic import Field
 
-from plugin.db import database, iso_utc, utcnow
+from plugin.db import database, utcnow
 from plugin.dicomnames import pn_key, search_text
 from plugin.errors import Conflict, Invalid, NotFound, Unavailable
 from plugin.events import Events
@@ -375,9 +375,9 @@ def _describe(order, steps, study):
         "study": _linked_study(study),
         "performed_steps": [describe_step(step) for step in steps],
         "created_by": order.created_by,
-        "created_at": iso_utc(order.created_at),
-        "updated_at": iso_utc(order.updated_at),
-        "arrived_at": iso_utc(order.arrived_at),
+        "created_at": order.created_at,
+        "updated_at": order.updated_at,
+        "arrived_at": order.arrived_at,
     }
 
 

@@ -10,7 +10,7 @@ from peewee import SQL, Value
 from pydantic import Field
 
 from plugin.auth.models import StudyShare, User
-from plugin.db import is_pooled, iso_utc, utcnow
+from plugin.db import is_pooled, utcnow
 from plugin.dicomnames import age_at, display_name, pn_from_text, pn_key, search_text
 from plugin.errors import Invalid
 from plugin.listquery import Choices, Codes, Date, ListQuery, OneOf, Sort, Text, Whole
@@ -157,10 +157,10 @@ def item(study, users, now):
         "priority": study.priority,
         "assignee": users.get(study.assignee_id),
         "claimed_by": users.get(study.claimed_by_id) if claimed else None,
-        "claim_expires_at": iso_utc(study.claim_expires_at) if claimed else None,
-        "arrived_at": iso_utc(study.arrived_at),
-        "final_at": iso_utc(study.final_at),
-        "updated_at": iso_utc(study.updated_at),
+        "claim_expires_at": study.claim_expires_at if claimed else None,
+        "arrived_at": study.arrived_at,
+        "final_at": study.final_at,
+        "updated_at": study.updated_at,
     }
 
 
