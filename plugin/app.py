@@ -103,7 +103,9 @@ class App:
         self.modality_worklist = ModalityWorklist(
             self.orders.worklist_candidates, settings.case_sensitive_pn, settings.mwl_max_answers
         )
-        self.mpps = MppsServer(PerformedSteps(clock), KnownNodes(host, settings.strict_aet), settings)
+        self.mpps = MppsServer(
+            PerformedSteps(clock, events=self.events), KnownNodes(host, settings.strict_aet), settings
+        )
         self._warming = None  # the viewer's warm-up thread
         self._stop_lock = threading.Lock()
         self._stopped = False

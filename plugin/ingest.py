@@ -36,7 +36,7 @@ POLL = 0.2
 class Ingest:
     def __init__(self, host, reconcile_interval=900.0, quiet_seconds=None, clock=time.monotonic, events=None):
         self._host = host
-        self._events = events if events is not None else Events()  # publishes study.indexed, study.removed
+        self._events = events if events is not None else Events()  # study.indexed, study.removed, order.changed
         self._interval = reconcile_interval
         self._quiet = quiet_seconds  # None: wait for STABLE_STUDY only
         self._clock = clock
@@ -149,7 +149,7 @@ class Ingest:
             self.remove_study(orthanc_id)
             return None
         summary = studyindex.summarise(study, series)
-        row = studyindex.store(summary)
+        row = studyindex.store(summary, events=self._events)
         done = self._clock()
         LOGGER.info(
             "event=study_indexed orthanc_id=%s study_uid=%s series=%d instances=%d took_ms=%.1f waited_ms=%.1f",

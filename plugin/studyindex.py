@@ -15,6 +15,7 @@ from peewee import IntegrityError
 
 from plugin.db import database, utcnow
 from plugin.dicomnames import pn_key, search_text
+from plugin.events import Events
 from plugin.models import DOCUMENT_MODALITIES, Patient, Series, Study, save_search_terms
 from plugin.orders import arrivals
 
@@ -142,20 +143,22 @@ def _unique(values):
     return seen
 
 
-def store(summary, now=None):
+def store(summary, now=None, events=None):
     """Insert or update the study, its patient and its series; return the Study.
+    An order the study arrives for is published on ``events`` (order.changed).
 
     Another node sharing the database may insert the same study at the same
     moment: the loser of that race retries once as an update.
     """
     now = now or utcnow()
+    events = events if events is not None else Events()
     try:
-        return _store(summary, now)
+        return _store(summary, now, events)
     except IntegrityError:
-        return _store(summary, now)
+        return _store(summary, now, events)
 
 
-def _store(summary, now):
+def _store(summary, now, events):
     with database.atomic():
         patient = _store_patient(summary, now)
         study = Study.get_or_none(Study.orthanc_id == summary.orthanc_id) or _scheduled_study(summary)
@@ -194,7 +197,7 @@ def _store(summary, now):
         save_search_terms(study.id, study.search_text)
         _store_series(study, summary.series)
         if order is not None:
-            arrivals.link_arrival(order, now)
+            arrivals.link_arrival(order, now, events)
         return study
 
 

@@ -34,6 +34,7 @@ from pynetdicom.sop_class import ModalityPerformedProcedureStep, Verification
 from plugin import db
 from plugin.auth.refreshing import Refreshing
 from plugin.db import database, utcnow
+from plugin.events import Events
 from plugin.orders.models import Order, PerformedStep
 
 LOGGER = logging.getLogger(__name__)
@@ -64,8 +65,9 @@ NODES_TIMEOUT = 5  # seconds one reload of the node list may wait on Orthanc
 
 
 class PerformedSteps:
-    def __init__(self, clock):
+    def __init__(self, clock, events=None):
         self._clock = clock  # the clinic's: a step's start and end are kept in its zone
+        self._events = events if events is not None else Events()  # order.changed, when a step moves its order
 
     @db.unit_of_work
     def create(self, sop_instance_uid, attributes, calling_aet=""):
@@ -79,7 +81,7 @@ class PerformedSteps:
             return self._refuse(INVALID_ATTRIBUTE_VALUE, sop_instance_uid, f"a step starts IN PROGRESS, not {status!r}")
         now = utcnow()
         try:
-            order = self._create(sop_instance_uid, attributes, calling_aet, now, self._clock)
+            order = self._create(sop_instance_uid, attributes, calling_aet, now, self._clock, self._events)
         except IntegrityError:  # the same N-CREATE on two associations at once
             return self._refuse(DUPLICATE_SOP_INSTANCE, sop_instance_uid, "exists already")
         if order is DUPLICATE_SOP_INSTANCE:
@@ -93,7 +95,7 @@ class PerformedSteps:
         return SUCCESS
 
     @staticmethod
-    def _create(sop_instance_uid, attributes, calling_aet, now, clock):
+    def _create(sop_instance_uid, attributes, calling_aet, now, clock, events):
         """Insert the step and move its order; the order (or None), or
         DUPLICATE_SOP_INSTANCE when the step exists already."""
         with database.atomic():
@@ -115,7 +117,7 @@ class PerformedSteps:
                 updated_at=now,
             )
             if order is not None:
-                _move_order(order, IN_PROGRESS, now)
+                _move_order(order, IN_PROGRESS, now, events)
             return order
 
     @db.unit_of_work
@@ -147,7 +149,7 @@ class PerformedSteps:
             if not updated:
                 return self._refuse(PROCESSING_FAILURE, sop_instance_uid, "ended meanwhile")
             if step.order_id is not None and status in FINAL:
-                _move_order(Order.get_by_id(step.order_id), status, now)
+                _move_order(Order.get_by_id(step.order_id), status, now, self._events)
         LOGGER.info(
             "event=mpps_updated uid=%s status=%s order=%s", sop_instance_uid, status, step.order_id or "unscheduled"
         )
@@ -159,12 +161,21 @@ class PerformedSteps:
         return status
 
 
-def _move_order(order, step_status, now):
-    (
-        Order.update(status=ORDER_STATUS_AFTER[step_status], updated_at=now)
+def _move_order(order, step_status, now, events):
+    """Move the order as the step says, if its status allows; a move is published
+    (order.changed) once the caller's transaction has committed it."""
+    status = ORDER_STATUS_AFTER[step_status]
+    moved = (
+        Order.update(status=status, updated_at=now)
         .where(Order.id == order.id, Order.status.in_(ORDER_MOVES_FROM[step_status]))
         .execute()
     )
+    if moved:
+        database.after_commit(
+            lambda: events.publish(
+                "order.changed", order_id=order.id, accession_number=order.accession_number, status=status
+            )
+        )
 
 
 def _order_named_by(attributes):
