@@ -4,6 +4,7 @@ database per test (``index_db``) for services tested in process; an empty
 PostgreSQL database of its own (``pg_database``) where the machine has one.
 Fakes to run services with: tests/fakes.py."""
 
+import datetime
 import shutil
 import sys
 import uuid
@@ -16,9 +17,12 @@ for path in (REPO, REPO / "tests"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
+from fakes import REPORTED_STUDY_UID  # noqa: E402
 from pacs_server import PacsServer  # noqa: E402
 
 from plugin import db, migrations  # noqa: E402
+from plugin.models import Study  # noqa: E402
+from plugin.reports.models import Report  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -86,6 +90,26 @@ def pg_database():
         cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
         cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
     admin.close()
+
+
+@pytest.fixture
+def signed_report(index_db):
+    """A signed (final) report of an indexed study, fakes.REPORTED_STUDY_UID, at 2026-11-23 10:00 UTC."""
+    now = datetime.datetime(2026, 11, 23, 10, 0)
+    Study.create(
+        orthanc_id="abc",
+        study_instance_uid=REPORTED_STUDY_UID,
+        accession_number="A1",
+        study_time="",
+        description="",
+        referring_physician="",
+        institution_name="",
+        modalities="CT",
+        body_parts="",
+        orthanc_last_update="",
+        indexed_at=now,
+    )
+    return Report.create(study_instance_uid=REPORTED_STUDY_UID, status="final", created_at=now, updated_at=now)
 
 
 @pytest.fixture(scope="session")

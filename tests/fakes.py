@@ -6,12 +6,15 @@ is real: conftest's ``index_db`` (a migrated SQLite file per test)."""
 import itertools
 import json
 
+import pydicom
+
 from plugin import studyindex
 from plugin.auth.accounts import Principal
 from plugin.auth.models import User
 from plugin.db import utcnow
 
 _counter = itertools.count(1)
+REPORTED_STUDY_UID = "1.2.3.4"  # the study of conftest's signed_report, as FlakyOrthanc tells it
 
 
 # --- who is asking ---------------------------------------------------------------------------
@@ -223,3 +226,26 @@ class FakeCopies:
 
     def states(self, report_id):
         return []
+
+
+class FlakyOrthanc:
+    """Orthanc as the report's DICOM copies use it (plugin/host.py's get_json and
+    post_instance): the reported study's tags; refuses ``failures`` stores, then keeps
+    what it is sent, read back as datasets, in ``stored``."""
+
+    def __init__(self, failures):
+        self.failures = failures
+        self.stored = []
+
+    def get_json(self, path):
+        return {
+            "MainDicomTags": {"StudyInstanceUID": REPORTED_STUDY_UID, "AccessionNumber": "A1", "StudyID": "7"},
+            "PatientMainDicomTags": {"PatientName": "Doe^Jane", "PatientID": "P1"},
+        }
+
+    def post_instance(self, data):
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("Orthanc is busy")
+        self.stored.append(pydicom.dcmread(pydicom.filebase.DicomBytesIO(data)))
+        return {"Status": "Success"}

@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pacs_server import free_port
 
-from plugin import db, launcher, migrations, permissions
+from plugin import launcher, permissions
 from plugin.audit import AuditLog
 
 PASSWORD = "Vq7!mZ2#rT9@kLp4-audit-trail"
@@ -366,14 +366,6 @@ def test_internal_route_is_refused_to_http_clients(audited):
 # --- the audit's own logic in isolation (no Orthanc) ------------------------------
 
 
-@pytest.fixture
-def database(tmp_path):
-    handle = db.open_database("sqlite:///" + str(tmp_path / "pacs.sqlite"))
-    migrations.migrate(handle)
-    yield handle
-    handle.close()
-
-
 _NAMES = st.sampled_from(
     [
         "PatientID",
@@ -417,7 +409,7 @@ def test_a_search_is_one_entry_whatever_its_order_and_paging(query, shuffled, pa
         assert "access_token" not in text and "api_key" not in text and "password" not in text
 
 
-def test_the_writer_fills_in_patient_and_study_once_per_study(database):
+def test_the_writer_fills_in_patient_and_study_once_per_study(index_db):
     """The filter queues a resource path; the writer asks the resolver (once per resource) and
     keeps one entry per (user, action, study) per window: 50 instances of a study are one."""
     asked = []

@@ -11,8 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pypdf
 import pytest
-from fakes import FakeHost, principal
-from test_report_copies_unit import STUDY_UID, FlakyOrthanc, report  # noqa: F401 (fixture)
+from fakes import REPORTED_STUDY_UID, FakeHost, FlakyOrthanc, principal
 
 from plugin import app as app_module
 from plugin import db, migrations
@@ -227,12 +226,12 @@ def test_the_pdf_file_name_takes_the_clinics_date():
     assert pdf.file_name(late, Clock.named("UTC")) == "DOE_Jane_2026-12-04_A1_report.pdf"
 
 
-def test_the_dicom_copy_carries_local_date_time_and_offset(report):  # noqa: F811 (fixture)
+def test_the_dicom_copy_carries_local_date_time_and_offset(signed_report):
     host = FlakyOrthanc(failures=0)
     paris = Clock.named("Europe/Paris")
-    DicomCopies(host, lambda report_id, addendum_id: (b"%PDF-1.4 test", STUDY_UID, "Radiology report"), paris).add(
-        report.id
-    )
+    DicomCopies(
+        host, lambda report_id, addendum_id: (b"%PDF-1.4 test", REPORTED_STUDY_UID, "Radiology report"), paris
+    ).add(signed_report.id)
     [instance] = host.stored
     signed = paris.local(ReportDicom.get().created_at)  # stored in UTC
     assert (instance.ContentDate, instance.ContentTime, instance.TimezoneOffsetFromUTC) == (

@@ -4,13 +4,9 @@ period, without waiting for Orthanc's coarser STABLE_STUDY (no Orthanc here)."""
 import pytest
 from fakes import ManualClock
 
-from plugin import db
 from plugin.ingest import Ingest
 
-
-@pytest.fixture(autouse=True)
-def database(tmp_path):
-    db.open_database(f"sqlite:///{tmp_path / 'pacs.sqlite'}")
+pytestmark = pytest.mark.usefixtures("index_db")
 
 
 class FakeOrthanc:
