@@ -105,7 +105,7 @@ class PacsServer:
             try:
                 if requests.get(self.url(probe), timeout=1).status_code in (200, 503):
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or slow to start
                 pass
             time.sleep(0.05)
         raise RuntimeError(f"Orthanc did not answer {probe} within {timeout}s:\n{self.log_tail()}")
