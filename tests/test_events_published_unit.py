@@ -2,9 +2,7 @@
 database: orders when created, changed and cancelled, moved by MPPS steps and
 reached by their study (only once committed); accounts when created and
 changed. (Ingest's study.indexed and study.removed: test_studyindex_unit.py.
-Reports publish report.signed and report.amended beside their audit entries; signing
-needs a claimed, indexed study, so that is left to an in-process reports fixture still
-to come: the end-to-end report tests run the code path, without asserting it.)"""
+Reports' report.signed and report.amended: test_reports_service_unit.py.)"""
 
 import itertools
 
