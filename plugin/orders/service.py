@@ -352,7 +352,7 @@ def _describe(order, steps, study):
         "priority": order.priority,
         "patient_id": order.patient_id,
         "patient_name": order.patient_name,
-        "patient_birth_date": order.patient_birth_date.isoformat() if order.patient_birth_date else None,
+        "patient_birth_date": order.patient_birth_date,
         "patient_sex": order.patient_sex,
         "modality": order.modality,
         "scheduled_station_aet": order.scheduled_station_aet,
