@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from plugin.http import Response
 from plugin.jsonout import dumps, utc_text
 from plugin.routing import as_response
+from plugin.webui.pages import json_script
 
 PARIS_WINTER = datetime.timezone(datetime.timedelta(hours=1))
 
@@ -78,3 +79,8 @@ def test_every_json_answer_goes_through_it():
     assert answer.content_type == "application/json"
     assert json.loads(answer.body) == {"at": "2026-12-04T16:18:30Z", "day": None}
     assert json.loads(as_response({"at": moment}).body) == {"at": "2026-12-04T16:18:30Z"}
+
+
+def test_page_script_data_is_written_the_same_way():
+    moment = datetime.datetime(2026, 12, 4, 16, 18, 30, 272995)
+    assert '{"opened_at": "2026-12-04T16:18:30Z"}' in str(json_script({"opened_at": moment}, "page-data"))
