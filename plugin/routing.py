@@ -49,6 +49,7 @@ class Route:
     params: dict | None = field(default=None, hash=False)  # a referrer's allowed query: name -> value form
     query: type[BaseModel] | None = None
     body: type[BaseModel] | None = None
+    body_optional: bool = False  # the body may be left out: then ``body`` is the model's defaults
     answer: type[BaseModel] | None = None
     body_limit: str = ""  # a key of permissions.BODY_LIMITS; by default none for GET and DELETE, else json
     page: bool = False  # an HTML page (not in the OpenAPI document)
@@ -146,7 +147,8 @@ def handler_for(route, services, page_error=None):
         if route.query is not None:
             kwargs["query"] = validate(route.query, request.query, "query")
         if route.body is not None:
-            kwargs["body"] = validate(route.body, request.json(), "body")
+            data = request.json() if request.body or not route.body_optional else {}
+            kwargs["body"] = validate(route.body, data, "body")
         return as_response(route.handler(services, request, **kwargs))
 
     handle.__name__ = getattr(route.handler, "__name__", "handler")
@@ -252,7 +254,7 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
         operation["parameters"] = parameters
     if route.body is not None:
         operation["requestBody"] = {
-            "required": True,
+            "required": not route.body_optional,
             "content": {"application/json": {"schema": {"$ref": _register(route.body, schemas)}}},
         }
     ok: dict[str, Any] = {"description": "OK"}

@@ -5,7 +5,7 @@ from pydantic import BaseModel, Field, StrictStr
 from plugin.http import Response
 from plugin.orders.fields import NewOrder, OrderChanges, posted
 from plugin.orders.service import OrderSearch, describe, describe_all
-from plugin.routing import Route, validate
+from plugin.routing import Route
 
 ORDERS = "/pacs/api/orders"
 ORDER = "/pacs/api/orders/{id}"
@@ -37,10 +37,8 @@ def edit_order(app, request, id, body):
     return describe(app.orders.update(id, posted(body), request.principal))
 
 
-def cancel_order(app, request, id):
-    """The body, and its reason, may be left out."""
-    cancellation = validate(Cancellation, request.json() if request.body else {}, "body")
-    return describe(app.orders.cancel(id, request.principal, cancellation.reason.strip()))
+def cancel_order(app, request, id, body):
+    return describe(app.orders.cancel(id, request.principal, body.reason.strip()))
 
 
 ROUTES = (
@@ -78,6 +76,8 @@ ROUTES = (
         cancel_order,
         "orders.write",
         summary="Cancel an order (scheduled, in progress or discontinued): {reason} optional",
+        body=Cancellation,
+        body_optional=True,
         responses=(("409", "completed or arrived"),),
     ),
 )

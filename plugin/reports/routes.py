@@ -5,7 +5,7 @@ report may gain addenda."""
 
 from plugin.http import Response
 from plugin.reports.service import Addendum, Draft, Signing, TemplateFields, TemplateQuery
-from plugin.routing import Route, validate
+from plugin.routing import Route
 
 REPORT = "/pacs/api/studies/{uid}/report"
 TEMPLATES = "/pacs/api/report-templates"
@@ -20,10 +20,8 @@ def save_draft(app, request, uid, body):
     return Response.json(app.reports.save_draft(uid, body, request.principal), headers=NO_STORE)
 
 
-def finalize(app, request, uid):
-    """The body may be left out (version 0), so it is not the route's declared body."""
-    signing = validate(Signing, request.json() if request.body else {}, "body")
-    return Response.json(app.reports.finalize(uid, signing, request.principal), headers=NO_STORE)
+def finalize(app, request, uid, body):
+    return Response.json(app.reports.finalize(uid, body, request.principal), headers=NO_STORE)
 
 
 def add_addendum(app, request, uid, body):
@@ -79,6 +77,8 @@ ROUTES = (
         summary="Sign: locks the report, status final, PDF and DICOM copy made (author or admin); "
         "body {version}: the version you loaded",
         study="uid",
+        body=Signing,
+        body_optional=True,
         responses=(("409", "already signed or stale version"),),
     ),
     Route(

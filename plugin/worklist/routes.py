@@ -1,7 +1,7 @@
 """JSON API of the reading worklist: list, one study, claim/release/assign/priority,
 series thumbnails, the dashboard's figures. Each handler gets the App."""
 
-from pydantic import BaseModel, Field, StrictBool
+from pydantic import BaseModel, Field, StrictBool, StrictStr
 
 from plugin.auth.models import User
 from plugin.db import utcnow
@@ -9,7 +9,7 @@ from plugin.http import Response
 from plugin.models import DOCUMENT_MODALITIES, PRIORITIES, Series, Study
 from plugin.permissions import can
 from plugin.reports.models import Report, ReportDicom
-from plugin.routing import Route, validate
+from plugin.routing import Route
 from plugin.worklist import dashboard
 from plugin.worklist import query as worklist_query
 
@@ -20,6 +20,19 @@ class Claim(BaseModel):
     """A claim's optional body."""
 
     take_over: StrictBool = Field(False, description="true or false")
+
+
+class Release(BaseModel):
+    """A release's optional body: nothing is read from it."""
+
+
+class Assignment(BaseModel):
+    assignee: StrictStr | None = Field(None, description="a username, or null to unassign")
+
+
+class Priority(BaseModel):
+    # The service checks the value too (its words are these): None is "not one of them".
+    priority: StrictStr | None = Field(None, description="one of " + ", ".join(PRIORITIES))
 
 
 def referrer_keys(principal):
@@ -113,29 +126,20 @@ def dashboard_figures(app, request):
     return Response.json(dashboard.summary(app.clock.today(), utcnow()), headers=NO_STORE)
 
 
-def _optional_body(request):
-    """The JSON body of an action; every action's body may be left out."""
-    return request.json() if request.body else {}
+def claim(app, request, uid, body):
+    return worklist_query.describe(app.worklist.claim(uid, request.principal, take_over=body.take_over))
 
 
-def claim(app, request, uid):
-    take_over = validate(Claim, _optional_body(request), "body").take_over
-    return worklist_query.describe(app.worklist.claim(uid, request.principal, take_over=take_over))
-
-
-def release(app, request, uid):
-    _optional_body(request)  # nothing is read from it, but a malformed one is still refused
+def release(app, request, uid, body):
     return worklist_query.describe(app.worklist.release(uid, request.principal))
 
 
-def assign(app, request, uid):
-    assignee = _optional_body(request).get("assignee")
-    return worklist_query.describe(app.worklist.assign(uid, assignee, request.principal))
+def assign(app, request, uid, body):
+    return worklist_query.describe(app.worklist.assign(uid, body.assignee, request.principal))
 
 
-def priority(app, request, uid):
-    chosen = _optional_body(request).get("priority")
-    return worklist_query.describe(app.worklist.set_priority(uid, chosen, request.principal))
+def priority(app, request, uid, body):
+    return worklist_query.describe(app.worklist.set_priority(uid, body.priority, request.principal))
 
 
 ROUTES = (
@@ -171,6 +175,8 @@ ROUTES = (
         summary="Claim (in_progress, exclusive; renews an own claim). The body is optional; "
         "take_over: true takes a colleague's live claim over (audited with their name)",
         study="uid",
+        body=Claim,
+        body_optional=True,
         responses=(("409", "claimed by someone else or not claimable"),),
     ),
     Route(
@@ -180,6 +186,8 @@ ROUTES = (
         "studies.claim",
         summary="Release a claim (the reader or an admin)",
         study="uid",
+        body=Release,
+        body_optional=True,
     ),
     Route(
         "POST",
@@ -188,6 +196,8 @@ ROUTES = (
         "studies.claim",
         summary="Assign to a radiologist: {assignee: a username, or null to unassign}",
         study="uid",
+        body=Assignment,
+        body_optional=True,
     ),
     Route(
         "POST",
@@ -196,6 +206,8 @@ ROUTES = (
         "studies.prioritise",
         summary="Set the priority: {priority: " + " | ".join(PRIORITIES) + "}",
         study="uid",
+        body=Priority,
+        body_optional=True,
     ),
     Route(
         "GET",
