@@ -216,3 +216,26 @@ def test_a_referrers_query_is_held_to_the_declared_parameters_and_study_paramete
         routing.Route("GET", "/pacs/search", list_things, "images.read", study_param="StudyInstanceUID")
     with pytest.raises(ValueError, match="params"):
         routing.Route("GET", "/pacs/search", list_things, "images.read", params=allowed)
+
+
+def test_an_optional_body_left_out_is_the_models_defaults_and_a_bad_one_is_still_refused():
+    class Claim(BaseModel):
+        take_over: bool = Field(False, description="true or false")
+
+    def claim(calls, request, uid, body):
+        calls.append(body.take_over)
+        return {"take_over": body.take_over}
+
+    route = routing.Route(
+        "POST", "/pacs/api/studies/{uid}/claim", claim, "studies.claim", study="uid", body=Claim, body_optional=True
+    )
+    router, calls = Router(), []
+    routing.register(router, (route,), calls)
+    assert dispatch(router, "POST", "/pacs/api/studies/1.2/claim").status == 200
+    assert dispatch(router, "POST", "/pacs/api/studies/1.2/claim", {"take_over": True}).status == 200
+    assert dispatch(router, "POST", "/pacs/api/studies/1.2/claim", {"take_over": "soon"}).status == 400
+    assert dispatch(router, "POST", "/pacs/api/studies/1.2/claim", [1]).status == 400
+    assert calls == [False, True]
+    paths, _schemas = routing.openapi_paths((route,))
+    assert paths["/pacs/api/studies/{uid}/claim"]["post"]["requestBody"]["required"] is False
+    assert routing.openapi_paths(ROUTES)[0]["/pacs/api/studies/{uid}/priority"]["post"]["requestBody"]["required"]
