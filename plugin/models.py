@@ -3,13 +3,15 @@ plugin/migrations)."""
 
 from peewee import CharField, DateField, DateTimeField, ForeignKeyField, IntegerField, TextField
 
-from plugin.db import BaseModel
+from plugin.db import BaseModel, is_pooled
+from plugin.dicomnames import search_text
 
 STATUSES = ("scheduled", "arrived", "in_progress", "final", "amended", "cancelled")
 PRIORITIES = ("routine", "urgent", "stat")
 # Series of documents, not images: the signed reports' Encapsulated PDF copies
 # (plugin/reports/copies.py). They are not counted as images nor as a modality.
 DOCUMENT_MODALITIES = frozenset({"DOC"})
+MAX_SEARCH_TEXT = 64  # the longest search text a list filter takes (worklist, audit)
 
 
 class Patient(BaseModel):
@@ -99,3 +101,37 @@ def save_search_terms(study_id, text):
 
 
 INDEX_MODELS = (Patient, Study, Series)
+
+
+def studies_of_patient(text, limit=1000):
+    """StudyInstanceUIDs of a patient named by ID (exactly) or by name (words of it,
+    each the start of a word of the name, accents and case aside: "mull an" finds
+    Müller^Anna), for the audit trail's patient filter (checked by its query model)."""
+    uids = {
+        row.study_instance_uid
+        for row in Study.select(Study.study_instance_uid).where(Study.patient_dicom_id == text).limit(limit)
+    }
+    words = search_text(text).split()
+    if words:
+        named = (
+            Study.select(Study.study_instance_uid, Study.patient_name)
+            .where(*(Study.id.in_(studies_with_word(word)) for word in words))
+            .limit(limit)
+        )
+        for row in named:
+            name_words = search_text(row.patient_name).split()
+            if all(any(n.startswith(word) for n in name_words) for word in words):
+                uids.add(row.study_instance_uid)
+    return sorted(uids)
+
+
+def studies_by_uid(uids):
+    """{StudyInstanceUID: Study} of those the index holds (one query)."""
+    uids = sorted({uid for uid in uids if uid})
+    return {s.study_instance_uid: s for s in Study.select().where(Study.study_instance_uid.in_(uids))} if uids else {}
+
+
+def studies_with_word(prefix):
+    """Studies with a search word starting with ``prefix``: an index range on study_term."""
+    term = StudyTerm.term.collate('"C"') if is_pooled() else StudyTerm.term  # PostgreSQL: byte order
+    return StudyTerm.select(StudyTerm.study).where((term >= prefix) & (term < prefix + "\U0010ffff"))

@@ -12,21 +12,6 @@ import pathlib
 
 PLUGIN = pathlib.Path(__file__).resolve().parent.parent / "plugin"
 
-# Cycles between parts that were there before this test, each written from its
-# first part in alphabetical order. They are to go, not to grow: the test fails
-# on any cycle not listed, and on a listed one that is gone (then strike it).
-#   auth.pages and auth.routes read worklist.query (a user's saved worklist view);
-#   worklist reads reports.models (a study's report) and reports reads worklist.query;
-#   reports.pages shows the viewer's assets, and viewer.app_config names auth's refresh route.
-# (The cycles through plugin.routing ended when the permission table moved from
-# plugin.auth to plugin.permissions.)
-KNOWN_CYCLES = {
-    ("plugin.auth", "plugin.worklist"),
-    ("plugin.reports", "plugin.worklist"),
-    ("plugin.auth", "plugin.worklist", "plugin.reports"),
-    ("plugin.auth", "plugin.worklist", "plugin.reports", "plugin.viewer"),
-}
-
 
 def module_names():
     """Dotted name -> path of every module under plugin/ (a package by its __init__)."""
@@ -100,15 +85,9 @@ def test_no_module_imports_itself_round_a_cycle():
     assert not found, "import cycles between modules: " + "; ".join(named(c) for c in sorted(found))
 
 
-def test_no_new_cycle_between_parts():
+def test_no_cycle_between_parts():
     found = cycles(part_graph(module_graph()))
-    new = found - KNOWN_CYCLES
-    assert not new, "new import cycles between plugin's parts: " + "; ".join(named(c) for c in sorted(new))
-
-
-def test_known_cycles_are_still_there():
-    gone = KNOWN_CYCLES - cycles(part_graph(module_graph()))
-    assert not gone, "no longer cycles (strike them from KNOWN_CYCLES): " + "; ".join(named(c) for c in sorted(gone))
+    assert not found, "import cycles between plugin's parts: " + "; ".join(named(c) for c in sorted(found))
 
 
 def test_the_graph_sees_imports():

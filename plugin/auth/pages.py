@@ -12,12 +12,12 @@ from plugin.auth.models import User
 from plugin.auth.routes import AuditQuery, audit_filters, is_https, read_audit, session_cookie
 from plugin.errors import DomainError
 from plugin.http import Response, http_status, whole_number
+from plugin.models import studies_by_uid
 from plugin.permissions import AUTHENTICATED, PUBLIC
 from plugin.routing import Route
 from plugin.webui import gettext as _
 from plugin.webui import render
 from plugin.webui.forms import checked_form, safe_next
-from plugin.worklist.query import studies_by_uid
 
 LOGIN = "/pacs/login"
 ACCOUNT = "/pacs/account"  # where a user told to change their password is sent

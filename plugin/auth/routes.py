@@ -15,9 +15,9 @@ from plugin.http import DB_INT, Response, whole_number
 from plugin.listquery import Date, ListQuery
 from plugin.listquery import Text as QueryText
 from plugin.listquery import Whole as QueryWhole
+from plugin.models import MAX_SEARCH_TEXT, studies_of_patient
 from plugin.permissions import AUTHENTICATED, PUBLIC, ROLES
 from plugin.routing import Route, validate
-from plugin.worklist.query import MAX_QUERY, studies_of_patient
 
 # Also written into the viewer's keep-alive script (plugin/viewer/app_config.py).
 REFRESH = "/pacs/api/auth/refresh"
@@ -138,7 +138,7 @@ class AuditQuery(ListQuery):
     user: str = Field("", description="username")
     action: str = Field("", description="action name")
     study_uid: str = Field("", description="StudyInstanceUID")
-    patient: Annotated[str, QueryText(MAX_QUERY)] = Field(
+    patient: Annotated[str, QueryText(MAX_SEARCH_TEXT)] = Field(
         "", description="a patient ID, or words of a patient's name: entries of their studies"
     )
     outcome: str = Field("", description="success, failure, denied")

@@ -17,7 +17,6 @@ from plugin.routing import Route
 from plugin.viewer.assets import ISOLATION_HEADERS
 from plugin.webui import gettext as _
 from plugin.webui import render
-from plugin.worklist.query import describe
 
 # Messages report.js shows, in the page's language ("%(name)s" filled in by the script).
 SCRIPT_TEXTS = {
@@ -51,7 +50,7 @@ def _context(app, request, **extra):
 def report_page(app, request, uid):
     principal = request.principal
     report = visible_report(app.reports, app.worklist, uid, principal)
-    study = report["study"] if report else describe(app.worklist.study(uid))
+    study = report["study"] if report else app.worklist.describe(app.worklist.study(uid))
     writer = can(principal, "reports.write")
     editable = writer and report["status"] not in SIGNED
     claim = claim_of_colleague(app.worklist, uid, principal) if editable else None

@@ -29,7 +29,6 @@ from plugin.models import Study
 from plugin.permissions import can
 from plugin.reports import pdf
 from plugin.reports.models import SECTIONS, SIGNED, Report, ReportAddendum, ReportEvent, ReportTemplate
-from plugin.worklist.query import describe
 
 LOGGER = logging.getLogger(__name__)
 
@@ -403,7 +402,7 @@ class Reports:
             "suggested_comparison": comparison or "None.",
             "templates": self.templates(first_modality, study.body_parts.split("\\")[0]),
             "addenda": [],
-            "study": _snapshot(study),
+            "study": _snapshot(self._worklist, study),
         }
 
     def _create(self, study, sections, version, template_id, principal, now):
@@ -420,7 +419,7 @@ class Reports:
                 author_name=self._signer(principal),
                 created_at=now,
                 updated_at=now,
-                study_snapshot=json.dumps(_snapshot(study), default=str),
+                study_snapshot=json.dumps(_snapshot(self._worklist, study), default=str),
                 **sections,
             )
         except IntegrityError:
@@ -460,8 +459,8 @@ class Reports:
         self._audit.record(action, username=principal.username, role=principal.role, study_uid=uid, details=details)
 
 
-def _snapshot(study):
-    item = describe(study)
+def _snapshot(worklist, study):
+    item = worklist.describe(study)
     keys = (
         "patient_name",
         "patient_id",

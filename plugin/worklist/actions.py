@@ -16,6 +16,7 @@ from plugin.models import PRIORITIES, Series, Study
 from plugin.permissions import can
 from plugin.reports.models import has_draft
 from plugin.thumbnails import NotRenderable
+from plugin.worklist import query as worklist_query
 
 LOGGER = logging.getLogger(__name__)
 
@@ -34,6 +35,11 @@ class Worklist:
         if study is None:
             raise NotFound(f"no study with StudyInstanceUID {uid}")
         return study
+
+    @staticmethod
+    def describe(study):
+        """The study as a worklist row: what other parts (reports) show of it."""
+        return worklist_query.describe(study)
 
     def thumbnail(self, uid, series_uid):
         """PNG bytes of a small picture of one series of the study (its middle image)."""

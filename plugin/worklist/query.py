@@ -10,16 +10,15 @@ from peewee import SQL, Value
 from pydantic import Field
 
 from plugin.auth.models import StudyShare, User
-from plugin.db import is_pooled, utcnow
+from plugin.db import utcnow
 from plugin.dicomnames import age_at, display_name, pn_from_text, pn_key, search_text
 from plugin.errors import Invalid
 from plugin.listquery import Choices, Codes, Date, ListQuery, OneOf, Sort, Text, Whole
-from plugin.models import PRIORITIES, STATUSES, Study, StudyTerm
+from plugin.models import MAX_SEARCH_TEXT, PRIORITIES, STATUSES, Study, studies_with_word
 
 MAX_PAGE_SIZE = 200
 MAX_PAGE = 1_000_000  # OFFSET = page x page size must stay a database integer
 DEFAULT_PAGE_SIZE = 50
-MAX_QUERY = 64
 DATE_PRESETS = {"today": (0, 0), "yesterday": (1, 1), "7d": (6, 0), "30d": (29, 0)}
 MODALITY = re.compile(r"^[A-Z0-9]{1,16}$")
 # Literal SQL, the very expression of the index study_rank_arrived (m0007):
@@ -57,8 +56,8 @@ class WorklistQuery(ListQuery):
     )
     date_from: Annotated[datetime.date | None, Date()] = Field(None, description="YYYY-MM-DD (study date)")
     date_to: Annotated[datetime.date | None, Date()] = Field(None, description="YYYY-MM-DD")
-    referring: Annotated[str, Text(MAX_QUERY)] = Field("", description="referring physician (DICOM PN)")
-    q: Annotated[str, Text(MAX_QUERY)] = Field(
+    referring: Annotated[str, Text(MAX_SEARCH_TEXT)] = Field("", description="referring physician (DICOM PN)")
+    q: Annotated[str, Text(MAX_SEARCH_TEXT)] = Field(
         "",
         description="name, patient ID or accession: each word is the start of a word (accent- and "
         "case-insensitive), e.g. 'mül an' finds MÜLLER^ANNA",
@@ -187,7 +186,7 @@ def _conditions(filters, principal, scope_keys, users):
         conditions.append(Study.referring_key.contains(pn_key(pn_from_text(filters.referring))))
     if filters.q:
         for word in search_text(filters.q).split():
-            conditions.append(Study.id.in_(_studies_with_word(word)))
+            conditions.append(Study.id.in_(studies_with_word(word)))
     if scope_keys is not None:  # a referrer: their names, and what was shared with them
         shared = StudyShare.select(StudyShare.study_instance_uid).where(StudyShare.user == principal.user_id)
         in_scope = Study.study_instance_uid.in_(shared)
@@ -195,40 +194,6 @@ def _conditions(filters, principal, scope_keys, users):
             in_scope = in_scope | Study.referring_key.in_(list(scope_keys))
         conditions.append(in_scope)
     return conditions or [True]
-
-
-def studies_of_patient(text, limit=1000):
-    """StudyInstanceUIDs of a patient named by ID (exactly) or by name (words of it,
-    each the start of a word of the name, accents and case aside: "mull an" finds
-    Müller^Anna), for the audit trail's patient filter (checked by its query model)."""
-    uids = {
-        row.study_instance_uid
-        for row in Study.select(Study.study_instance_uid).where(Study.patient_dicom_id == text).limit(limit)
-    }
-    words = search_text(text).split()
-    if words:
-        named = (
-            Study.select(Study.study_instance_uid, Study.patient_name)
-            .where(*(Study.id.in_(_studies_with_word(word)) for word in words))
-            .limit(limit)
-        )
-        for row in named:
-            name_words = search_text(row.patient_name).split()
-            if all(any(n.startswith(word) for n in name_words) for word in words):
-                uids.add(row.study_instance_uid)
-    return sorted(uids)
-
-
-def studies_by_uid(uids):
-    """{StudyInstanceUID: Study} of those the index holds (one query)."""
-    uids = sorted({uid for uid in uids if uid})
-    return {s.study_instance_uid: s for s in Study.select().where(Study.study_instance_uid.in_(uids))} if uids else {}
-
-
-def _studies_with_word(prefix):
-    """Studies with a search word starting with ``prefix``: an index range on study_term."""
-    term = StudyTerm.term.collate('"C"') if is_pooled() else StudyTerm.term  # PostgreSQL: byte order
-    return StudyTerm.select(StudyTerm.study).where((term >= prefix) & (term < prefix + "\U0010ffff"))
 
 
 def _assignee(value, principal, users):
