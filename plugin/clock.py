@@ -85,6 +85,11 @@ class Clock:
             moment = moment.replace(tzinfo=UTC)
         return moment.astimezone(self.zone)
 
+    def utc(self, wall):
+        """A naive wall-clock time of the clinic (a DICOM date and time) as the naive UTC
+        moment it is, as stored; in the hour a clock goes back, the first of the two."""
+        return wall.replace(tzinfo=self.zone).astimezone(UTC).replace(tzinfo=None)
+
     def text(self, moment):
         """A stored moment as people read it: "2026-03-01 14:05 (Europe/Paris)"; "" for None."""
         if moment is None:

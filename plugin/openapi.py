@@ -21,10 +21,10 @@ def document(routes=()):
             "send Authorization: Bearer <access token or API key>, or HTTP "
             "Basic with an API key as the password. Times in answers are ISO 8601 "
             "in UTC with a Z, to the second (2026-12-04T16:18:30Z), dates YYYY-MM-DD; "
-            "the exceptions: an audit entry's at keeps its microseconds (the text its "
-            "hash covers); an order's scheduled_at is the clinic's local date and "
-            "time, without offset, as the modality worklist gives it, and its performed "
-            "steps' started_at and ended_at are DICOM date-times (YYYYMMDDHHMMSS, local).",
+            "an audit entry's at keeps its microseconds (2026-12-04T16:18:30.272995Z: "
+            "the text its hash covers). An order's scheduled_at is taken as ISO 8601: "
+            "with a Z or an offset, or without one as the clinic's local time "
+            "(Pacs.TimeZone), which is what the modality worklist gives modalities.",
         },
         "components": {
             "schemas": schemas,

@@ -1,6 +1,7 @@
 """A real Orthanc with the PACS plugin, started the way `make run` starts it
 (plugin.launcher), on free loopback ports with its own data folder."""
 
+import datetime
 import json
 import os
 import signal
@@ -233,3 +234,9 @@ def shown_status(answer):
     headers = {name.lower(): value for name, value in answer.headers.items()}
     status = getattr(answer, "status_code", None) or answer.status
     return int(headers.get("x-pacs-status", status))
+
+
+def utc_of_local(wall):
+    """A wall-clock time of the server's zone (a PacsServer's is this machine's) as the API
+    gives the moment: ISO 8601 in UTC with a Z."""
+    return datetime.datetime.fromisoformat(wall).astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

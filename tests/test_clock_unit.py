@@ -7,6 +7,7 @@ see tests/test_mwl_time_zone.py for the modality worklist of a real server."""
 import datetime
 import io
 import json
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pypdf
@@ -14,7 +15,7 @@ import pytest
 from fakes import REPORTED_STUDY_UID, FakeHost, FlakyOrthanc, principal
 
 from plugin import app as app_module
-from plugin import db, migrations
+from plugin import db, jsonout, migrations
 from plugin.app import App
 from plugin.clock import UTC, Clock, zone_name, zone_named
 from plugin.config import Settings
@@ -22,6 +23,7 @@ from plugin.errors import Invalid
 from plugin.http import Request
 from plugin.mpps.service import _moment
 from plugin.orders import fields as orderfields
+from plugin.orders import service as orderservice
 from plugin.reports import pdf
 from plugin.reports.copies import DicomCopies
 from plugin.reports.models import ReportDicom
@@ -240,3 +242,24 @@ def test_the_dicom_copy_carries_local_date_time_and_offset(signed_report):
         f"{signed:%z}",
     )
     assert instance.TimezoneOffsetFromUTC in ("+0100", "+0200")
+
+
+def test_a_wall_clock_time_of_the_clinic_is_the_utc_moment_it_is():
+    paris = Clock.named("Europe/Paris")
+    assert paris.utc(datetime.datetime(2026, 11, 23, 9, 30)) == datetime.datetime(2026, 11, 23, 8, 30)
+    assert paris.utc(datetime.datetime(2026, 7, 1, 9, 30)) == datetime.datetime(2026, 7, 1, 7, 30)  # summer time
+    assert paris.utc(datetime.datetime(2026, 10, 25, 2, 30)) == datetime.datetime(2026, 10, 25, 0, 30)  # first 2:30
+
+
+def test_a_performed_step_gives_its_times_as_utc_moments_or_none():
+    step = SimpleNamespace(
+        sop_instance_uid="1.2",
+        status="COMPLETED",
+        calling_aet="CT1",
+        performed_series="[]",
+        started_at="20261123093000.123",
+        ended_at="2026-11-23",  # as a modality sent them
+    )
+    described = orderservice.describe_step(step, Clock.named("Europe/Paris"))
+    assert (described["started_at"], described["ended_at"]) == (datetime.datetime(2026, 11, 23, 8, 30), None)
+    assert json.loads(jsonout.dumps(described))["started_at"] == "2026-11-23T08:30:00Z"

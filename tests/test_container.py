@@ -320,7 +320,7 @@ def test_the_image_as_a_clinic_runs_it(engine, images, volume, password_file, co
             "procedure": "CT HEAD",
         },
     )
-    assert order.status_code == 201 and order.json()["scheduled_at"] == "2026-11-23T09:00:00"
+    assert order.status_code == 201 and order.json()["scheduled_at"] == "2026-11-23T08:00:00Z"
 
     code, took = first.stop()
     note(f"container-test: {engine.command} stop of a running trixie container: exit {code} in {took:.1f} s")

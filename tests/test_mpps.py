@@ -9,7 +9,7 @@ import time
 
 import dicomgen
 import pytest
-from pacs_server import PacsServer, free_port
+from pacs_server import PacsServer, free_port, utc_of_local
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom import AE
@@ -241,7 +241,7 @@ def test_a_modality_picks_its_patient_reports_stores_and_the_study_arrives_linke
             "images": 3,
         }
     ]
-    assert step["started_at"] == TODAY.strftime("%Y%m%d") + "100500"
+    assert step["started_at"] == utc_of_local(TODAY.isoformat() + "T10:05")  # sent as the clinic's wall clock
     row = server.get(f"/pacs/api/studies/{order['study_instance_uid']}").json()
     assert (row["status"], row["priority"], row["referring_physician"], row["instance_count"]) == (
         "arrived",

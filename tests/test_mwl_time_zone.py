@@ -76,12 +76,13 @@ def test_orders_with_offsets_are_answered_in_the_clinics_local_time(paris):
         "TZ-LOCAL": "2026-11-23T14:00",
         "TZ-NEWYORK": "2026-11-23T18:30-05:00",
     }
+    # The API gives each as the moment it is, in UTC; modalities get Paris' wall clock.
     shown = {patient_id: order(paris, patient_id, moment)["scheduled_at"] for patient_id, moment in posted.items()}
     assert shown == {
-        "TZ-OFFSET": "2026-11-23T09:00:00",
-        "TZ-UTC": "2026-11-23T09:00:00",
-        "TZ-LOCAL": "2026-11-23T14:00:00",
-        "TZ-NEWYORK": "2026-11-24T00:30:00",
+        "TZ-OFFSET": "2026-11-23T08:00:00Z",
+        "TZ-UTC": "2026-11-23T08:00:00Z",
+        "TZ-LOCAL": "2026-11-23T13:00:00Z",
+        "TZ-NEWYORK": "2026-11-23T23:30:00Z",
     }
     assert worklist(paris, "20261123") == {
         "TZ-OFFSET": ("20261123", "090000"),

@@ -8,7 +8,7 @@ import re
 import dicomgen
 import pytest
 import requests
-from pacs_server import PacsServer, free_port, shown_status
+from pacs_server import PacsServer, free_port, shown_status, utc_of_local
 
 PASSWORD = "Orders-desk-2026!"
 ORDER = {
@@ -71,7 +71,7 @@ def test_create_generates_what_is_missing_and_shows_on_the_worklist(server):
     assert re.fullmatch(r"A\d{11}", order["accession_number"])
     assert order["status"] == "scheduled" and order["created_by"] == "tech"
     assert order["requested_procedure_id"] == order["scheduled_procedure_step_id"] == order["accession_number"]
-    assert order["step_description"] == "CT ABDOMEN" and order["scheduled_at"] == "2026-11-23T09:30:00"
+    assert order["step_description"] == "CT ABDOMEN" and order["scheduled_at"] == utc_of_local("2026-11-23T09:30")
     assert re.fullmatch(r"[\d.]+", order["study_instance_uid"])
     row = worklist_row(server, order["study_instance_uid"])
     assert (row["status"], row["priority"], row["accession_number"]) == (
@@ -117,8 +117,9 @@ def test_a_known_patient_needs_only_the_patient_id(server):
 def test_several_station_aets_and_a_time_zone(server):
     order = create(server, scheduled_station_aet=["US1", "US2"], scheduled_at="2026-11-23T08:15:00Z").json()
     assert order["scheduled_station_aet"] == "US1\\US2"
-    local = datetime.datetime(2026, 11, 23, 8, 15, tzinfo=datetime.timezone.utc).astimezone()
-    assert order["scheduled_at"] == local.strftime("%Y-%m-%dT%H:%M:%S")
+    assert order["scheduled_at"] == "2026-11-23T08:15:00Z"  # the moment, in UTC: as it was posted
+    worklist_time = datetime.datetime(2026, 11, 23, 8, 15, tzinfo=datetime.timezone.utc).astimezone()
+    assert worklist_row(server, order["study_instance_uid"])["study_time"] == worklist_time.strftime("%H%M%S")
 
 
 def test_duplicate_accession_or_study_uid_is_a_conflict(server):
@@ -215,7 +216,8 @@ def test_edit_changes_the_order_and_its_worklist_row(server):
         },
     )
     assert answer.status_code == 200, answer.text
-    assert (answer.json()["patient_name"], answer.json()["scheduled_at"]) == ("Doe^Janet", "2026-11-25T14:00:00")
+    changed = answer.json()
+    assert (changed["patient_name"], changed["scheduled_at"]) == ("Doe^Janet", utc_of_local("2026-11-25T14:00"))
     row = worklist_row(server, order["study_instance_uid"])
     assert (row["patient_name"], row["study_date"], row["priority"], row["description"]) == (
         "Doe^Janet",
@@ -367,7 +369,7 @@ def test_technologists_schedule_change_and_cancel_orders_in_the_pages(server):
     order_id = created.headers["Location"].rsplit("/", 1)[1]
     stored = server.get(f"/pacs/api/orders/{order_id}").json()
     assert (stored["scheduled_at"], stored["patient_name"], stored["referring_physician"]) == (
-        "2026-11-26T08:45:00",
+        utc_of_local("2026-11-26T08:45"),
         "Page^Paula",
         "Who^Dr",
     )

@@ -47,6 +47,20 @@ def fields_of(form, order=None):
     return fields
 
 
+def as_shown(described, clock):
+    """An order as its pages show and its forms take it: times on the clinic's wall
+    clock, "YYYY-MM-DDTHH:MM:SS" (the API gives them as UTC moments)."""
+
+    def wall(moment):
+        return "" if moment is None else clock.local(moment).strftime("%Y-%m-%dT%H:%M:%S")
+
+    steps = [
+        dict(step, started_at=wall(step["started_at"]), ended_at=wall(step["ended_at"]))
+        for step in described["performed_steps"]
+    ]
+    return dict(described, scheduled_at=wall(described["scheduled_at"]), performed_steps=steps)
+
+
 def _context(app, request, **extra):
     principal = request.principal
     return dict(
@@ -80,7 +94,7 @@ def _list_page(app, request, status=200, error=None, form=None):
         **_context(
             app,
             request,
-            orders=describe_all(rows),
+            orders=[as_shown(order, app.clock) for order in describe_all(rows, app.clock)],
             total=total,
             filters=filters,
             page=page,
@@ -92,7 +106,7 @@ def _list_page(app, request, status=200, error=None, form=None):
 
 
 def _order_page(app, request, order, status=200, error=None, form=None):
-    described = describe(order)
+    described = as_shown(describe(order, app.clock), app.clock)
     app.audit.record_request("resource_read", request, study_uid=described["study_instance_uid"])
     return render(
         "order.html",
@@ -135,7 +149,8 @@ def edit_order(app, request, id):
     try:
         app.orders.update(id, values, request.principal)
     except DomainError as error:
-        return _order_page(app, request, order, http_status(error), error.message, dict(describe(order), **values))
+        typed = dict(as_shown(describe(order, app.clock), app.clock), **values)
+        return _order_page(app, request, order, http_status(error), error.message, typed)
     return Response.redirect(ORDER.format(id=id))
 
 

@@ -18,27 +18,27 @@ class Cancellation(BaseModel):
 
 def create_order(app, request, body):
     order = app.orders.create(posted(body), request.principal)
-    return Response.json(describe(order), 201, {"Location": ORDER.format(id=order.id)})
+    return Response.json(describe(order, app.clock), 201, {"Location": ORDER.format(id=order.id)})
 
 
 def list_orders(app, request, query):
     rows, total = app.orders.search(query)
     app.audit.record_request("search", request)
-    return Response.json({"items": describe_all(rows), "total": total}, headers=NO_STORE)
+    return Response.json({"items": describe_all(rows, app.clock), "total": total}, headers=NO_STORE)
 
 
 def get_order(app, request, id):
-    order = describe(app.orders.get(id))
+    order = describe(app.orders.get(id), app.clock)
     app.audit.record_request("resource_read", request, study_uid=order["study_instance_uid"])
     return Response.json(order, headers=NO_STORE)
 
 
 def edit_order(app, request, id, body):
-    return describe(app.orders.update(id, posted(body), request.principal))
+    return describe(app.orders.update(id, posted(body), request.principal), app.clock)
 
 
 def cancel_order(app, request, id, body):
-    return describe(app.orders.cancel(id, request.principal, body.reason.strip()))
+    return describe(app.orders.cancel(id, request.principal, body.reason.strip()), app.clock)
 
 
 ROUTES = (

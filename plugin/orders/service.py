@@ -326,12 +326,12 @@ def _date_of(dicom_date):
     return datetime.date(int(dicom_date[:4]), int(dicom_date[4:6]), int(dicom_date[6:8]))
 
 
-def describe(order):
-    """The JSON of one order."""
-    return describe_all([order])[0]
+def describe(order, clock):
+    """The JSON of one order; its DICOM times (the clinic's wall clock) as UTC moments."""
+    return describe_all([order], clock)[0]
 
 
-def describe_all(orders):
+def describe_all(orders, clock):
     """The JSON of many orders: their steps and studies in two queries, not two per order."""
     orders = list(orders)
     steps = collections.defaultdict(list)
@@ -341,10 +341,10 @@ def describe_all(orders):
         steps[step.order_id].append(step)
     study_ids = [o.study_id for o in orders if o.study_id]
     studies = {s.id: s for s in Study.select().where(Study.id.in_(study_ids))} if study_ids else {}
-    return [_describe(o, steps[o.id], studies.get(o.study_id)) for o in orders]
+    return [_describe(o, steps[o.id], studies.get(o.study_id), clock) for o in orders]
 
 
-def _describe(order, steps, study):
+def _describe(order, steps, study, clock):
     return {
         "id": order.id,
         "accession_number": order.accession_number,
@@ -356,7 +356,7 @@ def _describe(order, steps, study):
         "patient_sex": order.patient_sex,
         "modality": order.modality,
         "scheduled_station_aet": order.scheduled_station_aet,
-        "scheduled_at": _iso_moment(order.scheduled_date, order.scheduled_time),
+        "scheduled_at": _moment(order.scheduled_date, order.scheduled_time, clock),
         "procedure": order.procedure,
         "referring_physician": order.referring_physician,
         "study_instance_uid": order.study_instance_uid,
@@ -373,7 +373,7 @@ def _describe(order, steps, study):
         "pre_medication": order.pre_medication,
         "comments": order.comments,
         "study": _linked_study(study),
-        "performed_steps": [describe_step(step) for step in steps],
+        "performed_steps": [describe_step(step, clock) for step in steps],
         "created_by": order.created_by,
         "created_at": order.created_at,
         "updated_at": order.updated_at,
@@ -381,13 +381,15 @@ def _describe(order, steps, study):
     }
 
 
-def describe_step(step):
+def describe_step(step, clock):
+    """A performed step; its start and end (DICOM DA+TM as the modality sent them, in the
+    clinic's zone) as UTC moments, None where the modality sent no valid date and time."""
     return {
         "sop_instance_uid": step.sop_instance_uid,
         "status": step.status,
         "calling_aet": step.calling_aet,
-        "started_at": step.started_at,
-        "ended_at": step.ended_at,
+        "started_at": _moment(step.started_at[:8], step.started_at[8:], clock),
+        "ended_at": _moment(step.ended_at[:8], step.ended_at[8:], clock),
         "performed_series": json.loads(step.performed_series or "[]"),
     }
 
@@ -403,6 +405,11 @@ def _linked_study(study):
     }
 
 
-def _iso_moment(dicom_date, dicom_time):
+def _moment(dicom_date, dicom_time, clock):
+    """A DICOM date and time of the clinic's wall clock as the UTC moment it is, or None."""
     time = (dicom_time or "").split(".")[0].ljust(6, "0")
-    return f"{dicom_date[:4]}-{dicom_date[4:6]}-{dicom_date[6:8]}T{time[:2]}:{time[2:4]}:{time[4:6]}"
+    try:
+        wall = datetime.datetime.strptime((dicom_date or "") + time, "%Y%m%d%H%M%S")
+    except ValueError:
+        return None
+    return clock.utc(wall)
