@@ -232,6 +232,13 @@ class Router:
         """A route by a compiled, anchored regex (its named groups are the handler's arguments)."""
         self._routes.append((method.upper(), regex, handler))
 
+    def route(self, method, pattern):
+        def register(handler):
+            self.add(method, pattern, handler)
+            return handler
+
+        return register
+
     def dispatch(self, request):
         """Run the matching handler; every failure becomes a JSON error."""
         try:
