@@ -15,6 +15,7 @@ import datetime
 import functools
 import re
 from pathlib import Path
+from typing import Any
 
 from peewee import DatabaseProxy, Model, SqliteDatabase
 from playhouse import db_url
@@ -36,6 +37,8 @@ class _SqliteDatabase(SqliteDatabase):
 
 
 class BaseModel(Model):
+    id: Any  # the AutoField peewee adds (its type stubs do not know it); a model may declare its own
+
     class Meta:
         database = database
         legacy_table_names = False

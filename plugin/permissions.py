@@ -123,7 +123,7 @@ class Rule:
     pattern: re.Pattern
     permission: str
     study: str = ""  # "path" | "query" | ""
-    params: dict = None  # a referrer's allowed query: name -> value form (see _VALUE_FORMS)
+    params: dict | None = None  # a referrer's allowed query: name -> value form (see _VALUE_FORMS)
     study_param: str = ""  # with study "query": the one parameter that names the studies
     body: str = "json"  # a key of BODY_LIMITS
     gateway: bool = False  # answered through the plugin, which checks the body
@@ -307,7 +307,9 @@ def names_study_uid(name):
     if len(name) == 8 and all(c in "0123456789abcdefABCDEF" for c in name):
         return (int(name[:4], 16), int(name[4:], 16)) == _STUDY_UID_TAG
     found = _TAG_TEXT.match(name)
-    return bool(found) and (_tag_part(*found.group(1, 2)), _tag_part(*found.group(3, 4))) == _STUDY_UID_TAG
+    if found is None:
+        return False
+    return (_tag_part(*found.group(1, 2)), _tag_part(*found.group(3, 4))) == _STUDY_UID_TAG
 
 
 # What an allowed request to Orthanc's own routes reads, for the audit trail: the

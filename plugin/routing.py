@@ -18,7 +18,7 @@ to HTTP in one place.
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 
@@ -28,6 +28,7 @@ from plugin.permissions import AUTHENTICATED, PUBLIC, Rule
 
 _PARAM = re.compile(r"{(\w+)(:path)?}")  # {name}: one path segment; {name:path}: the rest, slashes included
 METHODS = ("GET", "POST", "PUT", "DELETE")
+Model = TypeVar("Model", bound=BaseModel)
 PREFIX = "/pacs"  # every route of ours is under it, Orthanc's root "/" aside
 HOME = "/pacs/"  # the web UI's home: the reading worklist (plugin/worklist/pages.py declares it)
 
@@ -155,7 +156,7 @@ def handler_for(route, services, page_error=None):
     return handle
 
 
-def validate(model: type[BaseModel], data: Any, where: str) -> BaseModel:
+def validate(model: type[Model], data: Any, where: str) -> Model:
     """``data`` as ``model``, or Invalid that says what is wrong with the first bad field:
     "<field> must be <its description>" where the field has one (the description is
     the OpenAPI document's too), else pydantic's words."""

@@ -61,6 +61,7 @@ class PerformedStep(BaseModel):
 
     sop_instance_uid = CharField(max_length=64, unique=True)
     order = ForeignKeyField(Order, null=True, on_delete="SET NULL", backref="performed_steps")
+    order_id: int | None  # the foreign key's column, which peewee adds (its type stubs do not know it)
     status = CharField(max_length=16)  # IN PROGRESS, COMPLETED, DISCONTINUED
     calling_aet = TextField(default="")
     study_instance_uid = TextField(default="")

@@ -24,25 +24,57 @@ def viewer_file(app, request, path):
     return app.viewer_assets.respond(request, path)
 
 
-# A referrer's search names its study: in the path, or by StudyInstanceUID in the query.
-IN_STUDY = dict(study="study", params=QIDO)
-BY_STUDY = dict(study_param="StudyInstanceUID", params=QIDO_BY_STUDY)
+# A referrer's search names its study: in the path (study=), or by StudyInstanceUID in the query.
+BY_STUDY = "StudyInstanceUID"
 
 ROUTES = (
     Route("GET", "/pacs/viewer", viewer_root, "images.read", documented=False),
     Route("GET", "/pacs/viewer/{path:path}", viewer_file, "images.read", documented=False),
     # A referrer's study search names no study: its handler answers it from their scope.
     Route("GET", "/pacs/dicom-web/studies", search, "images.read", documented=False),
-    Route("GET", "/pacs/dicom-web/series", search, "images.read", documented=False, **BY_STUDY),
-    Route("GET", "/pacs/dicom-web/instances", search, "images.read", documented=False, **BY_STUDY),
-    Route("GET", "/pacs/dicom-web/studies/{study}/series", search, "images.read", documented=False, **IN_STUDY),
-    Route("GET", "/pacs/dicom-web/studies/{study}/instances", search, "images.read", documented=False, **IN_STUDY),
+    Route(
+        "GET",
+        "/pacs/dicom-web/series",
+        search,
+        "images.read",
+        documented=False,
+        study_param=BY_STUDY,
+        params=QIDO_BY_STUDY,
+    ),
+    Route(
+        "GET",
+        "/pacs/dicom-web/instances",
+        search,
+        "images.read",
+        documented=False,
+        study_param=BY_STUDY,
+        params=QIDO_BY_STUDY,
+    ),
+    Route(
+        "GET",
+        "/pacs/dicom-web/studies/{study}/series",
+        search,
+        "images.read",
+        documented=False,
+        study="study",
+        params=QIDO,
+    ),
+    Route(
+        "GET",
+        "/pacs/dicom-web/studies/{study}/instances",
+        search,
+        "images.read",
+        documented=False,
+        study="study",
+        params=QIDO,
+    ),
     Route(
         "GET",
         "/pacs/dicom-web/studies/{study}/series/{series}/instances",
         search,
         "images.read",
         documented=False,
-        **IN_STUDY,
+        study="study",
+        params=QIDO,
     ),
 )

@@ -2,6 +2,8 @@
 on the study table (patient fields are copied onto it, so no join)."""
 
 import datetime
+import functools
+import operator
 import re
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -117,7 +119,7 @@ def search(filters, principal, scope_keys=None, now=None):
     users = user_names()
     query = Study.select().where(*_conditions(filters, principal, scope_keys, users))
     total = query.count()
-    order = []
+    order: list = []
     for name, descending in filters.sort:
         order.extend(c.desc() if descending else c.asc() for c in SORTS[name])
     order.append(Study.id.desc())
@@ -171,11 +173,8 @@ def _conditions(filters, principal, scope_keys, users):
         conditions.append(Study.priority.in_(filters.priorities))
     if filters.modalities:
         wrapped = Value("\\").concat(Study.modalities).concat("\\")  # SQL ||, whole codes only
-        any_of = None
-        for modality in filters.modalities:
-            term = wrapped.contains("\\" + modality + "\\")
-            any_of = term if any_of is None else (any_of | term)
-        conditions.append(any_of)
+        terms = (wrapped.contains("\\" + modality + "\\") for modality in filters.modalities)
+        conditions.append(functools.reduce(operator.or_, terms))
     if filters.assignee:
         conditions.append(_assignee(filters.assignee, principal, users))
     if filters.date_from:
