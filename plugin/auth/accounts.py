@@ -216,6 +216,7 @@ class Accounts:
             if self._login_failed(username, address):
                 raise self._locked("address")
             raise Unauthenticated("wrong username or password")
+        assert user is not None  # verify() never accepts a missing hash
         if user.disabled:
             self._audit.record(
                 "login_failed",

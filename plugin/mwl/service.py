@@ -33,6 +33,7 @@ import logging
 import re
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydicom import dcmread
 from pydicom.datadict import tag_for_keyword
@@ -113,7 +114,7 @@ class Constraint:
     keyword: str
     vr: str
     kind: str = "universal"  # universal | single | wildcard | range | list (of Constraints)
-    value: object = None  # casefolded when `fold`
+    value: Any = None  # casefolded when `fold`; its type depends on `kind`
     text: str = ""  # as the query gave it
     fold: bool = False  # compare casefolded (person names, unless CaseSensitivePN)
 
@@ -217,7 +218,7 @@ class Query:
     """What one C-FIND identifier asks: keys on the order, keys on its step."""
 
     keys: list = field(default_factory=list)
-    step_keys: list = None  # None: the step sequence was not asked for
+    step_keys: list | None = None  # None: the step sequence was not asked for
     ignored: list = field(default_factory=list)
 
     def matches(self, order):
@@ -342,6 +343,7 @@ _SEQUENCE_END = struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
 def _element(keyword, value):
     """(tag, bytes) of one attribute; a list is a multi-value."""
     tag, vr = _TAG[keyword], _VR[keyword]
+    assert tag is not None  # every keyword of _TAG is in pydicom's dictionary
     data = ("\\".join(value) if isinstance(value, list) else value).encode("utf-8")
     if len(data) % 2:
         data += b"\0" if vr == "UI" else b" "
@@ -350,6 +352,7 @@ def _element(keyword, value):
 
 def _sequence(keyword, items):
     tag = _TAG[keyword]
+    assert tag is not None  # every keyword of _TAG is in pydicom's dictionary
     body = b"".join(_ITEM + b"".join(data for _, data in sorted(item)) + _ITEM_END for item in items)
     return tag, struct.pack("<HH2sHI", tag >> 16, tag & 0xFFFF, b"SQ", 0, _UNDEFINED) + body + _SEQUENCE_END
 
@@ -385,7 +388,7 @@ class ModalityWorklist:
         query = parse_query(read_identifier(query_bytes), self._fold_case)
         if query.ignored:
             LOGGER.debug("event=mwl_keys_ignored keys=%s", ",".join(query.ignored))
-        answers = []
+        answers: list[bytes] = []
         for order in self._candidates(query.prefilter):
             if query.matches(order):
                 if len(answers) == self._max_answers:
