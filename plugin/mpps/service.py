@@ -29,7 +29,9 @@ import re
 from peewee import IntegrityError
 from pydicom.uid import generate_uid
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
-from pynetdicom.sop_class import ModalityPerformedProcedureStep, Verification
+
+# pynetdicom creates its SOP classes at import time: its stubs do not list them.
+from pynetdicom.sop_class import ModalityPerformedProcedureStep, Verification  # type: ignore[attr-defined]
 
 from plugin import db
 from plugin.auth.refreshing import Refreshing
@@ -306,7 +308,7 @@ class MppsServer:
         ae.acse_timeout = ae.dimse_timeout = self._timeout
         ae.add_supported_context(ModalityPerformedProcedureStep, ALL_TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)
-        handlers = [(evt.EVT_N_CREATE, self._on_create), (evt.EVT_N_SET, self._on_set)]
+        handlers: list = [(evt.EVT_N_CREATE, self._on_create), (evt.EVT_N_SET, self._on_set)]
         try:
             self._server = ae.start_server((self.bind, self.port), block=False, evt_handlers=handlers)
         except OSError as error:

@@ -139,6 +139,7 @@ def scheduled_at(data, name, clock):
     (09:00+01:00 is 09:00 in Paris, 08:00 in London); one without is the clinic's.
     """
     value = _string(data, name)
+    moment: datetime.datetime | None  # None: no local time (below)
     try:
         moment = datetime.datetime.fromisoformat(value)
     except ValueError:
@@ -224,7 +225,7 @@ def _present(value):
 # --- the body as documented (OpenAPI) ---------------------------------------------
 
 _STRING = {"type": "string"}
-SCHEMAS = {
+SCHEMAS: dict[str, dict[str, Any]] = {
     "scheduled_at": {"type": "string", "format": "date-time"},
     "patient_birth_date": {"type": "string", "format": "date"},
     "priority": {"enum": list(PRIORITIES)},
@@ -237,7 +238,9 @@ def _body_model(name, required):
     """A model that documents the order's fields and hands the body on as posted:
     `parse` checks it, naming every missing field at once and each bad one, which a
     model's first error could not. Any field takes any value here; the service decides."""
-    fields = {field: (Annotated[Any, WithJsonSchema(SCHEMAS.get(field, _STRING))], None) for field in FIELDS}
+    fields: dict[str, Any] = {
+        field: (Annotated[Any, WithJsonSchema(SCHEMAS.get(field, _STRING))], None) for field in FIELDS
+    }
     config = ConfigDict(extra="allow", json_schema_extra={"required": list(required), "additionalProperties": False})
     return create_model(name, __config__=config, **fields)
 

@@ -43,12 +43,13 @@ class Draft(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    # A section's null is refused as not text: None is only the default of one not sent.
-    clinical_information: str = Field(None, strict=True, description="text")
-    technique: str = Field(None, strict=True, description="text")
-    comparison: str = Field(None, strict=True, description="text")
-    findings: str = Field(None, strict=True, description="text")
-    impression: str = Field(None, strict=True, description="text")
+    # A section's null is refused as not text: None is only the default of one not sent
+    # (pydantic does not validate defaults; its Field typing cannot say so, hence the ignores).
+    clinical_information: str = Field(None, strict=True, description="text")  # type: ignore[assignment]
+    technique: str = Field(None, strict=True, description="text")  # type: ignore[assignment]
+    comparison: str = Field(None, strict=True, description="text")  # type: ignore[assignment]
+    findings: str = Field(None, strict=True, description="text")  # type: ignore[assignment]
+    impression: str = Field(None, strict=True, description="text")  # type: ignore[assignment]
     version: int = Field(0, strict=True, ge=0, lt=MAX_ID, description=VERSION)
     template_id: int | None = Field(None, strict=True, description="the id of a report template")
     take_over: bool = Field(False, strict=True, description="true or false")
@@ -81,11 +82,12 @@ class Addendum(BaseModel):
 class TemplateFields(BaseModel):
     """A template's fields; those not sent stay as they are (a new template needs a name)."""
 
-    name: str = Field(None, strict=True, max_length=100, description="text of at most 100 characters")
-    modality: str = Field(None, strict=True, max_length=16, description="text of at most 16 characters")
-    body_part: str = Field(None, strict=True, max_length=64, description="text of at most 64 characters")
-    sections: dict = Field(None, description="an object of section names to text")
-    disabled: bool = Field(None, strict=True, description="true or false")
+    # None is only the default of a field not sent (not validated, as in Draft).
+    name: str = Field(None, strict=True, max_length=100, description="text of at most 100 characters")  # type: ignore[assignment]
+    modality: str = Field(None, strict=True, max_length=16, description="text of at most 16 characters")  # type: ignore[assignment]
+    body_part: str = Field(None, strict=True, max_length=64, description="text of at most 64 characters")  # type: ignore[assignment]
+    sections: dict = Field(None, description="an object of section names to text")  # type: ignore[arg-type]
+    disabled: bool = Field(None, strict=True, description="true or false")  # type: ignore[assignment]
 
     @field_validator("sections")
     @classmethod
