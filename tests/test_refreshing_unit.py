@@ -59,3 +59,33 @@ def test_an_invalidation_during_a_reload_forces_another():
     release.set()
     reloader.join(5)
     assert value.get() == 3
+
+
+def test_after_an_invalidation_nobody_is_answered_from_the_old_value():
+    """A key just created (or a password just changed): while one thread reloads, the
+    others wait for it instead of being answered from the value known to be wrong."""
+    clock, started, release = ManualClock(100.0), threading.Event(), threading.Event()
+    loads = []
+
+    def load():
+        loads.append(1)
+        if len(loads) == 2:
+            started.set()
+            release.wait(5)
+        return len(loads)
+
+    value = Refreshing(load, ttl=2, clock=clock)
+    assert value.get() == 1
+    value.invalidate()
+    reloader = threading.Thread(target=value.get)
+    reloader.start()
+    started.wait(5)
+    seen = []
+    other = threading.Thread(target=lambda: seen.append(value.get()))
+    other.start()
+    other.join(0.2)
+    assert other.is_alive() and seen == []  # waiting, not answered with 1
+    release.set()
+    reloader.join(5)
+    other.join(5)
+    assert seen == [2] and len(loads) == 2  # the reload it waited for, not a second one

@@ -1,10 +1,12 @@
 """A value reloaded from the database every few seconds, for the HTTP filter.
 
-The filter runs for every request, image frames included: it must never
-wait on a reload. One thread reloads; the others keep the last value
-meanwhile (only the very first load is waited for). An invalidation made
-while a reload is running makes the next call reload again, so a revocation
-is never lost to a reload that read the database just before it.
+The filter runs for every request, image frames included: it must not wait on
+the periodic reload. One thread reloads; the others keep the last value
+meanwhile. The first load is waited for, and so is the reload after an
+invalidation: the last value is then known to be wrong (a key just created, a
+password just changed, a key revoked), so nobody is answered from it. An
+invalidation made while a reload is running makes the next call reload again,
+so a change is never lost to a reload that read the database just before it.
 """
 
 import threading
@@ -19,27 +21,29 @@ class Refreshing:
         self._lock = threading.Lock()
         self._value = None
         self._loaded_at = None
+        self._invalid = False  # changed since the value was read: wait for the reload
         self._generation = 0
 
     def get(self):
-        if self._loaded_at is not None and self._clock() - self._loaded_at <= self._ttl:
+        if not self._invalid and self._loaded_at is not None and self._clock() - self._loaded_at <= self._ttl:
             return self._value
-        if not self._lock.acquire(blocking=self._loaded_at is None):
-            return self._value  # another thread is reloading: the last value a moment longer
+        if not self._lock.acquire(blocking=self._loaded_at is None or self._invalid):
+            return self._value  # only expired: another thread is reloading, the last value a moment longer
         try:
-            if self._loaded_at is None or self._clock() - self._loaded_at > self._ttl:
+            if self._loaded_at is None or self._invalid or self._clock() - self._loaded_at > self._ttl:
                 generation = self._generation
-                value = self._load()
-                self._value = value
-                self._loaded_at = self._clock() if generation == self._generation else -self._ttl
+                self._value = self._load()
+                self._loaded_at = self._clock()
+                self._invalid = generation != self._generation  # invalidated again meanwhile: reload again
             return self._value
         finally:
             self._lock.release()
 
     def invalidate(self):
-        """Reload at the next call (and again, should a reload be running now)."""
+        """Reload at the next call, which every caller waits for (and again, should a
+        reload be running now)."""
         self._generation += 1
-        self._loaded_at = None if self._loaded_at is None else -self._ttl
+        self._invalid = True
 
     def update(self, change):
         """Apply ``change(value) -> value`` to the value now (a local revocation)."""
