@@ -135,3 +135,8 @@ def test_no_role_name_appears_outside_the_permission_module():
         if not any(path == known_path and line.startswith(start) for known_path, start in NOT_DECISIONS)
     ]
     assert not unexplained
+
+
+def test_object_actions_are_not_also_named_permissions():
+    """A role granted an object action by name would skip the rule on its target."""
+    assert not set(permissions.OBJECT_RULES) & permissions.ALL_PERMISSIONS
