@@ -83,10 +83,8 @@ class Guard:
         principal, problem, renewed = self.authenticate(headers, address)
         if rule is None:  # every route of ours is in the table: an unknown one is not there
             return deny(404, NO_SUCH_PAGE, principal, renewed)
-        if rule.permission == permissions.PUBLIC and not rule.only:
-            return allow(principal)  # no new cookie on public answers: static files may be cached
-        if rule.permission == permissions.PUBLIC:
-            return _wrong_method(rule, principal)
+        if rule.permission == permissions.PUBLIC:  # no new cookie on public answers: static files may be cached
+            return _wrong_method(rule, principal) if rule.only else allow(principal)
         if principal is None:
             return deny(401, problem or "login required")
         csrf = self._csrf(method, path, headers, principal)
