@@ -18,6 +18,7 @@ identifier; an image answer (frames, rendered, WADO-URI) is only ever one of the
 referrer's images; Orthanc stays up.
 """
 
+import re
 import urllib.parse
 
 import pytest
@@ -25,6 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pacs_server import PacsServer
 from scoped_data import REFERRING_NAME, alive, make_account, raw_request, session_cookie, store_study
+
+from plugin import route_table
 
 EXAMPLES = 600
 SEEN = {"requests": 0, "statuses": {}, "patient_searches": {}}  # the last: OHIF's, on our QIDO layer
@@ -94,6 +97,7 @@ ROUTES = (
     "/pacs/studies/{study}/series/{series}/thumbnail",
 )
 IMAGE_ROUTES = ("/frames/", "/rendered", "/thumbnail")
+API_PATHS = sorted({route.path for route in route_table.ROUTES if route.documented and not route.page})
 
 # Every identifying tag: its keyword and (group, element).
 TAGS = {
@@ -348,6 +352,42 @@ def test_referrer_sees_nothing_of_other_patients(world):
         f"OHIF's patient search on /pacs/dicom-web/studies: {SEEN['patient_searches']}"
     )
     assert not failures, "\n".join(failures)
+
+
+@pytest.mark.timeout(600)
+def test_a_referrers_other_methods_change_nothing_and_show_nothing(world):
+    """The same generated requests with POST, PUT or DELETE (a JSON body or none): a
+    referrer may change nothing, so nothing succeeds; what is refused (the guard's 405 on
+    a declared path included, which skips the scope: it shows only the methods) never
+    carries another patient's data, never a 5xx, and Orthanc stays up."""
+    server, _, _, referrer = world
+    failures, statuses = [], {}
+
+    @settings(max_examples=EXAMPLES // 3, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(st.data())
+    def attack(data):
+        target, via = data.draw(scoped_request(world))
+        if data.draw(st.booleans()):  # a declared JSON API path instead, naming a study of anyone's
+            uid = data.draw(st.sampled_from([world[1].uid] + [other.uid for other in world[2]]))
+            target = re.sub(r"{\w+(?::path)?}", uid, data.draw(st.sampled_from(API_PATHS)))
+        method = data.draw(st.sampled_from(("POST", "PUT", "DELETE")))
+        body = data.draw(st.sampled_from((b"", b"{}", b'{"take_over": true, "priority": "stat"}')))
+        headers = {"Authorization": referrer["authorization"]} if via == "key" else {"Cookie": referrer["cookie"]}
+        if body:
+            headers["Content-Type"] = "application/json"
+        status, answer_headers, answer = raw_request(server, method, target, headers, body)
+        statuses[status] = statuses.get(status, 0) + 1
+        problem = check_answer(world, target, status, answer, answer_headers.get("content-type", ""))
+        if 200 <= status < 300 or status >= 500:
+            problem = problem or f"status {status}: {answer[:300]!r}"
+        if problem and len(failures) < 20:
+            failures.append(f"{method} {target} ({via}) -> {status}: {problem}")
+        assert alive(server), f"Orthanc died after {method} {target}\n{server.log_tail()}"
+
+    attack()
+    print(f"\nother methods as a referrer: statuses {statuses}")
+    assert not failures, "\n".join(failures)
+    assert statuses.get(405), "no generated request reached a declared path's 405"
 
 
 @pytest.mark.parametrize("via", ["key", "cookie"])
